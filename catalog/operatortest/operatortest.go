@@ -1,0 +1,123 @@
+// Package operatortest is the conformance suite every operator runs: it builds
+// the operator from each documented example, checks the config against the
+// operator's schema, runs the example's input and compares the output, so
+// that the docs can never show an example that does not work.
+package operatortest
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/internal/record"
+)
+
+// Build parses stepYAML (the value of a step), validates it against the
+// operator's schema and constructs the operator.
+func Build(reg *catalog.Registry, name, stepYAML string) (catalog.Operator, error) {
+	spec, ok := reg.Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("operator %q is not registered", name)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal([]byte(stepYAML), &doc); err != nil {
+		return nil, fmt.Errorf("step YAML: %w", err)
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, fmt.Errorf("step YAML: expected one document")
+	}
+	conf := catalog.NewConfig(catalog.NewSource("example.yaml", []byte(stepYAML)), doc.Content[0])
+	v, err := conf.Value()
+	if err != nil {
+		return nil, err
+	}
+	if err := spec.Validate(record.Normalize(v)); err != nil {
+		return nil, fmt.Errorf("config does not match the schema: %w", err)
+	}
+	return spec.New(&catalog.Build{Pipeline: "test", Step: name}, conf)
+}
+
+// Result is what running records through an operator produced.
+type Result struct {
+	Out    []*record.Record            // passed to the next step, in order
+	Routed map[string][]*record.Record // written to sink topics by To
+	All    []*record.Record            // everything emitted, in emission order
+	DLQ    []catalog.Reason            // one per rejected input, in order
+	Errs   []error                     // the rejection errors, parallel to DLQ
+}
+
+type collector struct{ res *Result }
+
+func (c collector) Next(_ context.Context, r *record.Record) error {
+	c.res.Out = append(c.res.Out, r)
+	c.res.All = append(c.res.All, r)
+	return nil
+}
+
+func (c collector) To(_ context.Context, topic string, r *record.Record) error {
+	if c.res.Routed == nil {
+		c.res.Routed = map[string][]*record.Record{}
+	}
+	c.res.Routed[topic] = append(c.res.Routed[topic], r)
+	c.res.All = append(c.res.All, r)
+	return nil
+}
+
+// Process runs records through op the way one task would.
+func Process(ctx context.Context, op catalog.Operator, in []*record.Record) *Result {
+	res := &Result{}
+	for _, r := range in {
+		if err := op.Process(ctx, r, collector{res}); err != nil {
+			res.DLQ = append(res.DLQ, catalog.ReasonOf(err))
+			res.Errs = append(res.Errs, err)
+		}
+	}
+	return res
+}
+
+// Values wraps plain values as records.
+func Values(vs ...any) []*record.Record {
+	out := make([]*record.Record, len(vs))
+	for i, v := range vs {
+		out[i] = &record.Record{Value: record.Normalize(v), Topic: "in", Offset: int64(i)}
+	}
+	return out
+}
+
+// RunExamples runs every example of the named operator as a subtest: each
+// must build, and its input must produce exactly its output (everything emitted,
+// passed on or routed, in order) and DLQ reasons.
+func RunExamples(t *testing.T, reg *catalog.Registry, name string) {
+	t.Helper()
+	spec, ok := reg.Lookup(name)
+	if !ok {
+		t.Fatalf("operator %q is not registered", name)
+	}
+	if len(spec.Examples) == 0 {
+		t.Fatalf("operator %q has no examples; every operator documents at least one", name)
+	}
+	for _, ex := range spec.Examples {
+		t.Run(ex.Title, func(t *testing.T) {
+			op, err := Build(reg, name, ex.Step)
+			if err != nil {
+				t.Fatalf("example does not build: %v", err)
+			}
+			res := Process(context.Background(), op, Values(ex.Input...))
+			var got []any
+			for _, r := range res.All {
+				got = append(got, r.Value)
+			}
+			if !record.EqualJSON(got, ex.Output) && !(len(got) == 0 && len(ex.Output) == 0) {
+				g, _ := record.EncodeJSON(record.Normalize(got))
+				w, _ := record.EncodeJSON(record.Normalize(ex.Output))
+				t.Errorf("output differs\n got: %s\nwant: %s", g, w)
+			}
+			if fmt.Sprint(res.DLQ) != fmt.Sprint(ex.DLQ) && !(len(res.DLQ) == 0 && len(ex.DLQ) == 0) {
+				t.Errorf("DLQ reasons: got %v, want %v (errors: %v)", res.DLQ, ex.DLQ, res.Errs)
+			}
+		})
+	}
+}

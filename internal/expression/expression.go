@@ -1,0 +1,259 @@
+// Package expression compiles and evaluates the expressions of pipeline specs:
+// predicates, keys, timestamps and computed values, written in expr-lang/expr.
+//
+// An expression sees the record's fields as top-level names (speed, lat) and
+// the record's metadata as key, value, timestamp, headers, partition and
+// offset. Programs are compiled and type-checked once per revision and are
+// safe for concurrent use by many tasks.
+package expression
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/sluicehq/sluice/internal/record"
+)
+
+// Type is the result type an expression must have.
+type Type int
+
+// Result types.
+const (
+	Any Type = iota
+	Bool
+)
+
+func (t Type) String() string {
+	if t == Bool {
+		return "bool"
+	}
+	return "any"
+}
+
+// Metadata names every expression can use besides the record's fields.
+var metaNames = []string{"key", "value", "timestamp", "headers", "partition", "offset"}
+
+// Error is a compile error with a position inside the expression source
+// (1-based line and column).
+type Error struct {
+	Line, Column int
+	Msg          string
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("%d:%d: %s", e.Line, e.Column, e.Msg) }
+
+// EvalError is an error raised while evaluating an expression on a record.
+type EvalError struct {
+	Source string
+	Err    error
+}
+
+func (e *EvalError) Error() string { return fmt.Sprintf("evaluating %q: %v", e.Source, e.Err) }
+func (e *EvalError) Unwrap() error { return e.Err }
+
+// Program is a compiled expression.
+type Program struct {
+	src      string
+	prog     *vm.Program
+	want     Type
+	usesMeta bool
+	vms      sync.Pool
+}
+
+// Source returns the expression as written.
+func (p *Program) Source() string { return p.src }
+
+// checkEnv declares the metadata types for type checking. key and value are
+// left undeclared: like record fields, their type is only known at run time.
+func checkEnv() map[string]any {
+	return map[string]any{
+		"timestamp": time.Time{},
+		"headers":   map[string]string{},
+		"partition": 0,
+		"offset":    0,
+	}
+}
+
+// Compile parses and type-checks src. The returned error, when not nil, is an
+// *Error with a position inside src.
+func Compile(src string, want Type) (p *Program, err error) {
+	// expr has panicked on odd input in the past; a pipeline spec must never
+	// crash the compiler, so turn any panic into a positioned error.
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("cannot compile expression: %v", r)}
+		}
+	}()
+	if strings.TrimSpace(src) == "" {
+		return nil, &Error{Line: 1, Column: 1, Msg: "expression is empty"}
+	}
+	v := &nameVisitor{src: src}
+	opts := []expr.Option{
+		expr.Env(checkEnv()),
+		expr.AllowUndefinedVariables(),
+		expr.Patch(v),
+	}
+	if want == Bool {
+		opts = append(opts, expr.AsBool())
+	}
+	prog, err := expr.Compile(src, opts...)
+	if err != nil {
+		return nil, convertError(err)
+	}
+	if v.err != nil {
+		return nil, v.err
+	}
+	return &Program{src: src, prog: prog, want: want, usesMeta: v.usesMeta}, nil
+}
+
+// nameVisitor notes whether an expression reads record metadata (so that
+// evaluation can skip building a merged environment when it does not) and
+// rejects calls to functions that do not exist, which expr would otherwise
+// accept as undefined variables and fail on at run time.
+type nameVisitor struct {
+	src      string
+	usesMeta bool
+	err      *Error
+}
+
+func (v *nameVisitor) Visit(node *ast.Node) {
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		for _, m := range metaNames {
+			if n.Value == m {
+				v.usesMeta = true
+			}
+		}
+	case *ast.CallNode:
+		id, ok := n.Callee.(*ast.IdentifierNode)
+		if !ok || v.err != nil {
+			return
+		}
+		if _, known := builtin.Index[id.Value]; known {
+			return
+		}
+		line, col := lineCol(v.src, id.Location().From)
+		msg := fmt.Sprintf("unknown function %s", id.Value)
+		if s := Suggest(id.Value, builtinNames()); s != "" {
+			msg += fmt.Sprintf("; did you mean %s?", s)
+		}
+		v.err = &Error{Line: line, Column: col, Msg: msg}
+	}
+}
+
+var builtinNames = sync.OnceValue(func() []string {
+	names := make([]string, 0, len(builtin.Builtins))
+	for _, b := range builtin.Builtins {
+		names = append(names, b.Name)
+	}
+	sort.Strings(names)
+	return names
+})
+
+// lineCol turns a rune offset into a 1-based line and column.
+func lineCol(src string, from int) (line, col int) {
+	line, col = 1, 1
+	n := 0
+	for _, r := range src {
+		if n == from {
+			break
+		}
+		if r == '\n' {
+			line, col = line+1, 1
+		} else {
+			col++
+		}
+		n++
+	}
+	return line, col
+}
+
+func convertError(err error) error {
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		line := fe.Line
+		if line < 1 {
+			line = 1
+		}
+		return &Error{Line: line, Column: fe.Column + 1, Msg: fe.Message}
+	}
+	return &Error{Line: 1, Column: 1, Msg: err.Error()}
+}
+
+// env returns what the program runs against. When the program reads only
+// fields of an object value, the value's own map is the environment and
+// nothing is allocated.
+func (p *Program) env(r *record.Record) map[string]any {
+	obj, isObj := r.Value.(map[string]any)
+	if isObj && !p.usesMeta {
+		return obj
+	}
+	env := make(map[string]any, len(obj)+len(metaNames))
+	for k, v := range obj {
+		env[k] = v
+	}
+	env["key"] = r.Key
+	env["value"] = r.Value
+	env["timestamp"] = r.Timestamp
+	env["headers"] = r.HeaderMap()
+	env["partition"] = int(r.Partition)
+	env["offset"] = int(r.Offset)
+	return env
+}
+
+// Eval runs the program on r.
+func (p *Program) Eval(r *record.Record) (any, error) {
+	return p.EvalEnv(p.env(r))
+}
+
+// EvalEnv runs the program against an explicit environment, for operators
+// that evaluate expressions over something other than a record (an array
+// element, an accumulator).
+func (p *Program) EvalEnv(env map[string]any) (out any, err error) {
+	m, _ := p.vms.Get().(*vm.VM)
+	if m == nil {
+		m = &vm.VM{}
+	}
+	out, err = m.Run(p.prog, env)
+	p.vms.Put(m)
+	if err != nil {
+		var fe *file.Error
+		if errors.As(err, &fe) {
+			err = errors.New(fe.Message)
+		}
+		return nil, &EvalError{Source: p.src, Err: err}
+	}
+	return out, nil
+}
+
+// Bool runs a predicate on r. A nil result (a missing field) is false.
+func (p *Program) Bool(r *record.Record) (bool, error) {
+	out, err := p.Eval(r)
+	if err != nil {
+		return false, err
+	}
+	switch b := out.(type) {
+	case bool:
+		return b, nil
+	case nil:
+		return false, nil
+	default:
+		return false, &EvalError{Source: p.src, Err: fmt.Errorf("expected bool, got %s", reflect.TypeOf(out))}
+	}
+}
+
+// Functions lists the built-in functions expressions may call, for docs and
+// the IDE's completion.
+func Functions() []string { return builtinNames() }
+

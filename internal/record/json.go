@@ -1,0 +1,98 @@
+package record
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	json "github.com/goccy/go-json"
+)
+
+// The JSON library was chosen on a benchmark (see docs/performance.md and
+// BenchmarkJSONLibraries); everything in Sluice goes through these functions so
+// that the choice stays in one place.
+type jsonCodec struct{}
+
+var encoder jsonCodec
+
+func (jsonCodec) encode(w io.Writer, v any) error {
+	e := json.NewEncoder(w)
+	e.SetEscapeHTML(false)
+	return e.Encode(v)
+}
+
+// ErrNotJSON wraps every JSON decoding failure, so callers can route such
+// records to the DLQ with reason "decode".
+var ErrNotJSON = errors.New("not valid JSON")
+
+// DecodeJSON decodes one JSON document into a generic value: objects become
+// map[string]any, arrays []any, numbers float64.
+func DecodeJSON(b []byte) (any, error) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
+	}
+	return v, nil
+}
+
+// AppendJSON appends the JSON encoding of v to dst. Object keys come out
+// sorted, so the same value always encodes to the same bytes.
+func AppendJSON(dst []byte, v any) ([]byte, error) {
+	b, err := json.MarshalNoEscape(v)
+	if err != nil {
+		return dst, fmt.Errorf("encode JSON: %w", err)
+	}
+	return append(dst, b...), nil
+}
+
+// EncodeJSON returns the JSON encoding of v.
+func EncodeJSON(v any) ([]byte, error) {
+	b, err := json.MarshalNoEscape(v)
+	if err != nil {
+		return nil, fmt.Errorf("encode JSON: %w", err)
+	}
+	return b, nil
+}
+
+// EqualJSON reports whether two decoded values are the same JSON value.
+func EqualJSON(a, b any) bool {
+	x, err1 := EncodeJSON(normalize(a))
+	y, err2 := EncodeJSON(normalize(b))
+	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+}
+
+// normalize turns Go numbers of any width into float64 so that values that
+// came from YAML (ints) and from JSON (float64) compare equal.
+func normalize(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = normalize(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(t))
+		for i, e := range t {
+			a[i] = normalize(e)
+		}
+		return a
+	case int:
+		return float64(t)
+	case int64:
+		return float64(t)
+	case int32:
+		return float64(t)
+	case uint64:
+		return float64(t)
+	case float32:
+		return float64(t)
+	default:
+		return v
+	}
+}
+
+// Normalize returns v with every number as float64, the form JSON decoding
+// produces; values written in YAML test files go through it before comparison.
+func Normalize(v any) any { return normalize(v) }

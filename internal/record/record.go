@@ -1,0 +1,140 @@
+// Package record defines the record every Sluice operator sees and the codecs
+// that turn Kafka bytes into records and back.
+//
+// A record is decoded once when it enters a pipeline and encoded once when it
+// leaves: operators work on the decoded Value and never re-parse bytes.
+package record
+
+import (
+	"bytes"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is one decoded Kafka record flowing through a pipeline.
+//
+// Value is a decoded JSON value (map[string]any for objects, []any, string,
+// float64, bool or nil) or, for raw input, a string. Key is usually a string;
+// a key computed by an expression can be any JSON value.
+type Record struct {
+	Key       any
+	Value     any
+	Headers   []Header
+	Timestamp time.Time
+
+	// Where the record came from; empty for records an operator creates.
+	Topic     string
+	Partition int32
+	Offset    int64
+}
+
+// Object returns the value as a JSON object, or false when it is not one.
+func (r *Record) Object() (map[string]any, bool) {
+	m, ok := r.Value.(map[string]any)
+	return m, ok
+}
+
+// Clone returns a copy of r whose Value can be changed without touching r.
+// Objects and arrays are copied deeply.
+func (r *Record) Clone() *Record {
+	c := *r
+	c.Value = CloneValue(r.Value)
+	if r.Headers != nil {
+		c.Headers = append([]Header(nil), r.Headers...)
+	}
+	return &c
+}
+
+// CloneValue deep-copies a decoded JSON value.
+func CloneValue(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[k] = CloneValue(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(t))
+		for i, e := range t {
+			a[i] = CloneValue(e)
+		}
+		return a
+	default:
+		return v
+	}
+}
+
+// Header returns the value of the last header named key.
+func (r *Record) Header(key string) ([]byte, bool) {
+	for i := len(r.Headers) - 1; i >= 0; i-- {
+		if r.Headers[i].Key == key {
+			return r.Headers[i].Value, true
+		}
+	}
+	return nil, false
+}
+
+// SetHeader replaces every header named key with one holding value.
+func (r *Record) SetHeader(key string, value []byte) {
+	hs := r.Headers[:0:0]
+	for _, h := range r.Headers {
+		if h.Key != key {
+			hs = append(hs, h)
+		}
+	}
+	r.Headers = append(hs, Header{Key: key, Value: value})
+}
+
+// HeaderMap returns the headers as a map, the last value winning, the way
+// expressions see them.
+func (r *Record) HeaderMap() map[string]string {
+	m := make(map[string]string, len(r.Headers))
+	for _, h := range r.Headers {
+		m[h.Key] = string(h.Value)
+	}
+	return m
+}
+
+// KeyBytes encodes a key for Kafka: strings and byte slices as they are,
+// nil as a null key, and any other value as JSON.
+func KeyBytes(k any) ([]byte, error) {
+	switch t := k.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return []byte(t), nil
+	case []byte:
+		return t, nil
+	case float64:
+		return strconv.AppendFloat(nil, t, 'f', -1, 64), nil
+	case int:
+		return strconv.AppendInt(nil, int64(t), 10), nil
+	case int64:
+		return strconv.AppendInt(nil, t, 10), nil
+	case bool:
+		return strconv.AppendBool(nil, t), nil
+	default:
+		var buf bytes.Buffer
+		if err := encoder.encode(&buf, k); err != nil {
+			return nil, fmt.Errorf("encode key: %w", err)
+		}
+		return bytes.TrimRight(buf.Bytes(), "\n"), nil
+	}
+}
+
+// KeyString renders a key the way tests and diffs show it.
+func KeyString(k any) string {
+	b, err := KeyBytes(k)
+	if err != nil {
+		return fmt.Sprint(k)
+	}
+	return string(b)
+}
