@@ -256,4 +256,3 @@ func (p *Program) Bool(r *record.Record) (bool, error) {
 // Functions lists the built-in functions expressions may call, for docs and
 // the IDE's completion.
 func Functions() []string { return builtinNames() }
-
