@@ -28,6 +28,9 @@ type Spec struct {
 	Description string
 	// Config is the JSON Schema (draft 2020-12) of the step's value.
 	Config string
+	// ChangesKey is set for operators that set the record key (rekey), so the
+	// plan shows the change and a later stateful step gets a repartition.
+	ChangesKey bool
 	// State is set for stateful operators.
 	State *StateSpec
 	// Examples are shown in the docs and run by catalog/operatortest.
