@@ -43,6 +43,9 @@ func resolveAlias(n *yaml.Node) *yaml.Node {
 	return n
 }
 
+// Source returns the file the node came from.
+func (c Config) Source() *Source { return c.src }
+
 // Node returns the underlying YAML node.
 func (c Config) Node() *yaml.Node { return c.node }
 
@@ -148,8 +151,47 @@ func (c Config) Value() (any, error) {
 	if err := c.Decode(&v); err != nil {
 		return nil, err
 	}
-	return v, nil
+	// YAML types timestamp-looking scalars as times; JSON has no time type,
+	// and users mean the text they wrote.
+	return plainStrings(c.node, v), nil
 }
+
+// plainStrings re-reads scalars YAML typed as timestamps as the strings that
+// were written, since JSON has no time type.
+func plainStrings(n *yaml.Node, v any) any {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!timestamp" {
+			return n.Value
+		}
+		return v
+	case yaml.MappingNode:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return v
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			m[k] = plainStrings(n.Content[i+1], m[k])
+		}
+		return m
+	case yaml.SequenceNode:
+		a, ok := v.([]any)
+		if !ok {
+			return v
+		}
+		for i := range a {
+			if i < len(n.Content) {
+				a[i] = plainStrings(n.Content[i], a[i])
+			}
+		}
+		return a
+	case yaml.AliasNode:
+		return plainStrings(n.Alias, v)
+	}
+	return v
+}
+
 
 // Expr compiles the scalar as an expression. Errors point at the exact token
 // inside the pipeline file, not just at the start of the expression.

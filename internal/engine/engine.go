@@ -1,0 +1,334 @@
+// Package engine runs compiled pipeline stages on Kafka messages: it decodes
+// a message into a record once, passes it down the stage's operator chain,
+// encodes what comes out, and turns failures into dead-letter messages with
+// their reason. The in-memory test driver and the Kafka runtime both run
+// pipelines through it, so a pipeline behaves the same in `runner test` and
+// in production.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/record"
+)
+
+// Message is a Kafka record as bytes: what a stage reads and writes.
+type Message struct {
+	Topic     string
+	Partition int32
+	Offset    int64
+	Key       []byte
+	Value     []byte
+	Headers   []record.Header
+	Timestamp time.Time
+}
+
+// DLQ header names. Tools that replay or inspect dead letters rely on them.
+const (
+	HeaderReason   = "sluice.reason"
+	HeaderSource   = "sluice.source"
+	HeaderRevision = "sluice.revision"
+	HeaderError    = "sluice.error"
+	HeaderStep     = "sluice.step"
+	HeaderPipeline = "sluice.pipeline"
+)
+
+// MaxOutputBytes is the default limit on one encoded output value; larger
+// outputs go to the DLQ with reason "oversize" (Kafka's default max message
+// size is 1 MiB).
+const MaxOutputBytes = 1 << 20
+
+// Emit receives an encoded output message for a topic.
+type Emit func(ctx context.Context, m Message) error
+
+// Stage runs one stage of a plan.
+type Stage struct {
+	plan     *pipeline.Plan
+	stage    *pipeline.Stage
+	revision string
+	maxBytes int
+	emit     Emit
+	head     catalog.Output
+}
+
+// StageOption configures a Stage.
+type StageOption func(*Stage)
+
+// WithRevision names the revision in DLQ headers.
+func WithRevision(rev string) StageOption { return func(s *Stage) { s.revision = rev } }
+
+// WithMaxOutputBytes overrides MaxOutputBytes.
+func WithMaxOutputBytes(n int) StageOption { return func(s *Stage) { s.maxBytes = n } }
+
+// NewStage prepares stage index of plan; emit receives every output,
+// repartition and dead-letter message.
+func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*Stage, error) {
+	if index < 0 || index >= len(plan.Stages) {
+		return nil, fmt.Errorf("pipeline %s has no stage %d", plan.Name, index)
+	}
+	s := &Stage{plan: plan, stage: plan.Stages[index], maxBytes: MaxOutputBytes, emit: emit}
+	for _, o := range opts {
+		o(s)
+	}
+	// Build the chain back to front: each link's Next runs the following
+	// operator; the last one writes the stage's output.
+	var next catalog.Output = &tail{s: s}
+	for i := len(s.stage.Steps) - 1; i >= 0; i-- {
+		next = &link{s: s, step: s.stage.Steps[i], next: next}
+	}
+	s.head = next
+	return s, nil
+}
+
+// link runs one step and passes what it emits to next.
+type link struct {
+	s    *Stage
+	step *pipeline.Step
+	next catalog.Output
+}
+
+// stepError remembers which step failed, for the DLQ header.
+type stepError struct {
+	step string
+	err  error
+}
+
+func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
+func (e *stepError) Unwrap() error { return e.err }
+
+func (l *link) Next(ctx context.Context, r *record.Record) error {
+	if err := l.step.Operator.Process(ctx, r, l.next); err != nil {
+		var se *stepError
+		if errors.As(err, &se) {
+			return err
+		}
+		return &stepError{step: l.step.Name, err: err}
+	}
+	return nil
+}
+
+func (l *link) To(ctx context.Context, topic string, r *record.Record) error {
+	return l.s.write(ctx, topic, r)
+}
+
+// tail writes what leaves the last step: to the sink, or to the repartition
+// topic keyed for the next stage.
+type tail struct{ s *Stage }
+
+func (t *tail) Next(ctx context.Context, r *record.Record) error {
+	if rp := t.s.stage.Repartition; rp != nil {
+		if rp.Key != nil {
+			k, err := rp.Key.Eval(r)
+			if err != nil {
+				return &stepError{step: rp.For, err: err}
+			}
+			r.Key = k
+		}
+		return t.s.write(ctx, rp.Topic, r)
+	}
+	return t.s.write(ctx, t.s.plan.Sink.Topic, r)
+}
+
+func (t *tail) To(ctx context.Context, topic string, r *record.Record) error {
+	return t.s.write(ctx, topic, r)
+}
+
+// outputError marks a failure to encode an output, as opposed to an
+// operator's failure.
+type outputError struct {
+	reason catalog.Reason
+	err    error
+}
+
+func (e *outputError) Error() string { return e.err.Error() }
+func (e *outputError) Unwrap() error { return e.err }
+
+func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error {
+	format := s.plan.Sink.Format
+	if topic != s.plan.Sink.Topic {
+		format = pipeline.FormatJSON // route targets and repartition topics carry JSON
+	}
+	val, err := EncodeValue(r.Value, format)
+	if err != nil {
+		return &outputError{reason: catalog.ReasonType, err: err}
+	}
+	if len(val) > s.maxBytes {
+		return &outputError{reason: catalog.ReasonOversize, err: fmt.Errorf("output to %s is %d bytes, over the %d-byte limit", topic, len(val), s.maxBytes)}
+	}
+	key, err := record.KeyBytes(r.Key)
+	if err != nil {
+		return &outputError{reason: catalog.ReasonType, err: err}
+	}
+	if err := s.emit(ctx, Message{Topic: topic, Key: key, Value: val, Headers: r.Headers, Timestamp: r.Timestamp}); err != nil {
+		return &EmitError{Err: err}
+	}
+	return nil
+}
+
+// Process runs one input message through the stage. A message that fails
+// anywhere (decode, an operator, encoding an output) is written to the DLQ
+// with its reason; Process returns an error only when emitting fails, which
+// means the task must stop and retry.
+func (s *Stage) Process(ctx context.Context, m Message) error {
+	r, err := s.Decode(m)
+	if err == nil {
+		err = s.head.Next(ctx, r)
+	}
+	if err == nil {
+		return nil
+	}
+	var emitErr *EmitError
+	if errors.As(err, &emitErr) {
+		return emitErr.Err
+	}
+	return s.emit(ctx, s.DeadLetter(m, err))
+}
+
+// EmitError wraps a failure of the Emit function so that Process can tell it
+// from a record's failure.
+type EmitError struct{ Err error }
+
+func (e *EmitError) Error() string { return "emit: " + e.Err.Error() }
+func (e *EmitError) Unwrap() error { return e.Err }
+
+// Reason classifies an error from Process's chain.
+func Reason(err error) catalog.Reason {
+	var oe *outputError
+	if errors.As(err, &oe) {
+		return oe.reason
+	}
+	return catalog.ReasonOf(err)
+}
+
+// DeadLetter builds the DLQ message for input m that failed with err: the
+// original bytes, untouched so they can be replayed, and headers saying why.
+func (s *Stage) DeadLetter(m Message, err error) Message {
+	h := append([]record.Header(nil), m.Headers...)
+	h = append(h,
+		record.Header{Key: HeaderReason, Value: []byte(Reason(err))},
+		record.Header{Key: HeaderSource, Value: []byte(m.Topic + "/" + strconv.Itoa(int(m.Partition)) + "/" + strconv.FormatInt(m.Offset, 10))},
+		record.Header{Key: HeaderPipeline, Value: []byte(s.plan.Name)},
+		record.Header{Key: HeaderRevision, Value: []byte(s.revision)},
+		record.Header{Key: HeaderError, Value: []byte(errorText(err))},
+	)
+	var se *stepError
+	if errors.As(err, &se) {
+		h = append(h, record.Header{Key: HeaderStep, Value: []byte(se.step)})
+	}
+	return Message{Topic: s.plan.DLQ, Key: m.Key, Value: m.Value, Headers: h, Timestamp: m.Timestamp}
+}
+
+// errorText is the error without the wrapping that only says where it was.
+func errorText(err error) string {
+	var re *catalog.RecordError
+	if errors.As(err, &re) {
+		return re.Err.Error()
+	}
+	var se *stepError
+	if errors.As(err, &se) {
+		return se.err.Error()
+	}
+	return err.Error()
+}
+
+// Decode turns an input message into a record: the value in the stage's
+// input format, the key and timestamp computed by the source's expressions
+// on the first stage. Later stages read repartition topics, which carry JSON
+// and the key already computed.
+func (s *Stage) Decode(m Message) (*record.Record, error) {
+	r := &record.Record{Headers: m.Headers, Timestamp: m.Timestamp, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	if m.Key != nil {
+		r.Key = string(m.Key)
+	}
+	format := s.plan.Source.Format
+	if s.stage.Index > 0 {
+		format = pipeline.FormatJSON
+	}
+	v, err := DecodeValue(m.Value, format)
+	if err != nil {
+		return nil, catalog.Reject(catalog.ReasonDecode, err)
+	}
+	r.Value = v
+	if s.stage.Index > 0 {
+		return r, nil
+	}
+	if p := s.plan.Source.Key; p != nil {
+		k, err := p.Eval(r)
+		if err != nil {
+			return nil, &stepError{step: "source.key", err: err}
+		}
+		r.Key = k
+	}
+	if p := s.plan.Source.Timestamp; p != nil {
+		t, err := p.Eval(r)
+		if err != nil {
+			return nil, &stepError{step: "source.timestamp", err: err}
+		}
+		ts, err := ToTime(t)
+		if err != nil {
+			return nil, &stepError{step: "source.timestamp", err: catalog.Reject(catalog.ReasonType, err)}
+		}
+		r.Timestamp = ts
+	}
+	return r, nil
+}
+
+// DecodeValue decodes a value in the given format.
+func DecodeValue(b []byte, format string) (any, error) {
+	if format == pipeline.FormatRaw {
+		return string(b), nil
+	}
+	if b == nil {
+		return nil, nil // a tombstone
+	}
+	return record.DecodeJSON(b)
+}
+
+// EncodeValue encodes a value in the given format. Raw output writes strings
+// as they are and anything else as JSON.
+func EncodeValue(v any, format string) ([]byte, error) {
+	if format == pipeline.FormatRaw {
+		if s, ok := v.(string); ok {
+			return []byte(s), nil
+		}
+	}
+	if v == nil {
+		return nil, nil
+	}
+	return record.EncodeJSON(v)
+}
+
+// ToTime converts what a timestamp expression returned: a time, an RFC 3339
+// string, or epoch milliseconds.
+func ToTime(v any) (time.Time, error) {
+	switch t := v.(type) {
+	case time.Time:
+		return t, nil
+	case string:
+		ts, err := time.Parse(time.RFC3339Nano, t)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("timestamp %q is not RFC 3339 (like 2026-01-01T00:00:00Z)", t)
+		}
+		return ts, nil
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return time.Time{}, fmt.Errorf("timestamp %v is not a number of milliseconds", t)
+		}
+		return time.UnixMilli(int64(t)).UTC(), nil
+	case int:
+		return time.UnixMilli(int64(t)).UTC(), nil
+	case int64:
+		return time.UnixMilli(t).UTC(), nil
+	case nil:
+		return time.Time{}, errors.New("timestamp is missing")
+	default:
+		return time.Time{}, fmt.Errorf("timestamp must be a time, an RFC 3339 string or epoch milliseconds, not %s", catalog.TypeName(v))
+	}
+}
