@@ -37,9 +37,11 @@ func DecodeJSON(b []byte) (any, error) {
 }
 
 // AppendJSON appends the JSON encoding of v to dst. Object keys come out
-// sorted, so the same value always encodes to the same bytes.
+// sorted, so the same value always encodes to the same bytes, and <, > and &
+// are not HTML-escaped. (goccy's MarshalNoEscape is about escape analysis and
+// does escape HTML, hence MarshalWithOption.)
 func AppendJSON(dst []byte, v any) ([]byte, error) {
-	b, err := json.MarshalNoEscape(v)
+	b, err := json.MarshalWithOption(v, json.DisableHTMLEscape())
 	if err != nil {
 		return dst, fmt.Errorf("encode JSON: %w", err)
 	}
@@ -48,7 +50,7 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 
 // EncodeJSON returns the JSON encoding of v.
 func EncodeJSON(v any) ([]byte, error) {
-	b, err := json.MarshalNoEscape(v)
+	b, err := json.MarshalWithOption(v, json.DisableHTMLEscape())
 	if err != nil {
 		return nil, fmt.Errorf("encode JSON: %w", err)
 	}
