@@ -192,7 +192,6 @@ func plainStrings(n *yaml.Node, v any) any {
 	return v
 }
 
-
 // Expr compiles the scalar as an expression. Errors point at the exact token
 // inside the pipeline file, not just at the start of the expression.
 func (c Config) Expr(want expression.Type) (*expression.Program, error) {

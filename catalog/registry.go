@@ -124,7 +124,7 @@ func (r *Registry) Register(s Spec) error {
 	}
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
-	url := "sluice:/operators/" + s.Name + ".json"
+	url := "https://sluice.dev/schemas/operators/" + s.Name + ".json"
 	if err := c.AddResource(url, doc); err != nil {
 		return fmt.Errorf("operator %q: %w", s.Name, err)
 	}

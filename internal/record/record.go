@@ -42,7 +42,8 @@ func (r *Record) Object() (map[string]any, bool) {
 }
 
 // Clone returns a copy of r whose Value can be changed without touching r.
-// Objects and arrays are copied deeply.
+// Objects and arrays are copied deeply; header values are shared and must be
+// treated as read-only.
 func (r *Record) Clone() *Record {
 	c := *r
 	c.Value = CloneValue(r.Value)

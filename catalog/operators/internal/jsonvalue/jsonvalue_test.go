@@ -1,0 +1,71 @@
+package jsonvalue
+
+import (
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/record"
+)
+
+// Every expression result must come out in the decoded JSON form, with the
+// exact Go types a JSON decoder produces (EqualJSON alone would hide ints).
+func TestFrom(t *testing.T) {
+	type point struct{ X int }
+	tests := []struct {
+		name    string
+		in, out any
+	}{
+		{"int", 3, 3.0},
+		{"int8", int8(-2), -2.0},
+		{"uint", uint(7), 7.0},
+		{"nested ints", map[string]any{"a": []any{1, map[string]any{"b": 2}}}, map[string]any{"a": []any{1.0, map[string]any{"b": 2.0}}}},
+		{"typed slice", []int{1, 2}, []any{1.0, 2.0}},
+		{"string map", map[string]string{"h": "v"}, map[string]any{"h": "v"}},
+		{"time", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), "2026-01-02T03:04:05Z"},
+		{"duration", 90 * time.Second, "1m30s"},
+		{"bytes", []byte("ab"), "ab"},
+		{"nil slice", []int(nil), nil},
+		{"pointer", func() any { x := 4; return &x }(), 4.0},
+		{"struct", point{X: 1}, map[string]any{"X": 1.0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := From(tt.in)
+			if !record.EqualJSON(got, tt.out) || !exact(got) {
+				t.Fatalf("From(%#v) = %#v, want %#v", tt.in, got, tt.out)
+			}
+		})
+	}
+}
+
+func exact(v any) bool {
+	switch t := v.(type) {
+	case nil, string, float64, bool:
+		return true
+	case map[string]any:
+		for _, e := range t {
+			if !exact(e) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		for _, e := range t {
+			if !exact(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// Objects are copied so that no two fields share memory.
+func TestFromCopies(t *testing.T) {
+	in := map[string]any{"a": []any{1.0}}
+	out := From(in).(map[string]any)
+	out["a"].([]any)[0] = 2.0
+	if in["a"].([]any)[0] != 1.0 {
+		t.Fatal("From returned shared memory")
+	}
+}
