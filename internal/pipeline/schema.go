@@ -92,7 +92,7 @@ const envelopeSchema = `{
     }
   },
   "$defs": {
-    "step": {"type": "object", "description": "One operator step."}
+    "step": {"description": "One operator step."}
   }
 }`
 
@@ -191,7 +191,11 @@ func leafError(e *jsonschema.ValidationError, src *catalog.Source, root *yaml.No
 	conf := catalog.NewConfig(src, node)
 	where := what
 	if len(e.InstanceLocation) > 0 {
-		where = what + "." + strings.Join(e.InstanceLocation, ".")
+		where = strings.Join(e.InstanceLocation, ".")
+		if what != "pipeline" {
+			// Inside a step, name the operator; at the top, the path says it.
+			where = what + "." + where
+		}
 	}
 	switch k := e.ErrorKind.(type) {
 	case *kind.AdditionalProperties:
@@ -210,7 +214,11 @@ func leafError(e *jsonschema.ValidationError, src *catalog.Source, root *yaml.No
 	case *kind.Required:
 		return diag.List{diag.Errorf(conf.Pos(), "%s is missing required field%s %s", where, plural(len(k.Missing)), quoteAll(k.Missing))}
 	case *kind.Type:
-		return diag.List{diag.Errorf(conf.Pos(), "%s must be %s, not %s", where, strings.Join(k.Want, " or "), yamlKind(node, k.Got))}
+		want := make([]string, len(k.Want))
+		for i, w := range k.Want {
+			want[i] = yamlTypeName(w)
+		}
+		return diag.List{diag.Errorf(conf.Pos(), "%s must be %s, not %s", where, strings.Join(want, " or "), yamlKind(node, k.Got))}
 	case *kind.Enum:
 		vals := make([]string, len(k.Want))
 		for i, v := range k.Want {
@@ -244,6 +252,25 @@ func quoteAll(ss []string) string {
 		q[i] = strconv.Quote(s)
 	}
 	return strings.Join(q, ", ")
+}
+
+// yamlTypeName names a JSON Schema type the way YAML users know it.
+func yamlTypeName(t string) string {
+	switch t {
+	case "object":
+		return "a mapping"
+	case "array":
+		return "a list"
+	case "integer":
+		return "a whole number"
+	case "number":
+		return "a number"
+	case "string":
+		return "a string"
+	case "boolean":
+		return "true or false"
+	}
+	return t
 }
 
 // yamlKind names what the user wrote, in YAML terms.

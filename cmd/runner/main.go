@@ -1,0 +1,133 @@
+// Command runner is Sluice's data-plane binary. This version runs pipeline
+// tests in memory (`runner test DIR`) and prints compiled plans
+// (`runner plan FILE`); running pipelines on Kafka comes with the runtime.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/internal/driver"
+	"github.com/sluicehq/sluice/internal/pipeline"
+)
+
+const usage = `runner: Sluice's pipeline runner.
+
+Usage:
+  runner test [-v] DIR...   run every *_test.yaml under DIR against its pipeline, in memory
+  runner plan FILE...       compile pipeline files and print their plans
+  runner version            print the version
+
+Exit status: 0 when everything compiled and passed, 1 when a test failed or a
+file did not compile, 2 for usage errors.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// config is the parsed command line.
+type config struct {
+	command string
+	args    []string
+	verbose bool
+}
+
+// errFailed means the command ran and reported failures; main exits 1
+// without printing more.
+var errFailed = errors.New("failed")
+
+func main() {
+	cfg, err := parseArgs(os.Args[1:], os.Stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "runner:", err)
+		}
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, cfg, os.Stdout)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errFailed):
+		os.Exit(1)
+	default:
+		fmt.Fprintln(os.Stderr, "runner:", err)
+		os.Exit(1)
+	}
+}
+
+func parseArgs(args []string, stderr io.Writer) (config, error) {
+	if len(args) == 0 {
+		return config{}, errors.New("no command given")
+	}
+	cfg := config{command: args[0]}
+	fs := flag.NewFlagSet("runner "+cfg.command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	switch cfg.command {
+	case "test":
+		fs.BoolVar(&cfg.verbose, "v", false, "show each test's position and duration")
+	case "plan", "version":
+	case "help", "-h", "--help":
+		return config{}, flag.ErrHelp
+	default:
+		return config{}, fmt.Errorf("unknown command %q", cfg.command)
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return config{}, err
+	}
+	cfg.args = fs.Args()
+	if (cfg.command == "test" || cfg.command == "plan") && len(cfg.args) == 0 {
+		return config{}, fmt.Errorf("%s needs at least one path", cfg.command)
+	}
+	return cfg, nil
+}
+
+func run(ctx context.Context, cfg config, stdout io.Writer) error {
+	reg := all.New()
+	switch cfg.command {
+	case "test":
+		r := &driver.Runner{Registry: reg, Out: stdout, Verbose: cfg.verbose}
+		sum, err := r.Run(ctx, cfg.args...)
+		if err != nil {
+			return err
+		}
+		if !sum.OK() {
+			return errFailed
+		}
+		return nil
+	case "plan":
+		failed := false
+		for _, f := range cfg.args {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			c := &pipeline.Compiler{Registry: reg, Files: os.DirFS(filepath.Dir(f))}
+			p, err := c.Compile(f, data)
+			if err != nil {
+				fmt.Fprintln(stdout, err)
+				failed = true
+				continue
+			}
+			fmt.Fprint(stdout, p.Describe())
+		}
+		if failed {
+			return errFailed
+		}
+		return nil
+	case "version":
+		fmt.Fprintln(stdout, "runner", version)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q", cfg.command)
+}

@@ -1,0 +1,168 @@
+package driver_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/internal/driver"
+	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/pipeline"
+)
+
+func compile(t testing.TB, src string) *pipeline.Plan {
+	t.Helper()
+	p, err := (&pipeline.Compiler{Registry: all.New()}).Compile("p.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func compileB(b *testing.B, src string) *pipeline.Plan { return compile(b, src) }
+
+func header(m engine.Message, k string) string {
+	for _, h := range m.Headers {
+		if h.Key == k {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// A script that never returns must cost only its own record: that record goes
+// to the DLQ with reason timeout, and the next record is processed normally.
+func TestRunawayScriptGoesToDLQAndNextRecordFlows(t *testing.T) {
+	p := compile(t, `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: loop}
+spec:
+  source: {topic: in}
+  steps:
+    - script:
+        timeout: 20ms
+        source: |
+          function process(r) {
+            if (r.value.spin) { while (true) {} }
+            r.value.seen = true;
+            return r.value;
+          }
+  sink: {topic: out}
+`)
+	d, err := driver.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := d.Produce(ctx, engine.Message{Key: []byte("a"), Value: []byte(`{"spin": true}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Produce(ctx, engine.Message{Key: []byte("b"), Value: []byte(`{"n": 1}`)}); err != nil {
+		t.Fatal(err)
+	}
+	dlq := d.Topic("loop.dlq")
+	if len(dlq) != 1 {
+		t.Fatalf("DLQ has %d records, want 1", len(dlq))
+	}
+	if r := header(dlq[0], engine.HeaderReason); r != "timeout" {
+		t.Errorf("reason %q, want timeout", r)
+	}
+	if s := header(dlq[0], engine.HeaderSource); s != "in/0/0" {
+		t.Errorf("source header %q, want in/0/0", s)
+	}
+	if st := header(dlq[0], engine.HeaderStep); st != "script" {
+		t.Errorf("step header %q, want script", st)
+	}
+	if string(dlq[0].Value) != `{"spin": true}` {
+		t.Errorf("DLQ value %q is not the original bytes", dlq[0].Value)
+	}
+	out := d.Topic("out")
+	if len(out) != 1 || string(out[0].Value) != `{"n":1,"seen":true}` || string(out[0].Key) != "b" {
+		t.Fatalf("output %+v, want the second record processed", out)
+	}
+}
+
+// Oversize outputs are rejected, not produced.
+func TestOversizeOutputGoesToDLQ(t *testing.T) {
+	p := compile(t, `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: big}
+spec:
+  source: {topic: in}
+  steps:
+    - map: {s: "repeat(s, 100)"}
+  sink: {topic: out}
+`)
+	var got []engine.Message
+	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+		got = append(got, m)
+		return nil
+	}, engine.WithMaxOutputBytes(500))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Process(context.Background(), engine.Message{Topic: "in", Value: []byte(`{"s": "0123456789"}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Topic != "big.dlq" || header(got[0], engine.HeaderReason) != "oversize" {
+		t.Fatalf("got %+v, want one oversize dead letter", got)
+	}
+}
+
+// The runner's test command must fail, with the position of the expectation
+// and a diff, when an example's expectation is wrong.
+func TestRunnerReportsFailuresWithPositions(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("p.yaml", `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: double}
+spec:
+  source: {topic: in}
+  steps:
+    - map: {n: n * 2}
+  sink: {topic: out}
+`)
+	write("p_test.yaml", `pipeline: double
+tests:
+  - name: doubles
+    input: [{value: {n: 2}}]
+    expect: [{value: {n: 4}}]
+  - name: wrong on purpose
+    input: [{value: {n: 2}}, {value: {n: 3}}]
+    expect:
+      - value: {n: 5}
+  - name: unexpected dead letter
+    input: [{raw: "{"}]
+`)
+	var out bytes.Buffer
+	r := &driver.Runner{Registry: all.New(), Out: &out}
+	sum, err := r.Run(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Passed != 1 || sum.Failed != 2 || sum.OK() {
+		t.Fatalf("summary %+v, want 1 passed 2 failed\n%s", sum, out.String())
+	}
+	text := out.String()
+	for _, want := range []string{
+		"PASS " + filepath.Join(dir, "p_test.yaml") + ": doubles",
+		"FAIL " + filepath.Join(dir, "p_test.yaml") + ":6:5: wrong on purpose",
+		filepath.Join(dir, "p_test.yaml") + ":9:9: out record 1: value differs",
+		"out record 2: produced but not expected",
+		`unexpected dead letter, reason "decode"`,
+		"1 passed, 2 failed",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+}
