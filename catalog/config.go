@@ -137,7 +137,13 @@ func (c Config) Decode(v any) error {
 	if err := c.node.Decode(v); err != nil {
 		var te *yaml.TypeError
 		if errors.As(err, &te) && len(te.Errors) > 0 {
-			return c.Errorf("%s", strings.TrimPrefix(te.Errors[0], "line "))
+			// yaml.v3 says "line N: cannot unmarshal ..."; the position is
+			// ours to give, so keep only the message.
+			msg := te.Errors[0]
+			if i := strings.Index(msg, ": "); strings.HasPrefix(msg, "line ") && i > 0 {
+				msg = msg[i+2:]
+			}
+			return c.Errorf("%s", msg)
 		}
 		return c.Errorf("%v", err)
 	}
@@ -202,26 +208,33 @@ func (c Config) Expr(want expression.Type) (*expression.Program, error) {
 	if err != nil {
 		var ee *expression.Error
 		if errors.As(err, &ee) {
-			return nil, diag.Errorf(c.exprPos(ee.Line, ee.Column), "%s", ee.Msg)
+			return nil, diag.Errorf(c.PosAt(ee.Line, ee.Column), "%s", ee.Msg)
 		}
 		return nil, c.Errorf("%v", err)
 	}
 	return p, nil
 }
 
-// exprPos maps a position inside a scalar's text to a position in the file.
-func (c Config) exprPos(line, col int) diag.Pos {
+// PosAt maps a 1-based line and column inside a scalar's text (an
+// expression, an inline script) to a position in the file, allowing for
+// quotes and block-scalar indentation.
+func (c Config) PosAt(line, col int) diag.Pos {
 	p := c.Pos()
 	switch c.node.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
 		// Block scalars start on the line after the indicator; the column is
-		// the content's indentation plus the column inside the line.
-		p.Line += line
+		// the block's indentation (set by its first non-empty line) plus the
+		// column inside the line.
 		indent := 0
-		if c.src != nil && p.Line-1 < len(c.src.Lines) {
-			l := c.src.Lines[p.Line-1]
-			indent = len(l) - len(strings.TrimLeft(l, " "))
+		if c.src != nil {
+			for i := p.Line; i < len(c.src.Lines); i++ { // Lines[p.Line] is the line after the indicator
+				if l := c.src.Lines[i]; strings.TrimSpace(l) != "" {
+					indent = len(l) - len(strings.TrimLeft(l, " "))
+					break
+				}
+			}
 		}
+		p.Line += line
 		p.Column = indent + col
 	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
 		if line == 1 {
