@@ -23,10 +23,10 @@ import (
 
 // Delivery guarantees.
 const (
-	ExactlyOnce  = "exactly-once"
-	AtLeastOnce  = "at-least-once"
-	FormatJSON   = "json"
-	FormatRaw    = "raw"
+	ExactlyOnce = "exactly-once"
+	AtLeastOnce = "at-least-once"
+	FormatJSON  = "json"
+	FormatRaw   = "raw"
 )
 
 // Plan is a compiled pipeline: immutable, shared by every task that runs it.

@@ -141,7 +141,7 @@ func JSONSchema(reg *catalog.Registry) ([]byte, error) {
 			"additionalProperties": false,
 			"properties": map[string]any{
 				s.Name: s.SchemaDoc(),
-				"name":  name,
+				"name": name,
 			},
 		})
 	}
