@@ -1,0 +1,148 @@
+# Sluice developer entry points. `make` alone lists them.
+#
+# Every target that needs something installs it or says how: `make setup`
+# installs the Debian packages and pinned Go tools the others use.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+GO ?= go
+
+# Debian packages the build, the tests and `make dev` need. Later work adds
+# to this list (chromium for the IDE's browser tests, terraform, ...).
+APT_PACKAGES := postgresql kcat git ca-certificates
+
+# Pinned Go tools, installed into .tools/bin by `make setup`.
+TOOLS_BIN := $(CURDIR)/.tools/bin
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(TOOLS_BIN)/staticcheck
+
+# Flags for `go test` in `make test`; override for a quick run, e.g.
+# make test TEST_FLAGS='-count=1 -run TestCompile'. The timeout (per test
+# binary, default 10m) makes a hung test fail fast enough for CI's budget.
+TEST_FLAGS ?= -race -shuffle=on -count=1 -timeout=5m
+
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 30s
+
+# apt-get needs root; use sudo only when we are not.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: help
+help: ## List the targets
+	@echo "Usage: make <target> [VAR=value]"
+	@echo
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-8s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables: TEST_FLAGS='$(TEST_FLAGS)' FUZZTIME=$(FUZZTIME)"
+
+.PHONY: setup
+setup: setup-apt setup-tools ## Install missing Debian packages and the pinned Go tools (idempotent)
+
+.PHONY: setup-apt
+setup-apt:
+	@missing=(); \
+	for p in $(APT_PACKAGES); do \
+		status=$$(dpkg -s "$$p" 2>/dev/null || true); \
+		[[ $$status == *$$'\nStatus: install ok installed'* ]] || missing+=("$$p"); \
+	done; \
+	if (( $${#missing[@]} == 0 )); then \
+		echo "setup: Debian packages present: $(APT_PACKAGES)"; \
+		exit 0; \
+	fi; \
+	echo "setup: installing Debian packages: $${missing[*]}"; \
+	$(SUDO) apt-get update -qq; \
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}" </dev/null
+
+.PHONY: setup-tools
+setup-tools: $(STATICCHECK)
+	@echo "setup: Go tools present in .tools/bin: staticcheck $(STATICCHECK_VERSION)"
+
+# Each tool is installed when its binary is missing or older than the stamp
+# of its pinned version, so bumping a version reinstalls it and a second
+# `make setup` does nothing.
+STATICCHECK_STAMP := .tools/versions/staticcheck-$(STATICCHECK_VERSION)
+
+$(STATICCHECK_STAMP):
+	@mkdir -p $(@D)
+	@rm -f $(@D)/staticcheck-*
+	@touch $@
+
+$(STATICCHECK): $(STATICCHECK_STAMP)
+	@echo "setup: installing staticcheck $(STATICCHECK_VERSION) into .tools/bin"
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
+
+.PHONY: build
+build: ## Build every package and bin/runner
+	$(GO) build ./...
+	$(GO) build -o bin/runner ./cmd/runner
+
+.PHONY: test
+test: ## Run every test (race detector, shuffled, fuzz seed corpora), then the example pipelines' tests through the runner
+	$(GO) test $(TEST_FLAGS) ./...
+	$(GO) run ./cmd/runner test examples/
+
+.PHONY: bench
+bench: ## Run the benchmarks; write bench/results/ and the table in docs/performance.md
+	$(GO) run ./bench/benchreport
+
+.PHONY: verify
+verify: verify-fmt verify-vet verify-staticcheck verify-docs verify-tidy ## Check formatting, vet, staticcheck, generated docs and go.mod tidiness
+
+.PHONY: verify-fmt
+verify-fmt:
+	@echo "verify: gofmt"
+	@unformatted=$$(find . \( -name .git -o -name .tools -o -name .sluice -o -name node_modules -o -name testdata \) -prune \
+		-o -name '*.go' -print0 | xargs -0 -r gofmt -l); \
+	if [[ -n "$$unformatted" ]]; then \
+		echo "These files are not gofmt-ed (run gofmt -w on them):"; \
+		echo "$$unformatted"; \
+		exit 1; \
+	fi
+
+.PHONY: verify-vet
+verify-vet:
+	@echo "verify: go vet"
+	$(GO) vet ./...
+
+.PHONY: verify-staticcheck
+verify-staticcheck: $(STATICCHECK)
+	@echo "verify: staticcheck"
+	$(STATICCHECK) ./...
+
+.PHONY: verify-docs
+verify-docs:
+	@echo "verify: generated docs (make docs updates them)"
+	$(GO) run ./catalog/docgen -check
+
+.PHONY: verify-tidy
+verify-tidy:
+	@echo "verify: go.mod and go.sum are tidy"
+	@if ! $(GO) mod tidy -diff; then \
+		echo "go.mod or go.sum is not tidy: run go mod tidy and commit the result"; \
+		exit 1; \
+	fi
+
+.PHONY: docs
+docs: ## Regenerate docs/operators and docs/schema from the operator catalog
+	$(GO) run ./catalog/docgen
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)
+	@targets=$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names[n++] = $$1; next } /^ok / { for (i = 0; i < n; i++) print $$2, names[i] } { n = 0 }'); \
+	if [[ -z "$$targets" ]]; then echo "fuzz: no fuzz targets found"; exit 1; fi; \
+	while read -r pkg name; do \
+		echo "fuzz: $$name in $$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+	done <<< "$$targets"
+
+.PHONY: clean
+clean: ## Remove build output, test binaries and cached test results (keeps .tools/ and .sluice/)
+	rm -rf bin/
+	find . \( -name .git -o -name node_modules \) -prune -o \( -name '*.test' -o -name '*.prof' -o -name 'coverage*.out' \) -type f -print0 | xargs -0 -r rm -f
+	$(GO) clean -testcache
