@@ -1,0 +1,426 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/record"
+)
+
+// WaitError means the pipeline cannot start yet and will retry by itself
+// (its input topic does not exist). It is not counted as a failure.
+type WaitError struct{ Err error }
+
+func (e *WaitError) Error() string { return e.Err.Error() }
+func (e *WaitError) Unwrap() error { return e.Err }
+
+// PanicError is an operator panic, caught so that it fails one pipeline
+// and not the process.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("operator panicked: %v", e.Value) }
+
+// ErrStuck means one record spent longer than StuckAfter in the operator chain.
+var ErrStuck = errors.New("a record has been in the operator chain for too long; restarting the pipeline")
+
+// run is one pipeline's life in this process: its goroutine, its clients
+// and its status.
+type run struct {
+	rt     *Runtime
+	p      Pipeline
+	ctx    context.Context // cancelled to stop; polling honours it
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	state    State
+	lastErr  string
+	restarts int
+	since    time.Time
+	parts    map[int32]bool
+
+	processed atomic.Uint64
+	dead      atomic.Uint64
+	busySince atomic.Int64 // unix nanos when the current record entered the chain; 0 when idle
+
+	inCounters map[string]prometheus.Counter // by input topic
+}
+
+func newRun(rt *Runtime, p Pipeline) *run {
+	ctx, cancel := context.WithCancel(context.Background())
+	ru := &run{rt: rt, p: p, ctx: ctx, cancel: cancel, done: make(chan struct{}), state: Starting, since: time.Now(), parts: map[int32]bool{}}
+	ru.inCounters = map[string]prometheus.Counter{}
+	for _, st := range p.Plan.Stages {
+		ru.inCounters[st.Input] = rt.metrics.in.WithLabelValues(p.Plan.Name, strconv.Itoa(st.Index))
+	}
+	return ru
+}
+
+func (ru *run) stop(ctx context.Context) error {
+	ru.cancel()
+	select {
+	case <-ru.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("pipeline %s did not stop in time: %w", ru.p.Plan.Name, ctx.Err())
+	}
+}
+
+func (ru *run) setState(s State, err error) {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	if ru.state != s {
+		ru.since = time.Now()
+	}
+	ru.state = s
+	ru.lastErr = ""
+	if err != nil {
+		ru.lastErr = err.Error()
+	}
+	up := 0.0
+	if s == Running || s == Starting {
+		up = 1
+	}
+	ru.rt.metrics.up.WithLabelValues(ru.p.Plan.Name).Set(up)
+}
+
+func (ru *run) status() Status {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	parts := make([]int32, 0, len(ru.parts))
+	for p := range ru.parts {
+		parts = append(parts, p)
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+	return Status{
+		Name: ru.p.Plan.Name, Revision: ru.p.Revision, State: ru.state, Error: ru.lastErr,
+		Restarts: ru.restarts, Partitions: parts, Processed: ru.processed.Load(), DeadLetter: ru.dead.Load(), Since: ru.since,
+	}
+}
+
+// loop runs attempts until the pipeline is stopped, backing off after
+// failures. A long healthy run resets the back-off.
+func (ru *run) loop() {
+	defer close(ru.done)
+	log := ru.rt.cfg.logger.With("pipeline", ru.p.Plan.Name, "revision", ru.p.Revision)
+	failures := 0
+	for {
+		started := time.Now()
+		err := ru.attempt()
+		if ru.ctx.Err() != nil {
+			if err != nil {
+				log.Warn("pipeline stopped with an error", "err", err)
+			}
+			ru.setState(Stopped, err)
+			return
+		}
+		if time.Since(started) > time.Minute {
+			failures = 0
+		}
+		var wait *WaitError
+		if errors.As(err, &wait) {
+			log.Info("pipeline waiting", "reason", err)
+			ru.setState(Waiting, err)
+		} else {
+			failures++
+			ru.mu.Lock()
+			ru.restarts++
+			ru.mu.Unlock()
+			ru.rt.metrics.restarts.WithLabelValues(ru.p.Plan.Name).Inc()
+			var pe *PanicError
+			if errors.As(err, &pe) {
+				log.Error("pipeline failed: operator panicked", "err", err, "stack", string(pe.Stack))
+			} else {
+				log.Error("pipeline failed", "err", err)
+			}
+			ru.setState(Failed, err)
+		}
+		select {
+		case <-ru.ctx.Done():
+			ru.setState(Stopped, nil)
+			return
+		case <-time.After(ru.backoff(failures)):
+		}
+	}
+}
+
+func (ru *run) backoff(failures int) time.Duration {
+	d := ru.rt.cfg.backoffMin
+	for i := 1; i < failures && d < ru.rt.cfg.backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, ru.rt.cfg.backoffMax)
+}
+
+func (ru *run) attempt() error {
+	ru.setState(Starting, nil)
+	if err := ru.rt.ensureTopics(ru.ctx, ru.p.Plan); err != nil {
+		return err
+	}
+	// work is the context records are processed and produced under: not
+	// cancelled by stop, so in-flight work finishes, but cancelled by the
+	// watchdog when a record is stuck.
+	work, cancelWork := context.WithCancel(context.Background())
+	defer cancelWork()
+	var stuck atomic.Bool
+	go ru.watchdog(work, cancelWork, &stuck)
+
+	stages := map[string]*engine.Stage{}
+	var prod producer
+	for i, st := range ru.p.Plan.Stages {
+		s, err := engine.NewStage(ru.p.Plan, i, prod.emit(ru), engine.WithRevision(ru.p.Revision))
+		if err != nil {
+			return err
+		}
+		stages[st.Input] = s
+	}
+	var err error
+	if ru.p.Plan.Delivery == pipeline.AtLeastOnce {
+		err = ru.atLeastOnce(work, stages, &prod)
+	} else {
+		err = ru.exactlyOnce(work, stages, &prod)
+	}
+	if stuck.Load() {
+		return ErrStuck
+	}
+	return err
+}
+
+// watchdog cancels work when one record has been in the chain longer than
+// the stuck timeout; operators that honour ctx (script) then return.
+func (ru *run) watchdog(work context.Context, cancel context.CancelFunc, stuck *atomic.Bool) {
+	limit := ru.rt.cfg.stepTimeout
+	t := time.NewTicker(min(limit/4+time.Millisecond, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-work.Done():
+			return
+		case <-t.C:
+			if b := ru.busySince.Load(); b != 0 && time.Since(time.Unix(0, b)) > limit {
+				stuck.Store(true)
+				cancel()
+				return
+			}
+		}
+	}
+}
+
+func (ru *run) baseOpts(topics []string) []kgo.Opt {
+	cfg := ru.rt.cfg
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(cfg.brokers...),
+		kgo.ConsumerGroup(ru.p.group()),
+		kgo.ConsumeTopics(topics...),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, true) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, false) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, false) }),
+	}
+	if cfg.sessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(cfg.sessionTimeout), kgo.HeartbeatInterval(cfg.sessionTimeout/10))
+	}
+	return append(opts, cfg.kafkaOpts...)
+}
+
+// assign tracks the source partitions (tasks) this runner holds.
+func (ru *run) assign(m map[string][]int32, add bool) {
+	ru.mu.Lock()
+	for _, p := range m[ru.p.Plan.Source.Topic] {
+		if add {
+			ru.parts[p] = true
+		} else {
+			delete(ru.parts, p)
+		}
+	}
+	n := len(ru.parts)
+	ru.mu.Unlock()
+	ru.rt.metrics.partitions.WithLabelValues(ru.p.Plan.Name).Set(float64(n))
+}
+
+func (ru *run) inputs() []string {
+	var out []string
+	for _, st := range ru.p.Plan.Stages {
+		out = append(out, st.Input)
+	}
+	return out
+}
+
+// process runs one consumed record through its stage. A panic is caught and
+// becomes the pipeline's failure.
+func (ru *run) process(work context.Context, stages map[string]*engine.Stage, r *kgo.Record) (err error) {
+	defer func() {
+		ru.busySince.Store(0)
+		if p := recover(); p != nil {
+			err = &PanicError{Value: p, Stack: debug.Stack()}
+		}
+	}()
+	st, ok := stages[r.Topic]
+	if !ok {
+		return fmt.Errorf("record from unexpected topic %s", r.Topic)
+	}
+	ru.busySince.Store(time.Now().UnixNano())
+	m := engine.Message{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
+	if len(r.Headers) > 0 {
+		m.Headers = make([]record.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			m.Headers[i] = record.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	ru.inCounters[r.Topic].Inc()
+	ru.processed.Add(1)
+	if err := st.Process(work, m); err != nil {
+		return err
+	}
+	if work.Err() != nil {
+		return work.Err()
+	}
+	return nil
+}
+
+func (ru *run) processFetches(work context.Context, stages map[string]*engine.Stage, f kgo.Fetches) error {
+	var err error
+	f.EachRecord(func(r *kgo.Record) {
+		if err == nil {
+			err = ru.process(work, stages, r)
+		}
+	})
+	return err
+}
+
+// fetchErr returns the first fetch error that is not a context ending.
+func fetchErr(f kgo.Fetches) error {
+	for _, fe := range f.Errors() {
+		if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
+			continue
+		}
+		return fmt.Errorf("fetching %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
+	}
+	return nil
+}
+
+// producer sends a stage's outputs through whichever client the delivery
+// mode uses, and remembers the first failure until it is taken.
+type producer struct {
+	produce func(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
+	mu      sync.Mutex
+	err     error
+}
+
+func (p *producer) fail(err error) {
+	p.mu.Lock()
+	if p.err == nil {
+		p.err = err
+	}
+	p.mu.Unlock()
+}
+
+func (p *producer) take() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	err := p.err
+	p.err = nil
+	return err
+}
+
+func (p *producer) emit(ru *run) engine.Emit {
+	name := ru.p.Plan.Name
+	dlq := ru.p.Plan.DLQ
+	m := ru.rt.metrics
+	outCounters := map[string]prometheus.Counter{}
+	for _, t := range ru.p.Plan.Topics() {
+		outCounters[t] = m.out.WithLabelValues(name, t)
+	}
+	var mu sync.Mutex // emit is called from one goroutine, but keep the map safe
+	promise := func(r *kgo.Record, err error) {
+		if err != nil {
+			p.fail(fmt.Errorf("producing to %s: %w", r.Topic, err))
+		}
+	}
+	return func(ctx context.Context, msg engine.Message) error {
+		r := &kgo.Record{Topic: msg.Topic, Key: msg.Key, Value: msg.Value, Timestamp: msg.Timestamp}
+		if len(msg.Headers) > 0 {
+			r.Headers = make([]kgo.RecordHeader, len(msg.Headers))
+			for i, h := range msg.Headers {
+				r.Headers[i] = kgo.RecordHeader{Key: h.Key, Value: h.Value}
+			}
+		}
+		if msg.Topic == dlq {
+			ru.dead.Add(1)
+			m.dlq.WithLabelValues(name, headerValue(msg, engine.HeaderReason), headerValue(msg, engine.HeaderStep)).Inc()
+		}
+		mu.Lock()
+		c, ok := outCounters[msg.Topic]
+		mu.Unlock()
+		if ok {
+			c.Inc()
+		}
+		p.produce(ctx, r, promise)
+		return ctx.Err()
+	}
+}
+
+func headerValue(m engine.Message, key string) string {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// ensureTopics checks that the source exists and creates the topics the
+// pipeline writes. Repartition topics get the source's partition count, as
+// co-partitioning requires.
+func (rt *Runtime) ensureTopics(ctx context.Context, plan *pipeline.Plan) error {
+	td, err := rt.admin.ListTopics(ctx, plan.Source.Topic)
+	if err != nil {
+		return fmt.Errorf("looking up %s: %w", plan.Source.Topic, err)
+	}
+	src, ok := td[plan.Source.Topic]
+	if !ok || errors.Is(src.Err, kerr.UnknownTopicOrPartition) {
+		return &WaitError{Err: fmt.Errorf("input topic %s does not exist yet", plan.Source.Topic)}
+	}
+	if src.Err != nil {
+		return fmt.Errorf("looking up %s: %w", plan.Source.Topic, src.Err)
+	}
+	parts := int32(len(src.Partitions))
+	repart := map[string]bool{}
+	for _, st := range plan.Stages {
+		if st.Repartition != nil {
+			repart[st.Repartition.Topic] = true
+		}
+	}
+	for _, t := range plan.Topics() {
+		n := parts
+		if rt.cfg.partitions > 0 && !repart[t] {
+			n = rt.cfg.partitions
+		}
+		resp, err := rt.admin.CreateTopics(ctx, n, rt.cfg.replication, nil, t)
+		if err != nil {
+			return fmt.Errorf("creating %s: %w", t, err)
+		}
+		for _, r := range resp {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("creating %s: %w", t, r.Err)
+			}
+		}
+	}
+	return nil
+}

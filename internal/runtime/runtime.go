@@ -1,0 +1,193 @@
+// Package runtime runs many compiled pipelines in one process on Kafka.
+//
+// Each pipeline is its own consumer group, with its own clients and its own
+// goroutine: pipelines share no goroutine and no bounded queue, so a slow,
+// failing or hot pipeline back-pressures only itself. Under exactly-once (the
+// default) a pipeline consumes, transforms and produces inside Kafka
+// transactions of one commit interval each (franz-go's
+// GroupTransactSession); at-least-once commits offsets after its outputs are
+// flushed. A pipeline whose operator panics or hangs fails alone and is
+// restarted with back-off; the process and the other pipelines go on.
+//
+// Apply changes the running set live: pipelines are added, restarted on a
+// new revision, and removed, each without touching the others.
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/pipeline"
+)
+
+// Pipeline is one pipeline the runtime should run.
+type Pipeline struct {
+	Plan *pipeline.Plan
+	// Revision identifies what was compiled; a change restarts the pipeline
+	// on the new plan. It is written to DLQ headers.
+	Revision string
+	// Group is the consumer group; default "sluice-<pipeline name>".
+	Group string
+}
+
+func (p Pipeline) group() string {
+	if p.Group != "" {
+		return p.Group
+	}
+	return "sluice-" + p.Plan.Name
+}
+
+// State is where a pipeline is in its life.
+type State string
+
+// Pipeline states, as shown in status and /readyz.
+const (
+	Starting State = "starting"
+	Waiting  State = "waiting" // for an input topic to exist
+	Running  State = "running"
+	Failed   State = "failed" // waiting to restart after an error
+	Stopped  State = "stopped"
+)
+
+// Status is a pipeline's current state, for /readyz and the control plane.
+type Status struct {
+	Name       string    `json:"name"`
+	Revision   string    `json:"revision"`
+	State      State     `json:"state"`
+	Error      string    `json:"error,omitempty"`
+	Restarts   int       `json:"restarts"`
+	Partitions []int32   `json:"partitions"`
+	Processed  uint64    `json:"processed"`
+	DeadLetter uint64    `json:"dead_letter"`
+	Since      time.Time `json:"since"`
+}
+
+// Runtime runs pipelines. Create it with New; stop it with Close.
+type Runtime struct {
+	cfg     config
+	metrics *metrics
+	admin   *kadm.Client
+
+	mu      sync.Mutex
+	running map[string]*run
+}
+
+// New validates the options and connects the admin client.
+func New(opts ...Opt) (*Runtime, error) {
+	cfg := defaults()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.instanceID == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		cfg.instanceID = hex.EncodeToString(b)
+	}
+	m, err := newMetrics(cfg.registerer)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: metrics: %w", err)
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.kafkaOpts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: kafka client: %w", err)
+	}
+	return &Runtime{cfg: cfg, metrics: m, admin: kadm.NewClient(cl), running: map[string]*run{}}, nil
+}
+
+// Apply makes the running set equal desired: pipelines not running start,
+// pipelines whose revision changed restart on the new plan, and pipelines
+// no longer desired stop (finishing in-flight work and committing). ctx
+// bounds how long stopping may take.
+func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
+	want := map[string]Pipeline{}
+	for _, p := range desired {
+		if p.Plan == nil {
+			return errors.New("runtime: pipeline without a plan")
+		}
+		if _, dup := want[p.Plan.Name]; dup {
+			return fmt.Errorf("runtime: pipeline %q given twice", p.Plan.Name)
+		}
+		want[p.Plan.Name] = p
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var stopping []*run
+	for name, ru := range r.running {
+		if p, ok := want[name]; !ok || p.Revision != ru.p.Revision || p.group() != ru.p.group() {
+			stopping = append(stopping, ru)
+			delete(r.running, name)
+		}
+	}
+	err := stopAll(ctx, stopping)
+	for _, ru := range stopping {
+		if _, keep := want[ru.p.Plan.Name]; !keep {
+			r.metrics.forget(ru.p.Plan.Name)
+		}
+	}
+	for name, p := range want {
+		if _, ok := r.running[name]; ok {
+			continue
+		}
+		ru := newRun(r, p)
+		r.running[name] = ru
+		go ru.loop()
+	}
+	return err
+}
+
+func stopAll(ctx context.Context, runs []*run) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(runs))
+	for i, ru := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = ru.stop(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Status returns every pipeline's status, sorted by name.
+func (r *Runtime) Status() []Status {
+	r.mu.Lock()
+	runs := make([]*run, 0, len(r.running))
+	for _, ru := range r.running {
+		runs = append(runs, ru)
+	}
+	r.mu.Unlock()
+	out := make([]Status, 0, len(runs))
+	for _, ru := range runs {
+		out = append(out, ru.status())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Close stops every pipeline, finishing in-flight work, committing and
+// leaving consumer groups, within ctx's deadline.
+func (r *Runtime) Close(ctx context.Context) error {
+	r.mu.Lock()
+	runs := make([]*run, 0, len(r.running))
+	for _, ru := range r.running {
+		runs = append(runs, ru)
+	}
+	r.running = map[string]*run{}
+	r.mu.Unlock()
+	err := stopAll(ctx, runs)
+	r.admin.Close()
+	return err
+}
