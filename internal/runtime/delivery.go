@@ -25,7 +25,6 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 	opts := append(ru.baseOpts(ru.inputs()),
 		kgo.TransactionalID(ru.p.group()+"/"+cfg.instanceID),
 		kgo.TransactionTimeout(cfg.txnTimeout),
-		kgo.RequireStableFetchOffsets(),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
