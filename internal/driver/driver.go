@@ -55,7 +55,7 @@ func (d *Driver) emit(ctx context.Context, m engine.Message) error {
 	d.offsets[m.Topic]++
 	d.topics[m.Topic] = append(d.topics[m.Topic], m)
 	if i, ok := d.inputs[m.Topic]; ok && i > 0 {
-		return d.stages[i].Process(ctx, m)
+		return d.stages[i].Process(ctx, m) // a panic here is caught by process, up the stack
 	}
 	return nil
 }
@@ -69,7 +69,18 @@ func (d *Driver) Produce(ctx context.Context, m engine.Message) error {
 	m.Offset = d.offsets[m.Topic]
 	d.offsets[m.Topic]++
 	d.topics[m.Topic] = append(d.topics[m.Topic], m)
-	if err := d.stages[0].Process(ctx, m); err != nil {
+	return d.process(ctx, 0, m)
+}
+
+// process runs a stage, turning an operator panic into an error: in a
+// test, a panic is a failure to report, not a reason to stop the run.
+func (d *Driver) process(ctx context.Context, stage int, m engine.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("pipeline %s: operator panicked: %v", d.plan.Name, p)
+		}
+	}()
+	if err := d.stages[stage].Process(ctx, m); err != nil {
 		return fmt.Errorf("pipeline %s: %w", d.plan.Name, err)
 	}
 	return nil

@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/all"
 	"github.com/sluicehq/sluice/internal/driver"
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 func compile(t testing.TB, src string) *pipeline.Plan {
@@ -164,5 +166,60 @@ tests:
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
+	}
+}
+
+// An operator panic is a test failure with a message, not a crashed run.
+func TestPanickingOperatorFailsTheTest(t *testing.T) {
+	reg := all.New().Clone()
+	if err := reg.Register(catalog.Spec{
+		Name: "boom", Summary: "Panics.", Config: `{"type": "object"}`,
+		New: func(*catalog.Build, catalog.Config) (catalog.Operator, error) {
+			return catalog.OperatorFunc(func(context.Context, *record.Record, catalog.Output) error { panic("kaboom") }), nil
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := (&pipeline.Compiler{Registry: reg}).Compile("p.yaml", []byte(`apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: boom}
+spec:
+  source: {topic: in}
+  steps: [{boom: {}}]
+  sink: {topic: out}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := driver.RunCase(context.Background(), p, &driver.Case{Input: []driver.Input{{Value: map[string]any{"a": 1.0}, HasValue: true}}})
+	if len(failures) != 1 || !strings.Contains(failures[0], "operator panicked: kaboom") {
+		t.Fatalf("failures %q, want one naming the panic", failures)
+	}
+}
+
+func TestDiffNamesFields(t *testing.T) {
+	p := compile(t, `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: d}
+spec:
+  source: {topic: in}
+  steps: [{map: {a: a, b: {c: c}}}]
+  sink: {topic: out}
+`)
+	c := &driver.Case{
+		Input:  []driver.Input{{Value: map[string]any{"a": 1.0, "c": 2.0}, HasValue: true}},
+		Expect: []driver.Expect{{Value: map[string]any{"a": 1.0, "b": map[string]any{"c": 3.0}, "d": true}}},
+	}
+	failures := driver.RunCase(context.Background(), p, c)
+	if len(failures) != 1 {
+		t.Fatalf("failures %q", failures)
+	}
+	for _, want := range []string{"~ b.c: want 3, got 2", "- d: true (missing)"} {
+		if !strings.Contains(failures[0], want) {
+			t.Errorf("diff lacks %q:\n%s", want, failures[0])
+		}
+	}
+	if strings.Contains(failures[0], "a:") {
+		t.Errorf("diff mentions the equal field a:\n%s", failures[0])
 	}
 }

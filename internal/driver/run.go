@@ -12,8 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/engine"
@@ -136,7 +134,10 @@ func (r *Runner) Run(ctx context.Context, dirs ...string) (Summary, error) {
 			}
 		}
 	}
-	fmt.Fprintf(r.Out, "%d passed, %d failed\n", sum.Passed, sum.Failed+sum.CompileErrors)
+	if sum.CompileErrors > 0 {
+		fmt.Fprintf(r.Out, "%d file%s with errors\n", sum.CompileErrors, plural(sum.CompileErrors))
+	}
+	fmt.Fprintf(r.Out, "%d passed, %d failed\n", sum.Passed, sum.Failed)
 	return sum, nil
 }
 
@@ -245,6 +246,13 @@ func RunCase(ctx context.Context, plan *pipeline.Plan, c *Case) []string {
 	return failures
 }
 
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
 func sortedKeys(m map[string]bool) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -313,8 +321,7 @@ func compareTopic(plan *pipeline.Plan, topic string, want []Expect, got []engine
 			w, g := want[i], got[i]
 			gv := decodeOutput(g, format)
 			if !record.EqualJSON(w.Value, gv) {
-				out = append(out, fmt.Sprintf("%s: %s record %d: value differs (-want +got):\n%s", w.Pos, topic, i+1,
-					strings.TrimRight(cmp.Diff(record.Normalize(w.Value), record.Normalize(gv)), "\n")))
+				out = append(out, fmt.Sprintf("%s: %s record %d: value differs:\n%s", w.Pos, topic, i+1, diff(w.Value, gv)))
 			}
 			if w.HasKey && record.KeyString(w.Key) != string(g.Key) {
 				out = append(out, fmt.Sprintf("%s: %s record %d: key is %q, want %q", w.Pos, topic, i+1, string(g.Key), record.KeyString(w.Key)))
@@ -366,8 +373,7 @@ func compareDLQ(plan *pipeline.Plan, c *Case, got []engine.Message) []string {
 			if w.HasValue {
 				gv := decodeOutput(g, plan.Source.Format)
 				if !record.EqualJSON(w.Value, gv) {
-					out = append(out, fmt.Sprintf("%s: DLQ record %d: value differs (-want +got):\n%s", w.Pos, i+1,
-						strings.TrimRight(cmp.Diff(record.Normalize(w.Value), record.Normalize(gv)), "\n")))
+					out = append(out, fmt.Sprintf("%s: DLQ record %d: value differs:\n%s", w.Pos, i+1, diff(w.Value, gv)))
 				}
 			}
 			if w.HasKey && record.KeyString(w.Key) != string(g.Key) {

@@ -42,7 +42,24 @@ func ParseYAML(name string, data []byte) (*catalog.Source, *yaml.Node, error) {
 	}
 	var errs diag.List
 	checkDuplicates(src, root, &errs)
+	checkTags(src, root, &errs)
 	return src, root, errs.Err()
+}
+
+// checkTags catches a YAML trap: an unquoted value starting with ! (like
+// `filter: !flag`) is a YAML tag, not text, and silently becomes empty.
+func checkTags(src *catalog.Source, n *yaml.Node, errs *diag.List) {
+	if n == nil {
+		return
+	}
+	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
+		text := strings.TrimSpace(n.Tag + " " + n.Value)
+		errs.Add(diag.Pos{}, diag.Errorf(catalog.NewConfig(src, n).Pos(),
+			"YAML reads %q as a tag, not text; quote it: '%s'", n.Tag, text))
+	}
+	for _, c := range n.Content {
+		checkTags(src, c, errs)
+	}
 }
 
 // syntaxError positions a YAML syntax error. yaml.v3 reports only a line, so
@@ -120,8 +137,6 @@ func (c *Compiler) Compile(name string, data []byte) (*Plan, error) {
 	if sink, ok := spec.Get("sink"); ok {
 		p.Sink.Topic = str(sink, "topic")
 		p.Sink.Format = orDefault(str(sink, "format"), FormatJSON)
-	} else if spec.IsMap() {
-		errs = append(errs, diag.Errorf(spec.Pos(), "spec has no sink; add `sink: {topic: <output topic>}`"))
 	}
 	p.DLQ = p.Name + ".dlq"
 	if e, ok := spec.Get("errors"); ok && str(e, "dlq") != "" {

@@ -48,7 +48,7 @@ const envelopeSchema = `{
     },
     "spec": {
       "type": "object",
-      "required": ["source", "steps"],
+      "required": ["source", "steps", "sink"],
       "additionalProperties": false,
       "properties": {
         "source": {
@@ -73,7 +73,7 @@ const envelopeSchema = `{
           "type": "object",
           "required": ["topic"],
           "additionalProperties": false,
-          "description": "Where results go. Optional when every record is routed by a route step.",
+          "description": "Where results go. Route steps may send some records elsewhere; the rest come here.",
           "properties": {
             "topic": {"type": "string", "minLength": 1, "description": "Kafka topic to produce to."},
             "format": {"enum": ["json", "raw"], "default": "json", "description": "How record values are encoded."}
