@@ -1,6 +1,6 @@
-// Command runner is Sluice's data-plane binary. This version runs pipeline
-// tests in memory (`runner test DIR`) and prints compiled plans
-// (`runner plan FILE`); running pipelines on Kafka comes with the runtime.
+// Command runner is Sluice's data-plane binary: it runs pipelines on Kafka
+// (`runner run --pipelines DIR`), runs pipeline tests in memory (`runner
+// test DIR`) and prints compiled plans (`runner plan FILE`).
 package main
 
 import (
@@ -22,12 +22,17 @@ import (
 const usage = `runner: Sluice's pipeline runner.
 
 Usage:
+  runner run --pipelines DIR [flags]
+                            run every pipeline in DIR on Kafka (embedded Kafka
+                            without --brokers), reloading changed files;
+                            see runner run -h for the flags
   runner test [-v] DIR...   run every *_test.yaml under DIR against its pipeline, in memory
   runner plan FILE...       compile pipeline files and print their plans
   runner version            print the version
 
-Exit status: 0 when everything compiled and passed, 1 when a test failed or a
-file did not compile, 2 for usage errors.
+Exit status: 0 when everything compiled and passed (run: after a clean
+shutdown on SIGTERM or SIGINT), 1 when a test failed, a file did not compile
+or the runner failed, 2 for usage errors.
 `
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -38,6 +43,7 @@ type config struct {
 	command string
 	args    []string
 	verbose bool
+	run     runConfig
 }
 
 // errFailed means the command ran and reported failures; main exits 1
@@ -46,6 +52,10 @@ var errFailed = errors.New("failed")
 
 func main() {
 	cfg, err := parseArgs(os.Args[1:], os.Stderr)
+	if errors.Is(err, errHelpCommand) {
+		fmt.Fprint(os.Stdout, usage)
+		return
+	}
 	if err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "runner:", err)
@@ -54,7 +64,9 @@ func main() {
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err = run(ctx, cfg, os.Stdout)
+	// After the first signal, a second one kills the process at once.
+	context.AfterFunc(ctx, stop)
+	err = run(ctx, cfg, os.Stdout, os.Stderr)
 	stop()
 	switch {
 	case err == nil:
@@ -66,6 +78,9 @@ func main() {
 	}
 }
 
+// errHelpCommand is `runner help`: usage on stdout, exit 0.
+var errHelpCommand = errors.New("help")
+
 func parseArgs(args []string, stderr io.Writer) (config, error) {
 	if len(args) == 0 {
 		return config{}, errors.New("no command given")
@@ -76,9 +91,11 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	switch cfg.command {
 	case "test":
 		fs.BoolVar(&cfg.verbose, "v", false, "show each test's position and duration")
+	case "run":
+		cfg.run.register(fs)
 	case "plan", "version":
 	case "help", "-h", "--help":
-		return config{}, flag.ErrHelp
+		return config{}, errHelpCommand
 	default:
 		return config{}, fmt.Errorf("unknown command %q", cfg.command)
 	}
@@ -86,15 +103,26 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return config{}, err
 	}
 	cfg.args = fs.Args()
+	if cfg.command == "run" {
+		if len(cfg.args) > 0 {
+			return config{}, fmt.Errorf("run takes no arguments (got %q); use --pipelines DIR", cfg.args)
+		}
+		cfg.run.conn.SASLPassword = os.Getenv(passwordEnv)
+		if err := cfg.run.validate(); err != nil {
+			return config{}, err
+		}
+	}
 	if (cfg.command == "test" || cfg.command == "plan") && len(cfg.args) == 0 {
 		return config{}, fmt.Errorf("%s needs at least one path", cfg.command)
 	}
 	return cfg, nil
 }
 
-func run(ctx context.Context, cfg config, stdout io.Writer) error {
+func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	reg := all.New()
 	switch cfg.command {
+	case "run":
+		return runPipelines(ctx, cfg.run, reg, stdout, stderr)
 	case "test":
 		r := &driver.Runner{Registry: reg, Out: stdout, Verbose: cfg.verbose}
 		sum, err := r.Run(ctx, cfg.args...)

@@ -38,7 +38,7 @@ func copyExamples(t *testing.T) string {
 
 func TestExamplesPass(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), config{command: "test", args: []string{"../../examples"}}, &out)
+	err := run(context.Background(), config{command: "test", args: []string{"../../examples"}}, &out, &out)
 	if err != nil {
 		t.Fatalf("runner test examples: %v\n%s", err, out.String())
 	}
@@ -90,7 +90,7 @@ func TestBrokenExamplesPointAtTheToken(t *testing.T) {
 			}
 			line, col := position(mutated, tc.token)
 			var out bytes.Buffer
-			err = run(context.Background(), config{command: "test", args: []string{dir}}, &out)
+			err = run(context.Background(), config{command: "test", args: []string{dir}}, &out, &out)
 			if !errors.Is(err, errFailed) {
 				t.Fatalf("run returned %v, want a failure\n%s", err, out.String())
 			}

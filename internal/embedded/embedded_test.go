@@ -1,0 +1,124 @@
+package embedded_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/embedded"
+)
+
+// freeAddr returns a loopback address with a port nothing listens on, so the
+// test exercises a fixed address as the runner's --embedded-addr does.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func start(t *testing.T, addr string, opts ...embedded.Opt) *embedded.Cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := embedded.Start(ctx, addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// An ordinary client reaches the cluster on the address it was given, can
+// create a topic through the admin API, and reads back what it produced
+// with read_committed isolation (what the runner's outputs need).
+func TestProduceConsumeOnGivenAddress(t *testing.T) {
+	addr := freeAddr(t)
+	c := start(t, addr)
+	if got := c.Addrs(); len(got) != 1 || got[0] != addr {
+		t.Fatalf("Addrs() = %v, want [%s]", got, addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).CreateTopics(ctx, 2, 1, nil, "events")
+	if err == nil {
+		err = resp["events"].Err
+	}
+	if err != nil {
+		t.Fatalf("create topic: %v", err)
+	}
+	want := map[string]string{"a": "1", "b": "2", "c": "3"}
+	for k, v := range want {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "events", Key: []byte(k), Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+
+	cons, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumeTopics("events"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	got := map[string]string{}
+	for len(got) < len(want) && ctx.Err() == nil {
+		f := cons.PollFetches(ctx)
+		f.EachRecord(func(r *kgo.Record) { got[string(r.Key)] = string(r.Value) })
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("key %s: got %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+}
+
+// Without AutoCreateTopics a producer cannot create a topic by writing to
+// it, as on a production cluster; with it, it can.
+func TestAutoCreateTopics(t *testing.T) {
+	for _, auto := range []bool{false, true} {
+		var opts []embedded.Opt
+		if auto {
+			opts = append(opts, embedded.AutoCreateTopics())
+		}
+		c := start(t, "127.0.0.1:0", opts...)
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.AllowAutoTopicCreation(), kgo.RecordDeliveryTimeout(2*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = cl.ProduceSync(ctx, &kgo.Record{Topic: "missing", Value: []byte("x")}).FirstErr()
+		cancel()
+		cl.Close()
+		switch {
+		case auto && err != nil:
+			t.Errorf("auto-create on: produce failed: %v", err)
+		case !auto && err == nil:
+			t.Error("auto-create off: produce to a missing topic succeeded")
+		}
+	}
+}
+
+// A port already in use is an error at Start, not a cluster nobody can reach.
+func TestAddressInUse(t *testing.T) {
+	c := start(t, "127.0.0.1:0")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if c2, err := embedded.Start(ctx, c.Addrs()[0]); err == nil {
+		c2.Close()
+		t.Fatal("second cluster started on the same address")
+	}
+}
