@@ -11,7 +11,10 @@
 //     that reported benchmarks;
 //   - evaluates the performance targets declared in bench/targets.json and
 //     writes bench/results/targets.json; a target whose benchmarks did not run
-//     is "not measured";
+//     is "not measured". A target bounds a metric ("max" kind: at most; "min"
+//     kind: at least, for metrics where higher is better such as records/s)
+//     or the ratio of two benchmarks' metric ("ratio" kind, with a max or a
+//     min);
 //   - regenerates the part of docs/performance.md between the
 //     <!-- bench:begin --> and <!-- bench:end --> markers, keeping the text
 //     around them.
@@ -397,12 +400,14 @@ func writeJSON(path string, v any) error {
 type target struct {
 	ID          string `json:"id"`
 	Description string `json:"description"`
-	// Kind is "ratio" (numerator/denominator <= Max) or "max" (numerator <= Max).
-	Kind        string  `json:"kind"`
-	Numerator   string  `json:"numerator"`             // "<import path>.<benchmark name>"
-	Denominator string  `json:"denominator,omitempty"` // ratio only
-	Metric      string  `json:"metric"`                // unit, default ns/op
-	Max         float64 `json:"max"`
+	// Kind is "ratio" (numerator/denominator <= Max, or >= Min), "max"
+	// (numerator <= Max) or "min" (numerator >= Min).
+	Kind        string   `json:"kind"`
+	Numerator   string   `json:"numerator"`             // "<import path>.<benchmark name>"
+	Denominator string   `json:"denominator,omitempty"` // ratio only
+	Metric      string   `json:"metric"`                // unit, default ns/op
+	Max         *float64 `json:"max,omitempty"`
+	Min         *float64 `json:"min,omitempty"`
 }
 
 type targetsFile struct {
@@ -439,12 +444,20 @@ func parseTargets(b []byte) ([]target, error) {
 			return nil, fmt.Errorf("targets: entry %d has no id", i)
 		case seen[t.ID]:
 			return nil, fmt.Errorf("targets: duplicate id %q", t.ID)
-		case t.Kind != "ratio" && t.Kind != "max":
-			return nil, fmt.Errorf("targets: %s: kind must be \"ratio\" or \"max\", got %q", t.ID, t.Kind)
+		case t.Kind != "ratio" && t.Kind != "max" && t.Kind != "min":
+			return nil, fmt.Errorf("targets: %s: kind must be \"ratio\", \"max\" or \"min\", got %q", t.ID, t.Kind)
 		case t.Numerator == "":
 			return nil, fmt.Errorf("targets: %s: no numerator", t.ID)
 		case t.Kind == "ratio" && t.Denominator == "":
 			return nil, fmt.Errorf("targets: %s: a ratio needs a denominator", t.ID)
+		case t.Kind != "ratio" && t.Denominator != "":
+			return nil, fmt.Errorf("targets: %s: only a ratio has a denominator", t.ID)
+		case t.Kind == "max" && (t.Max == nil || t.Min != nil):
+			return nil, fmt.Errorf("targets: %s: a max target needs max and no min", t.ID)
+		case t.Kind == "min" && (t.Min == nil || t.Max != nil):
+			return nil, fmt.Errorf("targets: %s: a min target needs min and no max", t.ID)
+		case t.Kind == "ratio" && (t.Max == nil) == (t.Min == nil):
+			return nil, fmt.Errorf("targets: %s: a ratio needs either max or min", t.ID)
 		}
 		seen[t.ID] = true
 	}
@@ -474,8 +487,9 @@ type targetsReport struct {
 	Targets []targetResult `json:"targets"`
 }
 
-// evaluateTargets compares the median of each target's metric with its
-// limit. Benchmarks absent from results make the target "not measured".
+// evaluateTargets compares the median of each target's metric (or the
+// ratio of two medians) with its bound: at most Max, or at least Min.
+// Benchmarks absent from results make the target "not measured".
 func evaluateTargets(targets []target, results []*packageResult) []targetResult {
 	byName := map[string]benchResult{}
 	for _, r := range results {
@@ -520,7 +534,7 @@ func evaluateTargets(targets []target, results []*packageResult) []targetResult 
 		}
 		if len(notes) == 0 {
 			tr.Measured = &value
-			tr.Met = value <= t.Max
+			tr.Met = (t.Max == nil || value <= *t.Max) && (t.Min == nil || value >= *t.Min)
 			tr.Status = statusNotMet
 			if tr.Met {
 				tr.Status = statusMet
@@ -543,10 +557,17 @@ func (t targetResult) measuredText() string {
 }
 
 func (t targetResult) targetText() string {
-	if t.Kind == "ratio" {
-		return "≤ " + fmtNum(t.Max) + "× (" + t.Metric + ")"
+	op, bound := "≤ ", 0.0
+	switch {
+	case t.Max != nil:
+		bound = *t.Max
+	case t.Min != nil:
+		op, bound = "≥ ", *t.Min
 	}
-	return "≤ " + fmtMetric(t.Max, t.Metric)
+	if t.Kind == "ratio" {
+		return op + fmtNum(bound) + "× (" + t.Metric + ")"
+	}
+	return op + fmtMetric(bound, t.Metric)
 }
 
 // --- docs/performance.md ---

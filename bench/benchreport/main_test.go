@@ -147,7 +147,21 @@ func TestEvaluateTargets(t *testing.T) {
 		 "metric": "ns/op", "max": 50000000},
 		{"id": "no-metric", "description": "d", "kind": "max",
 		 "numerator": "github.com/sluicehq/sluice/internal/driver.BenchmarkHandWrittenRecord",
-		 "metric": "records/s", "max": 1}
+		 "metric": "records/s", "max": 1},
+		{"id": "rate-min", "description": "d", "kind": "min",
+		 "numerator": "github.com/sluicehq/sluice/internal/driver.BenchmarkEngineRecord",
+		 "metric": "records/s", "min": 166666},
+		{"id": "rate-min-missed", "description": "d", "kind": "min",
+		 "numerator": "github.com/sluicehq/sluice/internal/driver.BenchmarkEngineRecord",
+		 "metric": "records/s", "min": 170000},
+		{"id": "ratio-min", "description": "d", "kind": "ratio",
+		 "numerator": "github.com/sluicehq/sluice/internal/driver.BenchmarkHandWrittenRecord",
+		 "denominator": "github.com/sluicehq/sluice/internal/driver.BenchmarkEngineRecord",
+		 "min": 0.6},
+		{"id": "ratio-min-missed", "description": "d", "kind": "ratio",
+		 "numerator": "github.com/sluicehq/sluice/internal/driver.BenchmarkHandWrittenRecord",
+		 "denominator": "github.com/sluicehq/sluice/internal/driver.BenchmarkEngineRecord",
+		 "min": 0.7}
 	]}`))
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +177,10 @@ func TestEvaluateTargets(t *testing.T) {
 		{"decode-max", statusMet, 39},      // equal to max is met
 		{"compile-50-steps", statusNotMeasured, 0},
 		{"no-metric", statusNotMeasured, 0},
+		{"rate-min", statusMet, 166666},           // equal to min is met
+		{"rate-min-missed", statusNotMet, 166666}, // below min
+		{"ratio-min", statusMet, 4000.0 / 6000},
+		{"ratio-min-missed", statusNotMet, 4000.0 / 6000},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d results", len(got))
@@ -192,11 +210,17 @@ func TestEvaluateTargets(t *testing.T) {
 
 func TestParseTargetsErrors(t *testing.T) {
 	for name, in := range map[string]string{
-		"bad kind":      `{"targets":[{"id":"a","kind":"min","numerator":"x","max":1}]}`,
-		"no denom":      `{"targets":[{"id":"a","kind":"ratio","numerator":"x","max":1}]}`,
-		"duplicate id":  `{"targets":[{"id":"a","kind":"max","numerator":"x","max":1},{"id":"a","kind":"max","numerator":"y","max":1}]}`,
-		"unknown field": `{"targets":[{"id":"a","kind":"max","numerator":"x","maximum":1}]}`,
-		"no id":         `{"targets":[{"kind":"max","numerator":"x","max":1}]}`,
+		"bad kind":       `{"targets":[{"id":"a","kind":"avg","numerator":"x","max":1}]}`,
+		"max no max":     `{"targets":[{"id":"a","kind":"max","numerator":"x","min":1}]}`,
+		"min no min":     `{"targets":[{"id":"a","kind":"min","numerator":"x","max":1}]}`,
+		"min with both":  `{"targets":[{"id":"a","kind":"min","numerator":"x","min":1,"max":2}]}`,
+		"ratio no bound": `{"targets":[{"id":"a","kind":"ratio","numerator":"x","denominator":"y"}]}`,
+		"ratio both":     `{"targets":[{"id":"a","kind":"ratio","numerator":"x","denominator":"y","min":1,"max":2}]}`,
+		"max with denom": `{"targets":[{"id":"a","kind":"max","numerator":"x","denominator":"y","max":1}]}`,
+		"no denom":       `{"targets":[{"id":"a","kind":"ratio","numerator":"x","max":1}]}`,
+		"duplicate id":   `{"targets":[{"id":"a","kind":"max","numerator":"x","max":1},{"id":"a","kind":"max","numerator":"y","max":1}]}`,
+		"unknown field":  `{"targets":[{"id":"a","kind":"max","numerator":"x","maximum":1}]}`,
+		"no id":          `{"targets":[{"kind":"max","numerator":"x","max":1}]}`,
 	} {
 		if _, err := parseTargets([]byte(in)); err == nil {
 			t.Errorf("%s: no error", name)
@@ -262,7 +286,9 @@ func TestRenderSection(t *testing.T) {
 	res := parsedSample(t)
 	targets, err := parseTargets([]byte(`{"targets":[
 		{"id":"engine-vs-hand","description":"a | b","kind":"ratio","numerator":"github.com/sluicehq/sluice/internal/driver.BenchmarkEngineRecord","denominator":"github.com/sluicehq/sluice/internal/driver.BenchmarkHandWrittenRecord","max":1.5},
-		{"id":"compile-50-steps","description":"compile","kind":"max","numerator":"github.com/sluicehq/sluice/internal/pipeline.BenchmarkCompile50Steps","max":50000000}]}`))
+		{"id":"compile-50-steps","description":"compile","kind":"max","numerator":"github.com/sluicehq/sluice/internal/pipeline.BenchmarkCompile50Steps","max":50000000},
+		{"id":"rate","description":"rate","kind":"ratio","numerator":"github.com/sluicehq/sluice/internal/driver.BenchmarkHandWrittenRecord","denominator":"github.com/sluicehq/sluice/internal/driver.BenchmarkEngineRecord","min":0.8},
+		{"id":"engine-rate","description":"engine rate","kind":"min","numerator":"github.com/sluicehq/sluice/internal/driver.BenchmarkEngineRecord","metric":"records/s","min":100000}]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,6 +298,8 @@ func TestRenderSection(t *testing.T) {
 		"go1.26.8 linux/amd64, AMD EPYC, GOMAXPROCS=2; -count 3",
 		"| engine-vs-hand | a \\| b | 1.50× | ≤ 1.50× (ns/op) | ✅ yes |",
 		"| compile-50-steps | compile | not measured | ≤ 50000000 ns/op (50 ms) | — not measured |",
+		"| rate | rate | 0.667× | ≥ 0.8× (ns/op) | ❌ no |",
+		"| engine-rate | engine rate | 166666 records/s | ≥ 100000 records/s | ✅ yes |",
 		"### github.com/sluicehq/sluice/internal/driver",
 		"| benchmark | ns/op | B/op | allocs/op | records/s | ms/compile |",
 		"| BenchmarkEngineRecord | 6000 | 1500 | 40 | 166666 |  |",
