@@ -159,7 +159,7 @@ func TestRecordShapeAndResults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			op := build(t, "timeout: 2s\nsource: |\n  function process(r) { "+tc.body+" }\n")
+			op := build(t, "timeout: 10s\nsource: |\n  function process(r) { "+tc.body+" }\n")
 			in := &record.Record{
 				Key:       "car-1",
 				Value:     map[string]any{"c": 1.0, "a": "x", "b": nil},
