@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -31,12 +32,26 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 		return err
 	}
 	defer sess.Close()
+	// Load the producer ID before consuming: with the same instance ID as
+	// a runner that died, this fences it and aborts the transaction it
+	// left open. Otherwise that transaction's pending offset commit makes
+	// the group's offset fetch fail as unstable until it times out, and
+	// the producer ID (loaded lazily, by the first produce) never comes.
+	ictx, cancel := context.WithTimeout(ru.ctx, endTimeout)
+	_, _, err = sess.Client().ProducerID(ictx)
+	cancel()
+	if ru.ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("initializing the transactional producer: %w", err)
+	}
 	prod.produce = sess.Produce
 	name := ru.p.Plan.Name
 	m := ru.rt.metrics
 	ru.setState(Running, nil)
 	for {
-		fetches := sess.PollRecords(ru.ctx, cfg.maxPoll)
+		fetches := sess.PollRecords(ru.ctx, ru.batch(cfg.commitInterval))
 		if fetches.IsClientClosed() || ru.ctx.Err() != nil {
 			return nil // nothing begun: leaving the group loses nothing
 		}
@@ -53,7 +68,7 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 		procErr := ru.processFetches(work, stages, fetches)
 		for procErr == nil && ru.ctx.Err() == nil && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(ru.ctx, deadline)
-			f := sess.PollRecords(pctx, cfg.maxPoll)
+			f := sess.PollRecords(pctx, ru.batch(time.Until(deadline)))
 			cancel()
 			if f.IsClientClosed() {
 				break
@@ -80,6 +95,9 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 		default:
 			m.commits.WithLabelValues(name, "aborted").Inc()
 		}
+		if errors.Is(procErr, errStopping) {
+			procErr = nil // aborted on purpose; the records are processed again
+		}
 		if err := errors.Join(procErr, prodErr, prod.take(), endErr); err != nil {
 			return err
 		}
@@ -92,7 +110,7 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 // atLeastOnce consumes and produces without transactions and commits the
 // consumed offsets once everything produced before them is acknowledged.
 // A crash repeats at most the records since the last commit.
-func (ru *run) atLeastOnce(work context.Context, stages map[string]*engine.Stage, prod *producer) error {
+func (ru *run) atLeastOnce(work context.Context, stages map[string]*engine.Stage, prod *producer) (err error) {
 	cfg := ru.rt.cfg
 	name := ru.p.Plan.Name
 	m := ru.rt.metrics
@@ -118,41 +136,71 @@ func (ru *run) atLeastOnce(work context.Context, stages map[string]*engine.Stage
 		return nil
 	}
 	var revokeErr error
+	// abandoned is set when the attempt ends without getting through what
+	// it polled (an operator failed or panicked, producing failed, or the
+	// pipeline is stopping mid-batch). Closing the client then must not
+	// commit: the polled offsets include records that were not processed,
+	// and committing them would lose them.
+	abandoned := false
 	opts := append(ru.baseOpts(ru.inputs()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		// Before partitions move, commit what was processed so the next
-		// owner does not repeat it.
+		// owner does not repeat it. Close revokes too.
 		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, rev map[string][]int32) {
 			ru.assign(rev, false)
+			if abandoned {
+				return
+			}
 			if err := commit(ctx); err != nil && revokeErr == nil {
 				revokeErr = err
 			}
 		}),
 	)
-	var err error
 	cl, err = kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}
-	defer cl.Close()
+	defer func() {
+		if err != nil {
+			abandoned = true
+		}
+		cl.Close()
+	}()
 	prod.produce = cl.Produce
 	ru.setState(Running, nil)
 	last := time.Now()
+	dirty := false // records processed since the last commit
 	for {
-		fetches := cl.PollRecords(ru.ctx, cfg.maxPoll)
+		// With records to commit, wait for more only until the commit is
+		// due: the last records before the input goes quiet are committed
+		// too, instead of waiting (and being repeated after a restart).
+		pctx, cancel := ru.ctx, context.CancelFunc(func() {})
+		if dirty {
+			pctx, cancel = context.WithDeadline(ru.ctx, last.Add(cfg.commitInterval))
+		}
+		fetches := cl.PollRecords(pctx, ru.batch(cfg.commitInterval))
+		cancel()
 		if fetches.IsClientClosed() {
 			return nil
+		}
+		if fetches.NumRecords() > 0 {
+			dirty = true
 		}
 		procErr := fetchErr(fetches)
 		if procErr == nil {
 			procErr = ru.processFetches(work, stages, fetches)
 		}
+		if errors.Is(procErr, errStopping) {
+			abandoned = true
+			cl.AllowRebalance()
+			return nil // not committed: the batch is processed again after the restart
+		}
 		if procErr != nil {
 			cl.AllowRebalance()
 			return procErr // uncommitted records are processed again after the restart
 		}
-		if ru.ctx.Err() != nil || time.Since(last) >= cfg.commitInterval {
+		if ru.ctx.Err() != nil || dirty && time.Since(last) >= cfg.commitInterval {
 			ectx, cancel := context.WithTimeout(context.Background(), endTimeout)
 			err := commit(ectx)
 			cancel()
@@ -160,7 +208,7 @@ func (ru *run) atLeastOnce(work context.Context, stages map[string]*engine.Stage
 				cl.AllowRebalance()
 				return err
 			}
-			last = time.Now()
+			last, dirty = time.Now(), false
 		}
 		cl.AllowRebalance()
 		if revokeErr != nil {

@@ -55,6 +55,10 @@ type run struct {
 	since    time.Time
 	parts    map[int32]bool
 
+	// perRecord estimates how long one record takes in the operator chain,
+	// to size polls (see batch). Only the run's goroutine uses it.
+	perRecord time.Duration
+
 	processed atomic.Uint64
 	dead      atomic.Uint64
 	busySince atomic.Int64 // unix nanos when the current record entered the chain; 0 when idle
@@ -294,14 +298,48 @@ func (ru *run) process(work context.Context, stages map[string]*engine.Stage, r 
 	return nil
 }
 
+// errStopping ends a batch when the pipeline is being stopped: the record
+// in flight finishes, the rest of the batch is left for whoever processes
+// the partition next (the transaction aborts, or offsets stay uncommitted).
+var errStopping = errors.New("pipeline stopping")
+
 func (ru *run) processFetches(work context.Context, stages map[string]*engine.Stage, f kgo.Fetches) error {
 	var err error
+	start, n := time.Now(), 0
 	f.EachRecord(func(r *kgo.Record) {
+		if err == nil && ru.ctx.Err() != nil {
+			err = errStopping
+		}
 		if err == nil {
 			err = ru.process(work, stages, r)
+			n++
 		}
 	})
+	if n > 0 {
+		// Follow a slowdown at once, a speed-up gradually.
+		d := time.Since(start) / time.Duration(n)
+		if d > ru.perRecord {
+			ru.perRecord = d
+		} else {
+			ru.perRecord = (ru.perRecord + d) / 2
+		}
+	}
 	return err
+}
+
+// batch is how many records to poll so that processing them takes about
+// budget. Every polled record must be processed before the transaction (or
+// the offset commit) ends, since ending it commits their offsets; so a
+// pipeline with slow records polls few at a time, and its transactions stay
+// near the commit interval instead of outliving the transaction timeout,
+// which would abort them over and over. Until a record has been timed, it
+// polls one.
+func (ru *run) batch(budget time.Duration) int {
+	if ru.perRecord <= 0 {
+		return 1
+	}
+	n := budget / ru.perRecord
+	return int(max(1, min(n, time.Duration(ru.rt.cfg.maxPoll))))
 }
 
 // fetchErr returns the first fetch error that is not a context ending.
