@@ -38,6 +38,8 @@ type runConfig struct {
 	instanceID     string
 	shutdown       time.Duration
 	session        time.Duration
+	txnTimeout     time.Duration
+	stuckAfter     time.Duration
 	partitions     int
 	replication    int
 	reload         time.Duration
@@ -67,6 +69,8 @@ func (c *runConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.instanceID, "instance-id", "", "this runner's ID among runners sharing pipelines; part of transactional IDs (default random)")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long pipelines get to finish in-flight work, commit and leave their groups")
 	fs.DurationVar(&c.session, "session-timeout", 45*time.Second, "consumer-group session timeout")
+	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 10*time.Second, "how long the broker keeps a dead runner's transaction open; bounds fail-over time under exactly-once")
+	fs.DurationVar(&c.stuckAfter, "stuck-after", 8*time.Second, "restart a pipeline whose record has been in the operator chain this long; must be below --transaction-timeout")
 	fs.IntVar(&c.partitions, "topic-partitions", 0, "partitions of output and DLQ topics created when missing (0: the source topic's count)")
 	fs.IntVar(&c.replication, "topic-replication", 1, "replication factor of topics created when missing")
 	fs.DurationVar(&c.reload, "reload-interval", time.Second, "how often the pipelines directory is checked for changes")
@@ -97,7 +101,7 @@ func (c *runConfig) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--commit-interval", c.commitInterval}, {"--shutdown-timeout", c.shutdown}, {"--session-timeout", c.session}, {"--reload-interval", c.reload}} {
+	}{{"--commit-interval", c.commitInterval}, {"--shutdown-timeout", c.shutdown}, {"--session-timeout", c.session}, {"--reload-interval", c.reload}, {"--transaction-timeout", c.txnTimeout}, {"--stuck-after", c.stuckAfter}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v must be positive", d.name, d.v))
 		}
@@ -185,6 +189,8 @@ func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdou
 		runtime.InstanceID(c.instanceID),
 		runtime.TopicDefaults(int32(c.partitions), int16(c.replication)),
 		runtime.SessionTimeout(c.session),
+		runtime.TransactionTimeout(c.txnTimeout),
+		runtime.StuckAfter(c.stuckAfter),
 	)
 	if err != nil {
 		return err

@@ -69,7 +69,9 @@ func RetryBackoff(min, max time.Duration) Opt {
 }
 
 // StuckAfter is how long one record may take in the operator chain before
-// the pipeline is reported stuck and restarted (default 30s).
+// the pipeline is reported stuck and restarted (default 8s). It must be
+// shorter than the transaction timeout, or the broker would abort a stuck
+// pipeline's transaction before the runner noticed.
 func StuckAfter(d time.Duration) Opt { return func(c *config) { c.stepTimeout = d } }
 
 // SessionTimeout sets the consumer-group session timeout: how long the
@@ -89,7 +91,7 @@ func defaults() config {
 		replication:    1,
 		backoffMin:     250 * time.Millisecond,
 		backoffMax:     30 * time.Second,
-		stepTimeout:    30 * time.Second,
+		stepTimeout:    8 * time.Second,
 		txnTimeout:     10 * time.Second,
 		maxPoll:        5000,
 	}
@@ -111,6 +113,9 @@ func (c *config) validate() error {
 	}
 	if c.stepTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("runtime: stuck timeout %v must be positive", c.stepTimeout))
+	}
+	if c.txnTimeout <= c.stepTimeout {
+		errs = append(errs, fmt.Errorf("runtime: transaction timeout %v must be longer than the stuck timeout %v", c.txnTimeout, c.stepTimeout))
 	}
 	if c.logger == nil {
 		errs = append(errs, errors.New("runtime: nil logger"))

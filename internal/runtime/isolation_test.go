@@ -318,7 +318,7 @@ func TestSlowPipelineMakesProgress(t *testing.T) {
 			brokers := kafkatest.Brokers(t)
 			kafkatest.CreateTopic(t, brokers, "in", 1)
 			kafkatest.Produce(t, brokers, numbered("in", 0, n)...)
-			rt := newRuntime(t, brokers, runtime.TransactionTimeout(time.Second))
+			rt := newRuntime(t, brokers, runtime.TransactionTimeout(time.Second), runtime.StuckAfter(900*time.Millisecond))
 			p := planWith(t, slowRegistry(t), "slow", `  source: {topic: in}
   steps:
     - slow: 200ms

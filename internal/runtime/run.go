@@ -93,7 +93,10 @@ func (ru *run) setState(s State, err error) {
 		ru.since = time.Now()
 	}
 	ru.state = s
-	ru.lastErr = ""
+	// Restarting keeps the last failure visible until the pipeline runs.
+	if s != Starting || err != nil {
+		ru.lastErr = ""
+	}
 	if err != nil {
 		ru.lastErr = err.Error()
 	}
@@ -230,6 +233,10 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 	cfg := ru.rt.cfg
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(cfg.brokers...),
+		// Client telemetry (KIP-714) allocates a large gzip writer per push
+		// per client; with a client per pipeline that dominated idle memory,
+		// and the runner exports its own metrics.
+		kgo.DisableClientMetrics(),
 		kgo.ConsumerGroup(ru.p.group()),
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),

@@ -77,6 +77,7 @@ type Runtime struct {
 	metrics *metrics
 	admin   *kadm.Client
 
+	applyMu sync.Mutex
 	mu      sync.Mutex
 	running map[string]*run
 }
@@ -99,7 +100,7 @@ func New(opts ...Opt) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: metrics: %w", err)
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.kafkaOpts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...), kgo.DisableClientMetrics()}, cfg.kafkaOpts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: kafka client: %w", err)
 	}
@@ -121,8 +122,11 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 		}
 		want[p.Plan.Name] = p
 	}
+	// One Apply at a time; r.mu is held only to read and change the map, so
+	// Status (and /readyz) answers while pipelines are stopping.
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	var stopping []*run
 	for name, ru := range r.running {
 		if p, ok := want[name]; !ok || p.Revision != ru.p.Revision || p.group() != ru.p.group() {
@@ -130,12 +134,15 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 			delete(r.running, name)
 		}
 	}
+	r.mu.Unlock()
 	err := stopAll(ctx, stopping)
 	for _, ru := range stopping {
 		if _, keep := want[ru.p.Plan.Name]; !keep {
 			r.metrics.forget(ru.p.Plan.Name)
 		}
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	for name, p := range want {
 		if _, ok := r.running[name]; ok {
 			continue
