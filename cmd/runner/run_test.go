@@ -279,6 +279,7 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"run", "--pipelines", "d", "--brokers", "k:9092", "--sasl-user", "u"}, "", "--sasl-mechanism"},
 		{[]string{"run", "--pipelines", "d", "--brokers", "k:9092", "--sasl-mechanism", "PLAIN", "--sasl-user", "u"}, "", "SLUICE_SASL_PASSWORD"},
 		{[]string{"run", "--pipelines", "d", "--brokers", "k:9092", "--sasl-mechanism", "KERBEROS", "--sasl-user", "u"}, "pw", "unknown mechanism"},
+		{[]string{"run", "--pipelines", "d", "--stuck-after", "20s"}, "", "--stuck-after 20s must be shorter than --transaction-timeout 10s"},
 		{[]string{"run", "--pipelines", "d", "--sasl-password", "pw"}, "", "not defined"},
 	}
 	for _, c := range cases {

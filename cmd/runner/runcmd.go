@@ -69,7 +69,7 @@ func (c *runConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.instanceID, "instance-id", "", "this runner's ID among runners sharing pipelines; part of transactional IDs (default random)")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long pipelines get to finish in-flight work, commit and leave their groups")
 	fs.DurationVar(&c.session, "session-timeout", 45*time.Second, "consumer-group session timeout")
-	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 10*time.Second, "how long the broker keeps a dead runner's transaction open; bounds fail-over time under exactly-once")
+	fs.DurationVar(&c.txnTimeout, "transaction-timeout", 10*time.Second, "how long the broker keeps a dead runner's open transaction before aborting it; with --session-timeout, bounds fail-over time under exactly-once")
 	fs.DurationVar(&c.stuckAfter, "stuck-after", 8*time.Second, "restart a pipeline whose record has been in the operator chain this long; must be below --transaction-timeout")
 	fs.IntVar(&c.partitions, "topic-partitions", 0, "partitions of output and DLQ topics created when missing (0: the source topic's count)")
 	fs.IntVar(&c.replication, "topic-replication", 1, "replication factor of topics created when missing")
@@ -105,6 +105,9 @@ func (c *runConfig) validate() error {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v must be positive", d.name, d.v))
 		}
+	}
+	if c.stuckAfter >= c.txnTimeout {
+		errs = append(errs, fmt.Errorf("--stuck-after %v must be shorter than --transaction-timeout %v", c.stuckAfter, c.txnTimeout))
 	}
 	if c.partitions < 0 || c.partitions > 1<<31-1 {
 		errs = append(errs, fmt.Errorf("--topic-partitions %d is out of range", c.partitions))

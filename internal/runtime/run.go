@@ -126,7 +126,7 @@ func (ru *run) status() Status {
 func (ru *run) loop() {
 	defer close(ru.done)
 	log := ru.rt.cfg.logger.With("pipeline", ru.p.Plan.Name, "revision", ru.p.Revision)
-	failures := 0
+	failures, waits := 0, 0
 	for {
 		started := time.Now()
 		err := ru.attempt()
@@ -142,9 +142,15 @@ func (ru *run) loop() {
 		}
 		var wait *WaitError
 		if errors.As(err, &wait) {
-			log.Info("pipeline waiting", "reason", err)
+			// Waiting is normal until someone creates the topic: log it once
+			// and look again less and less often, not four times a second.
+			if waits == 0 {
+				log.Info("pipeline waiting", "reason", err)
+			}
+			waits++
 			ru.setState(Waiting, err)
 		} else {
+			waits = 0
 			failures++
 			ru.mu.Lock()
 			ru.restarts++
@@ -162,9 +168,18 @@ func (ru *run) loop() {
 		case <-ru.ctx.Done():
 			ru.setState(Stopped, nil)
 			return
-		case <-time.After(ru.backoff(failures)):
+		case <-time.After(ru.retryAfter(failures, waits)):
 		}
 	}
+}
+
+// retryAfter is the back-off after a failure, or, while waiting for a topic,
+// a back-off capped at 5s so a newly created topic is picked up soon.
+func (ru *run) retryAfter(failures, waits int) time.Duration {
+	if waits > 0 {
+		return min(ru.backoff(waits), 5*time.Second)
+	}
+	return ru.backoff(failures)
 }
 
 func (ru *run) backoff(failures int) time.Duration {

@@ -52,7 +52,7 @@ const description = "`script` runs custom logic written in JavaScript (ES5.1 wit
 	"- `null` or `undefined` (or an empty array): nothing; the record is dropped.\n\n" +
 	"Results are JSON values: `undefined` properties are left out, dates become ISO 8601 strings, " +
 	"and functions, symbols, BigInts and non-finite numbers are errors.\n\n" +
-	"Each call has `timeout` (a Go duration, default `10ms`, at most `10s`) to finish. Top-level " +
+	"Each call has `timeout` (a Go duration, default `10ms`, at most `2s`) to finish. Top-level " +
 	"code runs once per JavaScript runtime (runtimes are pooled and reused, several per pipeline), " +
 	"so it can build lookup tables, but global state is not shared between records reliably: do " +
 	"not count with it.\n\n" +
@@ -81,7 +81,7 @@ const schema = `{
       "minLength": 1
     },
     "timeout": {
-      "description": "Time budget of each call to process, as a Go duration (10ms, 250us, 1s); at most 10s. A record whose call runs longer goes to the DLQ with reason timeout.",
+      "description": "Time budget of each call to process, as a Go duration (10ms, 250us, 1s); at most 2s, so that a runaway script (retried once) is caught well before the runner's stuck timeout. A record whose call runs longer goes to the DLQ with reason timeout.",
       "type": "string",
       "default": "10ms"
     }
@@ -143,7 +143,7 @@ source: |
 
 const (
 	defaultTimeout = 10 * time.Millisecond
-	maxTimeout     = 10 * time.Second
+	maxTimeout     = 2 * time.Second
 	// initTimeout bounds a runtime's top-level code, which runs once per
 	// runtime and may build tables.
 	initTimeout = time.Second
@@ -152,8 +152,9 @@ const (
 	maxCallStack = 10000
 	// maxValues bounds the size of a result, which is converted outside the
 	// JavaScript interpreter (a shared object can make a small result expand
-	// exponentially).
-	maxValues = 1 << 20
+	// exponentially). Every value takes at least a few bytes of JSON, so a
+	// result with more cannot fit the engine's 1 MiB output limit anyway.
+	maxValues = 1 << 18
 	// attempts is how often a call that runs past its budget is tried.
 	attempts = 2
 	// maxMessage bounds error messages, which end up in DLQ headers.

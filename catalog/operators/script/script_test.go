@@ -151,7 +151,7 @@ func TestRecordShapeAndResults(t *testing.T) {
 		{name: "NaN", body: `return {a: [0/0]};`, reason: "script", message: "script: process returned NaN at a[0], which is not a JSON value"},
 		{name: "bigint", body: `return [BigInt(1)];`, reason: "script", message: "script: process returned a BigInt at [0], which is not a JSON value"},
 		{name: "cycle", body: `var o = {}; o.self = o; return o;`, reason: "script", message: "nested deeper than 1000 levels (does it contain itself?)"},
-		{name: "exponential sharing", body: `var o = {}; for (var i = 0; i < 40; i++) o = {a: o, b: o}; return o;`, reason: "oversize", message: "oversize: the script's result has more than 1048576 values"},
+		{name: "exponential sharing", body: `var o = {}; for (var i = 0; i < 40; i++) o = {a: o, b: o}; return o;`, reason: "oversize", message: "oversize: the script's result has more than 262144 values"},
 		{name: "huge sparse array", body: `var a = []; a.length = 4000000000; return {a: a};`, reason: "oversize", message: "an array of length 4000000000"},
 		{name: "recursion", body: `function f(n) { return f(n + 1); } return f(0);`, reason: "script", message: "script: the call stack grew past 10000 frames at example.yaml:3:"},
 		{name: "throw a string", body: `throw "plain";`, reason: "script", message: "script: plain at example.yaml:3:"},
@@ -159,7 +159,7 @@ func TestRecordShapeAndResults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			op := build(t, "timeout: 10s\nsource: |\n  function process(r) { "+tc.body+" }\n")
+			op := build(t, "timeout: 2s\nsource: |\n  function process(r) { "+tc.body+" }\n")
 			in := &record.Record{
 				Key:       "car-1",
 				Value:     map[string]any{"c": 1.0, "a": "x", "b": nil},
@@ -276,7 +276,7 @@ func TestSeveralRecordsDoNotShareHeaders(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
-	op := build(t, "timeout: 10s\nsource: 'function process(r) { while (true) {} }'")
+	op := build(t, "timeout: 2s\nsource: 'function process(r) { while (true) {} }'")
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	start := time.Now()
@@ -311,7 +311,7 @@ func TestConfigErrors(t *testing.T) {
 			"example.yaml:3:7: the script's top-level code threw: TypeError: Cannot convert undefined or null to object"},
 		{"source: 'while (true) {} function process(r) {}'", "example.yaml:1:9: top-level code ran past its budget (1s)"},
 		{"{source: 'function process(r) {}', timeout: 0s}", "example.yaml:1:45: timeout must be positive, got 0s"},
-		{"{source: 'function process(r) {}', timeout: 11s}", "example.yaml:1:45: timeout 11s is too long: at most 10s per record"},
+		{"{source: 'function process(r) {}', timeout: 3s}", "example.yaml:1:45: timeout 3s is too long: at most 2s per record"},
 		{"{source: 'function process(r) {}', timeout: soon}", `example.yaml:1:45: timeout must be a duration such as 10ms or 1s, got "soon"`},
 		{"file: scripts/x.js", `example.yaml:1:7: cannot read "scripts/x.js": this pipeline has no files`},
 	}
