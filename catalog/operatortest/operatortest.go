@@ -34,7 +34,7 @@ func Build(reg *catalog.Registry, name, stepYAML string) (catalog.Operator, erro
 	if err != nil {
 		return nil, err
 	}
-	if err := spec.Validate(record.Normalize(v)); err != nil {
+	if err := spec.Validate(record.Plain(v)); err != nil {
 		return nil, fmt.Errorf("config does not match the schema: %w", err)
 	}
 	return spec.New(&catalog.Build{Pipeline: "test", Step: name}, conf)
@@ -82,7 +82,7 @@ func Process(ctx context.Context, op catalog.Operator, in []*record.Record) *Res
 func Values(vs ...any) []*record.Record {
 	out := make([]*record.Record, len(vs))
 	for i, v := range vs {
-		out[i] = &record.Record{Value: record.Normalize(v), Topic: "in", Offset: int64(i)}
+		out[i] = &record.Record{Value: record.Plain(v), Topic: "in", Offset: int64(i)}
 	}
 	return out
 }
@@ -111,8 +111,8 @@ func RunExamples(t *testing.T, reg *catalog.Registry, name string) {
 				got = append(got, r.Value)
 			}
 			if !record.EqualJSON(got, ex.Output) && !(len(got) == 0 && len(ex.Output) == 0) {
-				g, _ := record.EncodeJSON(record.Normalize(got))
-				w, _ := record.EncodeJSON(record.Normalize(ex.Output))
+				g, _ := record.EncodeJSON(record.Plain(got))
+				w, _ := record.EncodeJSON(record.Plain(ex.Output))
 				t.Errorf("output differs\n got: %s\nwant: %s", g, w)
 			}
 			if fmt.Sprint(res.DLQ) != fmt.Sprint(ex.DLQ) && !(len(res.DLQ) == 0 && len(ex.DLQ) == 0) {

@@ -12,7 +12,7 @@ import (
 // dotted path, in a stable order, so scripts and people can read it.
 func diff(want, got any) string {
 	var lines []string
-	diffAt("", record.Normalize(want), record.Normalize(got), &lines)
+	diffAt("", record.Plain(want), record.Plain(got), &lines)
 	return strings.Join(lines, "\n")
 }
 

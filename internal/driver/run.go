@@ -289,7 +289,7 @@ func inputMessage(plan *pipeline.Plan, in Input) (engine.Message, error) {
 }
 
 func show(v any) string {
-	b, err := record.EncodeJSON(record.Normalize(v))
+	b, err := record.EncodeJSON(record.Plain(v))
 	if err != nil {
 		return fmt.Sprint(v)
 	}

@@ -171,7 +171,7 @@ func ParseTestFile(path string, data []byte) (*TestFile, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sch.Validate(record.Normalize(v)); err != nil {
+	if err := sch.Validate(record.Plain(v)); err != nil {
 		return nil, pipeline.SchemaErrors(err, src, root, testSchemaDoc(), "test file").Err()
 	}
 	var errs diag.List
@@ -289,7 +289,7 @@ func fieldValue(c catalog.Config, name string, errs *diag.List) (any, bool) {
 		errs.Add(v.Pos(), err)
 		return nil, true
 	}
-	return record.Normalize(out), true
+	return record.Plain(out), true
 }
 
 func fieldHeaders(c catalog.Config, errs *diag.List) map[string]string {

@@ -16,7 +16,7 @@ import (
 )
 
 // jsonCanonical encodes v with sorted object keys.
-func jsonCanonical(v any) ([]byte, error) { return json.Marshal(record.Normalize(v)) }
+func jsonCanonical(v any) ([]byte, error) { return json.Marshal(record.Plain(v)) }
 
 // ParseYAML parses one YAML document keeping positions. Syntax errors are
 // positioned at the offending token; duplicate keys are errors.
@@ -121,7 +121,7 @@ func (c *Compiler) Compile(name string, data []byte) (*Plan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pipeline schema: %w", err)
 	}
-	if err := sch.Validate(record.Normalize(val)); err != nil {
+	if err := sch.Validate(record.Plain(val)); err != nil {
 		errs = append(errs, SchemaErrors(err, src, root, envelopeDoc(), "pipeline")...)
 		// Keep going where the structure allows, so that one run shows
 		// step errors too.
@@ -274,7 +274,7 @@ func (c *Compiler) compileStep(p *Plan, spec *catalog.Spec, name string, f *cata
 	if err != nil {
 		return nil, err
 	}
-	if err := spec.Validate(record.Normalize(v)); err != nil {
+	if err := spec.Validate(record.Plain(v)); err != nil {
 		return nil, SchemaErrors(err, conf.Source(), conf.Node(), spec.SchemaDoc(), spec.Name).Err()
 	}
 	op, err := spec.New(&catalog.Build{Pipeline: p.Name, Step: name, Files: c.Files}, conf)

@@ -59,42 +59,7 @@ func EncodeJSON(v any) ([]byte, error) {
 
 // EqualJSON reports whether two decoded values are the same JSON value.
 func EqualJSON(a, b any) bool {
-	x, err1 := EncodeJSON(normalize(a))
-	y, err2 := EncodeJSON(normalize(b))
+	x, err1 := EncodeJSON(Plain(a))
+	y, err2 := EncodeJSON(Plain(b))
 	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
-
-// normalize turns Go numbers of any width into float64 so that values that
-// came from YAML (ints) and from JSON (float64) compare equal.
-func normalize(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, e := range t {
-			m[k] = normalize(e)
-		}
-		return m
-	case []any:
-		a := make([]any, len(t))
-		for i, e := range t {
-			a[i] = normalize(e)
-		}
-		return a
-	case int:
-		return float64(t)
-	case int64:
-		return float64(t)
-	case int32:
-		return float64(t)
-	case uint64:
-		return float64(t)
-	case float32:
-		return float64(t)
-	default:
-		return v
-	}
-}
-
-// Normalize returns v with every number as float64, the form JSON decoding
-// produces; values written in YAML test files go through it before comparison.
-func Normalize(v any) any { return normalize(v) }

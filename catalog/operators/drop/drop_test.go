@@ -46,7 +46,7 @@ func TestProcess(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			in := &record.Record{Key: "k", Value: record.Normalize(tt.in)}
+			in := &record.Record{Key: "k", Value: record.Plain(tt.in)}
 			res := operatortest.Process(context.Background(), op, []*record.Record{in})
 			if len(res.Out) != 1 || len(res.DLQ) != 0 {
 				t.Fatalf("out %d, errors %v", len(res.Out), res.Errs)

@@ -6,7 +6,6 @@ import (
 	"context"
 
 	"github.com/sluicehq/sluice/catalog"
-	"github.com/sluicehq/sluice/catalog/operators/internal/jsonvalue"
 	"github.com/sluicehq/sluice/internal/expression"
 	"github.com/sluicehq/sluice/internal/record"
 )
@@ -86,6 +85,6 @@ func (k *rekeyer) Process(ctx context.Context, r *record.Record, out catalog.Out
 	if err != nil {
 		return err
 	}
-	r.Key = jsonvalue.From(v)
+	r.Key = record.Plain(v)
 	return out.Next(ctx, r)
 }

@@ -635,7 +635,7 @@ func (vm *jsVM) toJS(v any) goja.Value {
 		return vm.rt.ToValue(string(t))
 	default:
 		// Other numbers (int from YAML tests) and anything else.
-		return vm.rt.ToValue(record.Normalize(v))
+		return vm.rt.ToValue(record.Plain(v))
 	}
 }
 

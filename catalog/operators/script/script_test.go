@@ -181,7 +181,7 @@ func TestRecordShapeAndResults(t *testing.T) {
 			}
 			if got := values(res); !record.EqualJSON(got, tc.want) {
 				g, _ := record.EncodeJSON(got)
-				w, _ := record.EncodeJSON(record.Normalize(tc.want))
+				w, _ := record.EncodeJSON(record.Plain(tc.want))
 				t.Errorf("got  %s\nwant %s", g, w)
 			}
 			for _, r := range res.Out {

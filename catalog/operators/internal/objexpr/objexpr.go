@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"github.com/sluicehq/sluice/catalog"
-	"github.com/sluicehq/sluice/catalog/operators/internal/jsonvalue"
 	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/expression"
 	"github.com/sluicehq/sluice/internal/record"
@@ -101,7 +100,7 @@ func evalFields(fs []field, r *record.Record, vals []any, i *int) error {
 		if err != nil {
 			return err
 		}
-		vals[*i] = jsonvalue.From(v)
+		vals[*i] = record.Plain(v)
 		*i++
 	}
 	return nil

@@ -1,18 +1,15 @@
-// Package jsonvalue turns what an expression returns into the decoded JSON
-// form records hold (map[string]any, []any, string, float64, bool, nil), so
-// that a value computed by one step looks the same to later steps, to
-// encoders and to test comparisons as one decoded from the input.
-package jsonvalue
+package record
 
 import (
 	"fmt"
 	"reflect"
 	"time"
-
-	"github.com/sluicehq/sluice/internal/record"
 )
 
-// From converts v. Scalars that are already JSON are returned as they are.
+// Plain converts v to the decoded JSON form records hold (map[string]any,
+// []any, string, float64, bool, nil), so that a value computed by a step
+// (an expression result, a YAML test value) looks the same to later steps,
+// to encoders and to comparisons as one decoded from the input. Scalars that are already JSON are returned as they are.
 // Objects and arrays are always copied, so the result never shares memory
 // with the record it was computed from: two fields set from the same
 // object can later be changed independently, and a field set to the whole
@@ -21,20 +18,20 @@ import (
 // Other Go types become their natural JSON form: integers become float64,
 // times RFC 3339 strings, durations their text (1m30s), byte slices strings,
 // and other slices and string-keyed maps arrays and objects.
-func From(v any) any {
+func Plain(v any) any {
 	switch t := v.(type) {
 	case nil, string, float64, bool:
 		return v
 	case map[string]any:
 		m := make(map[string]any, len(t))
 		for k, e := range t {
-			m[k] = From(e)
+			m[k] = Plain(e)
 		}
 		return m
 	case []any:
 		a := make([]any, len(t))
 		for i, e := range t {
-			a[i] = From(e)
+			a[i] = Plain(e)
 		}
 		return a
 	case int:
@@ -82,7 +79,7 @@ func fromReflect(v any) any {
 		}
 		a := make([]any, rv.Len())
 		for i := range a {
-			a[i] = From(rv.Index(i).Interface())
+			a[i] = Plain(rv.Index(i).Interface())
 		}
 		return a
 	case reflect.Map:
@@ -95,18 +92,18 @@ func fromReflect(v any) any {
 		m := make(map[string]any, rv.Len())
 		it := rv.MapRange()
 		for it.Next() {
-			m[it.Key().String()] = From(it.Value().Interface())
+			m[it.Key().String()] = Plain(it.Value().Interface())
 		}
 		return m
 	case reflect.Pointer, reflect.Interface:
 		if rv.IsNil() {
 			return nil
 		}
-		return From(rv.Elem().Interface())
+		return Plain(rv.Elem().Interface())
 	}
 	// Anything else (structs from custom functions): take its JSON form.
-	if b, err := record.EncodeJSON(v); err == nil {
-		if d, err := record.DecodeJSON(b); err == nil {
+	if b, err := EncodeJSON(v); err == nil {
+		if d, err := DecodeJSON(b); err == nil {
 			return d
 		}
 	}

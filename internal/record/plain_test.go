@@ -1,15 +1,13 @@
-package jsonvalue
+package record
 
 import (
 	"testing"
 	"time"
-
-	"github.com/sluicehq/sluice/internal/record"
 )
 
 // Every expression result must come out in the decoded JSON form, with the
 // exact Go types a JSON decoder produces (EqualJSON alone would hide ints).
-func TestFrom(t *testing.T) {
+func TestPlain(t *testing.T) {
 	type point struct{ X int }
 	tests := []struct {
 		name    string
@@ -30,9 +28,9 @@ func TestFrom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := From(tt.in)
-			if !record.EqualJSON(got, tt.out) || !exact(got) {
-				t.Fatalf("From(%#v) = %#v, want %#v", tt.in, got, tt.out)
+			got := Plain(tt.in)
+			if !EqualJSON(got, tt.out) || !exact(got) {
+				t.Fatalf("Plain(%#v) = %#v, want %#v", tt.in, got, tt.out)
 			}
 		})
 	}
@@ -63,7 +61,7 @@ func exact(v any) bool {
 // Objects are copied so that no two fields share memory.
 func TestFromCopies(t *testing.T) {
 	in := map[string]any{"a": []any{1.0}}
-	out := From(in).(map[string]any)
+	out := Plain(in).(map[string]any)
 	out["a"].([]any)[0] = 2.0
 	if in["a"].([]any)[0] != 1.0 {
 		t.Fatal("From returned shared memory")
