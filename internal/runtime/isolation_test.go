@@ -206,7 +206,7 @@ func TestIsolation(t *testing.T) {
 	rt := newRuntime(t, brokers)
 	ctx := context.Background()
 
-	// A panics on every record; B spends 2s on every record; C is plain.
+	// A panics on every record; B spends 1.5s on every record; C is plain.
 	a := runtime.Pipeline{Revision: "r1", Plan: planWith(t, boomRegistry(t), "a", `  source: {topic: a-in}
   steps:
     - boom: true
@@ -215,11 +215,11 @@ func TestIsolation(t *testing.T) {
 	b := runtime.Pipeline{Revision: "r1", Plan: plan(t, "b", `  source: {topic: b-in}
   steps:
     - script:
-        timeout: 5s
+        timeout: 2s
         source: |
           function process(r) {
             var start = Date.now();
-            while (Date.now() < start + 2000) {}
+            while (Date.now() < start + 1500) {}
             return r.value;
           }
   sink: {topic: b-out}
