@@ -7,7 +7,6 @@ import (
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/internal/fieldpath"
-	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/record"
 )
 
@@ -73,33 +72,11 @@ type dropper struct {
 }
 
 func newDrop(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
-	if !conf.IsList() || len(conf.Items()) == 0 {
-		kind := "a " + conf.KindName()
-		if conf.IsList() {
-			kind = "an empty list"
-		}
-		return nil, conf.Errorf("expected a list of field names, got %s", kind)
-	}
-	d := &dropper{}
-	seen := map[string]bool{}
-	var errs diag.List
-	for _, item := range conf.Items() {
-		p, err := fieldpath.ParseConfig(item)
-		if err != nil {
-			errs.Add(item.Pos(), err)
-			continue
-		}
-		if seen[p.String()] {
-			errs.Add(item.Pos(), item.Errorf("field %s is listed twice", p))
-			continue
-		}
-		seen[p.String()] = true
-		d.paths = append(d.paths, p)
-	}
-	if err := errs.Err(); err != nil {
+	paths, err := fieldpath.ParseList(conf)
+	if err != nil {
 		return nil, err
 	}
-	return d, nil
+	return &dropper{paths: paths}, nil
 }
 
 // Process removes the fields in place.

@@ -106,7 +106,7 @@ func newMap(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 
 // Process replaces r's value. An object value's map is reused for the result,
 // which is safe because every expression has been evaluated first and no
-// result shares memory with the input (jsonvalue.From copies objects).
+// result shares memory with the input (record.Plain copies objects).
 func (m *mapper) Process(ctx context.Context, r *record.Record, out catalog.Output) error {
 	vals, err := m.t.Eval(r)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/internal/fieldpath"
-	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/record"
 )
 
@@ -102,36 +101,15 @@ type selector struct {
 }
 
 func newSelect(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
-	if !conf.IsList() || len(conf.Items()) == 0 {
-		return nil, conf.Errorf("expected a list of field names, got %s", describe(conf))
-	}
-	s := &selector{}
-	seen := map[string]bool{}
-	var errs diag.List
-	for _, item := range conf.Items() {
-		p, err := fieldpath.ParseConfig(item)
-		if err != nil {
-			errs.Add(item.Pos(), err)
-			continue
-		}
-		if seen[p.String()] {
-			errs.Add(item.Pos(), item.Errorf("field %s is listed twice", p))
-			continue
-		}
-		seen[p.String()] = true
-		s.root.add(p)
-	}
-	if err := errs.Err(); err != nil {
+	paths, err := fieldpath.ParseList(conf)
+	if err != nil {
 		return nil, err
 	}
-	return s, nil
-}
-
-func describe(conf catalog.Config) string {
-	if conf.IsList() {
-		return "an empty list"
+	s := &selector{}
+	for _, p := range paths {
+		s.root.add(p)
 	}
-	return "a " + conf.KindName()
+	return s, nil
 }
 
 // Process removes the fields that are not selected, in place.

@@ -124,3 +124,33 @@ func article(typ string) string {
 	}
 	return "a " + typ
 }
+
+// ParseList reads a step value that is a non-empty list of field paths, as
+// select and drop take, rejecting paths listed twice; every bad item is
+// reported at its position.
+func ParseList(conf catalog.Config) ([]Path, error) {
+	if !conf.IsList() || len(conf.Items()) == 0 {
+		kind := "a " + conf.KindName()
+		if conf.IsList() {
+			kind = "an empty list"
+		}
+		return nil, conf.Errorf("expected a list of field names, got %s", kind)
+	}
+	var paths []Path
+	seen := map[string]bool{}
+	var errs diag.List
+	for _, item := range conf.Items() {
+		p, err := ParseConfig(item)
+		if err != nil {
+			errs.Add(item.Pos(), err)
+			continue
+		}
+		if seen[p.String()] {
+			errs.Add(item.Pos(), item.Errorf("field %s is listed twice", p))
+			continue
+		}
+		seen[p.String()] = true
+		paths = append(paths, p)
+	}
+	return paths, errs.Err()
+}

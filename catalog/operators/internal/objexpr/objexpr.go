@@ -76,7 +76,7 @@ type Values struct{ s *[]any }
 
 // Eval evaluates every expression on r, in order, before anything is
 // written, so that each expression sees the record as it was before the
-// step. Results are converted to decoded JSON form (see jsonvalue.From).
+// step. Results are converted to decoded JSON form (see record.Plain).
 // Release the Values after writing them.
 func (t *Template) Eval(r *record.Record) (Values, error) {
 	vs := t.vals.Get().(*[]any)
