@@ -121,3 +121,14 @@ func RunExamples(t *testing.T, reg *catalog.Registry, name string) {
 		})
 	}
 }
+
+// Registry returns a fresh registry holding what register adds, failing the
+// test if registration fails: the one registry an operator's tests need.
+func Registry(t testing.TB, register func(*catalog.Registry) error) *catalog.Registry {
+	t.Helper()
+	reg := catalog.NewRegistry()
+	if err := register(reg); err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}

@@ -15,12 +15,7 @@ import (
 )
 
 func registry(t testing.TB) *catalog.Registry {
-	t.Helper()
-	reg := catalog.NewRegistry()
-	if err := mask.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	return reg
+	return operatortest.Registry(t, mask.Register)
 }
 
 func TestExamples(t *testing.T) {

@@ -22,12 +22,7 @@ import (
 )
 
 func registry(t testing.TB) *catalog.Registry {
-	t.Helper()
-	reg := catalog.NewRegistry()
-	if err := script.Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	return reg
+	return operatortest.Registry(t, script.Register)
 }
 
 func build(t testing.TB, step string) catalog.Operator {

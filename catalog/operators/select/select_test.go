@@ -12,12 +12,7 @@ import (
 )
 
 func registry(t testing.TB) *catalog.Registry {
-	t.Helper()
-	reg := catalog.NewRegistry()
-	if err := Register(reg); err != nil {
-		t.Fatal(err)
-	}
-	return reg
+	return operatortest.Registry(t, Register)
 }
 
 func TestExamples(t *testing.T) {
