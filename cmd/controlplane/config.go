@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is the parsed command line and environment.
+type config struct {
+	command       string
+	listen        string
+	databaseURL   string
+	publicURL     string
+	dataDir       string // dev: where the private PostgreSQL and credentials live
+	adminEmail    string
+	adminPassword string // serve: SLUICE_ADMIN_PASSWORD creates the first administrator
+	maxConns      int
+	maxBodyBytes  int64
+	sessionTTL    time.Duration
+	trustProxy    bool
+	logFormat     string
+	logLevel      slog.Level
+	shutdownWait  time.Duration
+	sweepInterval time.Duration
+	loginFailures int
+}
+
+var errHelp = errors.New("help")
+
+// parseArgs reads flags, with defaults from the environment (getenv), so a
+// container can be configured either way; flags win.
+func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var cfg config
+	if len(args) == 0 {
+		return cfg, errors.New("no command")
+	}
+	cfg.command = args[0]
+	switch cfg.command {
+	case "help", "-h", "--help":
+		return cfg, errHelp
+	case "version":
+		return cfg, nil
+	case "serve", "dev":
+	default:
+		return cfg, fmt.Errorf("unknown command %q", cfg.command)
+	}
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("controlplane "+cfg.command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.listen, "listen", env("SLUICE_LISTEN", "127.0.0.1:8080"), "address to serve on (SLUICE_LISTEN)")
+	fs.StringVar(&cfg.databaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL (DATABASE_URL); dev starts its own when empty")
+	fs.StringVar(&cfg.publicURL, "public-url", getenv("SLUICE_PUBLIC_URL"), "URL users reach the control plane at (SLUICE_PUBLIC_URL); https makes session cookies Secure")
+	fs.StringVar(&cfg.dataDir, "data-dir", env("SLUICE_DATA_DIR", ".sluice"), "dev: directory for the private PostgreSQL and first-run credentials (SLUICE_DATA_DIR)")
+	fs.StringVar(&cfg.adminEmail, "admin-email", env("SLUICE_ADMIN_EMAIL", "admin@sluice.local"), "email of the first administrator, created when there are no users (SLUICE_ADMIN_EMAIL)")
+	maxConns := fs.Int("max-conns", atoi(getenv("SLUICE_DB_MAX_CONNS"), 20), "PostgreSQL connections per process (SLUICE_DB_MAX_CONNS)")
+	maxBody := fs.Int64("max-body-bytes", int64(atoi(getenv("SLUICE_MAX_BODY_BYTES"), 1<<20)), "request body limit (SLUICE_MAX_BODY_BYTES)")
+	fs.DurationVar(&cfg.sessionTTL, "session-ttl", duration(getenv("SLUICE_SESSION_TTL"), 12*time.Hour), "how long a login lasts (SLUICE_SESSION_TTL)")
+	fs.IntVar(&cfg.loginFailures, "login-failures", atoi(getenv("SLUICE_LOGIN_FAILURES"), 10), "failed logins per account in 15 minutes before it is locked for the rest of them (SLUICE_LOGIN_FAILURES)")
+	fs.BoolVar(&cfg.trustProxy, "trust-proxy", getenv("SLUICE_TRUST_PROXY") == "true", "take client addresses from X-Forwarded-For (SLUICE_TRUST_PROXY=true)")
+	fs.StringVar(&cfg.logFormat, "log-format", env("SLUICE_LOG_FORMAT", "text"), "text or json (SLUICE_LOG_FORMAT)")
+	level := fs.String("log-level", env("SLUICE_LOG_LEVEL", "info"), "debug, info, warn or error (SLUICE_LOG_LEVEL)")
+	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", duration(getenv("SLUICE_SHUTDOWN_TIMEOUT"), 10*time.Second), "how long SIGTERM waits for requests in flight (SLUICE_SHUTDOWN_TIMEOUT)")
+	fs.DurationVar(&cfg.sweepInterval, "sweep-interval", 10*time.Minute, "how often expired sessions and idempotency records are deleted")
+	if err := fs.Parse(args[1:]); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	cfg.adminPassword = getenv("SLUICE_ADMIN_PASSWORD")
+	cfg.maxConns, cfg.maxBodyBytes = *maxConns, *maxBody
+	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
+		return cfg, fmt.Errorf("--log-level: %w", err)
+	}
+	if cfg.logFormat != "text" && cfg.logFormat != "json" {
+		return cfg, fmt.Errorf("--log-format must be text or json, not %q", cfg.logFormat)
+	}
+	if cfg.command == "serve" && cfg.databaseURL == "" {
+		return cfg, errors.New("serve needs DATABASE_URL or --database-url (controlplane dev starts its own PostgreSQL)")
+	}
+	if cfg.publicURL != "" {
+		u, err := url.Parse(cfg.publicURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return cfg, fmt.Errorf("--public-url %q must be an http or https URL", cfg.publicURL)
+		}
+	}
+	if cfg.maxConns < 2 {
+		return cfg, errors.New("--max-conns must be at least 2")
+	}
+	return cfg, nil
+}
+
+func atoi(s string, def int) int {
+	if n, err := strconv.Atoi(s); err == nil {
+		return n
+	}
+	return def
+}
+
+func duration(s string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d
+	}
+	return def
+}

@@ -1,0 +1,66 @@
+// Command controlplane is Sluice's control plane: the REST API over
+// PostgreSQL (`controlplane serve`), and `controlplane dev`, which also
+// starts a private PostgreSQL under .sluice/ for a one-command local setup.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `controlplane: Sluice's control plane.
+
+Usage:
+  controlplane serve [flags]   serve the API; needs DATABASE_URL (or --database-url)
+  controlplane dev [flags]     like serve, but without DATABASE_URL starts a private
+                               PostgreSQL under .sluice/postgres and creates a first
+                               administrator, project and API token on first run
+  controlplane version         print the version
+
+Run controlplane serve -h or controlplane dev -h for the flags. Every flag
+can also be set by the environment variable named in its help.
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	cfg, err := parseArgs(os.Args[1:], os.Getenv, os.Stderr)
+	switch {
+	case errors.Is(err, errHelp):
+		fmt.Fprint(os.Stdout, usage)
+		return
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	context.AfterFunc(ctx, stop) // a second signal kills at once
+	err = run(ctx, cfg, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "controlplane:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+	switch cfg.command {
+	case "version":
+		_, err := fmt.Fprintln(stdout, "controlplane", version)
+		return err
+	case "dev":
+		return runDev(ctx, cfg, stdout, stderr)
+	default:
+		return runServe(ctx, cfg, stdout, stderr)
+	}
+}

@@ -1,0 +1,260 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/store"
+)
+
+// deploymentBody is desired state: this pipeline revision should run on
+// this fleet. Status follows Argo CD's words: OutOfSync until the fleet
+// runs it, then Progressing, Synced or Degraded (set by rollouts later).
+type deploymentBody struct {
+	ID             uuid.UUID `json:"id"`
+	ProjectID      uuid.UUID `json:"project_id"`
+	FleetID        uuid.UUID `json:"fleet_id"`
+	PipelineID     uuid.UUID `json:"pipeline_id"`
+	RevisionID     uuid.UUID `json:"revision_id"`
+	RevisionNumber int       `json:"revision_number"`
+	Status         string    `json:"status"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	version        int
+}
+
+const deploymentColumns = `d.id, d.project_id, d.fleet_id, d.pipeline_id, d.revision_id,
+	(SELECT number FROM revisions WHERE id = d.revision_id), d.status, d.created_at, d.updated_at, d.version`
+
+func (d *deploymentBody) scanDest() []any {
+	return []any{&d.ID, &d.ProjectID, &d.FleetID, &d.PipelineID, &d.RevisionID, &d.RevisionNumber, &d.Status, &d.CreatedAt, &d.UpdatedAt, &d.version}
+}
+
+type createDeploymentRequest struct {
+	FleetID    string `json:"fleet_id" required:"true"`
+	PipelineID string `json:"pipeline_id" required:"true"`
+	// RevisionID defaults to the pipeline's latest revision.
+	RevisionID string `json:"revision_id"`
+}
+
+func (b *createDeploymentRequest) validate() []FieldError {
+	var errs []FieldError
+	for _, f := range []struct{ name, v string }{{"fleet_id", b.FleetID}, {"pipeline_id", b.PipelineID}} {
+		if _, err := uuid.Parse(f.v); err != nil || len(f.v) != 36 {
+			errs = append(errs, FieldError{Field: f.name, Detail: "required, a UUID"})
+		}
+	}
+	if _, err := uuid.Parse(b.RevisionID); b.RevisionID != "" && (err != nil || len(b.RevisionID) != 36) {
+		errs = append(errs, FieldError{Field: "revision_id", Detail: "must be a UUID"})
+	}
+	return errs
+}
+
+type updateDeploymentRequest struct {
+	RevisionID string `json:"revision_id" required:"true"`
+}
+
+func (b *updateDeploymentRequest) validate() []FieldError {
+	if _, err := uuid.Parse(b.RevisionID); err != nil || len(b.RevisionID) != 36 {
+		return []FieldError{{Field: "revision_id", Detail: "required, a UUID"}}
+	}
+	return nil
+}
+
+func (s *Server) deploymentResource() resource {
+	return resource{prefix: "/projects/{projectID}/deployments", tag: "deployments", routes: []route{
+		{method: http.MethodGet, path: "", op: "listDeployments", summary: "List the project's deployments",
+			access: inProject, role: "viewer", resp: deploymentBody{}, list: true, handle: s.listDeployments},
+		{method: http.MethodPost, path: "", op: "createDeployment", summary: "Deploy a pipeline revision to a fleet",
+			access: inProject, role: "developer", body: createDeploymentRequest{}, resp: deploymentBody{}, status: http.StatusCreated, handle: s.createDeployment},
+		{method: http.MethodGet, path: "/{deploymentID}", op: "getDeployment", summary: "Get a deployment",
+			access: inProject, role: "viewer", resp: deploymentBody{}, handle: s.getDeployment},
+		{method: http.MethodPatch, path: "/{deploymentID}", op: "updateDeployment", summary: "Move a deployment to another revision",
+			access: inProject, role: "developer", body: updateDeploymentRequest{}, resp: deploymentBody{}, handle: s.updateDeployment},
+		{method: http.MethodDelete, path: "/{deploymentID}", op: "deleteDeployment", summary: "Stop deploying a pipeline to a fleet",
+			access: inProject, role: "developer", handle: s.deleteDeployment},
+	}}
+}
+
+func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) error {
+	pg, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(r.Context(), "SELECT "+deploymentColumns+" FROM deployments d WHERE d.project_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3",
+		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
+	if err != nil {
+		return err
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deploymentBody, error) {
+		var d deploymentBody
+		return d, row.Scan(d.scanDest()...)
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(d deploymentBody) uuid.UUID { return d.ID }))
+}
+
+// checkRevision verifies that revision belongs to pipeline in project
+// (or picks the latest when revision is empty).
+func checkRevision(ctx context.Context, tx pgx.Tx, project, pipeline uuid.UUID, revision string) (uuid.UUID, error) {
+	var id uuid.UUID
+	var err error
+	if revision == "" {
+		err = tx.QueryRow(ctx, `SELECT id FROM revisions WHERE pipeline_id = $1 AND project_id = $2 ORDER BY number DESC LIMIT 1`,
+			pipeline, project).Scan(&id)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return id, invalidField("revision_id", "the pipeline has no revisions yet; push one first")
+		}
+		return id, err
+	}
+	err = tx.QueryRow(ctx, `SELECT id FROM revisions WHERE id = $1 AND pipeline_id = $2 AND project_id = $3`,
+		uuid.MustParse(revision), pipeline, project).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return id, invalidField("revision_id", "no such revision of this pipeline")
+	}
+	return id, err
+}
+
+func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error {
+	var body createDeploymentRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	pa := projectFrom(ctx)
+	fleet, pipe := uuid.MustParse(body.FleetID), uuid.MustParse(body.PipelineID)
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	var d deploymentBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM fleets WHERE id = $1 AND project_id = $2", fleet, pa.ID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return invalidField("fleet_id", "no such fleet in this project")
+		}
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM pipelines WHERE id = $1 AND project_id = $2", pipe, pa.ID).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return invalidField("pipeline_id", "no such pipeline in this project")
+		}
+		rev, err := checkRevision(ctx, tx, pa.ID, pipe, body.RevisionID)
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, `INSERT INTO deployments AS d (id, project_id, fleet_id, pipeline_id, revision_id) VALUES ($1, $2, $3, $4, $5)
+			RETURNING `+deploymentColumns, id, pa.ID, fleet, pipe, rev).Scan(d.scanDest()...)
+		if _, dup := store.IsUniqueViolation(err); dup {
+			return conflict("this pipeline is already deployed to this fleet; PATCH that deployment to change its revision",
+				FieldError{Field: "pipeline_id", Detail: "already deployed to this fleet"})
+		}
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "deployment.create", resourceType: "deployment", resourceID: id.String(),
+			details: map[string]any{"fleet_id": fleet, "pipeline_id": pipe, "revision_id": rev}})
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/projects/"+pa.ID.String()+"/deployments/"+id.String())
+	return writeVersioned(w, http.StatusCreated, d, d.version)
+}
+
+func (s *Server) loadDeployment(r *http.Request) (deploymentBody, error) {
+	var d deploymentBody
+	id, err := pathID(r, "deploymentID")
+	if err != nil {
+		return d, err
+	}
+	err = s.pool.QueryRow(r.Context(), "SELECT "+deploymentColumns+" FROM deployments d WHERE d.id = $1 AND d.project_id = $2",
+		id, projectFrom(r.Context()).ID).Scan(d.scanDest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return d, notFound("deployment")
+	}
+	return d, err
+}
+
+func (s *Server) getDeployment(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.loadDeployment(r)
+	if err != nil {
+		return err
+	}
+	return writeVersioned(w, http.StatusOK, d, d.version)
+}
+
+func (s *Server) updateDeployment(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.loadDeployment(r)
+	if err != nil {
+		return err
+	}
+	var body updateDeploymentRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var out deploymentBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		rev, err := checkRevision(ctx, tx, d.ProjectID, d.PipelineID, body.RevisionID)
+		if err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, `UPDATE deployments d SET revision_id = $3,
+			status = CASE WHEN revision_id = $3 THEN status ELSE 'OutOfSync' END, updated_at = now(), version = version + 1
+			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+deploymentColumns, d.ID, want, rev).Scan(out.scanDest()...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return preconditionFailed("the deployment changed since you read it; GET it again")
+		}
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "deployment.update", resourceType: "deployment", resourceID: d.ID.String(),
+			details: map[string]any{"from_revision_id": d.RevisionID, "revision_id": rev}})
+	})
+	if err != nil {
+		return err
+	}
+	return writeVersioned(w, http.StatusOK, out, out.version)
+}
+
+func (s *Server) deleteDeployment(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.loadDeployment(r)
+	if err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM deployments WHERE id = $1 AND ($2::int IS NULL OR version = $2)", d.ID, want)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return preconditionFailed("the deployment changed since you read it; GET it again")
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "deployment.delete", resourceType: "deployment", resourceID: d.ID.String()})
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

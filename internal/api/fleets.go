@@ -1,0 +1,233 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/store"
+)
+
+// fleetBody is a fleet: a group of runners in the customer's cloud.
+// Provisioning (Terraform) fills Status in a later part; for now a fleet is
+// a record that deployments target.
+type fleetBody struct {
+	ID        uuid.UUID `json:"id"`
+	ProjectID uuid.UUID `json:"project_id"`
+	Name      string    `json:"name"`
+	// Module is the Terraform module that provisions it: local,
+	// kubernetes or aws.
+	Module  string `json:"module"`
+	Runners int    `json:"runners"`
+	// Settings are the module's variables.
+	Settings  json.RawMessage `json:"settings"`
+	Status    string          `json:"status"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	version   int
+}
+
+const fleetColumns = "id, project_id, name, module, runners, settings, status, created_at, updated_at, version"
+
+func (f *fleetBody) scanDest() []any {
+	return []any{&f.ID, &f.ProjectID, &f.Name, &f.Module, &f.Runners, &f.Settings, &f.Status, &f.CreatedAt, &f.UpdatedAt, &f.version}
+}
+
+var fleetModules = map[string]bool{"local": true, "kubernetes": true, "aws": true}
+
+const maxRunners = 1000
+
+type createFleetRequest struct {
+	Name     string         `json:"name" required:"true"`
+	Module   string         `json:"module" required:"true"`
+	Runners  *int           `json:"runners"`
+	Settings map[string]any `json:"settings"`
+}
+
+func (b *createFleetRequest) validate() []FieldError {
+	errs := checkName("name", b.Name)
+	if !fleetModules[b.Module] {
+		errs = append(errs, FieldError{Field: "module", Detail: `must be "local", "kubernetes" or "aws"`})
+	}
+	if b.Runners != nil && (*b.Runners < 0 || *b.Runners > maxRunners) {
+		errs = append(errs, FieldError{Field: "runners", Detail: "must be from 0 to 1000"})
+	}
+	return errs
+}
+
+type updateFleetRequest struct {
+	Runners  *int           `json:"runners"`
+	Settings map[string]any `json:"settings"`
+}
+
+func (b *updateFleetRequest) validate() []FieldError {
+	if b.Runners != nil && (*b.Runners < 0 || *b.Runners > maxRunners) {
+		return []FieldError{{Field: "runners", Detail: "must be from 0 to 1000"}}
+	}
+	return nil
+}
+
+func (s *Server) fleetResource() resource {
+	return resource{prefix: "/projects/{projectID}/fleets", tag: "fleets", routes: []route{
+		{method: http.MethodGet, path: "", op: "listFleets", summary: "List the project's fleets",
+			access: inProject, role: "viewer", resp: fleetBody{}, list: true, handle: s.listFleets},
+		{method: http.MethodPost, path: "", op: "createFleet", summary: "Record a fleet",
+			access: inProject, role: "owner", body: createFleetRequest{}, resp: fleetBody{}, status: http.StatusCreated, handle: s.createFleet},
+		{method: http.MethodGet, path: "/{fleetID}", op: "getFleet", summary: "Get a fleet",
+			access: inProject, role: "viewer", resp: fleetBody{}, handle: s.getFleet},
+		{method: http.MethodPatch, path: "/{fleetID}", op: "updateFleet", summary: "Change a fleet's size or settings",
+			access: inProject, role: "owner", body: updateFleetRequest{}, resp: fleetBody{}, handle: s.updateFleet},
+		{method: http.MethodDelete, path: "/{fleetID}", op: "deleteFleet", summary: "Delete a fleet and its deployments",
+			access: inProject, role: "owner", handle: s.deleteFleet},
+	}}
+}
+
+func (s *Server) listFleets(w http.ResponseWriter, r *http.Request) error {
+	pg, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(r.Context(), "SELECT "+fleetColumns+" FROM fleets WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
+	if err != nil {
+		return err
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (fleetBody, error) {
+		var f fleetBody
+		return f, row.Scan(f.scanDest()...)
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(f fleetBody) uuid.UUID { return f.ID }))
+}
+
+func (s *Server) createFleet(w http.ResponseWriter, r *http.Request) error {
+	var body createFleetRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if body.Runners == nil {
+		one := 1
+		body.Runners = &one
+	}
+	if body.Settings == nil {
+		body.Settings = map[string]any{}
+	}
+	ctx := r.Context()
+	pa := projectFrom(ctx)
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	var f fleetBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO fleets (id, project_id, name, module, runners, settings) VALUES ($1, $2, $3, $4, $5, $6)
+			RETURNING `+fleetColumns, id, pa.ID, body.Name, body.Module, *body.Runners, body.Settings).Scan(f.scanDest()...)
+		if _, dup := store.IsUniqueViolation(err); dup {
+			return conflict("the project has a fleet with this name", FieldError{Field: "name", Detail: "already taken"})
+		}
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "fleet.create", resourceType: "fleet", resourceID: id.String(),
+			details: map[string]any{"name": body.Name, "module": body.Module, "runners": *body.Runners}})
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/projects/"+pa.ID.String()+"/fleets/"+id.String())
+	return writeVersioned(w, http.StatusCreated, f, f.version)
+}
+
+func (s *Server) loadFleet(r *http.Request) (fleetBody, error) {
+	var f fleetBody
+	id, err := pathID(r, "fleetID")
+	if err != nil {
+		return f, err
+	}
+	err = s.pool.QueryRow(r.Context(), "SELECT "+fleetColumns+" FROM fleets WHERE id = $1 AND project_id = $2",
+		id, projectFrom(r.Context()).ID).Scan(f.scanDest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return f, notFound("fleet")
+	}
+	return f, err
+}
+
+func (s *Server) getFleet(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.loadFleet(r)
+	if err != nil {
+		return err
+	}
+	return writeVersioned(w, http.StatusOK, f, f.version)
+}
+
+func (s *Server) updateFleet(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.loadFleet(r)
+	if err != nil {
+		return err
+	}
+	var body updateFleetRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var settings any
+	if body.Settings != nil {
+		settings = body.Settings
+	}
+	var out fleetBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE fleets SET runners = coalesce($3, runners), settings = coalesce($4, settings),
+			updated_at = now(), version = version + 1
+			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+fleetColumns, f.ID, want, body.Runners, settings).Scan(out.scanDest()...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return preconditionFailed("the fleet changed since you read it; GET it again")
+		}
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "fleet.update", resourceType: "fleet", resourceID: f.ID.String(),
+			details: map[string]any{"runners": body.Runners, "settings_changed": body.Settings != nil}})
+	})
+	if err != nil {
+		return err
+	}
+	return writeVersioned(w, http.StatusOK, out, out.version)
+}
+
+func (s *Server) deleteFleet(w http.ResponseWriter, r *http.Request) error {
+	f, err := s.loadFleet(r)
+	if err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM fleets WHERE id = $1 AND ($2::int IS NULL OR version = $2)", f.ID, want)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return preconditionFailed("the fleet changed since you read it; GET it again")
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "fleet.delete", resourceType: "fleet", resourceID: f.ID.String(),
+			details: map[string]any{"name": f.Name}})
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,371 @@
+package api
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/diag"
+	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/store"
+)
+
+// pipelineBody is a pipeline: a name in a project whose revisions hold the
+// YAML. GitOps pushes create revisions; the API can too.
+type pipelineBody struct {
+	ID          uuid.UUID `json:"id"`
+	ProjectID   uuid.UUID `json:"project_id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	// LatestRevision is the newest revision's number, 0 before the first.
+	LatestRevision int       `json:"latest_revision"`
+	CreatedAt      time.Time `json:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at"`
+	version        int
+}
+
+const pipelineColumns = `p.id, p.project_id, p.name, p.description,
+	coalesce((SELECT max(number) FROM revisions WHERE pipeline_id = p.id), 0), p.created_at, p.updated_at, p.version`
+
+func (p *pipelineBody) scanDest() []any {
+	return []any{&p.ID, &p.ProjectID, &p.Name, &p.Description, &p.LatestRevision, &p.CreatedAt, &p.UpdatedAt, &p.version}
+}
+
+type createPipelineRequest struct {
+	Name        string `json:"name" required:"true"`
+	Description string `json:"description"`
+}
+
+func (b *createPipelineRequest) validate() []FieldError {
+	return append(checkName("name", b.Name), checkText("description", b.Description, 2000)...)
+}
+
+type updatePipelineRequest struct {
+	Description *string `json:"description"`
+}
+
+func (b *updatePipelineRequest) validate() []FieldError {
+	if b.Description != nil {
+		return checkText("description", *b.Description, 2000)
+	}
+	return nil
+}
+
+// revisionBody is one version of a pipeline's YAML, compiled when created.
+type revisionBody struct {
+	ID         uuid.UUID `json:"id"`
+	PipelineID uuid.UUID `json:"pipeline_id"`
+	Number     int       `json:"number"`
+	CommitSHA  string    `json:"commit_sha,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	Source     string    `json:"source"`
+	// Digest is the SHA-256 of Source.
+	Digest    string     `json:"digest"`
+	CreatedBy *uuid.UUID `json:"created_by,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+}
+
+const revisionColumns = "id, pipeline_id, number, commit_sha, message, source, digest, created_by, created_at"
+
+func (v *revisionBody) scanDest() []any {
+	return []any{&v.ID, &v.PipelineID, &v.Number, &v.CommitSHA, &v.Message, &v.Source, &v.Digest, &v.CreatedBy, &v.CreatedAt}
+}
+
+type createRevisionRequest struct {
+	// Source is the pipeline's YAML; it must compile.
+	Source    string `json:"source" required:"true"`
+	CommitSHA string `json:"commit_sha"`
+	Message   string `json:"message"`
+}
+
+func (b *createRevisionRequest) validate() []FieldError {
+	var errs []FieldError
+	if b.Source == "" {
+		errs = append(errs, FieldError{Field: "source", Detail: "required: the pipeline's YAML"})
+	}
+	errs = append(errs, checkText("commit_sha", b.CommitSHA, 64)...)
+	return append(errs, checkText("message", b.Message, 10000)...)
+}
+
+func (s *Server) pipelineResource() resource {
+	return resource{prefix: "/projects/{projectID}/pipelines", tag: "pipelines", routes: []route{
+		{method: http.MethodGet, path: "", op: "listPipelines", summary: "List the project's pipelines",
+			access: inProject, role: "viewer", resp: pipelineBody{}, list: true, handle: s.listPipelines},
+		{method: http.MethodPost, path: "", op: "createPipeline", summary: "Create a pipeline (its YAML comes in revisions)",
+			access: inProject, role: "developer", body: createPipelineRequest{}, resp: pipelineBody{}, status: http.StatusCreated, handle: s.createPipeline},
+		{method: http.MethodGet, path: "/{pipelineID}", op: "getPipeline", summary: "Get a pipeline",
+			access: inProject, role: "viewer", resp: pipelineBody{}, handle: s.getPipeline},
+		{method: http.MethodPatch, path: "/{pipelineID}", op: "updatePipeline", summary: "Change a pipeline's description",
+			access: inProject, role: "developer", body: updatePipelineRequest{}, resp: pipelineBody{}, handle: s.updatePipeline},
+		{method: http.MethodDelete, path: "/{pipelineID}", op: "deletePipeline", summary: "Delete a pipeline, its revisions and deployments",
+			access: inProject, role: "owner", handle: s.deletePipeline},
+		{method: http.MethodGet, path: "/{pipelineID}/revisions", op: "listRevisions", summary: "List a pipeline's revisions",
+			access: inProject, role: "viewer", resp: revisionBody{}, list: true, handle: s.listRevisions},
+		{method: http.MethodPost, path: "/{pipelineID}/revisions", op: "createRevision", summary: "Add a revision; the YAML must compile (errors name line and column)",
+			access: inProject, role: "developer", body: createRevisionRequest{}, resp: revisionBody{}, status: http.StatusCreated, handle: s.createRevision},
+		{method: http.MethodGet, path: "/{pipelineID}/revisions/{revisionID}", op: "getRevision", summary: "Get a revision",
+			access: inProject, role: "viewer", resp: revisionBody{}, handle: s.getRevision},
+	}}
+}
+
+func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
+	pg, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(r.Context(), "SELECT "+pipelineColumns+" FROM pipelines p WHERE p.project_id = $1 AND p.id > $2 ORDER BY p.id LIMIT $3",
+		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
+	if err != nil {
+		return err
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (pipelineBody, error) {
+		var p pipelineBody
+		return p, row.Scan(p.scanDest()...)
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(p pipelineBody) uuid.UUID { return p.ID }))
+}
+
+func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
+	var body createPipelineRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	pa := projectFrom(ctx)
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	var out pipelineBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO pipelines AS p (id, project_id, name, description) VALUES ($1, $2, $3, $4)
+			RETURNING `+pipelineColumns, id, pa.ID, body.Name, body.Description).Scan(out.scanDest()...)
+		if _, dup := store.IsUniqueViolation(err); dup {
+			return conflict("the project has a pipeline with this name", FieldError{Field: "name", Detail: "already taken"})
+		}
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "pipeline.create", resourceType: "pipeline", resourceID: id.String(),
+			details: map[string]any{"name": body.Name}})
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/projects/"+pa.ID.String()+"/pipelines/"+id.String())
+	return writeVersioned(w, http.StatusCreated, out, out.version)
+}
+
+func (s *Server) loadPipeline(r *http.Request) (pipelineBody, error) {
+	var p pipelineBody
+	id, err := pathID(r, "pipelineID")
+	if err != nil {
+		return p, err
+	}
+	err = s.pool.QueryRow(r.Context(), "SELECT "+pipelineColumns+" FROM pipelines p WHERE p.id = $1 AND p.project_id = $2",
+		id, projectFrom(r.Context()).ID).Scan(p.scanDest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, notFound("pipeline")
+	}
+	return p, err
+}
+
+func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	return writeVersioned(w, http.StatusOK, p, p.version)
+}
+
+func (s *Server) updatePipeline(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	var body updatePipelineRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	var out pipelineBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE pipelines p SET description = coalesce($3, description), updated_at = now(), version = version + 1
+			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+pipelineColumns, p.ID, want, body.Description).Scan(out.scanDest()...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return preconditionFailed("the pipeline changed since you read it; GET it again")
+		}
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "pipeline.update", resourceType: "pipeline", resourceID: p.ID.String()})
+	})
+	if err != nil {
+		return err
+	}
+	return writeVersioned(w, http.StatusOK, out, out.version)
+}
+
+func (s *Server) deletePipeline(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM pipelines WHERE id = $1 AND ($2::int IS NULL OR version = $2)", p.ID, want)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return preconditionFailed("the pipeline changed since you read it; GET it again")
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "pipeline.delete", resourceType: "pipeline", resourceID: p.ID.String(),
+			details: map[string]any{"name": p.Name}})
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	pg, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	rows, err := s.pool.Query(r.Context(), "SELECT "+revisionColumns+" FROM revisions WHERE pipeline_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+		p.ID, pg.after, pg.limit+1)
+	if err != nil {
+		return err
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (revisionBody, error) {
+		var v revisionBody
+		return v, row.Scan(v.scanDest()...)
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(v revisionBody) uuid.UUID { return v.ID }))
+}
+
+// noFiles is the side-file tree of a revision made through the API: a
+// single YAML file, so steps that read files fail to compile with a clear
+// error. Git pushes bring the whole tree.
+type noFiles struct{}
+
+func (noFiles) Open(name string) (fs.File, error) {
+	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+}
+
+// compileErrors turns compiler diagnostics into field errors on source,
+// with their line and column.
+func compileErrors(err error) *Problem {
+	var list diag.List
+	var one *diag.Error
+	switch {
+	case errors.As(err, &list):
+	case errors.As(err, &one):
+		list = diag.List{one}
+	default:
+		return invalidField("source", "%v", err)
+	}
+	fields := make([]FieldError, 0, len(list))
+	for _, e := range list {
+		fields = append(fields, FieldError{Field: "source", Detail: e.Error(), Line: e.Pos.Line, Column: e.Pos.Column})
+	}
+	p := invalid(fields...)
+	p.Detail = "the pipeline does not compile:\n" + list.Error()
+	return p
+}
+
+func (s *Server) createRevision(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	var body createRevisionRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	plan, err := (&pipeline.Compiler{Registry: s.reg, Files: noFiles{}}).Compile(p.Name+".yaml", []byte(body.Source))
+	if err != nil {
+		return compileErrors(err)
+	}
+	if plan.Name != p.Name {
+		return invalidField("source", "metadata.name is %q but this pipeline is %q", plan.Name, p.Name)
+	}
+	ctx := r.Context()
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(body.Source))
+	var createdBy *uuid.UUID
+	if pr := PrincipalFrom(ctx); pr.UserID != uuid.Nil {
+		createdBy = &pr.UserID
+	}
+	var v revisionBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		// Lock the pipeline so concurrent revisions get distinct numbers.
+		if _, err := tx.Exec(ctx, "SELECT 1 FROM pipelines WHERE id = $1 FOR UPDATE", p.ID); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `INSERT INTO revisions (id, pipeline_id, project_id, number, commit_sha, message, source, digest, created_by)
+			VALUES ($1, $2, $3, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE pipeline_id = $2), $4, $5, $6, $7, $8)
+			RETURNING `+revisionColumns, id, p.ID, p.ProjectID, body.CommitSHA, body.Message, body.Source, hex.EncodeToString(sum[:]), createdBy).
+			Scan(v.scanDest()...)
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "revision.create", resourceType: "revision", resourceID: id.String(),
+			details: map[string]any{"pipeline": p.Name, "number": v.Number, "digest": v.Digest}})
+	})
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/api/v1/projects/"+p.ProjectID.String()+"/pipelines/"+p.ID.String()+"/revisions/"+id.String())
+	return writeJSON(w, http.StatusCreated, v)
+}
+
+func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return err
+	}
+	id, err := pathID(r, "revisionID")
+	if err != nil {
+		return err
+	}
+	var v revisionBody
+	err = s.pool.QueryRow(r.Context(), "SELECT "+revisionColumns+" FROM revisions WHERE id = $1 AND pipeline_id = $2", id, p.ID).Scan(v.scanDest()...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("revision")
+	}
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, v)
+}

@@ -1,0 +1,218 @@
+package api
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/store"
+)
+
+// projectBody is a project: the unit of access control. Fleets, pipelines,
+// tokens and deployments belong to one project.
+type projectBody struct {
+	ID          uuid.UUID `json:"id"`
+	OrgID       uuid.UUID `json:"org_id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description"`
+	// Role is the caller's role in the project.
+	Role      string    `json:"role,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	version   int
+}
+
+const projectColumns = "p.id, p.org_id, p.name, p.description, p.created_at, p.updated_at, p.version"
+
+func (p *projectBody) scanDest() []any {
+	return []any{&p.ID, &p.OrgID, &p.Name, &p.Description, &p.CreatedAt, &p.UpdatedAt, &p.version}
+}
+
+type createProjectRequest struct {
+	OrgID       string `json:"org_id" required:"true"`
+	Name        string `json:"name" required:"true"`
+	Description string `json:"description"`
+}
+
+func (b *createProjectRequest) validate() []FieldError {
+	errs := append(checkName("name", b.Name), checkText("description", b.Description, 2000)...)
+	if _, err := uuid.Parse(b.OrgID); err != nil || len(b.OrgID) != 36 {
+		errs = append(errs, FieldError{Field: "org_id", Detail: "must be an organisation's id (a UUID)"})
+	}
+	return errs
+}
+
+type updateProjectRequest struct {
+	Description *string `json:"description"`
+}
+
+func (b *updateProjectRequest) validate() []FieldError {
+	if b.Description != nil {
+		return checkText("description", *b.Description, 2000)
+	}
+	return nil
+}
+
+func (s *Server) projectResource() resource {
+	return resource{prefix: "/projects", tag: "projects", routes: []route{
+		{method: http.MethodGet, path: "", op: "listProjects", summary: "List the projects you have a role in",
+			access: anyPrincipal, resp: projectBody{}, list: true, handle: s.listProjects},
+		{method: http.MethodPost, path: "", op: "createProject", summary: "Create a project in an organisation (its owners, administrators); you become its owner",
+			access: anyPrincipal, body: createProjectRequest{}, resp: projectBody{}, status: http.StatusCreated, handle: s.createProject},
+		{method: http.MethodGet, path: "/{projectID}", op: "getProject", summary: "Get a project",
+			access: inProject, role: "viewer", resp: projectBody{}, handle: s.getProject},
+		{method: http.MethodPatch, path: "/{projectID}", op: "updateProject", summary: "Change a project",
+			access: inProject, role: "owner", body: updateProjectRequest{}, resp: projectBody{}, handle: s.updateProject},
+		{method: http.MethodDelete, path: "/{projectID}", op: "deleteProject", summary: "Delete a project and everything in it",
+			access: inProject, role: "owner", handle: s.deleteProject},
+	}}
+}
+
+func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
+	pg, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	p := PrincipalFrom(r.Context())
+	var rows pgx.Rows
+	switch {
+	case p.Kind == KindToken:
+		rows, err = s.pool.Query(r.Context(), `SELECT `+projectColumns+`, $2::text FROM projects p
+			WHERE p.id = $1 AND p.id > $3 ORDER BY p.id LIMIT $4`, p.ProjectID, string(p.Role), pg.after, pg.limit+1)
+	default:
+		// Administrators see every project; a membership's role wins.
+		rows, err = s.pool.Query(r.Context(), `SELECT `+projectColumns+`, coalesce(m.role, 'owner') FROM projects p
+			LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $1
+			WHERE (m.role IS NOT NULL OR $2) AND p.id > $3 ORDER BY p.id LIMIT $4`, p.UserID, p.Admin, pg.after, pg.limit+1)
+	}
+	if err != nil {
+		return err
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (projectBody, error) {
+		var pr projectBody
+		return pr, row.Scan(append(pr.scanDest(), &pr.Role)...)
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(p projectBody) uuid.UUID { return p.ID }))
+}
+
+func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
+	p := PrincipalFrom(r.Context())
+	if p.Kind != KindUser {
+		return forbidden("API tokens are scoped to one project and cannot create projects")
+	}
+	var body createProjectRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	org := uuid.MustParse(body.OrgID)
+	role, err := s.orgRole(ctx, p, org)
+	if err != nil {
+		return err
+	}
+	switch role {
+	case "":
+		return invalidField("org_id", "no such organisation")
+	case "admin", "owner":
+	default:
+		return forbidden("only the organisation's owners and administrators can create projects in it")
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	var out projectBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO projects AS p (id, org_id, name, description) VALUES ($1, $2, $3, $4)
+			RETURNING `+projectColumns, id, org, body.Name, body.Description).Scan(out.scanDest()...)
+		if _, dup := store.IsUniqueViolation(err); dup {
+			return conflict("the organisation has a project with this name", FieldError{Field: "name", Detail: "already taken"})
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, 'owner')", id, p.UserID); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "project.create", resourceType: "project", resourceID: id.String(),
+			orgID: &org, projectID: &id, details: map[string]any{"name": body.Name}})
+	})
+	if err != nil {
+		return err
+	}
+	out.Role = "owner"
+	w.Header().Set("Location", "/api/v1/projects/"+id.String())
+	return writeVersioned(w, http.StatusCreated, out, out.version)
+}
+
+func (s *Server) getProject(w http.ResponseWriter, r *http.Request) error {
+	pa := projectFrom(r.Context())
+	var out projectBody
+	if err := s.pool.QueryRow(r.Context(), "SELECT "+projectColumns+" FROM projects p WHERE p.id = $1", pa.ID).Scan(out.scanDest()...); err != nil {
+		return err
+	}
+	out.Role = string(pa.Role)
+	return writeVersioned(w, http.StatusOK, out, out.version)
+}
+
+func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) error {
+	var body updateProjectRequest
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	pa := projectFrom(ctx)
+	var out projectBody
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `UPDATE projects p SET description = coalesce($3, description), updated_at = now(), version = version + 1
+			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+projectColumns, pa.ID, want, body.Description).Scan(out.scanDest()...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return preconditionFailed("the project changed since you read it; GET it again")
+		}
+		if err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "project.update", resourceType: "project", resourceID: pa.ID.String()})
+	})
+	if err != nil {
+		return err
+	}
+	out.Role = string(pa.Role)
+	return writeVersioned(w, http.StatusOK, out, out.version)
+}
+
+func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	pa := projectFrom(ctx)
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, "DELETE FROM projects WHERE id = $1 AND ($2::int IS NULL OR version = $2)", pa.ID, want)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return preconditionFailed("the project changed since you read it; GET it again")
+		}
+		// audit_log.project_id has no foreign key, so the record outlives
+		// the project.
+		return s.audit(ctx, tx, r, auditEntry{action: "project.delete", resourceType: "project", resourceID: pa.ID.String()})
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

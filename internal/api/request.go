@@ -1,0 +1,218 @@
+package api
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/google/uuid"
+)
+
+// validator is implemented by request bodies that check their fields.
+type validator interface {
+	validate() []FieldError
+}
+
+// decode reads a JSON request body into dst strictly: one object, no
+// unknown fields, the right types, within the size limit. Every failure is
+// a 4xx problem naming the field when there is one.
+func decode(r *http.Request, dst any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return problem(http.StatusUnsupportedMediaType, "unsupported-media-type",
+				"send the body as application/json", FieldError{Field: "Content-Type", Detail: "must be application/json"})
+		}
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err)
+	}
+	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
+		if p := bodyTooLarge(err); p != nil {
+			return p
+		}
+		return badRequest("the body must be a single JSON object with nothing after it")
+	}
+	if v, ok := dst.(validator); ok {
+		if errs := v.validate(); len(errs) > 0 {
+			return invalid(errs...)
+		}
+	}
+	return nil
+}
+
+func bodyTooLarge(err error) *Problem {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return problem(http.StatusRequestEntityTooLarge, "too-large",
+			fmt.Sprintf("the body is larger than the %d-byte limit", mbe.Limit))
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	if p := bodyTooLarge(err); p != nil {
+		return p
+	}
+	var (
+		syn *json.SyntaxError
+		typ *json.UnmarshalTypeError
+	)
+	switch {
+	case errors.Is(err, io.EOF):
+		return badRequest("the body is empty; send a JSON object")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("the JSON body ends too early")
+	case errors.As(err, &syn):
+		return badRequest(fmt.Sprintf("malformed JSON at byte %d: %s", syn.Offset, syn.Error()))
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return badRequest("the body must be a JSON object, not " + typ.Value)
+		}
+		return invalidField(field, "must be %s, not %s", jsonTypeName(typ.Type.String()), typ.Value)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		return invalidField(name, "unknown field")
+	}
+	// Errors from a field's own UnmarshalJSON (time, uuid) carry no field
+	// name; say what failed.
+	return badRequest("invalid JSON body: " + err.Error())
+}
+
+func jsonTypeName(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"):
+		return "an integer"
+	case strings.HasPrefix(goType, "float"):
+		return "a number"
+	case goType == "string", goType == "*string":
+		return "a string"
+	case goType == "bool", goType == "*bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "map"), strings.HasPrefix(goType, "struct"):
+		return "an object"
+	case strings.HasPrefix(goType, "*"):
+		return jsonTypeName(goType[1:])
+	}
+	return "a " + goType
+}
+
+// parseID parses a UUID from a path parameter or body field.
+func parseID(field, raw string) (uuid.UUID, error) {
+	id, err := uuid.Parse(raw)
+	if err != nil || len(raw) != 36 {
+		return uuid.Nil, badRequest(field+" is not a UUID", FieldError{Field: field, Detail: fmt.Sprintf("%q is not a UUID", raw)})
+	}
+	return id, nil
+}
+
+// pathID parses the UUID path parameter name.
+func pathID(r *http.Request, name string) (uuid.UUID, error) {
+	return parseID(name, chi.URLParam(r, name))
+}
+
+// writeJSON writes v with status.
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// writeVersioned writes v with an ETag for version, which If-Match on a
+// later update must repeat.
+func writeVersioned(w http.ResponseWriter, status int, v any, version int) error {
+	w.Header().Set("ETag", etag(version))
+	return writeJSON(w, status, v)
+}
+
+func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
+
+// ifMatch returns the version an update must find: nil when the request
+// has no If-Match (or `*`), so the update is unconditional.
+func ifMatch(r *http.Request) (*int, error) {
+	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	if h == "" || h == "*" {
+		return nil, nil
+	}
+	h = strings.TrimPrefix(h, "W/")
+	v, err := strconv.Atoi(strings.Trim(h, `"`))
+	if err != nil || !strings.HasPrefix(h, `"`) {
+		return nil, preconditionFailed(fmt.Sprintf("If-Match %q is not an ETag from this API", r.Header.Get("If-Match")))
+	}
+	return &v, nil
+}
+
+// List pagination: ?limit=N&cursor=C. Items are ordered by id (UUIDv7, so
+// by creation time); the cursor is the last id of the previous page.
+const (
+	defaultLimit = 50
+	maxLimit     = 200
+)
+
+type page struct {
+	limit int
+	after uuid.UUID // uuid.Nil: from the start
+}
+
+func parsePage(r *http.Request) (page, error) {
+	pg := page{limit: defaultLimit}
+	q := r.URL.Query()
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxLimit {
+			return pg, badRequest("bad limit", FieldError{Field: "limit", Detail: fmt.Sprintf("must be an integer from 1 to %d", maxLimit)})
+		}
+		pg.limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		var id uuid.UUID
+		if err == nil {
+			id, err = uuid.FromBytes(b)
+		}
+		if err != nil {
+			return pg, badRequest("bad cursor", FieldError{Field: "cursor", Detail: "not a cursor from a previous page's next_cursor"})
+		}
+		pg.after = id
+	}
+	return pg, nil
+}
+
+// listBody is the body of every list response.
+type listBody[T any] struct {
+	Items []T `json:"items"`
+	// NextCursor fetches the next page; absent on the last page.
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// pageOf trims items fetched with LIMIT page.limit+1 to the page and sets
+// the cursor when there is more.
+func pageOf[T any](items []T, pg page, id func(T) uuid.UUID) listBody[T] {
+	out := listBody[T]{Items: items}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	if len(items) > pg.limit {
+		out.Items = items[:pg.limit]
+		last := id(out.Items[pg.limit-1])
+		out.NextCursor = base64.RawURLEncoding.EncodeToString(last[:])
+	}
+	return out
+}
