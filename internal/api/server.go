@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -32,7 +34,8 @@ type Config struct {
 	// SecureCookies marks the session cookie Secure; set it when the
 	// public URL is https.
 	SecureCookies bool
-	// TrustProxy takes the client address from X-Forwarded-For / X-Real-IP.
+	// TrustProxy takes the client address from the last X-Forwarded-For
+	// hop, for a control plane behind one reverse proxy.
 	TrustProxy bool
 	// MaxBodyBytes caps request bodies (default 1 MiB).
 	MaxBodyBytes int64
@@ -103,7 +106,7 @@ func New(cfg Config) (*Server, error) {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID)
 	if cfg.TrustProxy {
-		r.Use(middleware.RealIP)
+		r.Use(forwardedFor)
 	}
 	r.Use(s.logRequests, s.recoverPanics, s.limitBody, s.authenticate)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -344,6 +347,21 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 				s.writeProblem(w, r, fmt.Errorf("panic: %v", v))
 			}
 		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// forwardedFor takes the client address from the rightmost
+// X-Forwarded-For entry: the one our own proxy appended. Entries to its
+// left come from the client and can be forged.
+func forwardedFor(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			hops := strings.Split(xff[len(xff)-1], ",")
+			if ip := net.ParseIP(strings.TrimSpace(hops[len(hops)-1])); ip != nil {
+				r.RemoteAddr = net.JoinHostPort(ip.String(), "0")
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
 }
