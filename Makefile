@@ -13,7 +13,7 @@ GO ?= go
 
 # Debian packages the build, the tests and `make dev` need. Later work adds
 # to this list (chromium for the IDE's browser tests, terraform, ...).
-APT_PACKAGES := postgresql kcat git ca-certificates
+APT_PACKAGES := postgresql kcat git ca-certificates curl
 
 # Pinned Go tools, installed into .tools/bin by `make setup`.
 TOOLS_BIN := $(CURDIR)/.tools/bin
@@ -37,7 +37,7 @@ help: ## List the targets
 	@echo
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  %-8s %s\n", $$1, $$2}'
 	@echo
-	@echo "Variables: TEST_FLAGS='$(TEST_FLAGS)' FUZZTIME=$(FUZZTIME)"
+	@echo "Variables: TEST_FLAGS='$(TEST_FLAGS)' FUZZTIME=$(FUZZTIME) DEV_FLAGS='$(DEV_FLAGS)'"
 
 .PHONY: setup
 setup: setup-apt setup-tools ## Install missing Debian packages and the pinned Go tools (idempotent)
@@ -78,9 +78,18 @@ $(STATICCHECK): $(STATICCHECK_STAMP)
 	@touch $@
 
 .PHONY: build
-build: ## Build every package and bin/runner
+build: ## Build every package, bin/runner and bin/controlplane
 	$(GO) build ./...
 	$(GO) build -o bin/runner ./cmd/runner
+	$(GO) build -o bin/controlplane ./cmd/controlplane
+
+# Flags for `controlplane dev`, e.g. make dev DEV_FLAGS='--listen 127.0.0.1:9090'.
+DEV_FLAGS ?=
+
+.PHONY: dev
+dev: setup-apt ## Run the control plane locally: a private PostgreSQL under .sluice/ (unless DATABASE_URL is set), first-run admin and token printed
+	$(GO) build -o bin/controlplane ./cmd/controlplane
+	./bin/controlplane dev $(DEV_FLAGS)
 
 .PHONY: test
 test: ## Run every test (race detector, shuffled, fuzz seed corpora), then the example pipelines' tests through the runner

@@ -32,7 +32,7 @@ func runDev(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		defer pgLog.Close()
 		pg, err := pgcluster.Start(ctx, pgcluster.Options{Dir: dir, Durable: true, Log: pgLog})
 		if err != nil {
-			return err
+			return fmt.Errorf("%w\n(PostgreSQL's log: %s)", err, pgLog.Name())
 		}
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

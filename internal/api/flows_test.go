@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -445,5 +448,33 @@ func TestTrustProxy(t *testing.T) {
 	}
 	if addr != "203.0.113.7" {
 		t.Errorf("audited address %q, want the proxy's hop 203.0.113.7", addr)
+	}
+}
+
+// The example pipelines are accepted as revisions, as pushed by a user.
+func TestExamplesAsRevisions(t *testing.T) {
+	e := newEnv(t)
+	w := e.world()
+	c := e.tokenClient(w.ownerB)
+	files, _ := filepath.Glob("../../examples/*/*.yaml")
+	n := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.yaml") {
+			continue
+		}
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := regexp.MustCompile(`(?m)^  name: (\S+)`).FindSubmatch(src)
+		if m == nil {
+			t.Fatalf("%s: no metadata.name", f)
+		}
+		id := c.do("POST", "/api/v1/projects/"+w.projB+"/pipelines", map[string]any{"name": string(m[1])}).want(201).str("id")
+		c.do("POST", "/api/v1/projects/"+w.projB+"/pipelines/"+id+"/revisions", map[string]any{"source": string(src)}).want(201)
+		n++
+	}
+	if n < 3 {
+		t.Errorf("only %d examples found", n)
 	}
 }

@@ -106,6 +106,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		}
 	}
 
+	if pid := runningPostmaster(c.dataDir); pid > 0 {
+		return nil, fmt.Errorf("pgcluster: a PostgreSQL server (pid %d) is already running in %s; is another controlplane dev running?", pid, c.dataDir)
+	}
 	args := []string{"-D", c.dataDir, "-k", dir, "-p", strconv.Itoa(opts.Port),
 		"-c", "listen_addresses=", "-c", "max_connections=200"}
 	if !opts.Durable {
@@ -246,6 +249,22 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// runningPostmaster returns the pid of a live server recorded in
+// dataDir's postmaster.pid, or 0. A stale file (after a crash) is left for
+// postgres, which replaces it.
+func runningPostmaster(dataDir string) int {
+	b, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
 }
 
 // quoteIdent quotes a SQL identifier.

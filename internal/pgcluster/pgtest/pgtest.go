@@ -28,8 +28,12 @@ var (
 	seq     atomic.Int64
 )
 
-// Main runs the tests and stops the cluster. Call it from TestMain.
-func Main(m *testing.M) {
+// Main runs the tests, stops the cluster and exits. Call it from TestMain.
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run runs the tests and stops the cluster, returning the exit code, for
+// a TestMain with its own cleanup.
+func Run(m *testing.M) int {
 	code := m.Run()
 	if cluster != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -38,8 +42,9 @@ func Main(m *testing.M) {
 	}
 	if dir != "" {
 		_ = os.RemoveAll(dir)
+		_ = os.Remove(dir + ".log")
 	}
-	os.Exit(code)
+	return code
 }
 
 // Cluster returns the test binary's cluster, starting it on first use.
