@@ -406,6 +406,9 @@ func TestOperatorsCatalog(t *testing.T) {
 		if _, ok := m["config_schema"].(map[string]any); !ok {
 			t.Errorf("%s: config_schema is not a JSON object", m["name"])
 		}
+		if d, _ := m["docs"].(string); !strings.Contains(d, "# "+m["name"].(string)) {
+			t.Errorf("%s: no docs page in the list", m["name"])
+		}
 	}
 	for _, want := range []string{"filter", "map", "route", "script"} {
 		if !names[want] {

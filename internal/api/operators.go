@@ -69,7 +69,7 @@ func (s *Server) listOperators(w http.ResponseWriter, r *http.Request) error {
 	specs := s.reg.Specs()
 	items := make([]operatorBody, 0, len(specs))
 	for _, spec := range specs {
-		items = append(items, operatorOf(spec, nil))
+		items = append(items, operatorOf(spec, s.operatorDocs))
 	}
 	// The catalog is small and fixed for the life of the process: one page.
 	return writeJSON(w, http.StatusOK, listBody[operatorBody]{Items: items})
@@ -80,9 +80,5 @@ func (s *Server) getOperator(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return notFound("operator")
 	}
-	pages, err := docs.Generate(s.reg.Only(spec.Name))
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, operatorOf(spec, pages))
+	return writeJSON(w, http.StatusOK, operatorOf(spec, s.operatorDocs))
 }

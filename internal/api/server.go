@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/catalog/docs"
 	"github.com/sluicehq/sluice/internal/identity"
 )
 
@@ -57,6 +58,9 @@ type Server struct {
 	resources []resource
 	handler   http.Handler
 	openapi   []byte
+	// operatorDocs are the catalog's generated Markdown pages by path,
+	// made once: the registry does not change while we serve.
+	operatorDocs map[string][]byte
 }
 
 // New validates cfg and builds the router.
@@ -83,6 +87,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.LoginWindow = 15 * time.Minute
 	}
 	s := &Server{cfg: cfg, pool: cfg.Pool, reg: cfg.Registry, log: cfg.Logger}
+	pages, err := docs.Generate(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("api: operator docs: %w", err)
+	}
+	s.operatorDocs = pages
 	s.resources = []resource{
 		s.authResource(),
 		s.orgResource(),
