@@ -82,23 +82,8 @@ func (s *Server) deploymentResource() resource {
 }
 
 func (s *Server) listDeployments(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), "SELECT "+deploymentColumns+" FROM deployments d WHERE d.project_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3",
-		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (deploymentBody, error) {
-		var d deploymentBody
-		return d, row.Scan(d.scanDest()...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(d deploymentBody) uuid.UUID { return d.ID }))
+	return writePage(w, r, s.pool, "SELECT "+deploymentColumns+" FROM deployments d WHERE d.project_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3",
+		(*deploymentBody).scanDest, func(d deploymentBody) uuid.UUID { return d.ID }, projectFrom(r.Context()).ID)
 }
 
 // checkRevision verifies that revision belongs to pipeline in project
@@ -237,24 +222,5 @@ func (s *Server) deleteDeployment(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "DELETE FROM deployments WHERE id = $1 AND ($2::int IS NULL OR version = $2)", d.ID, want)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return preconditionFailed("the deployment changed since you read it; GET it again")
-		}
-		return s.audit(ctx, tx, r, auditEntry{action: "deployment.delete", resourceType: "deployment", resourceID: d.ID.String()})
-	})
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.deleteVersioned(w, r, "deployments", d.ID, auditEntry{action: "deployment.delete", resourceType: "deployment"})
 }

@@ -87,23 +87,8 @@ func (s *Server) fleetResource() resource {
 }
 
 func (s *Server) listFleets(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), "SELECT "+fleetColumns+" FROM fleets WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (fleetBody, error) {
-		var f fleetBody
-		return f, row.Scan(f.scanDest()...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(f fleetBody) uuid.UUID { return f.ID }))
+	return writePage(w, r, s.pool, "SELECT "+fleetColumns+" FROM fleets WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+		(*fleetBody).scanDest, func(f fleetBody) uuid.UUID { return f.ID }, projectFrom(r.Context()).ID)
 }
 
 func (s *Server) createFleet(w http.ResponseWriter, r *http.Request) error {
@@ -209,25 +194,6 @@ func (s *Server) deleteFleet(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "DELETE FROM fleets WHERE id = $1 AND ($2::int IS NULL OR version = $2)", f.ID, want)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return preconditionFailed("the fleet changed since you read it; GET it again")
-		}
-		return s.audit(ctx, tx, r, auditEntry{action: "fleet.delete", resourceType: "fleet", resourceID: f.ID.String(),
-			details: map[string]any{"name": f.Name}})
-	})
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.deleteVersioned(w, r, "fleets", f.ID, auditEntry{action: "fleet.delete", resourceType: "fleet",
+		details: map[string]any{"name": f.Name}})
 }

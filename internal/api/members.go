@@ -42,24 +42,10 @@ func (s *Server) memberResource() resource {
 }
 
 func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), `SELECT m.user_id, u.email, m.role, m.created_at FROM project_members m
+	return writePage(w, r, s.pool, `SELECT m.user_id, u.email, m.role, m.created_at FROM project_members m
 		JOIN users u ON u.id = m.user_id WHERE m.project_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3`,
-		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (memberBody, error) {
-		var m memberBody
-		return m, row.Scan(&m.UserID, &m.Email, &m.Role, &m.CreatedAt)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(m memberBody) uuid.UUID { return m.UserID }))
+		func(m *memberBody) []any { return []any{&m.UserID, &m.Email, &m.Role, &m.CreatedAt} },
+		func(m memberBody) uuid.UUID { return m.UserID }, projectFrom(r.Context()).ID)
 }
 
 // lastOwner fails when the change would leave the project without an owner.

@@ -131,32 +131,16 @@ func (s *Server) orgFor(r *http.Request) (id uuid.UUID, canManage bool, err erro
 }
 
 func (s *Server) listOrgs(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
 	p := PrincipalFrom(r.Context())
-	var rows pgx.Rows
+	dest, key := (*orgBody).scanDest, func(o orgBody) uuid.UUID { return o.ID }
 	if p.Kind == KindToken {
-		rows, err = s.pool.Query(r.Context(), `SELECT `+orgColumns+` FROM organizations
-			WHERE id = (SELECT org_id FROM projects WHERE id = $1) AND id > $2 ORDER BY id LIMIT $3`, p.ProjectID, pg.after, pg.limit+1)
-	} else {
-		rows, err = s.pool.Query(r.Context(), `SELECT `+orgColumns+` FROM organizations o
-			WHERE ($2 OR EXISTS (SELECT 1 FROM org_members WHERE org_id = o.id AND user_id = $1)
-				OR EXISTS (SELECT 1 FROM projects pr JOIN project_members m ON m.project_id = pr.id WHERE pr.org_id = o.id AND m.user_id = $1))
-			AND id > $3 ORDER BY id LIMIT $4`, p.UserID, p.Admin, pg.after, pg.limit+1)
+		return writePage(w, r, s.pool, `SELECT `+orgColumns+` FROM organizations
+			WHERE id = (SELECT org_id FROM projects WHERE id = $1) AND id > $2 ORDER BY id LIMIT $3`, dest, key, p.ProjectID)
 	}
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (orgBody, error) {
-		var o orgBody
-		return o, row.Scan(o.scanDest()...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(o orgBody) uuid.UUID { return o.ID }))
+	return writePage(w, r, s.pool, `SELECT `+orgColumns+` FROM organizations o
+		WHERE ($2 OR EXISTS (SELECT 1 FROM org_members WHERE org_id = o.id AND user_id = $1)
+			OR EXISTS (SELECT 1 FROM projects pr JOIN project_members m ON m.project_id = pr.id WHERE pr.org_id = o.id AND m.user_id = $1))
+		AND id > $3 ORDER BY id LIMIT $4`, dest, key, p.UserID, p.Admin)
 }
 
 func (s *Server) createOrg(w http.ResponseWriter, r *http.Request) error {
@@ -244,23 +228,10 @@ func (s *Server) listOrgMembers(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), `SELECT m.user_id, u.email, m.role, m.created_at FROM org_members m
-		JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3`, id, pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (orgMemberBody, error) {
-		var m orgMemberBody
-		return m, row.Scan(&m.UserID, &m.Email, &m.Role, &m.CreatedAt)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(m orgMemberBody) uuid.UUID { return m.UserID }))
+	return writePage(w, r, s.pool, `SELECT m.user_id, u.email, m.role, m.created_at FROM org_members m
+		JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 AND m.user_id > $2 ORDER BY m.user_id LIMIT $3`,
+		func(m *orgMemberBody) []any { return []any{&m.UserID, &m.Email, &m.Role, &m.CreatedAt} },
+		func(m orgMemberBody) uuid.UUID { return m.UserID }, id)
 }
 
 func (s *Server) putOrgMember(w http.ResponseWriter, r *http.Request) error {

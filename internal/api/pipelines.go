@@ -115,23 +115,8 @@ func (s *Server) pipelineResource() resource {
 }
 
 func (s *Server) listPipelines(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), "SELECT "+pipelineColumns+" FROM pipelines p WHERE p.project_id = $1 AND p.id > $2 ORDER BY p.id LIMIT $3",
-		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (pipelineBody, error) {
-		var p pipelineBody
-		return p, row.Scan(p.scanDest()...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(p pipelineBody) uuid.UUID { return p.ID }))
+	return writePage(w, r, s.pool, "SELECT "+pipelineColumns+" FROM pipelines p WHERE p.project_id = $1 AND p.id > $2 ORDER BY p.id LIMIT $3",
+		(*pipelineBody).scanDest, func(p pipelineBody) uuid.UUID { return p.ID }, projectFrom(r.Context()).ID)
 }
 
 func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
@@ -224,27 +209,8 @@ func (s *Server) deletePipeline(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "DELETE FROM pipelines WHERE id = $1 AND ($2::int IS NULL OR version = $2)", p.ID, want)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return preconditionFailed("the pipeline changed since you read it; GET it again")
-		}
-		return s.audit(ctx, tx, r, auditEntry{action: "pipeline.delete", resourceType: "pipeline", resourceID: p.ID.String(),
-			details: map[string]any{"name": p.Name}})
-	})
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	return s.deleteVersioned(w, r, "pipelines", p.ID, auditEntry{action: "pipeline.delete", resourceType: "pipeline",
+		details: map[string]any{"name": p.Name}})
 }
 
 func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
@@ -252,23 +218,8 @@ func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), "SELECT "+revisionColumns+" FROM revisions WHERE pipeline_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-		p.ID, pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (revisionBody, error) {
-		var v revisionBody
-		return v, row.Scan(v.scanDest()...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(v revisionBody) uuid.UUID { return v.ID }))
+	return writePage(w, r, s.pool, "SELECT "+revisionColumns+" FROM revisions WHERE pipeline_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+		(*revisionBody).scanDest, func(v revisionBody) uuid.UUID { return v.ID }, p.ID)
 }
 
 // noFiles is the side-file tree of a revision made through the API: a

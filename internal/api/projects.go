@@ -72,33 +72,17 @@ func (s *Server) projectResource() resource {
 }
 
 func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
 	p := PrincipalFrom(r.Context())
-	var rows pgx.Rows
-	switch {
-	case p.Kind == KindToken:
-		rows, err = s.pool.Query(r.Context(), `SELECT `+projectColumns+`, $2::text FROM projects p
-			WHERE p.id = $1 AND p.id > $3 ORDER BY p.id LIMIT $4`, p.ProjectID, string(p.Role), pg.after, pg.limit+1)
-	default:
-		// Administrators see every project; a membership's role wins.
-		rows, err = s.pool.Query(r.Context(), `SELECT `+projectColumns+`, coalesce(m.role, 'owner') FROM projects p
-			LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $1
-			WHERE (m.role IS NOT NULL OR $2) AND p.id > $3 ORDER BY p.id LIMIT $4`, p.UserID, p.Admin, pg.after, pg.limit+1)
+	dest := func(pr *projectBody) []any { return append(pr.scanDest(), &pr.Role) }
+	key := func(pr projectBody) uuid.UUID { return pr.ID }
+	if p.Kind == KindToken {
+		return writePage(w, r, s.pool, `SELECT `+projectColumns+`, $2::text FROM projects p
+			WHERE p.id = $1 AND p.id > $3 ORDER BY p.id LIMIT $4`, dest, key, p.ProjectID, string(p.Role))
 	}
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (projectBody, error) {
-		var pr projectBody
-		return pr, row.Scan(append(pr.scanDest(), &pr.Role)...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(p projectBody) uuid.UUID { return p.ID }))
+	// Administrators see every project; a membership's role wins.
+	return writePage(w, r, s.pool, `SELECT `+projectColumns+`, coalesce(m.role, 'owner') FROM projects p
+		LEFT JOIN project_members m ON m.project_id = p.id AND m.user_id = $1
+		WHERE (m.role IS NOT NULL OR $2) AND p.id > $3 ORDER BY p.id LIMIT $4`, dest, key, p.UserID, p.Admin)
 }
 
 func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
@@ -192,27 +176,7 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
-	pa := projectFrom(ctx)
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, "DELETE FROM projects WHERE id = $1 AND ($2::int IS NULL OR version = $2)", pa.ID, want)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return preconditionFailed("the project changed since you read it; GET it again")
-		}
-		// audit_log.project_id has no foreign key, so the record outlives
-		// the project.
-		return s.audit(ctx, tx, r, auditEntry{action: "project.delete", resourceType: "project", resourceID: pa.ID.String()})
-	})
-	if err != nil {
-		return err
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
+	// audit_log.project_id has no foreign key, so the record outlives the
+	// project.
+	return s.deleteVersioned(w, r, "projects", projectFrom(r.Context()).ID, auditEntry{action: "project.delete", resourceType: "project"})
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // validator is implemented by request bodies that check their fields.
@@ -200,6 +202,30 @@ type listBody[T any] struct {
 	Items []T `json:"items"`
 	// NextCursor fetches the next page; absent on the last page.
 	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// writePage runs a keyset-paginated query and writes the page. query's
+// last two parameters are the cursor id (exclusive) and the row limit,
+// which writePage appends to args; dest gives a row's scan targets and key
+// its id for the next cursor.
+func writePage[T any](w http.ResponseWriter, r *http.Request, pool *pgxpool.Pool, query string,
+	dest func(*T) []any, key func(T) uuid.UUID, args ...any) error {
+	pg, err := parsePage(r)
+	if err != nil {
+		return err
+	}
+	rows, err := pool.Query(r.Context(), query, append(args, pg.after, pg.limit+1)...)
+	if err != nil {
+		return err
+	}
+	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (T, error) {
+		var v T
+		return v, row.Scan(dest(&v)...)
+	})
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, pageOf(items, pg, key))
 }
 
 // pageOf trims items fetched with LIMIT page.limit+1 to the page and sets

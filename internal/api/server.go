@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -306,6 +307,34 @@ func (s *Server) resolveProject(ctx context.Context, p *Principal, raw string) (
 // tx runs fn in a transaction.
 func (s *Server) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, fn)
+}
+
+// deleteVersioned deletes row id of table, refusing with 412 when the
+// request's If-Match names another version, and audits e (its resourceID
+// is set here) in the same transaction.
+func (s *Server) deleteVersioned(w http.ResponseWriter, r *http.Request, table string, id uuid.UUID, e auditEntry) error {
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		// table is one of ours, never user input.
+		tag, err := tx.Exec(ctx, "DELETE FROM "+table+" WHERE id = $1 AND ($2::int IS NULL OR version = $2)", id, want)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return preconditionFailed("it changed since you read it; GET it again")
+		}
+		e.resourceID = id.String()
+		return s.audit(ctx, tx, r, e)
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
 }
 
 // statusRecorder remembers the status for the request log.

@@ -79,23 +79,8 @@ func (s *Server) tokenResource() resource {
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), "SELECT "+tokenColumns+" FROM api_tokens WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-		projectFrom(r.Context()).ID, pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (tokenBody, error) {
-		var t tokenBody
-		return t, row.Scan(t.scanDest()...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(t tokenBody) uuid.UUID { return t.ID }))
+	return writePage(w, r, s.pool, "SELECT "+tokenColumns+" FROM api_tokens WHERE project_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+		(*tokenBody).scanDest, func(t tokenBody) uuid.UUID { return t.ID }, projectFrom(r.Context()).ID)
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {

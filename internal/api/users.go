@@ -129,22 +129,8 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 	if err := requireAdmin(r); err != nil {
 		return err
 	}
-	pg, err := parsePage(r)
-	if err != nil {
-		return err
-	}
-	rows, err := s.pool.Query(r.Context(), "SELECT "+userColumns+" FROM users WHERE id > $1 ORDER BY id LIMIT $2", pg.after, pg.limit+1)
-	if err != nil {
-		return err
-	}
-	items, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (userBody, error) {
-		var u userBody
-		return u, row.Scan(u.scanDest()...)
-	})
-	if err != nil {
-		return err
-	}
-	return writeJSON(w, http.StatusOK, pageOf(items, pg, func(u userBody) uuid.UUID { return u.ID }))
+	return writePage(w, r, s.pool, "SELECT "+userColumns+" FROM users WHERE id > $1 ORDER BY id LIMIT $2",
+		(*userBody).scanDest, func(u userBody) uuid.UUID { return u.ID })
 }
 
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
