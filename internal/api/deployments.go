@@ -158,17 +158,8 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 }
 
 func (s *Server) loadDeployment(r *http.Request) (deploymentBody, error) {
-	var d deploymentBody
-	id, err := pathID(r, "deploymentID")
-	if err != nil {
-		return d, err
-	}
-	err = s.pool.QueryRow(r.Context(), "SELECT "+deploymentColumns+" FROM deployments d WHERE d.id = $1 AND d.project_id = $2",
-		id, projectFrom(r.Context()).ID).Scan(d.scanDest()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return d, notFound("deployment")
-	}
-	return d, err
+	return loadInProject(r, s.pool, "deploymentID", "deployment",
+		"SELECT "+deploymentColumns+" FROM deployments d WHERE d.id = $1 AND d.project_id = $2", (*deploymentBody).scanDest)
 }
 
 func (s *Server) getDeployment(w http.ResponseWriter, r *http.Request) error {

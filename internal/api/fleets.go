@@ -130,17 +130,7 @@ func (s *Server) createFleet(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) loadFleet(r *http.Request) (fleetBody, error) {
-	var f fleetBody
-	id, err := pathID(r, "fleetID")
-	if err != nil {
-		return f, err
-	}
-	err = s.pool.QueryRow(r.Context(), "SELECT "+fleetColumns+" FROM fleets WHERE id = $1 AND project_id = $2",
-		id, projectFrom(r.Context()).ID).Scan(f.scanDest()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return f, notFound("fleet")
-	}
-	return f, err
+	return loadInProject(r, s.pool, "fleetID", "fleet", "SELECT "+fleetColumns+" FROM fleets WHERE id = $1 AND project_id = $2", (*fleetBody).scanDest)
 }
 
 func (s *Server) getFleet(w http.ResponseWriter, r *http.Request) error {

@@ -151,17 +151,8 @@ func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) loadPipeline(r *http.Request) (pipelineBody, error) {
-	var p pipelineBody
-	id, err := pathID(r, "pipelineID")
-	if err != nil {
-		return p, err
-	}
-	err = s.pool.QueryRow(r.Context(), "SELECT "+pipelineColumns+" FROM pipelines p WHERE p.id = $1 AND p.project_id = $2",
-		id, projectFrom(r.Context()).ID).Scan(p.scanDest()...)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return p, notFound("pipeline")
-	}
-	return p, err
+	return loadInProject(r, s.pool, "pipelineID", "pipeline",
+		"SELECT "+pipelineColumns+" FROM pipelines p WHERE p.id = $1 AND p.project_id = $2", (*pipelineBody).scanDest)
 }
 
 func (s *Server) getPipeline(w http.ResponseWriter, r *http.Request) error {

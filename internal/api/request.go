@@ -228,6 +228,22 @@ func writePage[T any](w http.ResponseWriter, r *http.Request, pool *pgxpool.Pool
 	return writeJSON(w, http.StatusOK, pageOf(items, pg, key))
 }
 
+// loadInProject loads the resource whose id is the path parameter param
+// and that belongs to the request's project (query takes id, project id);
+// anything else is a 404 naming what.
+func loadInProject[T any](r *http.Request, pool *pgxpool.Pool, param, what, query string, dest func(*T) []any) (T, error) {
+	var v T
+	id, err := pathID(r, param)
+	if err != nil {
+		return v, err
+	}
+	err = pool.QueryRow(r.Context(), query, id, projectFrom(r.Context()).ID).Scan(dest(&v)...)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, notFound(what)
+	}
+	return v, err
+}
+
 // pageOf trims items fetched with LIMIT page.limit+1 to the page and sets
 // the cursor when there is more.
 func pageOf[T any](items []T, pg page, id func(T) uuid.UUID) listBody[T] {
