@@ -106,12 +106,15 @@ func revision(data []byte) string {
 }
 
 // scan rereads the directory. It returns whether the set of good revisions
-// changed, and the errors of files whose new content did not compile (their
-// previous revision, if any, stays). err is for an unreadable directory.
-func (d *pipelineDir) scan() (changed bool, errs []fileError, err error) {
+// changed, and the errors of files whose new content did not compile or
+// cannot take over the running revision's state (their previous revision,
+// if any, stays). resets names the state stores that the new revisions
+// start from empty (`reset: true`, or a stateful step removed). err is for
+// an unreadable directory.
+func (d *pipelineDir) scan() (changed bool, errs []fileError, resets []string, err error) {
 	files, err := discoverPipelines(d.dir)
 	if err != nil {
-		return false, nil, err
+		return false, nil, nil, err
 	}
 	present := map[string]bool{}
 	for _, f := range files {
@@ -158,10 +161,20 @@ func (d *pipelineDir) scan() (changed bool, errs []fileError, err error) {
 			errs = append(errs, fileError{file: f, err: fmt.Errorf("%s: pipeline %q is also defined in %s", f, plan.Name, other)})
 			continue
 		}
+		if pf.good != nil {
+			rs, err := pipeline.CheckState(pf.good.Plan, plan)
+			if err != nil {
+				errs = append(errs, fileError{file: f, err: err})
+				continue
+			}
+			for _, r := range rs {
+				resets = append(resets, fmt.Sprintf("pipeline %s: the state of step %s starts empty (%s)", plan.Name, r.Step, r.Reason))
+			}
+		}
 		pf.good = &runtime.Pipeline{Plan: plan, Revision: rev}
 		changed = true
 	}
-	return changed, errs, nil
+	return changed, errs, resets, nil
 }
 
 func (d *pipelineDir) definedElsewhere(name, file string) string {

@@ -17,7 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 // syncBuffer collects a subprocess's output while the test reads it.
@@ -327,7 +329,7 @@ func TestPipelineDirScan(t *testing.T) {
 	writeFile(t, a, pipelineV1)
 	writeFile(t, filepath.Join(dir, "a_test.yaml"), "not: a pipeline\n")
 	writeFile(t, filepath.Join(dir, ".#a.yaml"), "editor lock file\n")
-	changed, errs, err := pd.scan()
+	changed, errs, _, err := pd.scan()
 	if err != nil || len(errs) != 0 || !changed {
 		t.Fatalf("first scan: changed=%v errs=%v err=%v", changed, errs, err)
 	}
@@ -335,12 +337,12 @@ func TestPipelineDirScan(t *testing.T) {
 	if names() != v1 {
 		t.Fatalf("desired = %s, want %s", names(), v1)
 	}
-	if changed, errs, _ := pd.scan(); changed || len(errs) != 0 {
+	if changed, errs, _, _ := pd.scan(); changed || len(errs) != 0 {
 		t.Fatalf("rescan without changes: changed=%v errs=%v", changed, errs)
 	}
 
 	writeFile(t, a, pipelineV1+"  bogus: [\n")
-	changed, errs, _ = pd.scan()
+	changed, errs, _, _ = pd.scan()
 	if changed || len(errs) != 1 || !strings.HasPrefix(errs[0].messages()[0], a+":") {
 		t.Fatalf("broken edit: changed=%v errs=%v", changed, errs)
 	}
@@ -349,7 +351,7 @@ func TestPipelineDirScan(t *testing.T) {
 	}
 
 	writeFile(t, filepath.Join(dir, "b.yaml"), pipelineV1+"# same name\n")
-	if _, errs, _ = pd.scan(); len(errs) != 1 || !strings.Contains(errs[0].err.Error(), `pipeline "scale" is also defined in `+a) {
+	if _, errs, _, _ = pd.scan(); len(errs) != 1 || !strings.Contains(errs[0].err.Error(), `pipeline "scale" is also defined in `+a) {
 		t.Fatalf("duplicate name: errs=%v", errs)
 	}
 
@@ -359,7 +361,51 @@ func TestPipelineDirScan(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "b.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	if changed, _, _ := pd.scan(); !changed || names() != "" {
+	if changed, _, _, _ := pd.scan(); !changed || names() != "" {
 		t.Fatalf("after deleting: changed=%v desired=%s", changed, names())
+	}
+}
+
+// A reload that would make a stateful step's state unreadable is refused
+// (the running revision stays) unless the step says reset: true, and then
+// the reset is reported.
+func TestPipelineDirStateCheck(t *testing.T) {
+	reg := all.New().Clone()
+	if err := reg.Register(catalog.Spec{
+		Name: "count", Summary: "Counts per key (test operator).",
+		Config: `{"type": "object", "properties": {"by": {"type": "string"}, "window": {"type": "string"}}}`,
+		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"window"}},
+		New: func(*catalog.Build, catalog.Config) (catalog.Operator, error) {
+			return catalog.OperatorFunc(func(ctx context.Context, r *record.Record, out catalog.Output) error { return out.Next(ctx, r) }), nil
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	pd := newPipelineDir(dir, reg)
+	f := filepath.Join(dir, "counts.yaml")
+	src := func(window, extra string) string {
+		return "apiVersion: sluice/v1\nkind: Pipeline\nmetadata: {name: counts}\nspec:\n  source: {topic: in}\n  steps:\n" +
+			"    - count: {by: url, window: " + window + "}\n" + extra + "  sink: {topic: out}\n"
+	}
+	writeFile(t, f, src("1m", ""))
+	if _, errs, _, err := pd.scan(); err != nil || len(errs) != 0 {
+		t.Fatalf("first scan: %v %v", errs, err)
+	}
+	running := pd.desired()[0].Revision
+
+	writeFile(t, f, src("5m", ""))
+	changed, errs, _, _ := pd.scan()
+	if changed || len(errs) != 1 || !strings.Contains(errs[0].messages()[0], f+":7:7: step count: key or state shape changed") {
+		t.Fatalf("reshaped without reset: changed=%v errs=%v", changed, errs)
+	}
+	if pd.desired()[0].Revision != running {
+		t.Fatal("the refused revision replaced the running one")
+	}
+
+	writeFile(t, f, src("5m", "      reset: true\n"))
+	changed, errs, resets, _ := pd.scan()
+	if !changed || len(errs) != 0 || len(resets) != 1 || !strings.Contains(resets[0], "step count starts empty") {
+		t.Fatalf("reshaped with reset: changed=%v errs=%v resets=%v", changed, errs, resets)
 	}
 }

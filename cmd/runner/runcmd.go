@@ -146,7 +146,7 @@ func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdou
 	// Compile first: a broken file should fail the start before anything
 	// listens or connects.
 	dir := newPipelineDir(c.pipelines, reg)
-	if _, errs, err := dir.scan(); err != nil {
+	if _, errs, _, err := dir.scan(); err != nil {
 		return fmt.Errorf("--pipelines: %w", err)
 	} else if len(errs) > 0 {
 		for _, fe := range errs {
@@ -248,7 +248,7 @@ func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdou
 			log.Info("pipelines stopped", "took", time.Since(start).Round(time.Millisecond).String())
 			return nil
 		case <-t.C:
-			changed, errs, err := dir.scan()
+			changed, errs, resets, err := dir.scan()
 			if err != nil {
 				log.Error("reading the pipelines directory", "dir", c.pipelines, "err", err)
 				continue
@@ -259,8 +259,11 @@ func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdou
 					prev = "previous revision " + pf.good.Revision + " keeps running"
 				}
 				for _, m := range fe.messages() {
-					log.Error("pipeline file does not compile; "+prev, "file", fe.file, "err", m)
+					log.Error("pipeline file not applied; "+prev, "file", fe.file, "err", m)
 				}
+			}
+			for _, m := range resets {
+				log.Warn(m)
 			}
 			if changed {
 				r.apply(ctx)

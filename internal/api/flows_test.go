@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/catalog/operators/all"
 	"github.com/sluicehq/sluice/internal/api"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 // A retried POST with the same Idempotency-Key is applied once and gets
@@ -479,5 +482,40 @@ func TestExamplesAsRevisions(t *testing.T) {
 	}
 	if n < 3 {
 		t.Errorf("only %d examples found", n)
+	}
+}
+
+// A revision that would make the running state unreadable is refused with
+// the step's position unless the step says reset: true.
+func TestRevisionStateCompatibility(t *testing.T) {
+	reg := all.New().Clone()
+	if err := reg.Register(catalog.Spec{
+		Name: "count", Summary: "Counts per key (test operator).",
+		Config: `{"type": "object", "properties": {"by": {"type": "string"}, "window": {"type": "string"}}}`,
+		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"window"}},
+		New: func(*catalog.Build, catalog.Config) (catalog.Operator, error) {
+			return catalog.OperatorFunc(func(ctx context.Context, r *record.Record, out catalog.Output) error { return out.Next(ctx, r) }), nil
+		},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *api.Config) { c.Registry = reg })
+	w := e.world()
+	c := e.tokenClient(w.ownerB)
+	id := c.do("POST", "/api/v1/projects/"+w.projB+"/pipelines", map[string]any{"name": "counts"}).want(201).str("id")
+	path := "/api/v1/projects/" + w.projB + "/pipelines/" + id + "/revisions"
+	src := func(window, extra string) string {
+		return "apiVersion: sluice/v1\nkind: Pipeline\nmetadata: {name: counts}\nspec:\n  source: {topic: in}\n  steps:\n" +
+			"    - count: {by: url, window: " + window + "}\n" + extra + "  sink: {topic: out}\n"
+	}
+	c.do("POST", path, map[string]any{"source": src("1m", "")}).want(201)
+	r := c.do("POST", path, map[string]any{"source": src("5m", "")})
+	wantProblem(t, r, 422, "reshaped")
+	if !strings.Contains(string(r.body), "counts.yaml:7:7: step count: key or state shape changed") {
+		t.Errorf("refusal does not point at the step: %s", r.body)
+	}
+	ok := c.do("POST", path, map[string]any{"source": src("5m", "      reset: true\n")}).want(201).json()
+	if resets, _ := ok["state_resets"].([]any); len(resets) != 1 {
+		t.Errorf("state_resets = %v", ok["state_resets"])
 	}
 }

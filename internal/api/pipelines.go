@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -69,6 +70,9 @@ type revisionBody struct {
 	Digest    string     `json:"digest"`
 	CreatedBy *uuid.UUID `json:"created_by,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
+	// StateResets, in the response that creates a revision, names the
+	// stateful steps whose state this revision starts from empty.
+	StateResets []string `json:"state_resets,omitempty"`
 }
 
 const revisionColumns = "id, pipeline_id, number, commit_sha, message, source, digest, created_by, created_at"
@@ -260,6 +264,10 @@ func (s *Server) createRevision(w http.ResponseWriter, r *http.Request) error {
 		return invalidField("source", "metadata.name is %q but this pipeline is %q", plan.Name, p.Name)
 	}
 	ctx := r.Context()
+	resets, err := s.checkState(ctx, p, plan)
+	if err != nil {
+		return err
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return err
@@ -288,8 +296,35 @@ func (s *Server) createRevision(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	for _, c := range resets {
+		v.StateResets = append(v.StateResets, c.Step+": "+c.Reason)
+	}
 	w.Header().Set("Location", "/api/v1/projects/"+p.ProjectID.String()+"/pipelines/"+p.ID.String()+"/revisions/"+id.String())
 	return writeJSON(w, http.StatusCreated, v)
+}
+
+// checkState refuses a revision that would make the latest revision's
+// state unreadable (pipeline.CheckState) and returns the stores it resets.
+// A latest revision that no longer compiles (the catalog changed) is not
+// compared.
+func (s *Server) checkState(ctx context.Context, p pipelineBody, plan *pipeline.Plan) ([]pipeline.StateChange, error) {
+	var prevSource string
+	err := s.pool.QueryRow(ctx, "SELECT source FROM revisions WHERE pipeline_id = $1 ORDER BY number DESC LIMIT 1", p.ID).Scan(&prevSource)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	prev, err := (&pipeline.Compiler{Registry: s.reg, Files: noFiles{}}).Compile(p.Name+".yaml", []byte(prevSource))
+	if err != nil {
+		return nil, nil
+	}
+	resets, err := pipeline.CheckState(prev, plan)
+	if err != nil {
+		return nil, compileErrors(err)
+	}
+	return resets, nil
 }
 
 func (s *Server) getRevision(w http.ResponseWriter, r *http.Request) error {

@@ -201,12 +201,16 @@ func (c *Compiler) compileSteps(p *Plan, steps catalog.Config, errs *diag.List) 
 			continue
 		}
 		var opField *catalog.Field
-		var stepName catalog.Config
-		hasName := false
+		var stepName, reset catalog.Config
+		hasName, hasReset := false, false
 		for _, f := range item.Fields() {
 			f := f
 			if f.Name == "name" {
 				stepName, hasName = f.Value, true
+				continue
+			}
+			if f.Name == "reset" {
+				reset, hasReset = f.Value, true
 				continue
 			}
 			if _, known := c.Registry.Lookup(f.Name); !known {
@@ -253,11 +257,23 @@ func (c *Compiler) compileSteps(p *Plan, steps catalog.Config, errs *diag.List) 
 		}
 		names[name] = opField.NamePos
 
+		if hasReset {
+			switch {
+			case spec.State == nil:
+				errs.Add(reset.Pos(), reset.Errorf("reset applies to stateful steps; %s keeps no state", spec.Name))
+				continue
+			case !reset.IsScalar() || (reset.String() != "true" && reset.String() != "false"):
+				errs.Add(reset.Pos(), reset.Errorf("reset must be true or false"))
+				continue
+			}
+		}
+
 		step, err := c.compileStep(p, spec, name, opField)
 		if err != nil {
 			errs.Add(opField.NamePos, err)
 			continue
 		}
+		step.Reset = hasReset && reset.String() == "true"
 		p.Steps = append(p.Steps, step)
 	}
 }

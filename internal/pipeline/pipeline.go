@@ -93,6 +93,9 @@ type Step struct {
 	Fingerprint string
 	// GroupKey is the grouping key of a stateful step that sets one.
 	GroupKey *expression.Program
+	// Reset says the step may start from empty state when its key or state
+	// shape changed since the previous revision (`reset: true`).
+	Reset bool
 }
 
 // Topics returns every topic the pipeline produces to: the sink, route
@@ -195,6 +198,32 @@ func StateChanges(prev, next *Plan) []StateChange {
 		}
 	}
 	return out
+}
+
+// CheckState checks that next can take over prev's state. A stateful step
+// whose key or state shape changed (or whose operator changed) is an error
+// at that step unless it says `reset: true`: its state would silently be
+// unreadable. The result lists the stores the rollout resets: those of
+// steps with reset, and of stateful steps that next removes.
+func CheckState(prev, next *Plan) ([]StateChange, error) {
+	steps := map[string]*Step{}
+	for _, s := range next.Steps {
+		steps[s.Name] = s
+	}
+	var resets []StateChange
+	var errs diag.List
+	for _, c := range StateChanges(prev, next) {
+		s, ok := steps[c.Step]
+		switch {
+		case !ok || s.Reset:
+			resets = append(resets, c)
+		default:
+			errs.Add(s.Pos, diag.Errorf(s.Pos,
+				"step %s: %s since the running revision, so its state cannot be read by this one; add `reset: true` to the step to start it from empty state, or undo the change",
+				c.Step, c.Reason))
+		}
+	}
+	return resets, errs.Err()
 }
 
 // Compiler compiles pipeline files against one catalog.

@@ -172,3 +172,46 @@ func TestJSONSchemaCoversCatalog(t *testing.T) {
 		}
 	}
 }
+
+// A revision that changes a stateful step's key or shape is refused at that
+// step unless the step says `reset: true`; removed steps are reported as
+// resets.
+func TestCheckState(t *testing.T) {
+	reg := withCounter(t)
+	base := compile(t, reg, head+"  source: {topic: clicks}\n  steps:\n    - filter: url != nil\n    - count: {by: url, window: 1m}\n")
+	same := compile(t, reg, head+"  source: {topic: clicks}\n  steps:\n    - filter: url != nil && user != nil\n    - count: {by: url, window: 1m}\n      reset: true\n")
+	reshaped := compile(t, reg, head+"  source: {topic: clicks}\n  steps:\n    - filter: url != nil\n    - count: {by: url, window: 5m}\n")
+	resetting := compile(t, reg, head+"  source: {topic: clicks}\n  steps:\n    - filter: url != nil\n    - count: {by: url, window: 5m}\n      reset: true\n")
+	removed := compile(t, reg, head+"  source: {topic: clicks}\n  steps:\n    - filter: url != nil\n")
+
+	if resets, err := pipeline.CheckState(base, same); err != nil || len(resets) != 0 {
+		t.Errorf("unchanged state (reset: true kept in the file): resets %v, err %v", resets, err)
+	}
+	_, err := pipeline.CheckState(base, reshaped)
+	if err == nil || !strings.HasPrefix(err.Error(), "p.yaml:9:7: step count: key or state shape changed") || !strings.Contains(err.Error(), "reset: true") {
+		t.Errorf("reshaped without reset: %v", err)
+	}
+	if resets, err := pipeline.CheckState(base, resetting); err != nil || len(resets) != 1 || resets[0].Step != "count" {
+		t.Errorf("reshaped with reset: resets %v, err %v", resets, err)
+	}
+	if resets, err := pipeline.CheckState(base, removed); err != nil || len(resets) != 1 {
+		t.Errorf("removed: resets %v, err %v", resets, err)
+	}
+}
+
+func TestResetOnlyOnStatefulSteps(t *testing.T) {
+	reg := withCounter(t)
+	for src, want := range map[string]string{
+		"    - filter: url != nil\n      reset: true\n": "p.yaml:9:14: reset applies to stateful steps; filter keeps no state",
+		"    - count: {by: url}\n      reset: maybe\n":  "p.yaml:9:14: reset must be true or false",
+	} {
+		_, err := (&pipeline.Compiler{Registry: reg}).Compile("p.yaml", []byte(head+"  source: {topic: clicks}\n  steps:\n"+src))
+		if err == nil || err.Error() != want {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	}
+	b, err := pipeline.JSONSchema(reg)
+	if err != nil || !strings.Contains(string(b), `"reset"`) {
+		t.Errorf("combined schema has no reset for the stateful operator: %v", err)
+	}
+}

@@ -99,6 +99,10 @@ const envelopeSchema = `{
 // stepNameSchema is the optional name a step may carry beside its operator.
 const stepNameSchema = `{"type": "string", "pattern": "^[a-z][a-z0-9-]{0,40}$", "description": "Step name; names its state stores and internal topics. Defaults to the operator name."}`
 
+// stepResetSchema is the flag a stateful step sets to accept losing its
+// state when its key or state shape changes.
+const stepResetSchema = `{"type": "boolean", "description": "Start this stateful step from empty state when its key or state shape changed since the running revision. Without it such a change is refused."}`
+
 var envelope = sync.OnceValues(func() (*jsonschema.Schema, error) {
 	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(envelopeSchema))
 	if err != nil {
@@ -131,18 +135,26 @@ func JSONSchema(reg *catalog.Registry) ([]byte, error) {
 	if err := json.Unmarshal([]byte(stepNameSchema), &name); err != nil {
 		return nil, err
 	}
+	var reset any
+	if err := json.Unmarshal([]byte(stepResetSchema), &reset); err != nil {
+		return nil, err
+	}
 	var branches []any
 	for _, s := range reg.Specs() {
+		props := map[string]any{
+			s.Name: s.SchemaDoc(),
+			"name": name,
+		}
+		if s.State != nil {
+			props["reset"] = reset
+		}
 		branches = append(branches, map[string]any{
 			"type":                 "object",
 			"title":                s.Name,
 			"description":          s.Summary,
 			"required":             []any{s.Name},
 			"additionalProperties": false,
-			"properties": map[string]any{
-				s.Name: s.SchemaDoc(),
-				"name": name,
-			},
+			"properties":           props,
 		})
 	}
 	defs := doc["$defs"].(map[string]any)
