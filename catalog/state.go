@@ -1,0 +1,47 @@
+package catalog
+
+import (
+	"context"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/record"
+)
+
+// Store is one stateful step's state in one task: byte keys in order, byte
+// values. The runtime backs it with memory or disk and records every write
+// in the step's changelog topic inside the task's transaction, so a restored
+// store equals the store as of the last committed input.
+type Store interface {
+	Get(key []byte) (value []byte, ok bool, err error)
+	Put(key, value []byte) error
+	Delete(key []byte) error
+	// Scan calls fn for each key in [lo, hi) in key order (nil hi: to the
+	// end). fn must not write to the store; collect keys and write after.
+	Scan(lo, hi []byte, fn func(key, value []byte) error) error
+}
+
+// Task is what a stateful operator sees of the task (input partition) that
+// runs it.
+type Task interface {
+	// Store is this step's store in this task.
+	Store() Store
+	// StreamTime is the task's event-time clock, as in Kafka Streams: the
+	// largest event time its inputs have shown (the least of them when a
+	// task reads several partitions, skipping idle ones), moved on by
+	// processing time while every input is idle. A window closes when its
+	// end plus its grace is at or before StreamTime; a record for a closed
+	// window is late.
+	StreamTime() time.Time
+}
+
+// StatefulOperator is implemented by the operators of specs with State. The
+// runtime calls ProcessTask instead of Process, with the record's task, and
+// OnWatermark after the task's stream time advanced, which is when windows
+// close and dedupe horizons expire. Both are called from one goroutine per
+// task; state lives in the Store, never in the operator, which is shared by
+// every task of the pipeline.
+type StatefulOperator interface {
+	Operator
+	ProcessTask(ctx context.Context, task Task, r *record.Record, out Output) error
+	OnWatermark(ctx context.Context, task Task, out Output) error
+}

@@ -1,0 +1,80 @@
+// Package state provides the state stores of stateful pipeline steps: one
+// store per (pipeline, stateful step, task), backed by a compacted changelog
+// topic <pipeline>-<step>-changelog with the input's partition count.
+//
+// # Stores
+//
+// [Store] is the operators' view: Get, Put, Delete and an ordered Scan.
+// [Memory] keeps everything in a map with a lazily sorted key index (point
+// operations are map operations; the index is brought up to date, by
+// sorting only the keys added since, when a Scan needs it). [Pebble] keeps
+// state on disk in a Pebble v2 database, for state larger than memory.
+// Both also implement [Committer]: applying one commit's changes together
+// with the changelog offsets they bring the store to, atomically.
+//
+// # Changelog capture and exactly-once
+//
+// A task does not write to its Committer directly. It wraps it in a
+// [Logged] store, which buffers the writes of the current commit interval
+// in memory (reads see them), keeping only the last write per key. At commit
+// time the task calls [Logged.Drain] and produces the returned records
+// (a nil value is a tombstone) to its changelog partition inside the same
+// Kafka transaction as its outputs and consumed offsets. Then:
+//
+//   - the transaction committed: [Logged.Committed] with the offset after
+//     the last changelog record produced applies the buffered writes and
+//     that offset (the checkpoint) to the underlying store in one batch;
+//   - the transaction aborted: [Logged.Aborted] drops the buffered writes,
+//     so the store is again the state as of the last committed transaction.
+//
+// So the local store never holds a write that is not in a committed
+// transaction: it is never AHEAD of the changelog. It can be BEHIND: a
+// crash after the commit and before the batch is applied, or, because the
+// Pebble store has no write-ahead log, a crash before Pebble flushed its
+// memtable. Both are safe: the store then holds the state as of an earlier
+// committed transaction together with that transaction's checkpoint (the
+// batch holds both, and Pebble persists memtables in order, so what
+// survives a crash is a prefix of the applied batches, each with its own
+// checkpoint). Replaying the changelog from the checkpoint to its end
+// re-applies absolute values (put key=value, delete key) in order, which
+// yields the state as of the last committed transaction whatever the store
+// held of the tail already.
+//
+// "Valid", for a local store and its checkpoint, therefore means: the store
+// equals the committed state as of changelog offset C (every committed
+// record before C applied, none after). A store is not valid, and is wiped
+// and restored from the start of the changelog, when its checkpoint is
+// missing or does not decode, when Pebble cannot open it, when the
+// checkpoint is older than MaxCheckpointAge (Kafka removes tombstones from a
+// compacted topic delete.retention.ms after cleaning, so a replay from a
+// very old offset could miss a delete), and, found by [Restorer.Restore],
+// when C is past the changelog's end (the topic was recreated) or before
+// its start (records were deleted).
+//
+// # Why Pebble runs without a write-ahead log
+//
+// The changelog is the source of truth: anything lost locally is replayed
+// from it. A WAL would make each commit's batch durable on its own, at the
+// cost of writing every byte twice and, with syncs, a disk flush per commit;
+// without it a crash loses at most the writes since the last memtable
+// flush, which the restore replays from the checkpoint found on disk. Close
+// flushes the memtable, so a clean shutdown restarts with nothing to replay.
+//
+// # Restore
+//
+// On assignment a task restores its stores before it processes:
+// [Restorer.Restore] reads the changelog partition from the checkpoint to
+// its last stable offset as of the start, read_committed (records of
+// aborted transactions are skipped), and applies the records in batches,
+// each with its checkpoint, so an interrupted restore resumes where it
+// stopped. It reports [Progress] (offsets done and total, rate, ETA) to a
+// callback, which [Metrics] turns into Prometheus series:
+//
+//	sluice_state_restore_records_done{pipeline,step,partition}   changelog offsets restored so far
+//	sluice_state_restore_records_total{pipeline,step,partition}  changelog offsets to restore
+//	sluice_state_restore_rate{pipeline,step,partition}           offsets restored per second
+//	sluice_state_restoring{pipeline,step,partition}              1 while the restore runs
+//
+// Stores are not safe for concurrent use: a task uses its stores from one
+// goroutine, as the runtime processes a stateful pipeline record by record.
+package state

@@ -1,0 +1,406 @@
+package state
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+)
+
+// PebbleOpt configures a Pebble store. Options are validated in OpenPebble.
+type PebbleOpt func(*pebbleConfig)
+
+type pebbleConfig struct {
+	memTableSize uint64
+	cacheSize    int64
+	maxAge       time.Duration
+	logger       *slog.Logger
+	now          func() time.Time
+}
+
+// MemTableSize sets the size of Pebble's memtable (default 16 MiB). Writes
+// not yet flushed from it are lost in a crash and replayed from the
+// changelog; a larger memtable flushes less often but uses more memory per
+// task and leaves more to replay.
+func MemTableSize(bytes uint64) PebbleOpt { return func(c *pebbleConfig) { c.memTableSize = bytes } }
+
+// CacheSize sets the size of the store's block cache (default 8 MiB).
+func CacheSize(bytes int64) PebbleOpt { return func(c *pebbleConfig) { c.cacheSize = bytes } }
+
+// MaxCheckpointAge is how old a checkpoint found on open may be and still
+// be trusted (default 12h). It must be shorter than the changelog topic's
+// delete.retention.ms (Kafka's default is 24h): Kafka removes tombstones
+// from a compacted topic that long after cleaning, and replaying from an
+// older offset could then miss a delete.
+func MaxCheckpointAge(d time.Duration) PebbleOpt { return func(c *pebbleConfig) { c.maxAge = d } }
+
+// PebbleLogger receives Pebble's log lines (default: discard); Pebble's
+// informational lines are logged at debug level.
+func PebbleLogger(l *slog.Logger) PebbleOpt { return func(c *pebbleConfig) { c.logger = l } }
+
+// pebbleClock sets the clock for checkpoint times (tests).
+func pebbleClock(now func() time.Time) PebbleOpt { return func(c *pebbleConfig) { c.now = now } }
+
+func (c *pebbleConfig) validate() error {
+	var errs []error
+	if c.memTableSize < 1<<20 || c.memTableSize >= 4<<30 {
+		errs = append(errs, &OptionError{"MemTableSize", fmt.Sprintf("%d bytes is not in [1 MiB, 4 GiB)", c.memTableSize)})
+	}
+	if c.cacheSize < 0 {
+		errs = append(errs, &OptionError{"CacheSize", fmt.Sprintf("%d bytes is negative", c.cacheSize)})
+	}
+	if c.maxAge <= 0 {
+		errs = append(errs, &OptionError{"MaxCheckpointAge", fmt.Sprintf("%v is not positive", c.maxAge)})
+	}
+	if c.logger == nil {
+		errs = append(errs, &OptionError{"PebbleLogger", "nil logger"})
+	}
+	return errors.Join(errs...)
+}
+
+// Keys in the Pebble database are prefixed so the checkpoint can live in
+// the same database, and so be written in the same batch, as the data.
+const (
+	dataPrefix = 'd'
+	metaPrefix = 'm'
+)
+
+var checkpointKey = []byte{metaPrefix, 'c', 'p'}
+
+// Pebble is an on-disk Store and Committer on a Pebble v2 database in a
+// directory of its own. The package comment explains why it runs without a
+// write-ahead log and when it is wiped.
+type Pebble struct {
+	dir    string
+	cfg    pebbleConfig
+	db     *pebble.DB
+	cache  interface{ Unref() }
+	cp     Checkpoint
+	wiped  string
+	kbuf   []byte // scratch for prefixed keys
+	closed bool
+}
+
+var _ Committer = (*Pebble)(nil)
+
+// OpenPebble opens the store in dir, creating it if needed. dir belongs to
+// the store: everything in it is removed when the store is wiped. The store
+// is wiped on open (see Wiped) when Pebble reports it corrupt, or its
+// checkpoint is missing, does not decode or is older than
+// MaxCheckpointAge; it then has no checkpoint, and is restored from the
+// start of the changelog. Opening does not block on anything but the local
+// disk, so it takes no context.
+func OpenPebble(dir string, opts ...PebbleOpt) (*Pebble, error) {
+	cfg := pebbleConfig{
+		memTableSize: 16 << 20,
+		cacheSize:    8 << 20,
+		maxAge:       12 * time.Hour,
+		logger:       slog.New(slog.DiscardHandler),
+		now:          time.Now,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	p := &Pebble{dir: dir, cfg: cfg}
+	err := p.open()
+	if err != nil && pebble.IsCorruptionError(err) {
+		// Only corruption wipes: a lock held by another process or a
+		// permission error must not destroy a store that may be valid.
+		err = p.wipe(fmt.Sprintf("corrupt: %v", err))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if reason := p.loadCheckpoint(); reason != "" {
+		if err := p.wipe(reason); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *Pebble) open() error {
+	cache := pebble.NewCache(p.cfg.cacheSize)
+	o := &pebble.Options{
+		// The changelog is the source of truth; see the package comment.
+		DisableWAL: true,
+		// A new store needs no compatibility with older Pebble versions;
+		// one that a newer format makes unreadable is wiped and restored.
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       p.cfg.memTableSize,
+		Cache:              cache,
+		Logger:             pebbleLogger{p.cfg.logger},
+	}
+	// A state store is read-modify-write: most Puts follow a Get of the
+	// same key, often a missing one, which a bloom filter answers without
+	// reading a block.
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(p.dir, o)
+	if err != nil {
+		cache.Unref()
+		return fmt.Errorf("state: opening %s: %w", p.dir, err)
+	}
+	p.db, p.cache = db, cache
+	return nil
+}
+
+// loadCheckpoint reads the checkpoint, and returns why the store must be
+// wiped, or "".
+func (p *Pebble) loadCheckpoint() string {
+	v, closer, err := p.db.Get(checkpointKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{dataPrefix}, UpperBound: []byte{dataPrefix + 1}})
+		if err != nil {
+			return fmt.Sprintf("no checkpoint, and cannot check for data: %v", err)
+		}
+		empty := !it.First()
+		if err := errors.Join(it.Error(), it.Close()); err != nil {
+			return fmt.Sprintf("no checkpoint, and cannot check for data: %v", err)
+		}
+		if empty {
+			return "" // a new store
+		}
+		return "data without a checkpoint"
+	}
+	if err != nil {
+		return fmt.Sprintf("reading the checkpoint: %v", err)
+	}
+	cp, derr := decodeCheckpoint(v)
+	_ = closer.Close()
+	if derr != nil {
+		return fmt.Sprintf("checkpoint: %v", derr)
+	}
+	if age := p.cfg.now().Sub(cp.Written); age > p.cfg.maxAge {
+		return fmt.Sprintf("checkpoint written %v ago, more than MaxCheckpointAge %v", age.Round(time.Second), p.cfg.maxAge)
+	}
+	p.cp = cp
+	return ""
+}
+
+// wipe removes the database and opens an empty one. Removing the directory
+// is faster than deleting every key, whatever the store's size.
+func (p *Pebble) wipe(reason string) error {
+	p.cfg.logger.Warn("wiping state store", "dir", p.dir, "reason", reason)
+	if p.db != nil {
+		_ = p.db.Close() // being wiped: nothing in it is needed
+		p.cache.Unref()
+		p.db = nil
+	}
+	if err := os.RemoveAll(p.dir); err != nil {
+		return fmt.Errorf("state: wiping %s: %w", p.dir, err)
+	}
+	p.cp, p.wiped = Checkpoint{}, reason
+	return p.open()
+}
+
+// Wiped returns why the store was wiped when it was opened or reset, or ""
+// if it was not.
+func (p *Pebble) Wiped() string { return p.wiped }
+
+func (p *Pebble) key(k []byte) []byte {
+	p.kbuf = append(append(p.kbuf[:0], dataPrefix), k...)
+	return p.kbuf
+}
+
+// Get implements Store. The value is a copy.
+func (p *Pebble) Get(key []byte) ([]byte, bool, error) {
+	if p.closed {
+		return nil, false, ErrClosed
+	}
+	v, closer, err := p.db.Get(p.key(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	out := make([]byte, len(v))
+	copy(out, v)
+	return out, true, closer.Close()
+}
+
+// Put implements Store. Writes outside Apply do not move the checkpoint;
+// a task writes through Logged.
+func (p *Pebble) Put(key, value []byte) error {
+	if p.closed {
+		return ErrClosed
+	}
+	return p.db.Set(p.key(key), value, pebble.NoSync)
+}
+
+// Delete implements Store.
+func (p *Pebble) Delete(key []byte) error {
+	if p.closed {
+		return ErrClosed
+	}
+	return p.db.Delete(p.key(key), pebble.NoSync)
+}
+
+// Scan implements Store.
+func (p *Pebble) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
+	if p.closed {
+		return ErrClosed
+	}
+	o := &pebble.IterOptions{LowerBound: append([]byte{dataPrefix}, lo...), UpperBound: []byte{dataPrefix + 1}}
+	if hi != nil {
+		o.UpperBound = append([]byte{dataPrefix}, hi...)
+	}
+	it, err := p.db.NewIter(o)
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return errors.Join(err, it.Close())
+		}
+		if err := fn(it.Key()[1:], v); err != nil {
+			return errors.Join(err, it.Close())
+		}
+	}
+	return errors.Join(it.Error(), it.Close())
+}
+
+// Apply implements Committer: one Pebble batch holds the changes and the
+// checkpoint. It does not sync: there is no WAL to sync, and the batch
+// becomes durable when its memtable is flushed, in order with the others.
+func (p *Pebble) Apply(changes []Change, cp Checkpoint) error {
+	if p.closed {
+		return ErrClosed
+	}
+	b := p.db.NewBatch()
+	defer b.Close()
+	for _, c := range changes {
+		var err error
+		if c.Value == nil {
+			err = b.Delete(p.key(c.Key), nil)
+		} else {
+			err = b.Set(p.key(c.Key), c.Value, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := b.Set(checkpointKey, encodeCheckpoint(cp), nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return err
+	}
+	p.cp = cp
+	return nil
+}
+
+// Checkpoint implements Committer.
+func (p *Pebble) Checkpoint() Checkpoint { return p.cp }
+
+// Reset implements Committer: the store is wiped.
+func (p *Pebble) Reset() error {
+	if p.closed {
+		return ErrClosed
+	}
+	return p.wipe("reset for a full restore")
+}
+
+// Close flushes the memtable, so a clean shutdown leaves nothing to
+// replay (Pebble does not flush on close without a WAL), and closes the
+// database.
+func (p *Pebble) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	err := errors.Join(p.db.Flush(), p.db.Close())
+	p.cache.Unref()
+	return err
+}
+
+// Checkpoint encoding: version byte, write time (Unix ns, varint), count,
+// then (partition, offset) varint pairs in partition order, then a CRC-32C
+// of everything before it, so a torn or foreign value is detected rather
+// than trusted.
+const checkpointVersion = 1
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+func encodeCheckpoint(cp Checkpoint) []byte {
+	b := []byte{checkpointVersion}
+	b = binary.AppendVarint(b, cp.Written.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(cp.Offsets)))
+	parts := make([]int32, 0, len(cp.Offsets))
+	for p := range cp.Offsets {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	for _, p := range parts {
+		b = binary.AppendVarint(b, int64(p))
+		b = binary.AppendVarint(b, cp.Offsets[p])
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+var errBadCheckpoint = errors.New("does not decode")
+
+func decodeCheckpoint(b []byte) (Checkpoint, error) {
+	if len(b) < 5 || b[0] != checkpointVersion {
+		return Checkpoint{}, errBadCheckpoint
+	}
+	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return Checkpoint{}, fmt.Errorf("%w (checksum)", errBadCheckpoint)
+	}
+	r := body[1:]
+	next := func() (int64, bool) {
+		v, n := binary.Varint(r)
+		if n <= 0 {
+			return 0, false
+		}
+		r = r[n:]
+		return v, true
+	}
+	ns, ok := next()
+	if !ok {
+		return Checkpoint{}, errBadCheckpoint
+	}
+	count, n := binary.Uvarint(r)
+	if n <= 0 || count > uint64(len(r)) {
+		return Checkpoint{}, errBadCheckpoint
+	}
+	r = r[n:]
+	cp := Checkpoint{Offsets: make(map[int32]int64, count), Written: time.Unix(0, ns)}
+	for range count {
+		p, ok1 := next()
+		o, ok2 := next()
+		if !ok1 || !ok2 || o < 0 {
+			return Checkpoint{}, errBadCheckpoint
+		}
+		cp.Offsets[int32(p)] = o
+	}
+	if len(r) != 0 {
+		return Checkpoint{}, errBadCheckpoint
+	}
+	return cp, nil
+}
+
+// pebbleLogger sends Pebble's log lines to slog. Fatalf must not return,
+// so it goes to Pebble's default logger, which exits, after logging.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.l.Debug(fmt.Sprintf(format, args...)) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.l.Error(fmt.Sprintf(format, args...)) }
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.l.Error(fmt.Sprintf(format, args...))
+	pebble.DefaultLogger.Fatalf(format, args...)
+}

@@ -1,0 +1,120 @@
+package window
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Dedupe is the in-memory model of the dedupe step for one task: records
+// are identified by the bytes of their dedupe expression value (the caller
+// encodes it, for example as JSON), and a repeat within the horizon of the
+// last passing occurrence is dropped.
+//
+// Precisely: the state for an id is the event time t0 of its latest passing
+// occurrence, kept until t0 + horizon <= watermark. A record (id, t) is a
+// duplicate when that state exists and |t - t0| < horizon; otherwise it
+// passes and, when t > t0 (or there is no state) and t + horizon is still
+// ahead of the watermark, becomes the state. Expiry follows the event-time
+// watermark, not the wall clock, so replays dedupe the same way.
+//
+// All state is in the Store ('d' id -> t0, and an expiry index 'e' expiry
+// id). A Dedupe is not safe for concurrent use.
+type Dedupe struct {
+	horizon int64
+	store   Store
+	wm      int64
+	hasWM   bool
+}
+
+var metaDedupeWM = metaKey("dedupe-wm")
+
+// NewDedupe returns a dedupe model with a horizon of horizon ms (> 0) over
+// store, resuming from whatever state store holds.
+func NewDedupe(horizon int64, store Store) (*Dedupe, error) {
+	if horizon <= 0 {
+		return nil, fmt.Errorf("window: dedupe horizon %d must be positive", horizon)
+	}
+	d := &Dedupe{horizon: horizon, store: store}
+	b, ok, err := store.Get(metaDedupeWM)
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		if d.wm, err = ParseTime(b); err != nil {
+			return nil, err
+		}
+		d.hasWM = true
+	}
+	return d, nil
+}
+
+func dedupeKey(id []byte) []byte { return append([]byte{famDedupe}, id...) }
+
+func dedupeExpiryKey(expiry int64, id []byte) []byte {
+	return append(AppendTime([]byte{famDedupeExpiry}, expiry), id...)
+}
+
+// Process reports whether the record with dedupe value id at event time t
+// passes (true) or is a duplicate (false).
+func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
+	k := dedupeKey(id)
+	v, ok, err := d.store.Get(k)
+	if err != nil {
+		return false, err
+	}
+	var t0 int64
+	if ok {
+		if t0, err = ParseTime(v); err != nil {
+			return false, err
+		}
+		if diff := satSub(t, t0); diff < d.horizon && diff > -d.horizon {
+			return false, nil
+		}
+		if t <= t0 {
+			return true, nil
+		}
+	}
+	expiry := satAdd(t, d.horizon)
+	if d.hasWM && expiry <= d.wm {
+		// Already expired: nothing to remember.
+		return true, nil
+	}
+	if ok {
+		if err := d.store.Delete(dedupeExpiryKey(satAdd(t0, d.horizon), id)); err != nil {
+			return false, err
+		}
+	}
+	if err := d.store.Put(k, AppendTime(nil, t)); err != nil {
+		return false, err
+	}
+	return true, d.store.Put(dedupeExpiryKey(expiry, id), nil)
+}
+
+// Advance moves the watermark to wm (ignored unless ahead) and forgets ids
+// whose t0 + horizon <= wm.
+func (d *Dedupe) Advance(wm int64) error {
+	if d.hasWM && wm <= d.wm {
+		return nil
+	}
+	d.wm, d.hasWM = wm, true
+	if err := d.store.Put(metaDedupeWM, AppendTime(nil, wm)); err != nil {
+		return err
+	}
+	var due [][]byte
+	lo, hi := closeRange(famDedupeExpiry, wm)
+	if err := d.store.Scan(lo, hi, func(k, _ []byte) error {
+		due = append(due, slices.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, xk := range due {
+		if err := d.store.Delete(dedupeKey(xk[1+timeLen:])); err != nil {
+			return err
+		}
+		if err := d.store.Delete(xk); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,515 @@
+package window
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// Reasons a record is rejected, as written to the DLQ.
+const (
+	ReasonLate       = "late"
+	ReasonType       = "type"
+	ReasonExpression = "expression"
+)
+
+// ErrLate is wrapped by the error for a record whose windows have closed.
+var ErrLate = errors.New("record is late")
+
+// RecordError rejects one record; the caller sends it to the DLQ with
+// Reason. The operator's state is unchanged. Errors that are not
+// RecordErrors (from the Store) fail the task.
+type RecordError struct {
+	Reason    string
+	Aggregate string // the aggregate that failed, for type and expression errors
+	Err       error
+}
+
+func (e *RecordError) Error() string {
+	if e.Aggregate != "" {
+		return fmt.Sprintf("window: %s: aggregate %s: %v", e.Reason, e.Aggregate, e.Err)
+	}
+	return fmt.Sprintf("window: %s: %v", e.Reason, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// Emit says when a window operator emits results.
+type Emit uint8
+
+// Emit modes.
+const (
+	// EmitFinal emits one result per window, when it closes.
+	EmitFinal Emit = iota + 1
+	// EmitUpdate emits a result after every change to a window (and a
+	// retraction for a session merged into a larger one); closing emits
+	// nothing more.
+	EmitUpdate
+)
+
+// Config configures an Operator. There are no defaults: grace and the emit
+// mode are explicit.
+type Config struct {
+	Window Spec
+	// Grace (ms, >= 0) is how long after its end a window accepts records.
+	Grace      int64
+	Emit       Emit
+	Aggregates []Aggregate
+}
+
+// Result is one emitted window result.
+type Result struct {
+	Key    []byte
+	Window Window
+	// Values maps aggregate names to results; nil for a retraction.
+	Values map[string]any
+	// Retract marks, in update mode, a session window that was merged into
+	// another and no longer exists.
+	Retract bool
+}
+
+// Operator is the in-memory model of a windowed aggregation for one task.
+// All its state is in the Store (accumulators per key and window start, a
+// close index by window end, closed sessions, and a small metadata record),
+// so a runtime operator can run it against a changelogged store and
+// restore it by reopening the same store.
+//
+// The caller feeds watermarks (Advance, from a Tracker) and records
+// (Process) in arrival order. An Operator is not safe for concurrent use.
+type Operator struct {
+	cfg   Config
+	store Store
+	seq   uint64
+	wm    int64
+	hasWM bool
+}
+
+// Metadata keys.
+var (
+	metaSeq = metaKey("seq")
+	metaWM  = metaKey("wm")
+)
+
+// NewOperator validates cfg and opens an operator over store, resuming
+// from whatever state store holds.
+func NewOperator(cfg Config, store Store) (*Operator, error) {
+	if cfg.Window.kind == 0 {
+		return nil, errors.New("window: no window spec")
+	}
+	if cfg.Grace < 0 {
+		return nil, fmt.Errorf("window: grace %d must not be negative", cfg.Grace)
+	}
+	if cfg.Emit != EmitFinal && cfg.Emit != EmitUpdate {
+		return nil, fmt.Errorf("window: emit mode %d is neither final nor update", cfg.Emit)
+	}
+	if len(cfg.Aggregates) == 0 {
+		return nil, errors.New("window: no aggregates")
+	}
+	names := map[string]bool{}
+	for i := range cfg.Aggregates {
+		a := &cfg.Aggregates[i]
+		if err := a.Validate(); err != nil {
+			return nil, err
+		}
+		if names[a.Name] {
+			return nil, fmt.Errorf("window: aggregate name %q used twice", a.Name)
+		}
+		names[a.Name] = true
+	}
+	cfg.Aggregates = slices.Clone(cfg.Aggregates)
+	o := &Operator{cfg: cfg, store: store}
+	if b, ok, err := store.Get(metaSeq); err != nil {
+		return nil, err
+	} else if ok && len(b) == 8 {
+		o.seq = binary.BigEndian.Uint64(b)
+	}
+	if b, ok, err := store.Get(metaWM); err != nil {
+		return nil, err
+	} else if ok {
+		if o.wm, err = ParseTime(b); err != nil {
+			return nil, err
+		}
+		o.hasWM = true
+	}
+	return o, nil
+}
+
+// Watermark returns the last watermark given to Advance.
+func (o *Operator) Watermark() (int64, bool) { return o.wm, o.hasWM }
+
+// closed reports whether a window ending at end has closed.
+func (o *Operator) closed(end int64) bool {
+	return o.hasWM && end <= satSub(o.wm, o.cfg.Grace)
+}
+
+// Process adds a record. It returns the update-mode results, or a
+// *RecordError when the record is rejected (late, or an aggregate input of
+// the wrong type), or a Store error.
+func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
+	if o.cfg.Window.kind == KindSession {
+		return o.processSession(key, t, value)
+	}
+	var open []Window
+	for _, w := range o.cfg.Window.Windows(t) {
+		if !o.closed(w.End) {
+			open = append(open, w)
+		}
+	}
+	if len(open) == 0 {
+		return nil, o.late(t)
+	}
+	rec, err := o.recordAccs(t, value)
+	if err != nil {
+		return nil, err
+	}
+	type change struct {
+		w     Window
+		accs  []Accumulator
+		isNew bool
+	}
+	changes := make([]change, 0, len(open))
+	for _, w := range open {
+		accs, ok, err := o.load(StateKey(key, w.Start))
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			if accs, err = o.newAccs(); err != nil {
+				return nil, err
+			}
+		}
+		if err := o.merge(accs, rec); err != nil {
+			return nil, err
+		}
+		changes = append(changes, change{w, accs, !ok})
+	}
+	var out []Result
+	for _, c := range changes {
+		if err := o.save(key, c.w, c.accs); err != nil {
+			return nil, err
+		}
+		if c.isNew {
+			if err := o.store.Put(CloseKey(c.w, key), nil); err != nil {
+				return nil, err
+			}
+		}
+		if o.cfg.Emit == EmitUpdate {
+			out = append(out, o.result(key, c.w, c.accs))
+		}
+	}
+	return out, o.commitSeq()
+}
+
+func (o *Operator) late(t int64) error {
+	return &RecordError{Reason: ReasonLate, Err: fmt.Errorf("%w: event time %d, watermark %d, grace %d", ErrLate, t, o.wm, o.cfg.Grace)}
+}
+
+// processSession adds a record to a session window, merging the open
+// sessions its interval overlaps.
+func (o *Operator) processSession(key []byte, t int64, value any) ([]Result, error) {
+	proto := o.cfg.Window.Windows(t)[0]
+	if o.closed(proto.End) {
+		return nil, o.late(t)
+	}
+	var reopens bool
+	prefix := keyPrefix(famClosed, key)
+	err := o.store.Scan(prefix, PrefixEnd(prefix), func(k, v []byte) error {
+		_, start, err := ParseStateKey(k)
+		if err != nil {
+			return err
+		}
+		end, err := ParseTime(v)
+		if err != nil {
+			return err
+		}
+		if proto.overlaps(Window{start, end}) {
+			reopens = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if reopens {
+		return nil, o.late(t)
+	}
+	rec, err := o.recordAccs(t, value)
+	if err != nil {
+		return nil, err
+	}
+	// Sessions of one key never overlap, so those the record touches are
+	// contiguous in start order.
+	type session struct {
+		w    Window
+		accs []Accumulator
+	}
+	var touched []session
+	prefix = keyPrefix(famState, key)
+	err = o.store.Scan(prefix, PrefixEnd(prefix), func(k, v []byte) error {
+		_, start, err := ParseStateKey(k)
+		if err != nil {
+			return err
+		}
+		end, err := ParseTime(v)
+		if err != nil {
+			return err
+		}
+		w := Window{start, end}
+		if !proto.overlaps(w) {
+			return nil
+		}
+		accs, err := o.decodeAccs(v[timeLen:])
+		if err != nil {
+			return err
+		}
+		touched = append(touched, session{w, accs})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	merged, accs := proto, rec
+	if len(touched) > 0 {
+		accs = touched[0].accs
+		merged = touched[0].w
+		for _, s := range touched[1:] {
+			if err := o.merge(accs, s.accs); err != nil {
+				return nil, err
+			}
+			merged = Window{min(merged.Start, s.w.Start), max(merged.End, s.w.End)}
+		}
+		if err := o.merge(accs, rec); err != nil {
+			return nil, err
+		}
+		merged = Window{min(merged.Start, proto.Start), max(merged.End, proto.End)}
+	}
+	var out []Result
+	for _, s := range touched {
+		if s.w == merged {
+			continue
+		}
+		if err := o.store.Delete(StateKey(key, s.w.Start)); err != nil {
+			return nil, err
+		}
+		if err := o.store.Delete(CloseKey(s.w, key)); err != nil {
+			return nil, err
+		}
+		if o.cfg.Emit == EmitUpdate {
+			out = append(out, Result{Key: key, Window: s.w, Retract: true})
+		}
+	}
+	if err := o.save(key, merged, accs); err != nil {
+		return nil, err
+	}
+	if err := o.store.Put(CloseKey(merged, key), nil); err != nil {
+		return nil, err
+	}
+	if o.cfg.Emit == EmitUpdate {
+		out = append(out, o.result(key, merged, accs))
+	}
+	return out, o.commitSeq()
+}
+
+// recordAccs extracts the record's inputs into fresh accumulators, so that
+// a type error is found before any state changes.
+func (o *Operator) recordAccs(t int64, value any) ([]Accumulator, error) {
+	accs, err := o.newAccs()
+	if err != nil {
+		return nil, err
+	}
+	seq := o.seq + 1
+	for i := range o.cfg.Aggregates {
+		a := &o.cfg.Aggregates[i]
+		in, err := a.Extract(value, t, seq)
+		if err != nil {
+			return nil, &RecordError{Reason: ReasonExpression, Aggregate: a.Name, Err: err}
+		}
+		if err := accs[i].Add(in); err != nil {
+			reason := ReasonType
+			if !errors.Is(err, ErrType) {
+				reason = ReasonExpression
+			}
+			return nil, &RecordError{Reason: reason, Aggregate: a.Name, Err: err}
+		}
+	}
+	return accs, nil
+}
+
+func (o *Operator) commitSeq() error {
+	o.seq++
+	return o.store.Put(metaSeq, binary.BigEndian.AppendUint64(nil, o.seq))
+}
+
+func (o *Operator) newAccs() ([]Accumulator, error) {
+	accs := make([]Accumulator, len(o.cfg.Aggregates))
+	for i := range o.cfg.Aggregates {
+		acc, err := o.cfg.Aggregates[i].New()
+		if err != nil {
+			return nil, err
+		}
+		accs[i] = acc
+	}
+	return accs, nil
+}
+
+func (o *Operator) merge(dst, src []Accumulator) error {
+	for i := range dst {
+		if err := dst[i].Merge(src[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// load reads the accumulators stored under a state key.
+func (o *Operator) load(k []byte) ([]Accumulator, bool, error) {
+	v, ok, err := o.store.Get(k)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	if len(v) < timeLen {
+		return nil, false, fmt.Errorf("window: state value of %d bytes", len(v))
+	}
+	accs, err := o.decodeAccs(v[timeLen:])
+	return accs, err == nil, err
+}
+
+// decodeAccs reads the accumulator list: per aggregate a uvarint length and
+// the accumulator's encoding.
+func (o *Operator) decodeAccs(b []byte) ([]Accumulator, error) {
+	accs := make([]Accumulator, len(o.cfg.Aggregates))
+	for i := range o.cfg.Aggregates {
+		n, k := binary.Uvarint(b)
+		if k <= 0 || n > uint64(len(b)-k) {
+			return nil, fmt.Errorf("window: corrupt state for aggregate %s", o.cfg.Aggregates[i].Name)
+		}
+		acc, err := o.cfg.Aggregates[i].Decode(b[k : k+int(n)])
+		if err != nil {
+			return nil, err
+		}
+		accs[i] = acc
+		b = b[k+int(n):]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("window: %d trailing bytes in window state", len(b))
+	}
+	return accs, nil
+}
+
+// save writes a window's state: its end, then the accumulators.
+func (o *Operator) save(key []byte, w Window, accs []Accumulator) error {
+	v := AppendTime(nil, w.End)
+	var scratch []byte
+	for _, acc := range accs {
+		var err error
+		if scratch, err = acc.AppendBinary(scratch[:0]); err != nil {
+			return err
+		}
+		v = binary.AppendUvarint(v, uint64(len(scratch)))
+		v = append(v, scratch...)
+	}
+	return o.store.Put(StateKey(key, w.Start), v)
+}
+
+func (o *Operator) result(key []byte, w Window, accs []Accumulator) Result {
+	vals := make(map[string]any, len(accs))
+	for i, acc := range accs {
+		vals[o.cfg.Aggregates[i].Name] = acc.Result()
+	}
+	return Result{Key: slices.Clone(key), Window: w, Values: vals}
+}
+
+// Advance moves the watermark to wm (ignored unless it is ahead) and closes
+// every window with End + grace <= wm, in (end, key, start) order,
+// returning their final results in final mode. Closed sessions are kept as
+// markers until End + gap + grace <= wm (see the package documentation).
+func (o *Operator) Advance(wm int64) ([]Result, error) {
+	if o.hasWM && wm <= o.wm {
+		return nil, nil
+	}
+	o.wm, o.hasWM = wm, true
+	if err := o.store.Put(metaWM, AppendTime(nil, wm)); err != nil {
+		return nil, err
+	}
+	var due [][]byte
+	lo, hi := closeRange(famClose, satSub(wm, o.cfg.Grace))
+	err := o.store.Scan(lo, hi, func(k, _ []byte) error {
+		due = append(due, slices.Clone(k))
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []Result
+	for _, ck := range due {
+		end, key, start, err := ParseCloseKey(ck)
+		if err != nil {
+			return nil, err
+		}
+		w := Window{start, end}
+		sk := StateKey(key, start)
+		if o.cfg.Emit == EmitFinal {
+			accs, ok, err := o.load(sk)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, fmt.Errorf("window: close index names %v of key %q without state", w, key)
+			}
+			out = append(out, o.result(key, w, accs))
+		}
+		if err := o.store.Delete(sk); err != nil {
+			return nil, err
+		}
+		if err := o.store.Delete(ck); err != nil {
+			return nil, err
+		}
+		if o.cfg.Window.kind == KindSession {
+			if err := o.store.Put(AppendTime(keyPrefix(famClosed, key), start), AppendTime(nil, end)); err != nil {
+				return nil, err
+			}
+			expiry := satAdd(end, satAdd(o.cfg.Window.gap, o.cfg.Grace))
+			if err := o.store.Put(closeKey(famClosedExpiry, expiry, key, start), nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if o.cfg.Window.kind == KindSession {
+		if err := o.forgetClosed(wm); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// forgetClosed drops closed-session markers no accepted record can reach.
+func (o *Operator) forgetClosed(wm int64) error {
+	var due [][]byte
+	lo, hi := closeRange(famClosedExpiry, wm)
+	err := o.store.Scan(lo, hi, func(k, _ []byte) error {
+		due = append(due, slices.Clone(k))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, xk := range due {
+		_, key, start, err := ParseCloseKey(xk)
+		if err != nil {
+			return err
+		}
+		if err := o.store.Delete(AppendTime(keyPrefix(famClosed, key), start)); err != nil {
+			return err
+		}
+		if err := o.store.Delete(xk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Flush closes every window, as Advance to the end of time; for tests and
+// bounded inputs.
+func (o *Operator) Flush() ([]Result, error) { return o.Advance(math.MaxInt64) }
