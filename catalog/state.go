@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/sluicehq/sluice/internal/record"
@@ -45,3 +46,7 @@ type StatefulOperator interface {
 	ProcessTask(ctx context.Context, task Task, r *record.Record, out Output) error
 	OnWatermark(ctx context.Context, task Task, out Output) error
 }
+
+// EndOfTime as a task's stream time closes every window and expires every
+// horizon: the end of a bounded input, as at the end of a test.
+var EndOfTime = time.Unix(0, 0).Add(math.MaxInt64)

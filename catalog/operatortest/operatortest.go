@@ -8,11 +8,13 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/internal/record"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 // Build parses stepYAML (the value of a step), validates it against the
@@ -66,23 +68,65 @@ func (c collector) To(_ context.Context, topic string, r *record.Record) error {
 	return nil
 }
 
-// Process runs records through op the way one task would.
+// Process runs records through op the way one task would. A stateful
+// operator gets an in-memory store; the task's stream time follows the
+// records' timestamps, and at the end of the input it becomes
+// catalog.EndOfTime, which closes every window.
 func Process(ctx context.Context, op catalog.Operator, in []*record.Record) *Result {
 	res := &Result{}
-	for _, r := range in {
-		if err := op.Process(ctx, r, collector{res}); err != nil {
-			res.DLQ = append(res.DLQ, catalog.ReasonOf(err))
-			res.Errs = append(res.Errs, err)
+	reject := func(err error) {
+		res.DLQ = append(res.DLQ, catalog.ReasonOf(err))
+		res.Errs = append(res.Errs, err)
+	}
+	sop, stateful := op.(catalog.StatefulOperator)
+	if !stateful {
+		for _, r := range in {
+			if err := op.Process(ctx, r, collector{res}); err != nil {
+				reject(err)
+			}
 		}
+		return res
+	}
+	task := &memTask{store: state.NewMemory()}
+	for _, r := range in {
+		if r.Timestamp.After(task.streamTime) {
+			task.streamTime = r.Timestamp
+		}
+		if err := sop.ProcessTask(ctx, task, r, collector{res}); err != nil {
+			reject(err)
+		}
+	}
+	task.streamTime = catalog.EndOfTime
+	if err := sop.OnWatermark(ctx, task, collector{res}); err != nil {
+		reject(err)
 	}
 	return res
 }
 
-// Values wraps plain values as records.
+// memTask is one task with an in-memory store.
+type memTask struct {
+	store      catalog.Store
+	streamTime time.Time
+}
+
+func (t *memTask) Store() catalog.Store  { return t.store }
+func (t *memTask) StreamTime() time.Time { return t.streamTime }
+
+// Values wraps plain values as records. An object's "ts" field, when it is
+// an RFC 3339 time, becomes the record's timestamp (its event time), as a
+// pipeline's `source.timestamp: ts` would make it.
 func Values(vs ...any) []*record.Record {
 	out := make([]*record.Record, len(vs))
 	for i, v := range vs {
-		out[i] = &record.Record{Value: record.Plain(v), Topic: "in", Offset: int64(i)}
+		r := &record.Record{Value: record.Plain(v), Topic: "in", Offset: int64(i)}
+		if m, ok := r.Value.(map[string]any); ok {
+			if s, ok := m["ts"].(string); ok {
+				if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+					r.Timestamp = t
+				}
+			}
+		}
+		out[i] = r
 	}
 	return out
 }

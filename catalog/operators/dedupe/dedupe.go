@@ -1,0 +1,138 @@
+// Package dedupe provides the dedupe operator: it drops records whose id (an
+// expression) was already seen within a time horizon of event time. The
+// model is internal/window's Dedupe; state is the task's store.
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/internal/expression"
+	"github.com/sluicehq/sluice/internal/record"
+	win "github.com/sluicehq/sluice/internal/window"
+)
+
+const schema = `{
+  "$schema": "https://json-schema.org/draft/2020-12/schema",
+  "type": "object",
+  "additionalProperties": false,
+  "required": ["by", "within"],
+  "properties": {
+    "by": {"type": "string", "minLength": 1, "description": "Expression for the id that identifies a duplicate, such as order_id. Records are repartitioned by it, so every copy of an id reaches the same task."},
+    "within": {"type": "string", "description": "The horizon, a duration like 10m or 24h: a record is dropped when a record with the same id passed less than this much event time before (or after) it."}
+  }
+}`
+
+// Register adds the dedupe operator to r.
+func Register(r *catalog.Registry) error {
+	return r.Register(catalog.Spec{
+		Name:    "dedupe",
+		Summary: "Drops records whose id was already seen within a horizon of event time.",
+		Description: "Each record's `by` expression is its id. The first record with an id passes; another record with the " +
+			"same id whose event time is less than `within` away from it is dropped. An id is forgotten once the task's " +
+			"stream time has passed its last passing record by `within`, so state stays bounded and replays dedupe the " +
+			"same way as the first run (the horizon is event time, not the wall clock).\n\n" +
+			"A `by` that evaluates to null sends the record to the DLQ with reason `expression`, since it cannot be compared.",
+		Config: schema,
+		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"within"}},
+		Examples: []catalog.Example{
+			{
+				Title:   "Drop redelivered orders within an hour",
+				Summary: "The second o1 is 10 minutes after the first and is dropped; the third is more than an hour later and passes.",
+				Step:    "by: order_id\nwithin: 1h\n",
+				Input: []any{
+					map[string]any{"order_id": "o1", "ts": "2026-01-01T10:00:00Z"},
+					map[string]any{"order_id": "o2", "ts": "2026-01-01T10:05:00Z"},
+					map[string]any{"order_id": "o1", "ts": "2026-01-01T10:10:00Z"},
+					map[string]any{"order_id": "o1", "ts": "2026-01-01T11:30:00Z"},
+				},
+				Output: []any{
+					map[string]any{"order_id": "o1", "ts": "2026-01-01T10:00:00Z"},
+					map[string]any{"order_id": "o2", "ts": "2026-01-01T10:05:00Z"},
+					map[string]any{"order_id": "o1", "ts": "2026-01-01T11:30:00Z"},
+				},
+			},
+			{
+				Title:   "Records without an id go to the DLQ",
+				Step:    "by: order_id\nwithin: 10m\n",
+				Input:   []any{map[string]any{"sku": "x", "ts": "2026-01-01T10:00:00Z"}},
+				DLQ:     []catalog.Reason{catalog.ReasonExpression},
+				Summary: "A null id cannot be compared with anything.",
+			},
+		},
+		New: newDedupe,
+	})
+}
+
+type op struct {
+	by      *expression.Program
+	horizon int64 // ms
+}
+
+func newDedupe(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
+	by, _ := conf.Get("by")
+	p, err := by.Expr(expression.Any)
+	if err != nil {
+		return nil, err
+	}
+	w, _ := conf.Get("within")
+	d, err := time.ParseDuration(w.String())
+	if err != nil || d < time.Millisecond || d%time.Millisecond != 0 {
+		return nil, w.Errorf("within %q must be a positive duration like 10m or 24h", w.String())
+	}
+	return &op{by: p, horizon: d.Milliseconds()}, nil
+}
+
+// Process is not used: dedupe runs through ProcessTask with the task's store.
+func (o *op) Process(context.Context, *record.Record, catalog.Output) error {
+	return errors.New("dedupe is stateful and runs only through ProcessTask")
+}
+
+// ProcessTask passes r on unless its id was seen within the horizon.
+func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Record, out catalog.Output) error {
+	v, err := o.by.Eval(r)
+	if err != nil {
+		return err
+	}
+	if v == nil {
+		return &expression.EvalError{Source: o.by.Source(), Err: errors.New("the id is null")}
+	}
+	id, err := record.EncodeJSON(record.Plain(v))
+	if err != nil {
+		return catalog.Reject(catalog.ReasonType, err)
+	}
+	d, err := win.NewDedupe(o.horizon, task.Store())
+	if err != nil {
+		return err
+	}
+	if err := advance(d, task); err != nil {
+		return err
+	}
+	pass, err := d.Process(id, r.Timestamp.UnixMilli())
+	if err != nil || !pass {
+		return err
+	}
+	return out.Next(ctx, r)
+}
+
+// OnWatermark forgets ids whose horizon the stream time has passed.
+func (o *op) OnWatermark(_ context.Context, task catalog.Task, _ catalog.Output) error {
+	d, err := win.NewDedupe(o.horizon, task.Store())
+	if err != nil {
+		return err
+	}
+	return advance(d, task)
+}
+
+func advance(d *win.Dedupe, task catalog.Task) error {
+	st := task.StreamTime()
+	switch {
+	case st.IsZero():
+		return nil
+	case st.Equal(catalog.EndOfTime):
+		return d.Advance(1<<63 - 1)
+	}
+	return d.Advance(st.UnixMilli())
+}

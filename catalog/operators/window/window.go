@@ -1,0 +1,316 @@
+// Package window provides the window operator: windowed aggregation per key
+// on event time (tumbling, hopping and session windows) with an explicit
+// grace period, emitting final or updated results. The windowing itself is
+// internal/window; this package parses the step, evaluates its expressions
+// and turns results into records.
+package window
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/internal/expression"
+	"github.com/sluicehq/sluice/internal/record"
+	win "github.com/sluicehq/sluice/internal/window"
+)
+
+// op is a compiled window step. It holds configuration only: every task's
+// state is in that task's Store.
+type op struct {
+	cfg win.Config
+	by  *expression.Program // nil: the record key
+}
+
+func newWindow(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
+	o := &op{}
+	if by, ok := conf.Get("by"); ok {
+		p, err := by.Expr(expression.Any)
+		if err != nil {
+			return nil, err
+		}
+		o.by = p
+	}
+	var err error
+	switch {
+	case has(conf, "tumbling"):
+		c, _ := conf.Get("tumbling")
+		var size int64
+		if size, err = millis(c); err == nil {
+			o.cfg.Window, err = win.Tumbling(size)
+		}
+		err = at(c, err)
+	case has(conf, "hopping"):
+		c, _ := conf.Get("hopping")
+		sc, _ := c.Get("size")
+		ac, _ := c.Get("advance")
+		size, err1 := millis(sc)
+		adv, err2 := millis(ac)
+		if err = errors.Join(at(sc, err1), at(ac, err2)); err == nil {
+			if o.cfg.Window, err = win.Hopping(size, adv); err != nil {
+				err = ac.Errorf("%v", err)
+			}
+		}
+	case has(conf, "session"):
+		c, _ := conf.Get("session")
+		gc, _ := c.Get("gap")
+		var gap int64
+		if gap, err = millis(gc); err == nil {
+			o.cfg.Window, err = win.Session(gap)
+		}
+		err = at(gc, err)
+	default:
+		return nil, conf.Errorf("a window needs one of tumbling, hopping or session")
+	}
+	if err != nil {
+		return nil, err
+	}
+	gc, _ := conf.Get("grace")
+	if o.cfg.Grace, err = millisOrZero(gc); err != nil {
+		return nil, at(gc, err)
+	}
+	o.cfg.Emit = win.EmitFinal
+	if e, ok := conf.Get("emit"); ok && e.String() == "update" {
+		o.cfg.Emit = win.EmitUpdate
+	}
+	ac, _ := conf.Get("aggregates")
+	for _, f := range ac.Fields() {
+		a, err := aggregate(f.Name, f.Value)
+		if err != nil {
+			return nil, err
+		}
+		o.cfg.Aggregates = append(o.cfg.Aggregates, a)
+	}
+	// Validate the whole configuration now, so errors are compile errors.
+	if _, err := win.NewOperator(o.cfg, win.NewMemStore()); err != nil {
+		return nil, conf.Errorf("%v", err)
+	}
+	return o, nil
+}
+
+func has(c catalog.Config, name string) bool { _, ok := c.Get(name); return ok }
+
+// at positions err at c unless it already has a position.
+func at(c catalog.Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	return c.Errorf("%v", err)
+}
+
+func millis(c catalog.Config) (int64, error) {
+	d, err := time.ParseDuration(c.String())
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration like 30s, 5m or 1h", c.String())
+	}
+	if d <= 0 || d%time.Millisecond != 0 {
+		return 0, fmt.Errorf("%q must be a positive whole number of milliseconds", c.String())
+	}
+	return d.Milliseconds(), nil
+}
+
+func millisOrZero(c catalog.Config) (int64, error) {
+	d, err := time.ParseDuration(c.String())
+	if err != nil || d < 0 || d%time.Millisecond != 0 {
+		return 0, fmt.Errorf("grace %q must be a duration of zero or more, like 0s or 30s", c.String())
+	}
+	return d.Milliseconds(), nil
+}
+
+// funcs maps an aggregate's YAML key to its function.
+var funcs = map[string]win.Func{
+	"count": win.Count, "sum": win.Sum, "min": win.Min, "max": win.Max, "avg": win.Avg,
+	"count_distinct": win.CountDistinct, "percentiles": win.Percentiles,
+	"first": win.First, "last": win.Last, "collect": win.Collect, "top_n": win.TopN,
+}
+
+// aggregate parses `name: count` or `name: {<func>: <expression>, options}`.
+func aggregate(name string, c catalog.Config) (win.Aggregate, error) {
+	a := win.Aggregate{Name: name}
+	if c.IsScalar() {
+		if c.String() != "count" {
+			return a, c.Errorf("an aggregate is `count` or a mapping like {sum: amount}, not %q", c.String())
+		}
+		a.Func = win.Count
+		return a, nil
+	}
+	// collect and top_n take options named like other functions (first,
+	// last, by), so they win; otherwise the one function key is it.
+	var fn *catalog.Field
+	for _, f := range c.Fields() {
+		if _, ok := funcs[f.Name]; ok && (fn == nil || f.Name == "collect" || f.Name == "top_n") {
+			f := f
+			fn = &f
+		}
+	}
+	if fn == nil {
+		return a, c.Errorf("an aggregate names one of its functions: %s", "count, sum, min, max, avg, count_distinct, percentiles, first, last, collect, top_n")
+	}
+	a.Func = funcs[fn.Name]
+	p, err := fn.Value.Expr(expression.Any)
+	if err != nil {
+		return a, err
+	}
+	a.Input = evaluator(p)
+	if n, ok := c.Get("n"); ok {
+		if err := n.Decode(&a.N); err != nil {
+			return a, err
+		}
+	}
+	for _, keep := range []struct {
+		field string
+		keep  win.Keep
+	}{{"first", win.KeepFirst}, {"last", win.KeepLast}} {
+		if k, ok := c.Get(keep.field); ok && a.Func == win.Collect {
+			if err := k.Decode(&a.N); err != nil {
+				return a, err
+			}
+			a.Keep = keep.keep
+		}
+	}
+	if by, ok := c.Get("by"); ok {
+		p, err := by.Expr(expression.Any)
+		if err != nil {
+			return a, err
+		}
+		a.By = evaluator(p)
+	}
+	if at, ok := c.Get("at"); ok {
+		if err := at.Decode(&a.Percents); err != nil {
+			return a, err
+		}
+	}
+	if pc, ok := c.Get("precision"); ok {
+		if err := pc.Decode(&a.Precision); err != nil {
+			return a, err
+		}
+	}
+	if err := a.Validate(); err != nil {
+		return a, c.Errorf("%v", err)
+	}
+	return a, nil
+}
+
+// evaluator adapts an expression to an aggregate's input: the window model
+// hands back whatever Process was given, which is the record.
+func evaluator(p *expression.Program) func(any) (any, error) {
+	return func(v any) (any, error) {
+		r, ok := v.(*record.Record)
+		if !ok {
+			return nil, fmt.Errorf("window: expected a record, got %T", v)
+		}
+		return p.Eval(r)
+	}
+}
+
+// Process is not used: the runtime runs stateful operators through
+// ProcessTask with the task's store.
+func (o *op) Process(context.Context, *record.Record, catalog.Output) error {
+	return errors.New("window is stateful and runs only through ProcessTask")
+}
+
+// ProcessTask adds r to its windows and emits what update mode emits.
+func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Record, out catalog.Output) error {
+	group := r.Key
+	if o.by != nil {
+		v, err := o.by.Eval(r)
+		if err != nil {
+			return err
+		}
+		group = v
+	}
+	key, err := record.KeyBytes(group)
+	if err != nil {
+		return catalog.Reject(catalog.ReasonType, err)
+	}
+	m, err := win.NewOperator(o.cfg, task.Store())
+	if err != nil {
+		return err
+	}
+	if st := task.StreamTime(); !st.IsZero() {
+		// Catch the model up with the task's clock first, so lateness is
+		// judged against it.
+		if results, err := m.Advance(st.UnixMilli()); err != nil {
+			return err
+		} else if err := emit(ctx, out, results); err != nil {
+			return err
+		}
+	}
+	results, err := m.Process(key, r.Timestamp.UnixMilli(), r)
+	if err != nil {
+		var re *win.RecordError
+		if errors.As(err, &re) {
+			return catalog.Reject(reason(re.Reason), re)
+		}
+		return err
+	}
+	return emit(ctx, out, results)
+}
+
+// OnWatermark closes the windows the task's stream time has passed.
+func (o *op) OnWatermark(ctx context.Context, task catalog.Task, out catalog.Output) error {
+	m, err := win.NewOperator(o.cfg, task.Store())
+	if err != nil {
+		return err
+	}
+	st := int64(math.MaxInt64)
+	if t := task.StreamTime(); !t.Equal(catalog.EndOfTime) {
+		st = t.UnixMilli()
+	}
+	results, err := m.Advance(st)
+	if err != nil {
+		return err
+	}
+	return emit(ctx, out, results)
+}
+
+func reason(r string) catalog.Reason {
+	switch r {
+	case win.ReasonLate:
+		return catalog.ReasonLate
+	case win.ReasonType:
+		return catalog.ReasonType
+	case win.ReasonExpression:
+		return catalog.ReasonExpression
+	}
+	return catalog.ReasonError
+}
+
+// emit turns results into records keyed by the grouping key: the value holds
+// the window bounds and the aggregates, the timestamp is the window's end.
+// A retraction (update mode, a session merged away) is a null value.
+func emit(ctx context.Context, out catalog.Output, results []win.Result) error {
+	for _, res := range results {
+		// The key as Kafka carries it: the grouping key's bytes.
+		var key any
+		if len(res.Key) > 0 {
+			key = string(res.Key)
+		}
+		r := &record.Record{Key: key, Timestamp: time.UnixMilli(res.Window.End)}
+		if !res.Retract {
+			v := map[string]any{
+				"window": map[string]any{
+					"start": time.UnixMilli(res.Window.Start).UTC().Format(time.RFC3339Nano),
+					"end":   time.UnixMilli(res.Window.End).UTC().Format(time.RFC3339Nano),
+				},
+			}
+			names := make([]string, 0, len(res.Values))
+			for n := range res.Values {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			for _, n := range names {
+				v[n] = record.Plain(res.Values[n])
+			}
+			r.Value = v
+		}
+		if err := out.Next(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
