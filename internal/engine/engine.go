@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/internal/expression"
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/record"
 )
@@ -56,6 +57,27 @@ type Stage struct {
 	maxBytes int
 	emit     Emit
 	head     catalog.Output
+	// fields are the top-level fields of a JSON object input that the
+	// stage reads; nil when it needs the whole value.
+	fields     *record.FieldSet
+	fullDecode bool // never decode only some fields (tests)
+}
+
+// FieldDemander is implemented by operators that read only some top-level
+// fields of an object value, so that the engine can decode only those
+// (record.DecodeFields) and skip building the others. FieldDemand gets the
+// fields that the steps after the operator need from the value it passes
+// on (afterAll: every field) and returns the fields the operator and those
+// steps need from its input value (all: every field). A filter adds the
+// fields it reads to after; a step that builds a new value from a few
+// fields (map) returns just those. An operator that does not implement it
+// needs every field, and so do the sink and every topic written.
+//
+// The answer must be exact or a superset: for an object value holding at
+// least the returned fields, the operator and the steps after it must
+// produce the same outputs as for the whole value.
+type FieldDemander interface {
+	FieldDemand(after []string, afterAll bool) (need []string, all bool)
 }
 
 // StageOption configures a Stage.
@@ -77,6 +99,7 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	for _, o := range opts {
 		o(s)
 	}
+	s.fields = s.fieldDemand()
 	// Build the chain back to front: each link's Next runs the following
 	// operator; the last one writes the stage's output.
 	var next catalog.Output = &tail{s: s}
@@ -85,6 +108,40 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	}
 	s.head = next
 	return s, nil
+}
+
+// fieldDemand works out which top-level fields of a JSON object input the
+// stage reads, from its end back to its start: everything at the end
+// (outputs are encoded whole), then each step's FieldDemand, then the
+// source's key and timestamp expressions on the first stage. It returns nil
+// when the stage needs the whole value or does not read JSON.
+func (s *Stage) fieldDemand() *record.FieldSet {
+	if s.fullDecode || s.stage.Index == 0 && s.plan.Source.Format == pipeline.FormatRaw {
+		return nil
+	}
+	var need []string
+	all := true
+	for i := len(s.stage.Steps) - 1; i >= 0; i-- {
+		d, ok := s.stage.Steps[i].Operator.(FieldDemander)
+		if !ok {
+			need, all = nil, true
+			continue
+		}
+		need, all = d.FieldDemand(need, all)
+	}
+	if s.stage.Index == 0 {
+		for _, p := range []*expression.Program{s.plan.Source.Key, s.plan.Source.Timestamp} {
+			if p == nil || all {
+				continue
+			}
+			n, a := p.Fields()
+			need, all = append(need, n...), a
+		}
+	}
+	if all {
+		return nil
+	}
+	return record.NewFieldSet(need...)
 }
 
 // link runs one step and passes what it emits to next.
@@ -162,7 +219,7 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 	if len(val) > s.maxBytes {
 		return &outputError{reason: catalog.ReasonOversize, err: fmt.Errorf("output to %s is %d bytes, over the %d-byte limit", topic, len(val), s.maxBytes)}
 	}
-	key, err := record.KeyBytes(r.Key)
+	key, err := r.EncodedKey()
 	if err != nil {
 		return &outputError{reason: catalog.ReasonType, err: err}
 	}
@@ -245,17 +302,21 @@ func errorText(err error) string {
 func (s *Stage) Decode(m Message) (*record.Record, error) {
 	r := &record.Record{Headers: m.Headers, Timestamp: m.Timestamp, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
 	if m.Key != nil {
-		r.Key = string(m.Key)
+		r.SetRawKey(m.Key)
 	}
 	format := s.plan.Source.Format
 	if s.stage.Index > 0 {
 		format = pipeline.FormatJSON
 	}
-	v, err := DecodeValue(m.Value, format)
-	if err != nil {
-		return nil, catalog.Reject(catalog.ReasonDecode, err)
+	if v, ok := s.decodeFields(m.Value); ok {
+		r.Value = v
+	} else {
+		v, err := DecodeValue(m.Value, format)
+		if err != nil {
+			return nil, catalog.Reject(catalog.ReasonDecode, err)
+		}
+		r.Value = v
 	}
-	r.Value = v
 	if s.stage.Index > 0 {
 		return r, nil
 	}
@@ -278,6 +339,16 @@ func (s *Stage) Decode(m Message) (*record.Record, error) {
 		r.Timestamp = ts
 	}
 	return r, nil
+}
+
+// decodeFields decodes only the fields the stage reads, when it reads only
+// some and the value is a JSON object; otherwise the value is decoded in
+// full (which also reports invalid input).
+func (s *Stage) decodeFields(b []byte) (map[string]any, bool) {
+	if s.fields == nil || b == nil {
+		return nil, false
+	}
+	return record.DecodeFields(b, s.fields)
 }
 
 // DecodeValue decodes a value in the given format.

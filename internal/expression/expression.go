@@ -68,7 +68,13 @@ type Program struct {
 	prog     *vm.Program
 	want     Type
 	usesMeta bool
-	vms      sync.Pool
+	fields   []string // names the expression reads, sorted
+	allData  bool     // reads the whole value (value, $env)
+	// load is the name an expression that only loads one variable (a
+	// field, as in {vehicle: vehicle_id}) reads; Eval then looks it up
+	// without running the VM, as the VM's one instruction would.
+	load string
+	vms  sync.Pool
 }
 
 // Source returns the expression as written.
@@ -114,7 +120,30 @@ func Compile(src string, want Type) (p *Program, err error) {
 	if v.err != nil {
 		return nil, v.err
 	}
-	return &Program{src: src, prog: prog, want: want, usesMeta: v.usesMeta}, nil
+	fields := make([]string, 0, len(v.names))
+	for n := range v.names {
+		fields = append(fields, n)
+	}
+	sort.Strings(fields)
+	p = &Program{src: src, prog: prog, want: want, usesMeta: v.usesMeta, fields: fields, allData: v.allData}
+	if want == Any && len(prog.Bytecode) == 1 && prog.Bytecode[0] == vm.OpLoadFast && len(prog.Arguments) == 1 {
+		if a := prog.Arguments[0]; a >= 0 && a < len(prog.Constants) {
+			p.load, _ = prog.Constants[a].(string)
+		}
+	}
+	return p, nil
+}
+
+// Fields reports which top-level fields of an object value the expression
+// can read: the names it uses (a superset: it may include metadata,
+// function and let-variable names), or all when it reads the value as a
+// whole (value, $env). Evaluating it on a record whose value holds only
+// those fields gives the same result as on the whole value.
+func (p *Program) Fields() (names []string, all bool) {
+	if p.allData {
+		return nil, true
+	}
+	return append([]string(nil), p.fields...), false
 }
 
 // nameVisitor notes whether an expression reads record metadata (so that
@@ -124,12 +153,21 @@ func Compile(src string, want Type) (p *Program, err error) {
 type nameVisitor struct {
 	src      string
 	usesMeta bool
+	names    map[string]bool // every identifier, for Fields
+	allData  bool            // value or $env: the whole value is read
 	err      *Error
 }
 
 func (v *nameVisitor) Visit(node *ast.Node) {
 	switch n := (*node).(type) {
 	case *ast.IdentifierNode:
+		if v.names == nil {
+			v.names = map[string]bool{}
+		}
+		v.names[n.Value] = true
+		if n.Value == "value" || n.Value == "$env" {
+			v.allData = true
+		}
 		for _, m := range metaNames {
 			if n.Value == m {
 				v.usesMeta = true
@@ -214,6 +252,9 @@ func (p *Program) env(r *record.Record) map[string]any {
 
 // Eval runs the program on r.
 func (p *Program) Eval(r *record.Record) (any, error) {
+	if p.load != "" {
+		return p.env(r)[p.load], nil
+	}
 	return p.EvalEnv(p.env(r))
 }
 

@@ -2,6 +2,7 @@ package expression
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -131,4 +132,74 @@ func FuzzExpression(f *testing.F) {
 		}
 		_, _ = p.Eval(rec())
 	})
+}
+
+// Fields must name every top-level field an expression can read, and
+// report the whole value for value and $env, so that the engine may decode
+// only those fields.
+func TestFields(t *testing.T) {
+	cases := []struct {
+		src  string
+		want []string
+		all  bool
+	}{
+		{"speed >= 0 && lat != nil", []string{"lat", "speed"}, false},
+		{"speed * 3.6", []string{"speed"}, false},
+		{"driver.id + '-' + driver?.shift", []string{"driver"}, false},
+		{"all(items, {.x > limit})", []string{"items", "limit"}, false},
+		{"key + string(partition)", []string{"key", "partition"}, false},
+		{"let x = speed; x > 10", []string{"speed", "x"}, false},
+		{"1 + 2", []string{}, false},
+		{"value.speed", nil, true},
+		{"len(value)", nil, true},
+		{"$env.speed", nil, true},
+		{"$env['sp' + 'eed'] > 1", nil, true},
+	}
+	for _, c := range cases {
+		p, err := Compile(c.src, Any)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		got, all := p.Fields()
+		if all != c.all || !c.all && fmt.Sprint(got) != fmt.Sprint(c.want) {
+			t.Errorf("Fields(%s) = %q, %v; want %q, %v", c.src, got, all, c.want, c.all)
+		}
+	}
+}
+
+// An expression that only reads one name is evaluated without the VM; it
+// must give what the VM gives, for fields, missing fields and metadata.
+func TestEvalLoadMatchesVM(t *testing.T) {
+	recs := []*record.Record{rec(), {Value: "raw"}, {Value: []any{1.0}}, {Value: nil, Key: "k"},
+		{Value: map[string]any{"key": "field named key", "speed": nil}}}
+	for _, src := range []string{"speed", "missing", "key", "value", "timestamp", "headers", "partition", "offset", "name", "items"} {
+		p, err := Compile(src, Any)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.load != src {
+			t.Fatalf("%s: not loaded directly (%q)", src, p.load)
+		}
+		for _, r := range recs {
+			got, err := p.Eval(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := p.EvalEnv(p.env(r))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+				t.Errorf("%s on %v: %#v, the VM gives %#v", src, r.Value, got, want)
+			}
+		}
+	}
+	for _, src := range []string{"speed * 2", "$env", "speed ?? 1", "true"} {
+		if p, err := Compile(src, Any); err != nil || p.load != "" {
+			t.Errorf("%s: loaded directly (%v)", src, err)
+		}
+	}
+	if p, err := Compile("flag", Bool); err != nil || p.load != "" {
+		t.Errorf("a predicate is loaded directly (%v)", err)
+	}
 }

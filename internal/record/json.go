@@ -41,6 +41,9 @@ func DecodeJSON(b []byte) (any, error) {
 // are not HTML-escaped. (goccy's MarshalNoEscape is about escape analysis and
 // does escape HTML, hence MarshalWithOption.)
 func AppendJSON(dst []byte, v any) ([]byte, error) {
+	if out, ok := appendPlain(dst, v, 0); ok {
+		return out, nil
+	}
 	b, err := json.MarshalWithOption(v, json.DisableHTMLEscape())
 	if err != nil {
 		return dst, fmt.Errorf("encode JSON: %w", err)
@@ -48,8 +51,14 @@ func AppendJSON(dst []byte, v any) ([]byte, error) {
 	return append(dst, b...), nil
 }
 
-// EncodeJSON returns the JSON encoding of v.
+// EncodeJSON returns the JSON encoding of v. Values in decoded JSON form
+// (what records hold) are encoded by appendPlain, which writes the same
+// bytes as the library without its reflection and buffering; anything else
+// goes to the library.
 func EncodeJSON(v any) ([]byte, error) {
+	if b, ok := encodePlain(v); ok {
+		return b, nil
+	}
 	b, err := json.MarshalWithOption(v, json.DisableHTMLEscape())
 	if err != nil {
 		return nil, fmt.Errorf("encode JSON: %w", err)

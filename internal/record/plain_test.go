@@ -67,3 +67,28 @@ func TestFromCopies(t *testing.T) {
 		t.Fatal("From returned shared memory")
 	}
 }
+
+// EncodedKey reuses the bytes the key was set from only while the key is
+// still that string, and otherwise encodes the key as KeyBytes does.
+func TestEncodedKey(t *testing.T) {
+	raw := []byte("truck-1")
+	r := &Record{}
+	r.SetRawKey(raw)
+	if b, err := r.EncodedKey(); err != nil || &b[0] != &raw[0] {
+		t.Fatalf("EncodedKey() = %q, %v; want the raw bytes themselves", b, err)
+	}
+	c := r.Clone()
+	for _, k := range []any{"truck-2", 42.0, nil, map[string]any{"a": 1.0}, "truck-1"} {
+		c.Key = k
+		want, werr := KeyBytes(k)
+		got, gerr := c.EncodedKey()
+		if string(got) != string(want) || (werr == nil) != (gerr == nil) || (want == nil) != (got == nil) {
+			t.Errorf("key %#v: EncodedKey() = %q, %v; KeyBytes gives %q, %v", k, got, gerr, want, werr)
+		}
+	}
+	empty := &Record{}
+	empty.SetRawKey([]byte{})
+	if b, err := empty.EncodedKey(); err != nil || b == nil || len(b) != 0 {
+		t.Errorf("empty key: %q, %v", b, err)
+	}
+}

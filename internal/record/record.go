@@ -33,6 +33,27 @@ type Record struct {
 	Topic     string
 	Partition int32
 	Offset    int64
+
+	// rawKey holds the bytes Key was set from by SetRawKey, so that an
+	// unchanged key is written out again without a copy.
+	rawKey []byte
+}
+
+// SetRawKey sets Key to the string of b, and remembers b: EncodedKey
+// returns b itself as long as Key is that string.
+func (r *Record) SetRawKey(b []byte) {
+	r.Key = string(b)
+	r.rawKey = b
+}
+
+// EncodedKey returns KeyBytes(r.Key), reusing the bytes given to SetRawKey
+// (without copying them) while the key is the string they hold. The result
+// must be treated as read-only.
+func (r *Record) EncodedKey() ([]byte, error) {
+	if s, ok := r.Key.(string); ok && r.rawKey != nil && s == string(r.rawKey) {
+		return r.rawKey, nil
+	}
+	return KeyBytes(r.Key)
 }
 
 // Object returns the value as a JSON object, or false when it is not one.

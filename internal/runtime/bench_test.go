@@ -494,17 +494,28 @@ func BenchmarkRunnerExactlyOnce(b *testing.B) {
 // it was handed to the producer, while a read_committed reader takes each
 // output's latency when its fetch returns. Records of the first
 // latencyWarmup are left out (target: p99 <= commit interval + 50ms =
-// 150ms).
+// 150ms). SLUICE_BENCH_LATENCY_RATE (records/s) skips the calibration and
+// offers that rate instead, to compare runs at the same load.
 func BenchmarkLatencyP99(b *testing.B) {
 	c := newBenchCluster(b)
 	rt := benchRuntime(b, c.brokers)
 	b.StopTimer()
-	var best float64
-	for i := range latencyCalibrations {
-		busy, _ := throughputOnce(b, c, runner(rt, "exactly-once"), fmt.Sprint("max", i), checkTransformed)
-		best = max(best, benchRecords/busy.Seconds())
+	var rate float64
+	if v := os.Getenv("SLUICE_BENCH_LATENCY_RATE"); v != "" {
+		// A fixed rate, to compare latency at the same load across changes.
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 {
+			b.Fatalf("SLUICE_BENCH_LATENCY_RATE %q: want records/s", v)
+		}
+		rate = r
+	} else {
+		var best float64
+		for i := range latencyCalibrations {
+			busy, _ := throughputOnce(b, c, runner(rt, "exactly-once"), fmt.Sprint("max", i), checkTransformed)
+			best = max(best, benchRecords/busy.Seconds())
+		}
+		rate = best / 2
 	}
-	rate := best / 2
 	var lat []float64 // ms
 	for i := range b.N {
 		b.StopTimer()

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/sluicehq/sluice/internal/engine"
 )
 
 // endTimeout bounds ending one transaction or committing offsets, also when
@@ -21,7 +19,7 @@ const endTimeout = 30 * time.Second
 // rebalance during a transaction aborts it; the session rewinds to the
 // committed offsets and the records are processed again, here or on the
 // runner that now owns them, so nothing is lost or duplicated.
-func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage, prod *producer) error {
+func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 	cfg := ru.rt.cfg
 	opts := append(ru.baseOpts(ru.inputs()),
 		kgo.TransactionalID(ru.p.group()+"/"+cfg.instanceID),
@@ -65,7 +63,7 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 			return err
 		}
 		deadline := time.Now().Add(cfg.commitInterval)
-		procErr := ru.processFetches(work, stages, fetches)
+		procErr := ex.processFetches(fetches)
 		for procErr == nil && ru.ctx.Err() == nil && time.Now().Before(deadline) {
 			pctx, cancel := context.WithDeadline(ru.ctx, deadline)
 			f := sess.PollRecords(pctx, ru.batch(time.Until(deadline)))
@@ -74,7 +72,7 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 				break
 			}
 			if procErr = fetchErr(f); procErr == nil {
-				procErr = ru.processFetches(work, stages, f)
+				procErr = ex.processFetches(f)
 			}
 		}
 		prodErr := prod.take()
@@ -110,7 +108,7 @@ func (ru *run) exactlyOnce(work context.Context, stages map[string]*engine.Stage
 // atLeastOnce consumes and produces without transactions and commits the
 // consumed offsets once everything produced before them is acknowledged.
 // A crash repeats at most the records since the last commit.
-func (ru *run) atLeastOnce(work context.Context, stages map[string]*engine.Stage, prod *producer) (err error) {
+func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 	cfg := ru.rt.cfg
 	name := ru.p.Plan.Name
 	m := ru.rt.metrics
@@ -189,7 +187,7 @@ func (ru *run) atLeastOnce(work context.Context, stages map[string]*engine.Stage
 		}
 		procErr := fetchErr(fetches)
 		if procErr == nil {
-			procErr = ru.processFetches(work, stages, fetches)
+			procErr = ex.processFetches(fetches)
 		}
 		if errors.Is(procErr, errStopping) {
 			abandoned = true

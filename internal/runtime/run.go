@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"sync"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/pipeline"
-	"github.com/sluicehq/sluice/internal/record"
 )
 
 // WaitError means the pipeline cannot start yet and will retry by itself
@@ -61,7 +59,6 @@ type run struct {
 
 	processed atomic.Uint64
 	dead      atomic.Uint64
-	busySince atomic.Int64 // unix nanos when the current record entered the chain; 0 when idle
 
 	inCounters map[string]prometheus.Counter // by input topic
 }
@@ -200,23 +197,18 @@ func (ru *run) attempt() error {
 	// watchdog when a record is stuck.
 	work, cancelWork := context.WithCancel(context.Background())
 	defer cancelWork()
-	var stuck atomic.Bool
-	go ru.watchdog(work, cancelWork, &stuck)
-
-	stages := map[string]*engine.Stage{}
 	var prod producer
-	for i, st := range ru.p.Plan.Stages {
-		s, err := engine.NewStage(ru.p.Plan, i, prod.emit(ru), engine.WithRevision(ru.p.Revision))
-		if err != nil {
-			return err
-		}
-		stages[st.Input] = s
+	ex, err := ru.newExecutor(work, prod.emit(ru))
+	if err != nil {
+		return err
 	}
-	var err error
+	var stuck atomic.Bool
+	go ru.watchdog(work, cancelWork, ex, &stuck)
+
 	if ru.p.Plan.Delivery == pipeline.AtLeastOnce {
-		err = ru.atLeastOnce(work, stages, &prod)
+		err = ru.atLeastOnce(ex, &prod)
 	} else {
-		err = ru.exactlyOnce(work, stages, &prod)
+		err = ru.exactlyOnce(ex, &prod)
 	}
 	if stuck.Load() {
 		return ErrStuck
@@ -225,20 +217,35 @@ func (ru *run) attempt() error {
 }
 
 // watchdog cancels work when one record has been in the chain longer than
-// the stuck timeout; operators that honour ctx (script) then return.
-func (ru *run) watchdog(work context.Context, cancel context.CancelFunc, stuck *atomic.Bool) {
+// the stuck timeout; operators that honour ctx (script) then return. Lanes
+// do not take the time for every record: a lane whose state (which counts
+// the records it starts) has not changed while a record is in its chain
+// has had that record in it since at least the tick that first saw the
+// state: a record is reported stuck at most two ticks (one second) late,
+// and never early.
+func (ru *run) watchdog(work context.Context, cancel context.CancelFunc, ex *executor, stuck *atomic.Bool) {
 	limit := ru.rt.cfg.stepTimeout
-	t := time.NewTicker(min(limit/4+time.Millisecond, time.Second))
+	t := time.NewTicker(min(limit/8+time.Millisecond, time.Second/2))
 	defer t.Stop()
+	lanes := ex.lanes()
+	seen := make([]uint64, len(lanes))
+	since := make([]time.Time, len(lanes))
 	for {
 		select {
 		case <-work.Done():
 			return
-		case <-t.C:
-			if b := ru.busySince.Load(); b != 0 && time.Since(time.Unix(0, b)) > limit {
-				stuck.Store(true)
-				cancel()
-				return
+		case now := <-t.C:
+			for i, l := range lanes {
+				st := l.state.Load()
+				if st&1 == 0 || st != seen[i] {
+					seen[i], since[i] = st, now
+					continue
+				}
+				if now.Sub(since[i]) > limit {
+					stuck.Store(true)
+					cancel()
+					return
+				}
 			}
 		}
 	}
@@ -288,66 +295,10 @@ func (ru *run) inputs() []string {
 	return out
 }
 
-// process runs one consumed record through its stage. A panic is caught and
-// becomes the pipeline's failure.
-func (ru *run) process(work context.Context, stages map[string]*engine.Stage, r *kgo.Record) (err error) {
-	defer func() {
-		ru.busySince.Store(0)
-		if p := recover(); p != nil {
-			err = &PanicError{Value: p, Stack: debug.Stack()}
-		}
-	}()
-	st, ok := stages[r.Topic]
-	if !ok {
-		return fmt.Errorf("record from unexpected topic %s", r.Topic)
-	}
-	ru.busySince.Store(time.Now().UnixNano())
-	m := engine.Message{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp}
-	if len(r.Headers) > 0 {
-		m.Headers = make([]record.Header, len(r.Headers))
-		for i, h := range r.Headers {
-			m.Headers[i] = record.Header{Key: h.Key, Value: h.Value}
-		}
-	}
-	ru.inCounters[r.Topic].Inc()
-	ru.processed.Add(1)
-	if err := st.Process(work, m); err != nil {
-		return err
-	}
-	if work.Err() != nil {
-		return work.Err()
-	}
-	return nil
-}
-
 // errStopping ends a batch when the pipeline is being stopped: the record
 // in flight finishes, the rest of the batch is left for whoever processes
 // the partition next (the transaction aborts, or offsets stay uncommitted).
 var errStopping = errors.New("pipeline stopping")
-
-func (ru *run) processFetches(work context.Context, stages map[string]*engine.Stage, f kgo.Fetches) error {
-	var err error
-	start, n := time.Now(), 0
-	f.EachRecord(func(r *kgo.Record) {
-		if err == nil && ru.ctx.Err() != nil {
-			err = errStopping
-		}
-		if err == nil {
-			err = ru.process(work, stages, r)
-			n++
-		}
-	})
-	if n > 0 {
-		// Follow a slowdown at once, a speed-up gradually.
-		d := time.Since(start) / time.Duration(n)
-		if d > ru.perRecord {
-			ru.perRecord = d
-		} else {
-			ru.perRecord = (ru.perRecord + d) / 2
-		}
-	}
-	return err
-}
 
 // batch is how many records to poll so that processing them takes about
 // budget. Every polled record must be processed before the transaction (or
@@ -407,7 +358,6 @@ func (p *producer) emit(ru *run) engine.Emit {
 	for _, t := range ru.p.Plan.Topics() {
 		outCounters[t] = m.out.WithLabelValues(name, t)
 	}
-	var mu sync.Mutex // emit is called from one goroutine, but keep the map safe
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
 			p.fail(fmt.Errorf("producing to %s: %w", r.Topic, err))
@@ -425,10 +375,7 @@ func (p *producer) emit(ru *run) engine.Emit {
 			ru.dead.Add(1)
 			m.dlq.WithLabelValues(name, headerValue(msg, engine.HeaderReason), headerValue(msg, engine.HeaderStep)).Inc()
 		}
-		mu.Lock()
-		c, ok := outCounters[msg.Topic]
-		mu.Unlock()
-		if ok {
+		if c, ok := outCounters[msg.Topic]; ok { // read-only after this function
 			c.Inc()
 		}
 		p.produce(ctx, r, promise)

@@ -1,8 +1,9 @@
 // Package runtime runs many compiled pipelines in one process on Kafka.
 //
 // Each pipeline is its own consumer group, with its own clients and its own
-// goroutine: pipelines share no goroutine and no bounded queue, so a slow,
-// failing or hot pipeline back-pressures only itself. Under exactly-once (the
+// goroutines (a run goroutine, and workers for large polls): pipelines share
+// no goroutine and no bounded queue, so a slow, failing or hot pipeline
+// back-pressures only itself. Under exactly-once (the
 // default) a pipeline consumes, transforms and produces inside Kafka
 // transactions of one commit interval each (franz-go's
 // GroupTransactSession); at-least-once commits offsets after its outputs are

@@ -101,3 +101,14 @@ func (f *filter) Process(ctx context.Context, r *record.Record, out catalog.Outp
 	}
 	return out.Next(ctx, r)
 }
+
+// FieldDemand implements engine.FieldDemander: a filter reads the fields of
+// its predicate and passes the value on unchanged, so the steps after it
+// need what they needed.
+func (f *filter) FieldDemand(after []string, afterAll bool) ([]string, bool) {
+	names, all := f.pred.Fields()
+	if all || afterAll {
+		return nil, true
+	}
+	return append(names, after...), false
+}

@@ -123,3 +123,10 @@ func (m *mapper) Process(ctx context.Context, r *record.Record, out catalog.Outp
 	r.Value = obj
 	return out.Next(ctx, r)
 }
+
+// FieldDemand implements engine.FieldDemander: the new value is computed
+// from the fields the expressions read alone, so nothing after the map
+// needs any other field of its input.
+func (m *mapper) FieldDemand(_ []string, _ bool) ([]string, bool) {
+	return m.t.Fields()
+}

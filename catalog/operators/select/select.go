@@ -140,3 +140,17 @@ func prune(obj map[string]any, n *node) {
 		}
 	}
 }
+
+// FieldDemand implements engine.FieldDemander: the value that select
+// passes on holds only (parts of) the top-level fields its paths start
+// with.
+func (s *selector) FieldDemand(_ []string, _ bool) ([]string, bool) {
+	if s.root.whole {
+		return nil, true
+	}
+	names := make([]string, 0, len(s.root.children))
+	for n := range s.root.children {
+		names = append(names, n)
+	}
+	return names, false
+}

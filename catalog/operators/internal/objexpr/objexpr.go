@@ -138,3 +138,30 @@ func writeFields(fs []field, dst map[string]any, vals []any, i *int, merge bool)
 
 // Len returns the number of top-level fields.
 func (t *Template) Len() int { return len(t.fields) }
+
+// Fields reports the top-level fields of an object value that the
+// mapping's expressions can read, or all when one reads the whole value
+// (see expression.Program.Fields).
+func (t *Template) Fields() (names []string, all bool) {
+	var walk func(fs []field) bool
+	walk = func(fs []field) bool {
+		for _, f := range fs {
+			if f.prog == nil {
+				if walk(f.sub) {
+					return true
+				}
+				continue
+			}
+			n, all := f.prog.Fields()
+			if all {
+				return true
+			}
+			names = append(names, n...)
+		}
+		return false
+	}
+	if walk(t.fields) {
+		return nil, true
+	}
+	return names, false
+}

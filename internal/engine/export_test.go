@@ -1,0 +1,15 @@
+package engine
+
+// WithFullDecode makes a stage decode every value in full, as it did
+// before decoding only the fields a stage reads; the differential tests
+// compare the two.
+func WithFullDecode() StageOption { return func(s *Stage) { s.fullDecode = true } }
+
+// DecodesFields returns the fields the stage decodes, or nil when it
+// decodes whole values.
+func (s *Stage) DecodesFields() []string {
+	if s.fields == nil {
+		return nil
+	}
+	return s.fields.Names()
+}

@@ -1,0 +1,195 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/record"
+)
+
+func compilePlan(t *testing.T, source, steps string) *pipeline.Plan {
+	t.Helper()
+	src := fmt.Sprintf(`apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: diff}
+spec:
+  source: %s
+  steps:
+%s
+  sink: {topic: out}
+`, source, steps)
+	p, err := (&pipeline.Compiler{Registry: all.New()}).Compile("diff.yaml", []byte(src))
+	if err != nil {
+		t.Fatalf("compiling:\n%s\n%v", src, err)
+	}
+	return p
+}
+
+// differentialInputs are record values that exercise the partial decoder's
+// edges: valid and invalid JSON, values that are not objects, nested and
+// duplicated fields, escapes, unicode and unusual numbers.
+func differentialInputs() [][]byte {
+	in := []string{
+		`{"vehicle_id":"truck-00042","speed":23.7,"lat":52.370216,"lon":4.895168,"heading":271,"fuel":0.62,"driver":{"id":"d-17","shift":"early"},"engine_on":true,"sent_us":1790000000000000,"note":"xxxx"}`,
+		`{"vehicle_id":"v1","speed":12.5,"lat":52.1,"fuel":0.1}`,
+		`{"vehicle_id":"v2","speed":-1,"lat":52.1}`,
+		`{"vehicle_id":"v3","speed":3}`,
+		`{"vehicle_id":"v4","speed":"fast","lat":1}`,
+		`{"vehicle_id":"v5","speed":1e3,"lat":-0,"fuel":-0.0}`,
+		`{"vehicle_id":"v6","speed":1E-3,"lat":1.5e+300,"fuel":123456789012345678901234567890}`,
+		`{"vehicle_id":"v7","speed":1e-400,"lat":0.1}`,
+		`{"vehicle_id":"v8","speed":1e400,"lat":0.1}`,
+		`{"vehicle_id":"v9","speed":5,"lat":1,"note":-1e400}`,
+		`{"vehicle_id":"dup","vehicle_id":"dup2","speed":1,"speed":2,"lat":3}`,
+		`{"speed":1,"lat":2,"speed":"late string"}`,
+		`{"\u0073peed":40,"lat":1,"vehicle_id":"escaped key"}`,
+		`{"vehicle_id":"ünïcödé ✓ 🚀 \u00e9\ud83d\ude80 \ud800","speed":1,"lat":2}`,
+		`{"vehicle_id":"bad ` + "\xff\xfe" + ` utf8","speed":1,"lat":2,"other":"` + "\xc3" + `"}`,
+		`{"` + "\xff" + `":1,"speed":1,"lat":2}`,
+		`{"vehicle_id":"ctl \n\t\"q\" \\ \/ \u2028","speed":1,"lat":2}`,
+		`{"vehicle_id":{"nested":[1,{"a":null}]},"speed":1,"lat":[1,2],"driver":{"id":"d-1","shift":{"x":true}}}`,
+		`{"vehicle_id":null,"speed":0,"lat":false,"fuel":true,"driver":null}`,
+		`{"speed":1,"lat":1,"deep":` + strings.Repeat("[", 700) + strings.Repeat("]", 700) + `}`,
+		`{}`,
+		` { "speed" : 2 , "lat" : 3 , "vehicle_id" : "spaces" } `,
+		`[1,2,3]`,
+		`"a string"`,
+		`42`,
+		`null`,
+		`true`,
+		``,
+		`{"speed":1,"lat":2`,
+		`{"speed":1,"lat":2,}`,
+		`{"speed":01,"lat":2}`,
+		`{"speed":1,"lat":2} trailing`,
+		`{"speed":1,"lat":2}{"speed":3}`,
+		`{"speed":1,"lat":"ctl` + "\x01" + `"}`,
+		`{"speed":1,"lat":2,"x":"\q"}`,
+		`{"speed":.5,"lat":2}`,
+		`{"speed":tru,"lat":2}`,
+		"\xef\xbb\xbf{\"speed\":1,\"lat\":2}",
+		`{speed:1}`,
+	}
+	out := make([][]byte, 0, len(in)+300)
+	for _, s := range in {
+		out = append(out, []byte(s))
+	}
+	// Random records built from the same pieces.
+	rng := rand.New(rand.NewPCG(1, 2))
+	keys := []string{"vehicle_id", "speed", "lat", "lon", "fuel", "driver", "note", "sent_us", "key", "value", "x"}
+	vals := []string{`1`, `-0`, `1e3`, `2.5E-2`, `"s"`, `"é\u00e9"`, `null`, `true`, `false`, `[]`, `{}`, `{"id":"d","n":[1,"2"]}`, `[1,[2,[3]]]`, `"` + "\xff" + `"`, `1e400`, `0.1`}
+	for range 300 {
+		var b strings.Builder
+		b.WriteByte('{')
+		for i := range rng.IntN(8) {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "%q:%s", keys[rng.IntN(len(keys))], vals[rng.IntN(len(vals))])
+		}
+		b.WriteByte('}')
+		s := b.String()
+		if rng.IntN(10) == 0 { // break some of them
+			s = s[:rng.IntN(len(s)+1)]
+		}
+		out = append(out, []byte(s))
+	}
+	return out
+}
+
+// runStage processes every input through stage 0 of p and returns the
+// emitted messages as text, DLQ headers included.
+func runStage(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.StageOption) (out []string, fields []string) {
+	t.Helper()
+	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+		var h []string
+		for _, x := range m.Headers {
+			h = append(h, x.Key+"="+string(x.Value))
+		}
+		out = append(out, fmt.Sprintf("%s key=%q value=%q ts=%d headers=%q", m.Topic, m.Key, m.Value, m.Timestamp.UnixMilli(), h))
+		return nil
+	}, append(opts, engine.WithRevision("r1"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range inputs {
+		m := engine.Message{Topic: "in", Partition: 1, Offset: int64(i), Key: []byte("k"), Value: v,
+			Headers: []record.Header{{Key: "h", Value: []byte("hv")}}, Timestamp: time.UnixMilli(1_700_000_000_000)}
+		if v == nil {
+			m.Value = nil
+		}
+		if err := st.Process(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return out, st.DecodesFields()
+}
+
+// TestDecodeOnlyReadFields runs pipelines whose steps read only some fields
+// with and without decoding only those, over the same inputs, and requires
+// identical outputs and dead letters (with their error texts).
+func TestDecodeOnlyReadFields(t *testing.T) {
+	tests := []struct {
+		name   string
+		source string
+		steps  string
+		fields []string // what the stage decodes; nil: whole values
+	}{
+		{"filter and map", "{topic: in}", `    - filter: speed >= 0 && lat != nil
+    - map: {vehicle: vehicle_id, kmh: speed * 3.6, low_fuel: fuel < 0.2, sent_us: sent_us}`,
+			[]string{"fuel", "lat", "sent_us", "speed", "vehicle_id"}},
+		{"map only", "{topic: in}", `    - map: {v: vehicle_id, pos: {lat: lat, lon: lon}, d: driver.id, n: 2}`,
+			[]string{"driver", "lat", "lon", "vehicle_id"}},
+		{"map then filter", "{topic: in}", `    - map: {v: vehicle_id, s: speed}
+    - filter: s != nil`, []string{"speed", "vehicle_id"}},
+		{"two filters and select", "{topic: in}", `    - filter: lat != nil
+    - filter: speed != nil
+    - select: [vehicle_id, driver.id]`, []string{"driver", "lat", "speed", "vehicle_id"}},
+		{"map with metadata", "{topic: in}", `    - map: {k: key, h: headers.h, t: timestamp, p: partition, o: offset, s: speed}`,
+			[]string{"headers", "key", "offset", "partition", "speed", "timestamp"}},
+		{"source key and timestamp", "{topic: in, key: vehicle_id, timestamp: sent_us}", `    - map: {s: speed}`,
+			[]string{"sent_us", "speed", "vehicle_id"}},
+		{"let and closures", "{topic: in}", `    - map: {a: 'let x = speed; x ?? 0', b: 'lat ?? 0'}`, []string{"lat", "speed", "x"}},
+		// These need whole values.
+		{"filter only", "{topic: in}", `    - filter: speed >= 0`, nil},
+		{"map of value", "{topic: in}", `    - map: {v: value}`, nil},
+		{"filter on value then map", "{topic: in}", `    - filter: value != nil
+    - map: {s: speed}`, nil},
+		{"env", "{topic: in}", `    - map: {s: '$env.speed'}`, nil},
+		{"set keeps the rest", "{topic: in}", `    - set: {s: speed}
+    - map: {s: s}`, nil},
+		{"raw source", "{topic: in, format: raw}", `    - map: {line: value}`, nil},
+	}
+	inputs := differentialInputs()
+	inputs = append(inputs, nil) // a tombstone
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := compilePlan(t, tt.source, tt.steps)
+			fast, fields := runStage(t, p, inputs)
+			slices.Sort(fields)
+			if fmt.Sprint(fields) != fmt.Sprint(tt.fields) {
+				t.Errorf("the stage decodes %q, want %q", fields, tt.fields)
+			}
+			full, none := runStage(t, p, inputs, engine.WithFullDecode())
+			if none != nil {
+				t.Fatalf("WithFullDecode still decodes only %q", none)
+			}
+			if len(fast) != len(full) {
+				t.Fatalf("%d messages, %d with whole values", len(fast), len(full))
+			}
+			for i := range fast {
+				if fast[i] != full[i] {
+					t.Errorf("message %d:\n got %s\nwant %s", i, fast[i], full[i])
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,76 @@
+package record
+
+import (
+	"math"
+	"strings"
+	"testing"
+
+	json "github.com/goccy/go-json"
+)
+
+// libraryJSON is the encoding EncodeJSON used before appendPlain: the
+// library's, which appendPlain must match byte for byte.
+func libraryJSON(v any) ([]byte, error) {
+	return json.MarshalWithOption(v, json.DisableHTMLEscape())
+}
+
+func checkEncode(t *testing.T, v any) {
+	t.Helper()
+	want, werr := libraryJSON(v)
+	got, gerr := EncodeJSON(v)
+	if (werr != nil) != (gerr != nil) || string(got) != string(want) {
+		t.Fatalf("EncodeJSON(%#v) = %q, %v; the library gives %q, %v", v, got, gerr, want, werr)
+	}
+	app, aerr := AppendJSON([]byte("prefix:"), v)
+	if werr == nil && (aerr != nil || string(app) != "prefix:"+string(want)) {
+		t.Fatalf("AppendJSON(%#v) = %q, %v; want prefix:%q", v, app, aerr, want)
+	}
+}
+
+func TestEncodeJSONMatchesLibrary(t *testing.T) {
+	var allControl strings.Builder
+	for c := range 0x80 {
+		allControl.WriteByte(byte(c))
+	}
+	values := []any{
+		nil, true, false, "", "plain", "<html> & 'quotes' \"dq\" back\\slash /",
+		allControl.String(), "héllo ✓ 🚀", "bad \xff\xfe utf8 \xc3", "sep \u2028 \u2029 end", "\u007f\u0080\u00a0",
+		0.0, math.Copysign(0, -1), 1.0, -1.5, 3.6, 85.32, 1e3, 1e20, 1e21, 1e-6, 1e-7, 123456789012345678.0,
+		1.2345678901234568e+29, math.MaxFloat64, math.SmallestNonzeroFloat64, -2.5e-300, 0.1 + 0.2,
+		math.NaN(), math.Inf(1), math.Inf(-1),
+		map[string]any{}, []any{}, map[string]any(nil), []any(nil),
+		map[string]any{"b": 1.0, "a": "x", "A": true, "é": nil, "": []any{1.0, "2", map[string]any{"z": 0.0, "y": math.Copysign(0, -1)}}},
+		map[string]any{"k\"ey": 1.0, "k\u2028": 2.0, "<k>": 3.0, "k\xff": 4.0, "\x01": 5.0},
+		map[string]any{"nan": math.NaN()},
+		[]any{1.0, []any{map[string]any{"deep": []any{nil, false}}}},
+		map[string]any{"n": 1, "i64": int64(2), "s": []string{"a"}, "m": map[string]string{"x": "y"}}, // other Go types
+		42, int64(-7), "x",
+	}
+	for i := range 20 {
+		values = append(values, map[string]any{strings.Repeat("k", i): float64(i) * 1.1, "z" + strings.Repeat("a", i): i%2 == 0})
+	}
+	big := map[string]any{}
+	for i := range 40 {
+		big[string(rune('A'+i))] = float64(i)
+	}
+	values = append(values, big)
+	for _, v := range values {
+		checkEncode(t, v)
+	}
+}
+
+func FuzzEncodeJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"b":"x","c":true,"d":null,"e":[1,2.5,-0],"f":{"g":1e-7,"h":1e21}}`,
+		`"\u2028\u0001\b\f\n\r\t\"\\"`, `[1e300,-1e-300,0.000001,123456789012345678901]`, `{"é":"✓","\ud800":"x"}`,
+	} {
+		f.Add([]byte(s), "str \xff")
+	}
+	f.Fuzz(func(t *testing.T, in []byte, s string) {
+		checkEncode(t, s)
+		checkEncode(t, map[string]any{s: s})
+		if v, err := DecodeJSON(in); err == nil {
+			checkEncode(t, v)
+		}
+	})
+}

@@ -1,0 +1,452 @@
+package record
+
+import (
+	"encoding/binary"
+	"strconv"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// FieldSet names the top-level fields of a JSON object that a pipeline
+// reads. It is immutable and safe for concurrent use.
+type FieldSet struct {
+	names []string
+	index map[string]int // for larger sets; nil for small ones
+}
+
+// smallFieldSet is the size up to which names are found by comparing them
+// one by one, which is faster than hashing for a handful of names.
+const smallFieldSet = 8
+
+// NewFieldSet returns the set of the given names; duplicates are ignored.
+func NewFieldSet(names ...string) *FieldSet {
+	f := &FieldSet{}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !seen[n] {
+			seen[n] = true
+			f.names = append(f.names, n)
+		}
+	}
+	if len(f.names) > smallFieldSet {
+		f.index = make(map[string]int, len(f.names))
+		for i, n := range f.names {
+			f.index[n] = i
+		}
+	}
+	return f
+}
+
+// Names returns the names in the set, in the order first given.
+func (f *FieldSet) Names() []string { return append([]string(nil), f.names...) }
+
+// Len returns the number of names.
+func (f *FieldSet) Len() int { return len(f.names) }
+
+// lookup returns the set's own copy of the name key, or false.
+func (f *FieldSet) lookup(key []byte) (string, bool) {
+	if f.index != nil {
+		i, ok := f.index[string(key)]
+		if !ok {
+			return "", false
+		}
+		return f.names[i], true
+	}
+	for _, n := range f.names {
+		if len(n) == len(key) && n == string(key) {
+			return n, true
+		}
+	}
+	return "", false
+}
+
+// maxFieldsDepth bounds the nesting DecodeFields checks by itself; deeper
+// documents are left to DecodeJSON (whose own limit is much higher).
+const maxFieldsDepth = 512
+
+// DecodeFields decodes only the fields of f from b, when b is one JSON
+// object: the result holds exactly the entries that DecodeJSON(b) would
+// hold for those names, with the same values, and nothing else. It returns
+// false, having decoded nothing that matters, whenever it cannot promise
+// that: b is not an object, is not valid JSON, or has something it leaves
+// to the full decoder (an escaped key, invalid UTF-8 in a key, a number out
+// of float64's range, very deep nesting). Callers then use DecodeJSON,
+// which also gives the error for invalid input.
+//
+// The other fields are checked against the JSON grammar but not built, so
+// a record whose pipeline reads few of its fields costs much less to
+// decode.
+func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
+	d := fieldDecoder{b: b}
+	i := d.ws(0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	m := make(map[string]any, len(f.names))
+	i = d.ws(i + 1)
+	if i < len(b) && b[i] == '}' {
+		i++
+	} else {
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return nil, false
+			}
+			end, flags := d.str(i)
+			if flags&strBad != 0 || flags&strEscaped != 0 {
+				return nil, false
+			}
+			key := b[i+1 : end-1]
+			if flags&strNonASCII != 0 && !utf8.Valid(key) {
+				return nil, false // the decoder replaces invalid bytes in keys
+			}
+			i = d.ws(end)
+			if i >= len(b) || b[i] != ':' {
+				return nil, false
+			}
+			i = d.ws(i + 1)
+			start := i
+			i = d.value(i, 1)
+			if i < 0 {
+				return nil, false
+			}
+			if name, ok := f.lookup(key); ok {
+				v, ok := d.decode(start, i)
+				if !ok {
+					return nil, false
+				}
+				m[name] = v // a later duplicate wins, as in DecodeJSON
+			}
+			i = d.ws(i)
+			if i >= len(b) {
+				return nil, false
+			}
+			if b[i] == ',' {
+				i = d.ws(i + 1)
+				continue
+			}
+			if b[i] != '}' {
+				return nil, false
+			}
+			i++
+			break
+		}
+	}
+	if d.ws(i) != len(b) {
+		return nil, false
+	}
+	return m, true
+}
+
+type fieldDecoder struct {
+	b []byte
+}
+
+// ws skips JSON white space from i.
+func (d *fieldDecoder) ws(i int) int {
+	for i < len(d.b) {
+		switch d.b[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// What str found in a string.
+const (
+	strEscaped  = 1 << iota // a backslash escape
+	strNonASCII             // a byte >= 0x80
+	strBad                  // not a valid JSON string
+)
+
+// str scans the string starting with the quote at i and returns the index
+// after its closing quote.
+func (d *fieldDecoder) str(i int) (int, int) {
+	b := d.b
+	flags := 0
+	for i++; i < len(b); i++ {
+		// Skip eight plain bytes at a time.
+		for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, flags
+		case c == '\\':
+			flags |= strEscaped
+			i++
+			if i >= len(b) {
+				return i, strBad
+			}
+			switch b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				if i+4 >= len(b) {
+					return i, strBad
+				}
+				for _, h := range b[i+1 : i+5] {
+					if !isHex(h) {
+						return i, strBad
+					}
+				}
+				i += 4
+			default:
+				return i, strBad
+			}
+		case c < 0x20:
+			return i, strBad
+		case c >= utf8.RuneSelf:
+			flags |= strNonASCII
+		}
+	}
+	return i, strBad
+}
+
+// special8 reports whether any of the eight bytes in w needs a look in a
+// string: a quote, a backslash, a control character or a non-ASCII byte.
+// (The tests for a zero byte and for a byte below 0x20 are exact about
+// whether there is one, which is all that is asked.)
+func special8(w uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
+	quote := hasZero(w ^ (ones * '"'))
+	backslash := hasZero(w ^ (ones * '\\'))
+	control := (w - ones*0x20) & ^w & highs
+	return (quote | backslash | control | w&highs) != 0
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// value checks the value starting at i and returns the index after it, or
+// -1 when it is not valid or is left to the full decoder.
+func (d *fieldDecoder) value(i, depth int) int {
+	b := d.b
+	if i >= len(b) {
+		return -1
+	}
+	switch c := b[i]; {
+	case c == '"':
+		end, flags := d.str(i)
+		if flags&strBad != 0 {
+			return -1
+		}
+		return end
+	case c == '{':
+		if depth >= maxFieldsDepth {
+			return -1
+		}
+		i = d.ws(i + 1)
+		if i < len(b) && b[i] == '}' {
+			return i + 1
+		}
+		for {
+			if i >= len(b) || b[i] != '"' {
+				return -1
+			}
+			end, flags := d.str(i)
+			if flags&strBad != 0 {
+				return -1
+			}
+			i = d.ws(end)
+			if i >= len(b) || b[i] != ':' {
+				return -1
+			}
+			if i = d.value(d.ws(i+1), depth+1); i < 0 {
+				return -1
+			}
+			i = d.ws(i)
+			if i >= len(b) {
+				return -1
+			}
+			if b[i] == '}' {
+				return i + 1
+			}
+			if b[i] != ',' {
+				return -1
+			}
+			i = d.ws(i + 1)
+		}
+	case c == '[':
+		if depth >= maxFieldsDepth {
+			return -1
+		}
+		i = d.ws(i + 1)
+		if i < len(b) && b[i] == ']' {
+			return i + 1
+		}
+		for {
+			if i = d.value(i, depth+1); i < 0 {
+				return -1
+			}
+			i = d.ws(i)
+			if i >= len(b) {
+				return -1
+			}
+			if b[i] == ']' {
+				return i + 1
+			}
+			if b[i] != ',' {
+				return -1
+			}
+			i = d.ws(i + 1)
+		}
+	case c == 't':
+		return d.literal(i, "true")
+	case c == 'f':
+		return d.literal(i, "false")
+	case c == 'n':
+		return d.literal(i, "null")
+	case c == '-' || '0' <= c && c <= '9':
+		return d.number(i)
+	}
+	return -1
+}
+
+func (d *fieldDecoder) literal(i int, lit string) int {
+	if len(d.b)-i < len(lit) || string(d.b[i:i+len(lit)]) != lit {
+		return -1
+	}
+	return i + len(lit)
+}
+
+// number checks the number at i against the JSON grammar, and, when it
+// could be out of float64's range, that it is not (the decoder rejects
+// such numbers).
+func (d *fieldDecoder) number(i int) int {
+	b := d.b
+	start := i
+	if b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return -1
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return -1
+		}
+	}
+	exp := false
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		exp = true
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return -1
+		}
+	}
+	if exp || i-start > 300 {
+		if _, err := strconv.ParseFloat(bytesString(b[start:i]), 64); err != nil {
+			return -1
+		}
+	}
+	return i
+}
+
+// decode decodes the valid value b[start:end] the way DecodeJSON does.
+func (d *fieldDecoder) decode(start, end int) (any, bool) {
+	tok := d.b[start:end]
+	switch c := tok[0]; {
+	case c == '"':
+		_, flags := d.str(start)
+		if flags&strEscaped == 0 && (flags&strNonASCII == 0 || utf8.Valid(tok)) {
+			return string(tok[1 : len(tok)-1]), true
+		}
+	case c == 't':
+		return true, true
+	case c == 'f':
+		return false, true
+	case c == 'n':
+		return nil, true
+	case c == '-' || '0' <= c && c <= '9':
+		if f, ok := parseSimpleFloat(tok); ok {
+			return f, true
+		}
+		f, err := strconv.ParseFloat(bytesString(tok), 64)
+		if err != nil {
+			return nil, false
+		}
+		return f, true
+	}
+	// Escaped strings, objects and arrays: the full decoder, on this value.
+	v, err := DecodeJSON(tok)
+	if err != nil {
+		return nil, false
+	}
+	return v, true
+}
+
+// exactPow10 are the powers of ten a float64 holds exactly.
+var exactPow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+	1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22}
+
+// parseSimpleFloat parses a valid JSON number without an exponent, the
+// common case, exactly as strconv.ParseFloat does when its digits make an
+// integer of at most 2^53 and it has at most 22 decimals: the integer and
+// the power of ten are then exact float64s, and one correctly rounded
+// division gives the correctly rounded result (Clinger's fast path). It
+// returns false for any other number.
+func parseSimpleFloat(tok []byte) (float64, bool) {
+	i, neg := 0, false
+	if tok[0] == '-' {
+		i, neg = 1, true
+	}
+	var m uint64
+	digits, frac := 0, -1
+	for ; i < len(tok); i++ {
+		c := tok[i]
+		switch {
+		case '0' <= c && c <= '9':
+			m = m*10 + uint64(c-'0')
+			digits++
+			if frac >= 0 {
+				frac++
+			}
+		case c == '.':
+			frac = 0
+		default:
+			return 0, false // an exponent
+		}
+	}
+	if digits > 19 || m > 1<<53 || frac >= len(exactPow10) {
+		return 0, false // m may have wrapped, or is not exact
+	}
+	f := float64(m)
+	if frac > 0 {
+		f /= exactPow10[frac]
+	}
+	if neg {
+		f = -f
+	}
+	return f, true
+}
+
+// bytesString views b as a string without copying, for functions that do
+// not keep it.
+func bytesString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}

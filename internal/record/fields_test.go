@@ -1,0 +1,238 @@
+package record
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// sameJSON reports whether two decoded values are identical, down to the
+// bits of numbers (so -0 differs from 0) and the bytes of strings.
+func sameJSON(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !sameJSON(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !sameJSON(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case float64:
+		y, ok := b.(float64)
+		return ok && math.Float64bits(x) == math.Float64bits(y)
+	default:
+		return a == b
+	}
+}
+
+// checkDecodeFields compares DecodeFields with DecodeJSON on one input:
+// whenever DecodeFields answers, its result must be exactly DecodeJSON's
+// entries for the names, and it must not answer for input DecodeJSON
+// rejects.
+func checkDecodeFields(t *testing.T, in []byte, names ...string) (fast bool) {
+	t.Helper()
+	f := NewFieldSet(names...)
+	got, ok := DecodeFields(in, f)
+	full, err := DecodeJSON(in)
+	if !ok {
+		return false
+	}
+	if err != nil {
+		t.Fatalf("DecodeFields(%q) = %v, but DecodeJSON fails: %v", in, got, err)
+	}
+	obj, isObj := full.(map[string]any)
+	if !isObj {
+		t.Fatalf("DecodeFields(%q) answered for a %T", in, full)
+	}
+	want := map[string]any{}
+	for _, n := range names {
+		if v, ok := obj[n]; ok {
+			want[n] = v
+		}
+	}
+	if !sameJSON(got, want) {
+		t.Fatalf("DecodeFields(%q, %q) = %#v, DecodeJSON gives %#v", in, names, got, want)
+	}
+	return true
+}
+
+func TestDecodeFields(t *testing.T) {
+	names := []string{"a", "b", "é", "k"}
+	tests := []struct {
+		in   string
+		fast bool // DecodeFields answers itself
+	}{
+		{`{"a":1,"b":"x","c":true}`, true},
+		{`{}`, true},
+		{` { "a" : 1 , "b" : [ 1 , { "c" : null } ] } `, true},
+		{"\t{\"a\":\n1}\r\n", true},
+		{`{"c":{"d":[1,2,{"e":"f"}]},"a":false}`, true},
+		{`{"a":{"nested":{"x":[1,"y",null,true]}}}`, true},
+		{`{"a":1,"a":2}`, true},         // duplicate keys: the last wins
+		{`{"a":{"x":1},"a":"s"}`, true}, // duplicate with another type
+		{`{"a":-0}`, true},
+		{`{"a":-0.0,"b":0e0}`, true},
+		{`{"a":1e3,"b":1E-3}`, true},
+		{`{"a":1.5e+300,"b":-2.5e-300}`, true},
+		{`{"a":1e-400}`, true}, // underflows to 0, as DecodeJSON has it
+		{`{"a":123456789012345678901234567890}`, true},
+		{`{"a":0.1,"b":9007199254740993}`, true},
+		{`{"a":"héllo wörld ✓ 🚀"}`, true},
+		{`{"é":"accent key"}`, true},
+		{`{"a":"tab\there","b":"quote\"s","k":"\u00e9\ud83d\ude80"}`, true},
+		{`{"a":"\ud800"}`, true},                 // lone surrogate: U+FFFD
+		{`{"a":"bad ` + "\xff\xfe" + `"}`, true}, // invalid UTF-8: U+FFFD
+		{`{"c":"bad ` + "\xff" + `","a":1}`, true},
+		{`{"a":"\/"}`, true},
+		{`{"c":"` + strings.Repeat("x", 1000) + `","a":1}`, true},
+		// Left to the full decoder.
+		{`{"\u0061":1}`, false},
+		{`{"` + "\xff" + `":1}`, false},
+		{`{"a":1e400}`, false},
+		{`{"c":-1e400,"a":1}`, false},
+		{`{"c":` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + `}`, false},
+		{`[1,2]`, false},
+		{`"s"`, false},
+		{`12`, false},
+		{`null`, false},
+		{``, false},
+		// Invalid.
+		{`{"a":1`, false},
+		{`{"a":1,}`, false},
+		{`{"a" 1}`, false},
+		{`{a:1}`, false},
+		{`{"a":01}`, false},
+		{`{"a":.5}`, false},
+		{`{"a":5.}`, false},
+		{`{"a":+5}`, false},
+		{`{"a":1e}`, false},
+		{`{"a":-}`, false},
+		{`{"a":tru}`, false},
+		{`{"a":nul}`, false},
+		{`{"a":[1,2,]}`, false},
+		{`{"a":"x` + "\x01" + `"}`, false},
+		{`{"c":"\x"}`, false},
+		{`{"c":"\u12"}`, false},
+		{`{"c":"\U0041"}`, false},
+		{`{"a":1} x`, false},
+		{`{"a":1}{"b":2}`, false},
+		{"{\"a\":1}\x00", false},
+		{"\xef\xbb\xbf{\"a\":1}", false},
+		{"{\"a\":1\v}", false},
+		{`{"a":"unterminated}`, false},
+		{`{"c":{"d":1,}}`, false},
+		{`{"c":{"d" 1}}`, false},
+		{`{"c":[1 2]}`, false},
+	}
+	for _, tt := range tests {
+		if got := checkDecodeFields(t, []byte(tt.in), names...); got != tt.fast {
+			t.Errorf("DecodeFields(%q) answered: %v, want %v", tt.in, got, tt.fast)
+		}
+	}
+}
+
+func TestDecodeFieldsLargeSet(t *testing.T) {
+	var names []string
+	for i := range 20 {
+		names = append(names, string(rune('a'+i)))
+	}
+	if !checkDecodeFields(t, []byte(`{"a":1,"t":2,"z":3,"b":{"c":[]}}`), names...) {
+		t.Fatal("not decoded")
+	}
+}
+
+func FuzzDecodeFields(f *testing.F) {
+	for _, s := range []string{
+		`{"a":1,"b":"x","c":true}`, `{"a":-0,"b":1e3}`, `{"a":{"b":[1,{"c":null}]},"a":"dup"}`,
+		`{"a":"\u00e9\ud83d\ude80","b":"\ud800"}`, `{"a":"` + "\xff" + `"}`, `{"a":1e400}`, `[1]`, `{"a":1,}`,
+		`{"vehicle_id":"truck-00042","speed":23.7,"lat":52.370216,"lon":4.895168,"heading":271,"fuel":0.62,"driver":{"id":"d-17","shift":"early"},"engine_on":true}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkDecodeFields(t, in, "a", "b", "speed", "driver", "")
+	})
+}
+
+// parseSimpleFloat must agree with strconv.ParseFloat bit for bit wherever
+// it answers.
+func TestParseSimpleFloat(t *testing.T) {
+	nums := []string{"0", "-0", "0.0", "-0.0", "1", "-1", "23.7", "52.370216", "4.895168", "0.62", "0.1", "0.2", "0.3",
+		"123456789012345", "999999999999999", "0.000000000000001", "1.00000000000001", "9007199254740993",
+		"1234567890123456", "1790000000000000", "9007199254740992", "9007199254740993", "18446744073709551615", "18446744073709551616", "0.9007199254740992", "1e3", "12.5e-1", "0.000000000000000000001", "3.141592653589793"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 100000 {
+		d := rng.IntN(22) + 1
+		var b []byte
+		if rng.IntN(2) == 0 {
+			b = append(b, '-')
+		}
+		dot := rng.IntN(d + 1)
+		for j := range d {
+			if j == dot && j > 0 {
+				b = append(b, '.')
+			}
+			c := byte('0' + rng.IntN(10))
+			if j == 0 && d > 1 && dot != 1 {
+				c = byte('1' + rng.IntN(9))
+			}
+			b = append(b, c)
+		}
+		nums = append(nums, string(b))
+	}
+	for _, s := range nums {
+		got, ok := parseSimpleFloat([]byte(s))
+		if !ok {
+			continue
+		}
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.Float64bits(got) != math.Float64bits(want) {
+			t.Fatalf("parseSimpleFloat(%s) = %v, strconv gives %v (%v)", s, got, want, err)
+		}
+	}
+}
+
+// special8 must flag exactly the words with a byte str has to look at.
+func TestSpecial8(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '\\', 0x5b, 0x5d, 0x7e, 0x7f, 0x80, 0xff, 'x', 'a'}
+	for range 200000 {
+		var b [8]byte
+		want := false
+		for j := range b {
+			c := interesting[rng.IntN(len(interesting))]
+			if rng.IntN(3) == 0 {
+				c = byte(rng.IntN(256))
+			}
+			b[j] = c
+			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+				want = true
+			}
+		}
+		w := uint64(0)
+		for j := 7; j >= 0; j-- {
+			w = w<<8 | uint64(b[j])
+		}
+		if got := special8(w); got != want {
+			t.Fatalf("special8(%q) = %v, want %v", b[:], got, want)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	goruntime "runtime"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/internal/runtime"
+)
+
+// Large polls are processed by several workers at once; their outputs must
+// still reach each output partition, and the DLQ, in input order, exactly
+// as a record-by-record pass writes them.
+func TestParallelKeepsOrder(t *testing.T) {
+	if goruntime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs GOMAXPROCS >= 2 to process records in parallel")
+	}
+	const n = 20_000
+	for _, delivery := range []string{"exactly-once", "at-least-once"} {
+		t.Run(delivery, func(t *testing.T) {
+			brokers := kafkatest.Brokers(t)
+			kafkatest.CreateTopic(t, brokers, "in", 1)
+			kafkatest.CreateTopic(t, brokers, "out", 1)
+			kafkatest.CreateTopic(t, brokers, "ordered.dlq", 1)
+			// The backlog is there before the pipeline starts, so it polls
+			// in large batches.
+			var in []*kgo.Record
+			var want, wantDLQ []string
+			for i := range n {
+				v := fmt.Sprintf(`{"n":%d,"pad":"xxxxxxxxxxxxxxxx"}`, i)
+				switch {
+				case i%97 == 0:
+					v = fmt.Sprintf(`{"n":%d,`, i) // undecodable
+					wantDLQ = append(wantDLQ, v)
+				case i%89 == 0:
+					v = fmt.Sprintf(`{"n":"%d"}`, i) // n * 3 fails
+					wantDLQ = append(wantDLQ, v)
+				case i%3 == 0: // filtered out
+				default:
+					want = append(want, fmt.Sprintf(`{"n":%d,"thrice":%d}`, i, 3*i))
+				}
+				in = append(in, &kgo.Record{Topic: "in", Key: []byte(fmt.Sprint(i)), Value: []byte(v)})
+			}
+			kafkatest.Produce(t, brokers, in...)
+			rt := newRuntime(t, brokers)
+			p := plan(t, "ordered", `  source: {topic: in}
+  steps:
+    - filter: n == nil || type(n) != "int" && type(n) != "float" || int(n) % 3 != 0
+    - map: {n: n, thrice: n * 3}
+  sink: {topic: out}
+  delivery: `+delivery+"\n")
+			if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			out := kafkatest.ReadCommitted(t, brokers, "out", len(want), 60*time.Second)
+			if len(out) != len(want) {
+				t.Fatalf("read %d outputs, want %d", len(out), len(want))
+			}
+			for i, r := range out {
+				if string(r.Value) != want[i] {
+					t.Fatalf("output %d is %s, want %s: out of order", i, r.Value, want[i])
+				}
+			}
+			dlq := kafkatest.ReadCommitted(t, brokers, "ordered.dlq", len(wantDLQ), 30*time.Second)
+			if len(dlq) != len(wantDLQ) {
+				t.Fatalf("read %d dead letters, want %d", len(dlq), len(wantDLQ))
+			}
+			for i, r := range dlq {
+				if string(r.Value) != wantDLQ[i] {
+					t.Fatalf("dead letter %d is %s, want %s", i, r.Value, wantDLQ[i])
+				}
+			}
+			if s := statusOf(t, rt, "ordered"); s.Processed < n || s.DeadLetter < uint64(len(wantDLQ)) || s.Restarts != 0 {
+				t.Errorf("status %+v", s)
+			}
+		})
+	}
+}
+
+// A panic in the middle of a large poll, processed by several workers,
+// fails the pipeline without committing past the record that panics, as
+// on the record-by-record path (TestPanicLosesNothing).
+func TestParallelPanicLosesNothing(t *testing.T) {
+	if goruntime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs GOMAXPROCS >= 2 to process records in parallel")
+	}
+	const n, at = 6000, 4321
+	for _, delivery := range []string{"exactly-once", "at-least-once"} {
+		t.Run(delivery, func(t *testing.T) {
+			brokers := kafkatest.Brokers(t)
+			kafkatest.CreateTopic(t, brokers, "in", 1)
+			kafkatest.Produce(t, brokers, numbered("in", 0, n)...)
+			rt := newRuntime(t, brokers, runtime.RetryBackoff(100*time.Millisecond, 100*time.Millisecond))
+			p := planWith(t, panicAtRegistry(t), "panicky", `  source: {topic: in}
+  steps:
+    - panic_at: "`+fmt.Sprint(at)+`"
+    - map: {n: n, twice: n * 2}
+  sink: {topic: out}
+  delivery: `+delivery+"\n")
+			if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			kafkatest.Eventually(t, 30*time.Second, "repeated failures on the panicking record", func() bool {
+				return statusOf(t, rt, "panicky").Restarts >= 3
+			})
+			adm := kadm.NewClient(kafkatest.Client(t, brokers))
+			offs, err := adm.FetchOffsets(context.Background(), "sluice-panicky")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if o, ok := offs.Lookup("in", 0); ok && o.At > at {
+				t.Errorf("committed offset %d: past the record that panics (offset %d), so records were skipped", o.At, at)
+			}
+			if delivery == "exactly-once" {
+				for _, r := range kafkatest.ReadCommitted(t, brokers, "out", n, 2*time.Second) {
+					var v struct{ N int }
+					if err := json.Unmarshal(r.Value, &v); err != nil || v.N >= at {
+						t.Fatalf("output %s: the pipeline went past the record that panics", r.Value)
+					}
+				}
+			}
+		})
+	}
+}
