@@ -37,9 +37,26 @@ func crashTest(t *testing.T, delivery string, exact bool) {
 	in, out := "crash-in-"+suffix, "crash-out-"+suffix
 	group := "sluice-" + name
 	kafkatest.CreateTopic(t, brokers, in, 4)
+	// A fifth of the input is there at the start; the rest arrives in
+	// steps over about fifteen seconds, as a stream does. A runner can then
+	// never finish the input before its kill, however fast it is, and the
+	// kills land while records are still arriving.
 	start := time.Now()
-	produceIDs(t, brokers, in, n)
-	t.Logf("produced %d records to %s (4 partitions) in %v", n, in, time.Since(start))
+	upfront := n / 5
+	produceIDs(t, brokers, in, upfront)
+	produced := make(chan error, 1)
+	go func() {
+		const steps = 60
+		for i := range steps {
+			time.Sleep(250 * time.Millisecond)
+			from, to := upfront+(n-upfront)*i/steps, upfront+(n-upfront)*(i+1)/steps
+			if err := produceRangeErr(brokers, in, from, to); err != nil {
+				produced <- err
+				return
+			}
+		}
+		produced <- nil
+	}()
 
 	dir := writePipeline(t, name, in, out, delivery)
 	args := []string{"--brokers", strings.Join(brokers, ","), "--instance-id", "crash-test", "--commit-interval", "100ms",
@@ -100,6 +117,11 @@ func crashTest(t *testing.T, delivery string, exact bool) {
 		}
 		prev = max(prev, c)
 	}
+
+	if err := <-produced; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("produced %d records to %s (4 partitions) in %v", n, in, time.Since(start).Round(time.Millisecond))
 
 	last := startRunner(t, "runner (final)", dir, args...)
 	all = append(all, last)

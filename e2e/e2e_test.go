@@ -223,6 +223,11 @@ func produceIDs(t *testing.T, brokers []string, topic string, n int) {
 
 // produceIDsErr is produceIDs for a goroutine other than the test's.
 func produceIDsErr(brokers []string, topic string, n int) error {
+	return produceRangeErr(brokers, topic, 0, n)
+}
+
+// produceRangeErr produces the records with ids from, ..., to-1.
+func produceRangeErr(brokers []string, topic string, from, to int) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100000))
 	if err != nil {
 		return err
@@ -233,7 +238,7 @@ func produceIDsErr(brokers []string, topic string, n int) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	for i := range n {
+	for i := from; i < to; i++ {
 		wg.Add(1)
 		id := fmt.Sprint(i)
 		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(id), Value: []byte(`{"id":` + id + `}`)}, func(_ *kgo.Record, err error) {
