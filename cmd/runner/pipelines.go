@@ -31,6 +31,8 @@ type pipelineDir struct {
 	dir   string
 	reg   *catalog.Registry
 	files map[string]*pipelineFile
+	// supported refuses plans the runtime cannot run (runtime.CheckPlan).
+	supported func(*pipeline.Plan) error
 }
 
 // fileError is why one file's latest content is not running.
@@ -62,7 +64,7 @@ func (fe fileError) messages() []string {
 }
 
 func newPipelineDir(dir string, reg *catalog.Registry) *pipelineDir {
-	return &pipelineDir{dir: dir, reg: reg, files: map[string]*pipelineFile{}}
+	return &pipelineDir{dir: dir, reg: reg, files: map[string]*pipelineFile{}, supported: runtime.CheckPlan}
 }
 
 // discoverPipelines lists the pipeline files under dir as `runner test`
@@ -154,6 +156,10 @@ func (d *pipelineDir) scan() (changed bool, errs []fileError, resets []string, e
 		c := &pipeline.Compiler{Registry: d.reg, Files: os.DirFS(filepath.Dir(f))}
 		plan, err := c.Compile(f, data)
 		if err != nil {
+			errs = append(errs, fileError{file: f, err: err})
+			continue
+		}
+		if err := d.supported(plan); err != nil {
 			errs = append(errs, fileError{file: f, err: err})
 			continue
 		}

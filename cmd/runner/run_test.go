@@ -19,6 +19,7 @@ import (
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/record"
 )
 
@@ -383,6 +384,9 @@ func TestPipelineDirStateCheck(t *testing.T) {
 	}
 	dir := t.TempDir()
 	pd := newPipelineDir(dir, reg)
+	// The runtime refuses stateful steps for now (TestPipelineDirRefusesState);
+	// the state check comes first and is what this test is about.
+	pd.supported = func(*pipeline.Plan) error { return nil }
 	f := filepath.Join(dir, "counts.yaml")
 	src := func(window, extra string) string {
 		return "apiVersion: sluice/v1\nkind: Pipeline\nmetadata: {name: counts}\nspec:\n  source: {topic: in}\n  steps:\n" +
@@ -407,5 +411,20 @@ func TestPipelineDirStateCheck(t *testing.T) {
 	changed, errs, resets, _ := pd.scan()
 	if !changed || len(errs) != 0 || len(resets) != 1 || !strings.Contains(resets[0], "step count starts empty") {
 		t.Fatalf("reshaped with reset: changed=%v errs=%v resets=%v", changed, errs, resets)
+	}
+}
+
+// Until the runtime keeps state across restarts, runner run refuses
+// stateful steps with the step's position instead of running them with
+// state a restart would lose.
+func TestPipelineDirRefusesState(t *testing.T) {
+	reg := all.New()
+	dir := t.TempDir()
+	f := filepath.Join(dir, "counts.yaml")
+	writeFile(t, f, "apiVersion: sluice/v1\nkind: Pipeline\nmetadata: {name: counts}\nspec:\n  source: {topic: in}\n  steps:\n"+
+		"    - window: {tumbling: 1m, grace: 0s, aggregates: {n: count}}\n  sink: {topic: out}\n")
+	changed, errs, _, _ := newPipelineDir(dir, reg).scan()
+	if changed || len(errs) != 1 || !strings.HasPrefix(errs[0].messages()[0], f+":7:7: step window: stateful steps (window) run in `runner test` only") {
+		t.Fatalf("changed=%v errs=%v", changed, errs)
 	}
 }

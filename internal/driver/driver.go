@@ -86,8 +86,19 @@ func (d *Driver) process(ctx context.Context, stage int, m engine.Message) (err 
 	return nil
 }
 
-// Advance moves the virtual clock forward.
-func (d *Driver) Advance(dur time.Duration) { d.clock = d.clock.Add(dur) }
+// Advance moves the virtual clock forward, and with it the stream time of
+// every task of a stateful stage: time passing with no records arriving,
+// which closes the windows it passes. (Records move stream time to their
+// own timestamps as they arrive.)
+func (d *Driver) Advance(ctx context.Context, dur time.Duration) error {
+	d.clock = d.clock.Add(dur)
+	for i, s := range d.stages {
+		if err := s.AdvanceBy(ctx, dur); err != nil {
+			return fmt.Errorf("pipeline %s, stage %d: %w", d.plan.Name, i, err)
+		}
+	}
+	return nil
+}
 
 // Clock returns the virtual time.
 func (d *Driver) Clock() time.Time { return d.clock }

@@ -204,7 +204,9 @@ func RunCase(ctx context.Context, plan *pipeline.Plan, c *Case) []string {
 	var failures []string
 	for _, in := range c.Input {
 		if in.IsClockMove {
-			d.Advance(in.Advance)
+			if err := d.Advance(ctx, in.Advance); err != nil {
+				failures = append(failures, fmt.Sprintf("%s: %v", in.Pos, err))
+			}
 			continue
 		}
 		m, err := inputMessage(plan, in)
@@ -216,7 +218,9 @@ func RunCase(ctx context.Context, plan *pipeline.Plan, c *Case) []string {
 			failures = append(failures, fmt.Sprintf("%s: %v", in.Pos, err))
 		}
 	}
-	d.Advance(c.Advance)
+	if err := d.Advance(ctx, c.Advance); err != nil {
+		failures = append(failures, err.Error())
+	}
 
 	// Outputs, per topic, exact and in order.
 	want := map[string][]Expect{}

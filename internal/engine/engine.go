@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -61,6 +62,13 @@ type Stage struct {
 	// stage reads; nil when it needs the whole value.
 	fields     *record.FieldSet
 	fullDecode bool // never decode only some fields (tests)
+
+	// Stateful steps: their links in step order, how their stores are
+	// opened, and the tasks (input partitions) seen so far.
+	statefulLinks []*link
+	stores        StoreFactory
+	tasksMu       sync.Mutex
+	tasks         map[int32]*task
 }
 
 // FieldDemander is implemented by operators that read only some top-level
@@ -95,7 +103,7 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	if index < 0 || index >= len(plan.Stages) {
 		return nil, fmt.Errorf("pipeline %s has no stage %d", plan.Name, index)
 	}
-	s := &Stage{plan: plan, stage: plan.Stages[index], maxBytes: MaxOutputBytes, emit: emit}
+	s := &Stage{plan: plan, stage: plan.Stages[index], maxBytes: MaxOutputBytes, emit: emit, stores: memoryStores}
 	for _, o := range opts {
 		o(s)
 	}
@@ -104,7 +112,11 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	// operator; the last one writes the stage's output.
 	var next catalog.Output = &tail{s: s}
 	for i := len(s.stage.Steps) - 1; i >= 0; i-- {
-		next = &link{s: s, step: s.stage.Steps[i], next: next}
+		l := &link{s: s, step: s.stage.Steps[i], next: next}
+		if _, ok := l.step.Operator.(catalog.StatefulOperator); ok {
+			s.statefulLinks = append([]*link{l}, s.statefulLinks...)
+		}
+		next = l
 	}
 	s.head = next
 	return s, nil
@@ -161,7 +173,13 @@ func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
 func (l *link) Next(ctx context.Context, r *record.Record) error {
-	if err := l.step.Operator.Process(ctx, r, l.next); err != nil {
+	var err error
+	if sop, ok := l.step.Operator.(catalog.StatefulOperator); ok {
+		err = l.processState(ctx, sop, r)
+	} else {
+		err = l.step.Operator.Process(ctx, r, l.next)
+	}
+	if err != nil {
 		var se *stepError
 		if errors.As(err, &se) {
 			return err
@@ -235,6 +253,16 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 // means the task must stop and retry.
 func (s *Stage) Process(ctx context.Context, m Message) error {
 	r, err := s.Decode(m)
+	if err == nil && s.stateful() {
+		var t *task
+		if t, err = s.task(m.Partition); err != nil {
+			return err // cannot open state: the task must stop, not dead-letter
+		}
+		if r.Timestamp.After(t.streamTime) {
+			t.streamTime = r.Timestamp
+		}
+		ctx = context.WithValue(ctx, taskKey{}, t)
+	}
 	if err == nil {
 		err = s.head.Next(ctx, r)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/pipeline"
 )
 
@@ -121,6 +122,9 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 		if _, dup := want[p.Plan.Name]; dup {
 			return fmt.Errorf("runtime: pipeline %q given twice", p.Plan.Name)
 		}
+		if err := CheckPlan(p.Plan); err != nil {
+			return err
+		}
 		want[p.Plan.Name] = p
 	}
 	// One Apply at a time; r.mu is held only to read and change the map, so
@@ -153,6 +157,20 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 		go ru.loop()
 	}
 	return err
+}
+
+// CheckPlan reports what in plan this runtime cannot run. Stateful steps
+// need changelogged, restorable state to keep exactly-once across restarts
+// and rebalances, which the runtime does not provide yet: they run in
+// `runner test` (the in-memory driver) only, and are refused here rather
+// than run with state that a restart would lose.
+func CheckPlan(plan *pipeline.Plan) error {
+	for _, s := range plan.Steps {
+		if s.Stateful {
+			return diag.Errorf(s.Pos, "step %s: stateful steps (%s) run in `runner test` only for now; runner run cannot keep their state across restarts yet", s.Name, s.Op)
+		}
+	}
+	return nil
 }
 
 func stopAll(ctx context.Context, runs []*run) error {

@@ -5,6 +5,7 @@ package all
 
 import (
 	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/catalog/operators/dedupe"
 	"github.com/sluicehq/sluice/catalog/operators/drop"
 	"github.com/sluicehq/sluice/catalog/operators/explode"
 	"github.com/sluicehq/sluice/catalog/operators/filter"
@@ -17,10 +18,12 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/script"
 	selectop "github.com/sluicehq/sluice/catalog/operators/select"
 	"github.com/sluicehq/sluice/catalog/operators/set"
+	"github.com/sluicehq/sluice/catalog/operators/window"
 )
 
 // registrars lists every operator package's Register function.
 var registrars = []func(*catalog.Registry) error{
+	dedupe.Register,
 	drop.Register,
 	explode.Register,
 	filter.Register,
@@ -33,6 +36,7 @@ var registrars = []func(*catalog.Registry) error{
 	script.Register,
 	selectop.Register,
 	set.Register,
+	window.Register,
 }
 
 // New returns a fresh registry with every standard operator. Each call builds

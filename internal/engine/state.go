@@ -1,0 +1,180 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/internal/record"
+	"github.com/sluicehq/sluice/internal/state"
+)
+
+// StoreFactory opens the store of a stateful step for one input partition
+// (task) of a stage. The runtime's factory returns changelogged stores;
+// the default keeps state in memory, which is what tests need.
+type StoreFactory func(step string, partition int32) (catalog.Store, error)
+
+// WithStores sets how stateful steps get their stores.
+func WithStores(f StoreFactory) StageOption { return func(s *Stage) { s.stores = f } }
+
+func memoryStores(string, int32) (catalog.Store, error) { return state.NewMemory(), nil }
+
+// task is one input partition of a stage: the stores of its stateful
+// steps and its stream time. Records of one partition are processed in
+// order by one goroutine, so a task needs no lock of its own.
+type task struct {
+	partition  int32
+	stores     map[string]catalog.Store
+	streamTime time.Time
+}
+
+// stepTask is a task as one stateful step sees it: its own store.
+type stepTask struct {
+	t     *task
+	store catalog.Store
+}
+
+func (st stepTask) Store() catalog.Store  { return st.store }
+func (st stepTask) StreamTime() time.Time { return st.t.streamTime }
+
+type taskKey struct{}
+
+// taskOf returns the task that the record being processed belongs to.
+func taskOf(ctx context.Context) *task {
+	t, _ := ctx.Value(taskKey{}).(*task)
+	return t
+}
+
+// stateful reports whether the stage has a stateful step.
+func (s *Stage) stateful() bool { return len(s.statefulLinks) > 0 }
+
+// task returns partition's task, opening its stores on first use.
+func (s *Stage) task(partition int32) (*task, error) {
+	s.tasksMu.Lock()
+	defer s.tasksMu.Unlock()
+	if t, ok := s.tasks[partition]; ok {
+		return t, nil
+	}
+	t := &task{partition: partition, stores: map[string]catalog.Store{}}
+	for _, l := range s.statefulLinks {
+		st, err := s.stores(l.step.Name, partition)
+		if err != nil {
+			return nil, fmt.Errorf("open the state of step %s, partition %d: %w", l.step.Name, partition, err)
+		}
+		t.stores[l.step.Name] = st
+	}
+	if s.tasks == nil {
+		s.tasks = map[int32]*task{}
+	}
+	s.tasks[partition] = t
+	return t, nil
+}
+
+// Partitions lists the partitions the stage has tasks for, in order.
+func (s *Stage) Partitions() []int32 {
+	s.tasksMu.Lock()
+	defer s.tasksMu.Unlock()
+	out := make([]int32, 0, len(s.tasks))
+	for p := range s.tasks {
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// processState runs a stateful step for the record's task.
+func (l *link) processState(ctx context.Context, op catalog.StatefulOperator, r *record.Record) error {
+	t := taskOf(ctx)
+	if t == nil {
+		return errors.New("a stateful step ran outside a task")
+	}
+	return op.ProcessTask(ctx, stepTask{t: t, store: t.stores[l.step.Name]}, r, l.next)
+}
+
+// Advance moves partition's stream time to at least to and lets every
+// stateful step act on it (close windows, expire horizons), in step order.
+// Records emitted on the way that fail in a later step go to the DLQ one
+// by one (their input is long committed); Advance returns an error only
+// when emitting fails. catalog.EndOfTime closes everything.
+func (s *Stage) Advance(ctx context.Context, partition int32, to time.Time) error {
+	if !s.stateful() {
+		return nil
+	}
+	t, err := s.task(partition)
+	if err != nil {
+		return err
+	}
+	if to.After(t.streamTime) {
+		t.streamTime = to
+	}
+	ctx = context.WithValue(ctx, taskKey{}, t)
+	for _, l := range s.statefulLinks {
+		op := l.step.Operator.(catalog.StatefulOperator)
+		out := &deadLettering{s: s, partition: partition, next: l.next}
+		if err := op.OnWatermark(ctx, stepTask{t: t, store: t.stores[l.step.Name]}, out); err != nil {
+			var emitErr *EmitError
+			if errors.As(err, &emitErr) {
+				return emitErr.Err
+			}
+			return fmt.Errorf("step %s: %w", l.step.Name, err)
+		}
+	}
+	return nil
+}
+
+// AdvanceBy moves the stream time of every task of the stage on by d, as
+// processing time passing while no records arrive (the driver's
+// `advance:`; the runtime's idle partitions).
+func (s *Stage) AdvanceBy(ctx context.Context, d time.Duration) error {
+	for _, p := range s.Partitions() {
+		t, err := s.task(p)
+		if err != nil {
+			return err
+		}
+		if t.streamTime.IsZero() {
+			continue // no event time yet: nothing to move on from
+		}
+		if err := s.Advance(ctx, p, t.streamTime.Add(d)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deadLettering passes what a stateful step emits on a watermark to the
+// rest of the chain; a record that fails there goes to the DLQ as JSON
+// (there is no input message to keep), and the others go on.
+type deadLettering struct {
+	s         *Stage
+	partition int32
+	next      catalog.Output
+}
+
+func (d *deadLettering) Next(ctx context.Context, r *record.Record) error {
+	return d.handle(ctx, r, d.next.Next(ctx, r))
+}
+
+func (d *deadLettering) To(ctx context.Context, topic string, r *record.Record) error {
+	return d.handle(ctx, r, d.next.To(ctx, topic, r))
+}
+
+func (d *deadLettering) handle(ctx context.Context, r *record.Record, err error) error {
+	var emitErr *EmitError
+	if err == nil || errors.As(err, &emitErr) {
+		return err
+	}
+	key, _ := r.EncodedKey()
+	val, encErr := record.EncodeJSON(record.Plain(r.Value))
+	if encErr != nil {
+		val = []byte(fmt.Sprint(r.Value))
+	}
+	// The source header names the task; offset -1 says no input record.
+	m := Message{Topic: d.s.stage.Input, Key: key, Value: val, Timestamp: r.Timestamp, Partition: d.partition, Offset: -1}
+	if e := d.s.emit(ctx, d.s.DeadLetter(m, err)); e != nil {
+		return &EmitError{Err: e}
+	}
+	return nil
+}
