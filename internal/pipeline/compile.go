@@ -127,7 +127,7 @@ func (c *Compiler) Compile(name string, data []byte) (*Plan, error) {
 		// step errors too.
 	}
 
-	p := &Plan{File: name, Delivery: ExactlyOnce}
+	p := &Plan{File: name, Delivery: ExactlyOnce, StateStore: StoreMemory}
 	meta, _ := top.Get("metadata")
 	if n, ok := meta.Get("name"); ok {
 		p.Name = n.String()
@@ -144,6 +144,9 @@ func (c *Compiler) Compile(name string, data []byte) (*Plan, error) {
 	}
 	if d := str(spec, "delivery"); d != "" {
 		p.Delivery = d
+	}
+	if st, ok := spec.Get("state"); ok && str(st, "store") != "" {
+		p.StateStore = str(st, "store")
 	}
 	if steps, ok := spec.Get("steps"); ok && steps.IsList() {
 		c.compileSteps(p, steps, &errs)

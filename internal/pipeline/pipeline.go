@@ -27,6 +27,8 @@ const (
 	AtLeastOnce = "at-least-once"
 	FormatJSON  = "json"
 	FormatRaw   = "raw"
+	StoreMemory = "memory"
+	StoreDisk   = "disk"
 )
 
 // Plan is a compiled pipeline: immutable, shared by every task that runs it.
@@ -39,6 +41,9 @@ type Plan struct {
 	Sink     Sink
 	DLQ      string
 	Delivery string
+	// StateStore is where stateful steps keep state: StoreMemory or
+	// StoreDisk.
+	StateStore string
 }
 
 // Source says where records come from and how to decode them.

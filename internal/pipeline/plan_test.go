@@ -215,3 +215,17 @@ func TestResetOnlyOnStatefulSteps(t *testing.T) {
 		t.Errorf("combined schema has no reset for the stateful operator: %v", err)
 	}
 }
+
+func TestStateStoreChoice(t *testing.T) {
+	reg := all.New()
+	if p := compile(t, reg, head+"  source: {topic: clicks}\n  steps: []\n"); p.StateStore != pipeline.StoreMemory {
+		t.Errorf("default state store %q, want memory", p.StateStore)
+	}
+	if p := compile(t, reg, head+"  source: {topic: clicks}\n  steps: []\n  state: {store: disk}\n"); p.StateStore != pipeline.StoreDisk {
+		t.Errorf("state store %q, want disk", p.StateStore)
+	}
+	_, err := (&pipeline.Compiler{Registry: reg}).Compile("p.yaml", []byte(head+"  source: {topic: clicks}\n  steps: []\n  state: {store: ssd}\n"))
+	if err == nil || !strings.Contains(err.Error(), "p.yaml:8:") {
+		t.Errorf("bad store: %v", err)
+	}
+}

@@ -87,7 +87,15 @@ const envelopeSchema = `{
             "dlq": {"type": "string", "minLength": 1, "description": "Dead-letter topic. Defaults to <pipeline name>.dlq."}
           }
         },
-        "delivery": {"enum": ["exactly-once", "at-least-once"], "default": "exactly-once", "description": "Delivery guarantee."}
+        "delivery": {"enum": ["exactly-once", "at-least-once"], "default": "exactly-once", "description": "Delivery guarantee."},
+        "state": {
+          "type": "object",
+          "additionalProperties": false,
+          "description": "Where stateful steps keep their state on a runner. Either way every change is also in a changelog topic, which a runner restores from.",
+          "properties": {
+            "store": {"enum": ["memory", "disk"], "default": "memory", "description": "memory: fastest, restored from the changelog on every start. disk: an on-disk store (Pebble) for state larger than memory, which restarts from its local checkpoint and restores only the changelog's tail."}
+          }
+        }
       }
     }
   },
