@@ -5,6 +5,7 @@ package all
 
 import (
 	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/catalog/operators/aggregate"
 	"github.com/sluicehq/sluice/catalog/operators/dedupe"
 	"github.com/sluicehq/sluice/catalog/operators/drop"
 	"github.com/sluicehq/sluice/catalog/operators/explode"
@@ -23,6 +24,7 @@ import (
 
 // registrars lists every operator package's Register function.
 var registrars = []func(*catalog.Registry) error{
+	aggregate.Register,
 	dedupe.Register,
 	drop.Register,
 	explode.Register,

@@ -7,7 +7,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operatortest"
 )
 
-var want = []string{"dedupe", "drop", "explode", "filter", "map", "mask", "parse", "rekey", "rename", "route", "script", "select", "set", "window"}
+var want = []string{"aggregate", "dedupe", "drop", "explode", "filter", "map", "mask", "parse", "rekey", "rename", "route", "script", "select", "set", "window"}
 
 func TestNew(t *testing.T) {
 	if got := strings.Join(New().Names(), " "); got != strings.Join(want, " ") {
@@ -19,7 +19,7 @@ func TestNew(t *testing.T) {
 func TestNewIsFresh(t *testing.T) {
 	a := New()
 	if err := registrars[0](a); err == nil {
-		t.Fatal("registering dedupe twice should fail")
+		t.Fatal("registering aggregate twice should fail")
 	}
 	b := New()
 	if len(b.Names()) != len(want) {
