@@ -130,7 +130,14 @@ func (c config) run(ctx context.Context) error {
 		fmt.Println("wrote", path)
 	}
 
-	evaluated := evaluateTargets(targets, results)
+	// A run of some packages keeps the others' last results in the
+	// targets and the doc (marked with their date), so a partial run does
+	// not make the rest look unmeasured.
+	all, err := withEarlierResults(c.outDir, results)
+	if err != nil {
+		return err
+	}
+	evaluated := evaluateTargets(targets, all)
 	path := filepath.Join(c.outDir, "targets.json")
 	if err := writeJSON(path, targetsReport{Date: e.Date, Targets: evaluated}); err != nil {
 		return err
@@ -144,7 +151,7 @@ func (c config) run(ctx context.Context) error {
 		fmt.Printf("target %-20s %s: %s (target %s)\n", t.ID, t.Status, t.measuredText(), t.targetText())
 	}
 
-	if err := updateDoc(c.doc, renderSection(e, c, evaluated, results)); err != nil {
+	if err := updateDoc(c.doc, renderSection(e, c, evaluated, all)); err != nil {
 		return err
 	}
 	fmt.Println("updated", c.doc)
@@ -328,7 +335,8 @@ type packageResult struct {
 	Date       string                 `json:"date"`
 	Benchmarks map[string]benchResult `json:"benchmarks"`
 
-	order []string // benchmark names in the order they ran
+	order   []string // benchmark names in the order they ran
+	earlier bool     // loaded from an earlier run's file, not measured now
 }
 
 func aggregate(p *testOutput, e env) []*packageResult {
@@ -357,6 +365,45 @@ func aggregate(p *testOutput, e env) []*packageResult {
 		res = append(res, r)
 	}
 	return res
+}
+
+// withEarlierResults adds to results the result files in dir of packages
+// that results does not have, sorted by package; their benchmark order is
+// by name. A file that does not parse is an error, not silently dropped.
+func withEarlierResults(dir string, results []*packageResult) ([]*packageResult, error) {
+	have := map[string]bool{}
+	for _, r := range results {
+		have[r.Package] = true
+	}
+	all := slices.Clone(results)
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if filepath.Base(f) == "targets.json" {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		var r packageResult
+		if err := json.Unmarshal(b, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", f, err)
+		}
+		if r.Package == "" || have[r.Package] {
+			continue
+		}
+		for name := range r.Benchmarks {
+			r.order = append(r.order, name)
+		}
+		slices.Sort(r.order)
+		r.earlier = true
+		all = append(all, &r)
+	}
+	slices.SortStableFunc(all, func(a, b *packageResult) int { return strings.Compare(a.Package, b.Package) })
+	return all, nil
 }
 
 // summarize returns the median, minimum and maximum of vs (not empty).
@@ -658,6 +705,9 @@ func renderSection(e env, c config, targets []targetResult, results []*packageRe
 
 	for _, r := range results {
 		fmt.Fprintf(&b, "### %s\n\n", r.Package)
+		if r.earlier {
+			fmt.Fprintf(&b, "_Not run this time: the results of %s (%s)._\n\n", r.Date, orUnknown(r.CPU))
+		}
 		base := []string{"ns/op", "B/op", "allocs/op"}
 		var extra []string
 		for _, name := range r.order {

@@ -353,3 +353,46 @@ func TestWriteJSONDeterministic(t *testing.T) {
 		t.Errorf("unexpected content:\n%s", s)
 	}
 }
+
+// A partial run keeps the other packages' earlier results: they count for
+// targets and show in the doc with their date; a package measured now
+// replaces its file's results.
+func TestWithEarlierResults(t *testing.T) {
+	dir := t.TempDir()
+	old := &packageResult{Package: "example.com/a", Date: "2026-01-01T00:00:00Z",
+		Benchmarks: map[string]benchResult{"BenchmarkZ": {Runs: 1, Metrics: map[string]stat{"ns/op": {Median: 5}}}, "BenchmarkY": {Runs: 1}}}
+	stale := &packageResult{Package: "example.com/b", Date: "2026-01-01T00:00:00Z", Benchmarks: map[string]benchResult{"BenchmarkOld": {}}}
+	for _, r := range []*packageResult{old, stale} {
+		if err := writeJSON(filepath.Join(dir, resultFileName(r.Package)), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "targets.json"), []byte(`{"targets": []}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := &packageResult{Package: "example.com/b", Date: "2026-02-01T00:00:00Z", Benchmarks: map[string]benchResult{"BenchmarkNew": {}}, order: []string{"BenchmarkNew"}}
+	all, err := withEarlierResults(dir, []*packageResult{now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || all[0].Package != "example.com/a" || !all[0].earlier || all[1] != now {
+		t.Fatalf("merged = %+v", all)
+	}
+	if got := strings.Join(all[0].order, ","); got != "BenchmarkY,BenchmarkZ" {
+		t.Errorf("earlier order = %s", got)
+	}
+	got := evaluateTargets([]target{{ID: "t", Kind: "max", Numerator: "example.com/a.BenchmarkZ", Metric: "ns/op", Max: new(float64(10))}}, all)
+	if got[0].Status != statusMet {
+		t.Errorf("target on an earlier result: %+v", got[0])
+	}
+	doc := renderSection(env{}, config{count: 1}, nil, all)
+	if !strings.Contains(doc, "_Not run this time: the results of 2026-01-01T00:00:00Z") || strings.Contains(doc, "BenchmarkOld") {
+		t.Errorf("doc:\n%s", doc)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "broken.json"), []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := withEarlierResults(dir, nil); err == nil {
+		t.Error("a broken result file was ignored")
+	}
+}
