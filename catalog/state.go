@@ -50,3 +50,17 @@ type StatefulOperator interface {
 // EndOfTime as a task's stream time closes every window and expires every
 // horizon: the end of a bounded input, as at the end of a test.
 var EndOfTime = time.Unix(0, 0).Add(math.MaxInt64)
+
+// TableOperator is a stateful operator that also reads tables: compacted
+// topics keyed like the step groups (a join's table side). The runtime
+// reads each table topic in the same task as the stream partition with the
+// same number, and hands its records to UpdateTable, before the stream
+// records that follow them.
+type TableOperator interface {
+	StatefulOperator
+	// Tables names the table topics the step reads.
+	Tables() []string
+	// UpdateTable applies one table record: value is the decoded JSON
+	// value, nil for a tombstone (the key was deleted).
+	UpdateTable(ctx context.Context, task Task, topic string, key []byte, value any) error
+}

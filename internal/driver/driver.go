@@ -44,6 +44,9 @@ func New(plan *pipeline.Plan) (*Driver, error) {
 		}
 		d.stages = append(d.stages, s)
 		d.inputs[st.Input] = i
+		for _, t := range st.Tables {
+			d.inputs[t] = i
+		}
 	}
 	return d, nil
 }
@@ -62,14 +65,25 @@ func (d *Driver) emit(ctx context.Context, m engine.Message) error {
 
 // Produce writes m to the pipeline's source topic and processes it.
 func (d *Driver) Produce(ctx context.Context, m engine.Message) error {
-	m.Topic = d.plan.Source.Topic
+	return d.ProduceTo(ctx, d.plan.Source.Topic, m)
+}
+
+// ProduceTo writes m to topic, the source or a table a join reads, and
+// processes it. The driver has one partition per topic, so a table is
+// co-partitioned with its stream by construction.
+func (d *Driver) ProduceTo(ctx context.Context, topic string, m engine.Message) error {
+	stage, ok := d.inputs[topic]
+	if !ok || (stage > 0 && !d.stages[stage].IsTable(topic)) {
+		return fmt.Errorf("pipeline %s does not read topic %s", d.plan.Name, topic)
+	}
+	m.Topic = topic
 	if m.Timestamp.IsZero() {
 		m.Timestamp = d.clock
 	}
 	m.Offset = d.offsets[m.Topic]
 	d.offsets[m.Topic]++
 	d.topics[m.Topic] = append(d.topics[m.Topic], m)
-	return d.process(ctx, 0, m)
+	return d.process(ctx, stage, m)
 }
 
 // process runs a stage, turning an operator panic into an error: in a

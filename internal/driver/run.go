@@ -214,7 +214,11 @@ func RunCase(ctx context.Context, plan *pipeline.Plan, c *Case) []string {
 			failures = append(failures, fmt.Sprintf("%s: %v", in.Pos, err))
 			continue
 		}
-		if err := d.Produce(ctx, m); err != nil {
+		topic := in.Topic
+		if topic == "" {
+			topic = plan.Source.Topic
+		}
+		if err := d.ProduceTo(ctx, topic, m); err != nil {
 			failures = append(failures, fmt.Sprintf("%s: %v", in.Pos, err))
 		}
 	}
@@ -275,6 +279,8 @@ func inputMessage(plan *pipeline.Plan, in Input) (engine.Message, error) {
 	m.Key = key
 	if in.Raw != nil {
 		m.Value = []byte(*in.Raw)
+	} else if in.HasValue && in.Value == nil && in.Topic != "" {
+		m.Value = nil // a tombstone
 	} else if in.HasValue {
 		if s, ok := in.Value.(string); ok && plan.Source.Format == pipeline.FormatRaw {
 			m.Value = []byte(s)

@@ -39,8 +39,9 @@ const TestFileSchema = `{
               "type": "object",
               "additionalProperties": false,
               "properties": {
+                "topic": {"type": "string", "description": "Topic to produce to: the source (default), or a table a join step reads."},
                 "key": {"description": "Kafka key (a string, or any value encoded as JSON)."},
-                "value": {"description": "Record value; encoded in the source's format."},
+                "value": {"description": "Record value; encoded in the source's format (JSON for tables). null in a table deletes the key."},
                 "raw": {"type": "string", "description": "Value bytes exactly as written, not encoded: for testing input that does not decode."},
                 "timestamp": {"type": ["string", "number"], "description": "Kafka timestamp (RFC 3339 or epoch ms); defaults to the virtual clock."},
                 "headers": {"type": "object", "additionalProperties": {"type": "string"}},
@@ -133,6 +134,8 @@ type Input struct {
 	Advance      time.Duration
 	IsClockMove  bool
 	HasTimestamp bool
+	// Topic is where the record goes; empty for the source.
+	Topic string
 }
 
 // Expect is one expected output record.
@@ -225,6 +228,9 @@ func parseInput(it catalog.Config, errs *diag.List) Input {
 			errs.Add(a.Pos(), a.Errorf("an input item with advance moves the clock only; put the record in its own item"))
 		}
 		return in
+	}
+	if tc, ok := it.Get("topic"); ok {
+		in.Topic = tc.String()
 	}
 	in.Key, _ = fieldValue(it, "key", errs)
 	in.Value, in.HasValue = fieldValue(it, "value", errs)

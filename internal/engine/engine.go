@@ -66,6 +66,7 @@ type Stage struct {
 	// Stateful steps: their links in step order, how their stores are
 	// opened, and the tasks (input partitions) seen so far.
 	statefulLinks []*link
+	tableLinks    map[string]*link // table topic -> the step reading it
 	stores        StoreFactory
 	tasksMu       sync.Mutex
 	tasks         map[int32]*task
@@ -119,6 +120,9 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 		next = l
 	}
 	s.head = next
+	if err := s.indexTables(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -252,6 +256,9 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 // with its reason; Process returns an error only when emitting fails, which
 // means the task must stop and retry.
 func (s *Stage) Process(ctx context.Context, m Message) error {
+	if s.tableLinks != nil && s.IsTable(m.Topic) {
+		return s.processTable(ctx, m)
+	}
 	r, err := s.Decode(m)
 	if err == nil && s.stateful() {
 		var t *task

@@ -2,6 +2,8 @@ package pipeline
 
 import (
 	"regexp"
+
+	"github.com/sluicehq/sluice/catalog"
 )
 
 var stepNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,40}$`)
@@ -38,5 +40,8 @@ func (c *Compiler) plan(p *Plan) {
 			curKey = s.KeyChange
 		}
 		cur.Steps = append(cur.Steps, s)
+		if t, ok := s.Operator.(catalog.TableOperator); ok {
+			cur.Tables = append(cur.Tables, t.Tables()...)
+		}
 	}
 }

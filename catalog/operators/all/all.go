@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/drop"
 	"github.com/sluicehq/sluice/catalog/operators/explode"
 	"github.com/sluicehq/sluice/catalog/operators/filter"
+	"github.com/sluicehq/sluice/catalog/operators/join"
 	mapop "github.com/sluicehq/sluice/catalog/operators/map"
 	"github.com/sluicehq/sluice/catalog/operators/mask"
 	"github.com/sluicehq/sluice/catalog/operators/parse"
@@ -29,6 +30,7 @@ var registrars = []func(*catalog.Registry) error{
 	drop.Register,
 	explode.Register,
 	filter.Register,
+	join.Register,
 	mapop.Register,
 	mask.Register,
 	parse.Register,
