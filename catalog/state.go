@@ -51,16 +51,16 @@ type StatefulOperator interface {
 // horizon: the end of a bounded input, as at the end of a test.
 var EndOfTime = time.Unix(0, 0).Add(math.MaxInt64)
 
-// TableOperator is a stateful operator that also reads tables: compacted
-// topics keyed like the step groups (a join's table side). The runtime
-// reads each table topic in the same task as the stream partition with the
-// same number, and hands its records to UpdateTable, before the stream
-// records that follow them.
-type TableOperator interface {
+// SideInputOperator is a stateful operator that reads more topics than
+// its stream: a join's table (a compacted topic) or other stream. The
+// runtime reads each side topic in the same task as the stream partition
+// with the same number and hands its records to ProcessSide, in arrival
+// order with the stream's records. r.Topic names the side; r.Key is the
+// Kafka key as a string; r.Value is the decoded JSON value, nil for a
+// tombstone. What ProcessSide emits goes to the steps after this one.
+type SideInputOperator interface {
 	StatefulOperator
-	// Tables names the table topics the step reads.
-	Tables() []string
-	// UpdateTable applies one table record: value is the decoded JSON
-	// value, nil for a tombstone (the key was deleted).
-	UpdateTable(ctx context.Context, task Task, topic string, key []byte, value any) error
+	// SideInputs names the topics the step reads besides its stream.
+	SideInputs() []string
+	ProcessSide(ctx context.Context, task Task, r *record.Record, out Output) error
 }

@@ -2,14 +2,16 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
-// IsTable reports whether topic is a table topic of the stage (a join's
-// table side) rather than its stream input.
+// IsTable reports whether topic is a side input of the stage (a join's
+// table or other stream) rather than its stream input.
 func (s *Stage) IsTable(topic string) bool {
 	_, ok := s.tableLinks[topic]
 	return ok
@@ -18,11 +20,11 @@ func (s *Stage) IsTable(topic string) bool {
 // indexTables maps each table topic to the step that reads it.
 func (s *Stage) indexTables() error {
 	for _, l := range s.statefulLinks {
-		top, ok := l.step.Operator.(catalog.TableOperator)
+		top, ok := l.step.Operator.(catalog.SideInputOperator)
 		if !ok {
 			continue
 		}
-		for _, t := range top.Tables() {
+		for _, t := range top.SideInputs() {
 			if t == s.stage.Input {
 				return fmt.Errorf("step %s reads %s as a table and as its stream", l.step.Name, t)
 			}
@@ -35,25 +37,41 @@ func (s *Stage) indexTables() error {
 	return nil
 }
 
-// processTable applies one table record to its step's store in the task of
-// the record's partition. A value that does not decode goes to the DLQ
-// like any bad input; the table keeps its previous value for the key.
+// processTable runs one side-input record through its step in the task of
+// the record's partition; what the step emits continues down the chain. A
+// value that does not decode, or a record the step rejects, goes to the DLQ
+// like any bad input.
 func (s *Stage) processTable(ctx context.Context, m Message) error {
 	l := s.tableLinks[m.Topic]
 	t, err := s.task(m.Partition)
 	if err != nil {
 		return err
 	}
-	var v any
+	r := &record.Record{Headers: m.Headers, Timestamp: m.Timestamp, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	if m.Key != nil {
+		r.SetRawKey(m.Key)
+	}
 	if len(m.Value) > 0 {
-		if v, err = DecodeValue(m.Value, pipeline.FormatJSON); err != nil {
+		if r.Value, err = DecodeValue(m.Value, pipeline.FormatJSON); err != nil {
 			return s.emit(ctx, s.DeadLetter(m, catalog.Reject(catalog.ReasonDecode, err)))
 		}
 	}
-	op := l.step.Operator.(catalog.TableOperator)
-	err = op.UpdateTable(ctx, stepTask{t: t, store: t.stores[l.step.Name]}, m.Topic, m.Key, v)
-	if err != nil {
-		return s.emit(ctx, s.DeadLetter(m, &stepError{step: l.step.Name, err: err}))
+	if r.Timestamp.After(t.streamTime) {
+		t.streamTime = r.Timestamp
 	}
-	return nil
+	ctx = context.WithValue(ctx, taskKey{}, t)
+	op := l.step.Operator.(catalog.SideInputOperator)
+	err = op.ProcessSide(ctx, stepTask{t: t, store: t.stores[l.step.Name]}, r, l.next)
+	if err == nil {
+		return nil
+	}
+	var emitErr *EmitError
+	if errors.As(err, &emitErr) {
+		return emitErr.Err
+	}
+	var se *stepError
+	if !errors.As(err, &se) {
+		err = &stepError{step: l.step.Name, err: err}
+	}
+	return s.emit(ctx, s.DeadLetter(m, err))
 }

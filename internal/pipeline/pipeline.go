@@ -71,8 +71,8 @@ type Stage struct {
 	// Repartition is set when the stage ends by writing to the next stage's
 	// input topic instead of the sink.
 	Repartition *Repartition
-	// Tables are table topics the stage's steps read besides Input (a
-	// join's table side), partition by partition with it.
+	// Tables are the side topics the stage's steps read besides Input (a
+	// join's table or other stream), partition by partition with it.
 	Tables []string
 }
 
@@ -140,7 +140,7 @@ func (p *Plan) Describe() string {
 	for _, st := range p.Stages {
 		fmt.Fprintf(&b, "  stage %d: read %s\n", st.Index, st.Input)
 		for _, t := range st.Tables {
-			fmt.Fprintf(&b, "    table %s (partition by partition with %s)\n", t, st.Input)
+			fmt.Fprintf(&b, "    side input %s (partition by partition with %s)\n", t, st.Input)
 		}
 		if st.Index == 0 && p.Source.Key != nil {
 			part := "repartition needed before stateful steps"

@@ -40,8 +40,8 @@ func (c *Compiler) plan(p *Plan) {
 			curKey = s.KeyChange
 		}
 		cur.Steps = append(cur.Steps, s)
-		if t, ok := s.Operator.(catalog.TableOperator); ok {
-			cur.Tables = append(cur.Tables, t.Tables()...)
+		if t, ok := s.Operator.(catalog.SideInputOperator); ok {
+			cur.Tables = append(cur.Tables, t.SideInputs()...)
 		}
 	}
 }

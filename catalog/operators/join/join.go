@@ -1,11 +1,14 @@
 // Package join provides the join operator: a stream-table join that
 // enriches each stream record with the current value of its key in a
-// table, a compacted topic read into the task's store.
+// table (a compacted topic read into the task's store), and a windowed
+// stream-stream join that pairs records of two streams with the same key
+// whose event times are at most `within` apart.
 package join
 
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/internal/expression"
@@ -16,12 +19,19 @@ const schema = `{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "type": "object",
   "additionalProperties": false,
-  "required": ["table", "on", "as"],
+  "required": ["on", "as"],
+  "oneOf": [
+    {"required": ["table"], "not": {"anyOf": [{"required": ["stream"]}, {"required": ["within"]}, {"required": ["grace"]}]}},
+    {"required": ["stream", "within", "grace"], "not": {"anyOf": [{"required": ["table"]}, {"properties": {"type": {"const": "left"}}, "required": ["type"]}]}}
+  ],
   "properties": {
-    "table": {"type": "string", "minLength": 1, "description": "The table: a compacted topic whose record key is the join key and whose JSON value is the row. It must have as many partitions as the stream it joins (checked when the pipeline starts)."},
+    "table": {"type": "string", "minLength": 1, "description": "Stream-table join: a compacted topic whose record key is the join key and whose JSON value is the row. It must have as many partitions as the stream it joins."},
+    "stream": {"type": "string", "minLength": 1, "description": "Stream-stream join: the other stream, a topic keyed by the join key with as many partitions as this one. Each record of either stream is paired with every record of the other with the same key whose event time is at most within apart."},
+    "within": {"type": "string", "description": "Stream-stream join: the largest event-time distance between two joined records, like 5m."},
+    "grace": {"type": "string", "description": "Stream-stream join: how long after within a record may still arrive out of order (0s for none). Later records go to the DLQ with reason late."},
     "on": {"type": "string", "minLength": 1, "description": "Expression for each stream record's join key; the stream is repartitioned by it, so records meet the table partition holding their key."},
     "as": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "description": "Field of the stream record that receives the table's row."},
-    "type": {"enum": ["inner", "left"], "default": "inner", "description": "inner: a record with no row in the table is dropped. left: it passes with the field set to null."}
+    "type": {"enum": ["inner", "left"], "default": "inner", "description": "inner: a record with no row in the table is dropped. left (tables only): it passes with the field set to null."}
   }
 }`
 
@@ -40,6 +50,13 @@ func Register(r *catalog.Registry) error {
 		Config: schema,
 		State:  &catalog.StateSpec{KeyField: "on", ShapeFields: []string{"table"}},
 		Examples: []catalog.Example{{
+			Title: "Payments with the order they pay, within an hour",
+			Summary: "A stream-stream join; the orders stream is not shown (examples feed one stream), so nothing pairs: " +
+				"see examples/order-enrichment for both sides.",
+			Step:   "stream: orders\non: order_id\nas: order\nwithin: 1h\ngrace: 5m\n",
+			Input:  []any{map[string]any{"payment": "p1", "order_id": "o1", "ts": "2026-01-01T10:00:00Z"}},
+			Output: nil,
+		}, {
 			Title:   "Orders with their customer",
 			Summary: "Table rows come from the customers topic (not shown here: examples feed only the stream, so the table is empty and only type: left lets the order through).",
 			Step:    "table: customers\non: customer_id\nas: customer\ntype: left\n",
@@ -51,10 +68,13 @@ func Register(r *catalog.Registry) error {
 }
 
 type op struct {
-	table string
+	table string // stream-table mode
+	other string // stream-stream mode
 	on    *expression.Program
 	as    string
 	left  bool
+	// Stream-stream: the join window and grace, ms.
+	within, grace int64
 }
 
 func newJoin(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
@@ -63,26 +83,60 @@ func newJoin(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc, _ := conf.Get("table")
 	ac, _ := conf.Get("as")
-	o := &op{table: tc.String(), on: p, as: ac.String()}
-	if t, ok := conf.Get("type"); ok && t.String() == "left" {
-		o.left = true
+	o := &op{on: p, as: ac.String()}
+	if tc, ok := conf.Get("table"); ok {
+		o.table = tc.String()
+		if t, ok := conf.Get("type"); ok && t.String() == "left" {
+			o.left = true
+		}
+		return o, nil
+	}
+	sc, _ := conf.Get("stream")
+	o.other = sc.String()
+	wc, _ := conf.Get("within")
+	gc, _ := conf.Get("grace")
+	if o.within, err = millis(wc, false); err != nil {
+		return nil, err
+	}
+	if o.grace, err = millis(gc, true); err != nil {
+		return nil, err
 	}
 	return o, nil
 }
 
-// Tables names the table topic.
-func (o *op) Tables() []string { return []string{o.table} }
+func millis(c catalog.Config, zeroOK bool) (int64, error) {
+	d, err := time.ParseDuration(c.String())
+	if err != nil || d < 0 || (d == 0 && !zeroOK) || d%time.Millisecond != 0 {
+		return 0, c.Errorf("%q must be a duration like 30s or 5m", c.String())
+	}
+	return d.Milliseconds(), nil
+}
+
+// SideInputs names the table or the other stream.
+func (o *op) SideInputs() []string {
+	if o.table != "" {
+		return []string{o.table}
+	}
+	return []string{o.other}
+}
 
 func rowKey(k []byte) []byte { return append([]byte{'t'}, k...) }
 
-// UpdateTable stores or deletes one row.
-func (o *op) UpdateTable(_ context.Context, task catalog.Task, _ string, key []byte, value any) error {
-	if value == nil {
+// ProcessSide takes a table row (stored or, for a null value, deleted) or
+// a record of the other stream (buffered and joined).
+func (o *op) ProcessSide(ctx context.Context, task catalog.Task, r *record.Record, out catalog.Output) error {
+	key, err := r.EncodedKey()
+	if err != nil {
+		return catalog.Reject(catalog.ReasonType, err)
+	}
+	if o.table == "" {
+		return o.streamSide(ctx, task, key, r, out)
+	}
+	if r.Value == nil {
 		return task.Store().Delete(rowKey(key))
 	}
-	b, err := record.EncodeJSON(value)
+	b, err := record.EncodeJSON(r.Value)
 	if err != nil {
 		return catalog.Reject(catalog.ReasonType, err)
 	}
@@ -94,7 +148,7 @@ func (o *op) Process(context.Context, *record.Record, catalog.Output) error {
 	return errors.New("join is stateful and runs only through ProcessTask")
 }
 
-// ProcessTask joins r with its row.
+// ProcessTask joins r with its row, or with the other stream's records.
 func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Record, out catalog.Output) error {
 	obj, err := catalog.ObjectValue(r)
 	if err != nil {
@@ -103,6 +157,16 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	k, err := o.on.Eval(r)
 	if err != nil {
 		return err
+	}
+	if o.table == "" {
+		if k == nil {
+			return nil // a null key never joins
+		}
+		kb, err := record.KeyBytes(k)
+		if err != nil {
+			return catalog.Reject(catalog.ReasonType, err)
+		}
+		return o.streamMain(ctx, task, kb, r, out)
 	}
 	var row any
 	if k != nil {
@@ -127,5 +191,11 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	return out.Next(ctx, r)
 }
 
-// OnWatermark does nothing: a table row lives until it is deleted.
-func (o *op) OnWatermark(context.Context, catalog.Task, catalog.Output) error { return nil }
+// OnWatermark forgets buffered stream records no later record can join;
+// table rows live until they are deleted.
+func (o *op) OnWatermark(_ context.Context, task catalog.Task, _ catalog.Output) error {
+	if o.table != "" {
+		return nil
+	}
+	return o.expire(task)
+}

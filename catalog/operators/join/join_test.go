@@ -2,10 +2,17 @@ package join_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/catalog"
 
 	"github.com/sluicehq/sluice/catalog/operators/join"
 	"github.com/sluicehq/sluice/catalog/operatortest"
+	"github.com/sluicehq/sluice/internal/record"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 func TestExamples(t *testing.T) {
@@ -24,5 +31,68 @@ func TestBuild(t *testing.T) {
 	// Inner join with an empty table drops the record.
 	if res := operatortest.Process(context.Background(), op, operatortest.Values(map[string]any{"customer_id": "c1"})); len(res.Out) != 0 || len(res.DLQ) != 0 {
 		t.Errorf("inner join on an empty table: out %v, dlq %v", res.Out, res.DLQ)
+	}
+}
+
+type task struct {
+	store *state.Memory
+	st    time.Time
+}
+
+func (t *task) Store() catalog.Store  { return t.store }
+func (t *task) StreamTime() time.Time { return t.st }
+
+type sink struct{ out []*record.Record }
+
+func (s *sink) Next(_ context.Context, r *record.Record) error   { s.out = append(s.out, r); return nil }
+func (s *sink) To(context.Context, string, *record.Record) error { return nil }
+
+// A stream-stream join pairs each record once, with every match of the
+// other side in range, and keeps nothing once the stream time has passed
+// within + grace.
+func TestStreamStreamPairsAndExpires(t *testing.T) {
+	reg := operatortest.Registry(t, join.Register)
+	built, err := operatortest.Build(reg, "join", "stream: orders\non: id\nas: order\nwithin: 10s\ngrace: 0s\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := built.(catalog.SideInputOperator)
+	ctx := context.Background()
+	tk := &task{store: state.NewMemory()}
+	out := &sink{}
+	at := func(s int) time.Time { return time.Date(2026, 1, 1, 0, 0, s, 0, time.UTC) }
+	side := func(s int, total float64) {
+		tk.st = at(s)
+		r := &record.Record{Topic: "orders", Value: map[string]any{"total": total}, Timestamp: at(s)}
+		r.SetRawKey([]byte("k"))
+		if err := op.ProcessSide(ctx, tk, r, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	main := func(s int) {
+		tk.st = at(s)
+		if err := op.ProcessTask(ctx, tk, &record.Record{Value: map[string]any{"id": "k", "n": float64(s)}, Timestamp: at(s)}, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	side(0, 1)
+	side(5, 2)
+	main(8)     // pairs with both orders
+	side(12, 3) // pairs with the payment at 8 (4s apart)
+	main(30)    // nothing within 10s
+	var got []string
+	for _, r := range out.out {
+		v := r.Value.(map[string]any)
+		got = append(got, fmt.Sprintf("%v+%v", v["n"], v["order"].(map[string]any)["total"]))
+	}
+	if strings.Join(got, " ") != "8+1 8+2 8+3" {
+		t.Errorf("pairs %v, want [8+1 8+2 8+3]", got)
+	}
+	tk.st = catalog.EndOfTime
+	if err := op.OnWatermark(ctx, tk, out); err != nil {
+		t.Fatal(err)
+	}
+	if n := tk.store.Len(); n != 1 {
+		t.Errorf("%d keys left after the end of time, want only the sequence counter", n)
 	}
 }
