@@ -41,6 +41,7 @@ var registrars = []func(*catalog.Registry) error{
 	selectop.Register,
 	set.Register,
 	window.Register,
+	window.RegisterTopN,
 }
 
 // New returns a fresh registry with every standard operator. Each call builds

@@ -27,6 +27,31 @@ type op struct {
 }
 
 func newWindow(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
+	o, err := windowed(conf)
+	if err != nil {
+		return nil, err
+	}
+	ac, _ := conf.Get("aggregates")
+	for _, f := range ac.Fields() {
+		a, err := aggregate(f.Name, f.Value)
+		if err != nil {
+			return nil, err
+		}
+		o.cfg.Aggregates = append(o.cfg.Aggregates, a)
+	}
+	return o.validate(conf)
+}
+
+// validate checks the whole configuration now, so errors are compile errors.
+func (o *op) validate(conf catalog.Config) (*op, error) {
+	if _, err := win.NewOperator(o.cfg, win.NewMemStore()); err != nil {
+		return nil, conf.Errorf("%v", err)
+	}
+	return o, nil
+}
+
+// windowed parses what window and top_n share: by, the window, grace, emit.
+func windowed(conf catalog.Config) (*op, error) {
 	o := &op{}
 	if by, ok := conf.Get("by"); ok {
 		p, err := by.Expr(expression.Any)
@@ -76,18 +101,6 @@ func newWindow(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) 
 	o.cfg.Emit = win.EmitFinal
 	if e, ok := conf.Get("emit"); ok && e.String() == "update" {
 		o.cfg.Emit = win.EmitUpdate
-	}
-	ac, _ := conf.Get("aggregates")
-	for _, f := range ac.Fields() {
-		a, err := aggregate(f.Name, f.Value)
-		if err != nil {
-			return nil, err
-		}
-		o.cfg.Aggregates = append(o.cfg.Aggregates, a)
-	}
-	// Validate the whole configuration now, so errors are compile errors.
-	if _, err := win.NewOperator(o.cfg, win.NewMemStore()); err != nil {
-		return nil, conf.Errorf("%v", err)
 	}
 	return o, nil
 }

@@ -64,3 +64,7 @@ func TestSketchAggregates(t *testing.T) {
 		t.Errorf("top_n = %v, want the first arrivals with score 499", top)
 	}
 }
+
+func TestTopNExamples(t *testing.T) {
+	operatortest.RunExamples(t, operatortest.Registry(t, window.RegisterTopN), "top_n")
+}
