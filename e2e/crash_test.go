@@ -41,7 +41,6 @@ func crashTest(t *testing.T, delivery string, exact bool) {
 	// steps over about fifteen seconds, as a stream does. A runner can then
 	// never finish the input before its kill, however fast it is, and the
 	// kills land while records are still arriving.
-	start := time.Now()
 	upfront := n / 5
 	produceIDs(t, brokers, in, upfront)
 	produced := make(chan error, 1)
@@ -81,7 +80,7 @@ func crashTest(t *testing.T, delivery string, exact bool) {
 	// (within one commit interval) after the runner got there, so they hit
 	// every phase of a transaction: processing, producing, committing.
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
-	start = time.Now()
+	start := time.Now()
 	prev := int64(0)
 	for k := 1; k <= kills; k++ {
 		r := startRunner(t, fmt.Sprintf("runner #%d", k), dir, args...)

@@ -284,6 +284,8 @@ func TestRunUsage(t *testing.T) {
 		{[]string{"run", "--pipelines", "d", "--brokers", "k:9092", "--sasl-mechanism", "KERBEROS", "--sasl-user", "u"}, "pw", "unknown mechanism"},
 		{[]string{"run", "--pipelines", "d", "--stuck-after", "20s"}, "", "--stuck-after 20s must be shorter than --transaction-timeout 10s"},
 		{[]string{"run", "--pipelines", "d", "--sasl-password", "pw"}, "", "not defined"},
+		{[]string{"run", "--pipelines", "d", "--state-dir", ""}, "", "--state-dir must not be empty"},
+		{[]string{"run", "--pipelines", "d", "--idle-timeout", "0s"}, "", "--idle-timeout 0s must be positive"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
@@ -384,9 +386,6 @@ func TestPipelineDirStateCheck(t *testing.T) {
 	}
 	dir := t.TempDir()
 	pd := newPipelineDir(dir, reg)
-	// The runtime refuses stateful steps for now (TestPipelineDirRefusesState);
-	// the state check comes first and is what this test is about.
-	pd.supported = func(*pipeline.Plan) error { return nil }
 	f := filepath.Join(dir, "counts.yaml")
 	src := func(window, extra string) string {
 		return "apiVersion: sluice/v1\nkind: Pipeline\nmetadata: {name: counts}\nspec:\n  source: {topic: in}\n  steps:\n" +
@@ -414,17 +413,21 @@ func TestPipelineDirStateCheck(t *testing.T) {
 	}
 }
 
-// Until the runtime keeps state across restarts, runner run refuses
-// stateful steps with the step's position instead of running them with
-// state a restart would lose.
-func TestPipelineDirRefusesState(t *testing.T) {
+// runner run accepts stateful steps: the runtime keeps their state in
+// changelogged stores (internal/runtime's TestStatefulRestarts, e2e's
+// TestStatefulCrash), on disk when the pipeline asks for it.
+func TestPipelineDirAcceptsState(t *testing.T) {
 	reg := all.New()
 	dir := t.TempDir()
 	f := filepath.Join(dir, "counts.yaml")
 	writeFile(t, f, "apiVersion: sluice/v1\nkind: Pipeline\nmetadata: {name: counts}\nspec:\n  source: {topic: in}\n  steps:\n"+
-		"    - window: {tumbling: 1m, grace: 0s, aggregates: {n: count}}\n  sink: {topic: out}\n")
-	changed, errs, _, _ := newPipelineDir(dir, reg).scan()
-	if changed || len(errs) != 1 || !strings.HasPrefix(errs[0].messages()[0], f+":7:7: step window: stateful steps (window) run in `runner test` only") {
-		t.Fatalf("changed=%v errs=%v", changed, errs)
+		"    - window: {tumbling: 1m, grace: 0s, aggregates: {n: count}}\n  sink: {topic: out}\n  state: {store: disk}\n")
+	pd := newPipelineDir(dir, reg)
+	changed, errs, _, err := pd.scan()
+	if err != nil || !changed || len(errs) != 0 {
+		t.Fatalf("changed=%v errs=%v err=%v", changed, errs, err)
+	}
+	if d := pd.desired(); len(d) != 1 || d[0].Plan.Name != "counts" || d[0].Plan.StateStore != pipeline.StoreDisk {
+		t.Fatalf("desired %+v", d)
 	}
 }

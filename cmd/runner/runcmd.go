@@ -45,6 +45,8 @@ type runConfig struct {
 	reload         time.Duration
 	logFormat      string
 	logLevel       string
+	stateDir       string
+	idleTimeout    time.Duration
 	// conn holds the brokers, TLS and SASL settings; the password comes
 	// from the environment.
 	conn kafkaconn.Config
@@ -81,6 +83,8 @@ func (c *runConfig) register(fs *flag.FlagSet) {
 	fs.BoolVar(&c.conn.TLSInsecureSkipVerify, "tls-insecure", false, "accept any broker certificate (testing only; implies --tls)")
 	fs.StringVar(&c.conn.SASLMechanism, "sasl-mechanism", "", "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (password from $"+passwordEnv+")")
 	fs.StringVar(&c.conn.SASLUser, "sasl-user", "", "SASL user")
+	fs.StringVar(&c.stateDir, "state-dir", ".sluice/state", "directory of the on-disk state of pipelines with `state: {store: disk}`; deleting it loses nothing (state is restored from the changelog topics)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", 30*time.Second, "after this long without records, a stateful task's stream time moves on with processing time, so windows on quiet partitions close")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 }
@@ -101,13 +105,16 @@ func (c *runConfig) validate() error {
 	for _, d := range []struct {
 		name string
 		v    time.Duration
-	}{{"--commit-interval", c.commitInterval}, {"--shutdown-timeout", c.shutdown}, {"--session-timeout", c.session}, {"--reload-interval", c.reload}, {"--transaction-timeout", c.txnTimeout}, {"--stuck-after", c.stuckAfter}} {
+	}{{"--commit-interval", c.commitInterval}, {"--shutdown-timeout", c.shutdown}, {"--session-timeout", c.session}, {"--reload-interval", c.reload}, {"--transaction-timeout", c.txnTimeout}, {"--stuck-after", c.stuckAfter}, {"--idle-timeout", c.idleTimeout}} {
 		if d.v <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v must be positive", d.name, d.v))
 		}
 	}
 	if c.stuckAfter >= c.txnTimeout {
 		errs = append(errs, fmt.Errorf("--stuck-after %v must be shorter than --transaction-timeout %v", c.stuckAfter, c.txnTimeout))
+	}
+	if c.stateDir == "" {
+		errs = append(errs, errors.New("--state-dir must not be empty"))
 	}
 	if c.partitions < 0 || c.partitions > 1<<31-1 {
 		errs = append(errs, fmt.Errorf("--topic-partitions %d is out of range", c.partitions))
@@ -194,6 +201,8 @@ func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdou
 		runtime.SessionTimeout(c.session),
 		runtime.TransactionTimeout(c.txnTimeout),
 		runtime.StuckAfter(c.stuckAfter),
+		runtime.StateDir(c.stateDir),
+		runtime.IdleTimeout(c.idleTimeout),
 	)
 	if err != nil {
 		return err

@@ -178,3 +178,38 @@ func (d *deadLettering) handle(ctx context.Context, r *record.Record, err error)
 	}
 	return nil
 }
+
+// Stateful reports whether the stage has a stateful step, so that its
+// runner knows it must keep and restore state.
+func (s *Stage) Stateful() bool { return s.stateful() }
+
+// StatefulSteps names the stage's stateful steps in step order.
+func (s *Stage) StatefulSteps() []string {
+	out := make([]string, len(s.statefulLinks))
+	for i, l := range s.statefulLinks {
+		out[i] = l.step.Name
+	}
+	return out
+}
+
+// StreamTime returns partition's stream time, and false when the stage has
+// no task for it.
+func (s *Stage) StreamTime(partition int32) (time.Time, bool) {
+	s.tasksMu.Lock()
+	defer s.tasksMu.Unlock()
+	t, ok := s.tasks[partition]
+	if !ok {
+		return time.Time{}, false
+	}
+	return t.streamTime, true
+}
+
+// DropTask forgets partition's task (its stores and stream time) when the
+// partition moves away; it does not close the stores, which belong to
+// whoever the StoreFactory got them from. The next record or Advance for
+// the partition opens it again through the StoreFactory.
+func (s *Stage) DropTask(partition int32) {
+	s.tasksMu.Lock()
+	defer s.tasksMu.Unlock()
+	delete(s.tasks, partition)
+}

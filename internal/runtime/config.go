@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,8 @@ type config struct {
 	sessionTimeout time.Duration
 	txnTimeout     time.Duration
 	maxPoll        int
+	stateDir       string
+	idleTimeout    time.Duration
 }
 
 // Brokers sets the seed brokers. Required.
@@ -84,6 +87,19 @@ func SessionTimeout(d time.Duration) Opt { return func(c *config) { c.sessionTim
 // blocked for at most this long after a crash (default 10s).
 func TransactionTimeout(d time.Duration) Opt { return func(c *config) { c.txnTimeout = d } }
 
+// StateDir is the directory of the on-disk state stores of pipelines with
+// `state: {store: disk}`: <dir>/<pipeline>/<step>/<partition> (default:
+// sluice-state-<instance ID> in the system's temporary directory). Losing it
+// loses nothing: stores are restored from their changelog topics.
+func StateDir(dir string) Opt { return func(c *config) { c.stateDir = dir } }
+
+// IdleTimeout is how long a task of a stateful step may have no records
+// before its stream time moves on with processing time, so that windows on
+// a quiet partition close (default 30s). Once idle, the stream time goes
+// forward by the processing time passed since the task's last record, and
+// then on every check (at most every second) by the time since the last.
+func IdleTimeout(d time.Duration) Opt { return func(c *config) { c.idleTimeout = d } }
+
 func defaults() config {
 	return config{
 		logger:         slog.New(slog.DiscardHandler),
@@ -94,6 +110,7 @@ func defaults() config {
 		stepTimeout:    8 * time.Second,
 		txnTimeout:     10 * time.Second,
 		maxPoll:        5000,
+		idleTimeout:    30 * time.Second,
 	}
 }
 
@@ -116,6 +133,14 @@ func (c *config) validate() error {
 	}
 	if c.txnTimeout <= c.stepTimeout {
 		errs = append(errs, fmt.Errorf("runtime: transaction timeout %v must be longer than the stuck timeout %v", c.txnTimeout, c.stepTimeout))
+	}
+	if c.idleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("runtime: idle timeout %v must be positive", c.idleTimeout))
+	}
+	if c.stateDir != "" {
+		if fi, err := os.Stat(c.stateDir); err == nil && !fi.IsDir() {
+			errs = append(errs, fmt.Errorf("runtime: state directory %s is not a directory", c.stateDir))
+		}
 	}
 	if c.logger == nil {
 		errs = append(errs, errors.New("runtime: nil logger"))

@@ -48,42 +48,101 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 	name := ru.p.Plan.Name
 	m := ru.rt.metrics
 	ru.setState(Running, nil)
+	// process restores the stores of the tasks f has records for (a
+	// stateful pipeline), then processes f.
+	process := func(f kgo.Fetches) error {
+		if ru.st != nil {
+			if err := ru.st.prepare(ru.ctx, ex, f); err != nil {
+				return err
+			}
+		}
+		return ex.processFetches(f)
+	}
 	for {
-		fetches := sess.PollRecords(ru.ctx, ru.batch(cfg.commitInterval))
+		// A stateful pipeline wakes up now and then to move on the
+		// stream time of idle tasks.
+		pctx, cancel := ru.ctx, context.CancelFunc(func() {})
+		if ru.st != nil {
+			pctx, cancel = context.WithTimeout(ru.ctx, min(cfg.idleTimeout, time.Second))
+		}
+		fetches := sess.PollRecords(pctx, ru.batch(cfg.commitInterval))
+		cancel()
 		if fetches.IsClientClosed() || ru.ctx.Err() != nil {
 			return nil // nothing begun: leaving the group loses nothing
 		}
 		if err := fetchErr(fetches); err != nil {
 			return err
 		}
+		var procErr error
 		if fetches.NumRecords() == 0 {
-			continue
-		}
-		if err := sess.Begin(); err != nil {
-			return err
-		}
-		deadline := time.Now().Add(cfg.commitInterval)
-		procErr := ex.processFetches(fetches)
-		for procErr == nil && ru.ctx.Err() == nil && time.Now().Before(deadline) {
-			pctx, cancel := context.WithDeadline(ru.ctx, deadline)
-			f := sess.PollRecords(pctx, ru.batch(time.Until(deadline)))
-			cancel()
-			if f.IsClientClosed() {
-				break
+			if ru.st == nil {
+				continue
 			}
-			if procErr = fetchErr(f); procErr == nil {
-				procErr = ex.processFetches(f)
+			ru.st.dropRevoked(ex) // no transaction open: nothing pending
+			began := false
+			_, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { began = true; return sess.Begin() })
+			if !began {
+				if procErr != nil {
+					return procErr
+				}
+				continue
+			}
+		} else {
+			if ru.st != nil {
+				// Restore before the transaction begins, so that a long
+				// restore does not run into the transaction timeout.
+				if err := ru.st.prepare(ru.ctx, ex, fetches); err != nil {
+					if errors.Is(err, errStopping) {
+						return nil // nothing begun
+					}
+					return err
+				}
+			}
+			if err := sess.Begin(); err != nil {
+				return err
+			}
+			deadline := time.Now().Add(cfg.commitInterval)
+			procErr = ex.processFetches(fetches)
+			for procErr == nil && ru.ctx.Err() == nil && time.Now().Before(deadline) {
+				pctx, cancel := context.WithDeadline(ru.ctx, deadline)
+				f := sess.PollRecords(pctx, ru.batch(time.Until(deadline)))
+				cancel()
+				if f.IsClientClosed() {
+					break
+				}
+				if procErr = fetchErr(f); procErr == nil {
+					procErr = process(f)
+				}
+			}
+			if procErr == nil && ru.st != nil {
+				// Quiet partitions of a busy pipeline move on too.
+				_, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { return nil })
 			}
 		}
 		prodErr := prod.take()
+		ectx, cancel := context.WithTimeout(context.Background(), endTimeout)
+		var stateErr error
+		if ru.st != nil && procErr == nil && prodErr == nil {
+			// The stores' writes go to their changelogs in this
+			// transaction; they are applied to the stores only once it
+			// has committed (see ended).
+			stateErr = ru.st.drain(ectx, sess.Produce, sess.Client().Flush)
+		}
 		try := kgo.TryCommit
-		if procErr != nil || prodErr != nil {
+		if procErr != nil || prodErr != nil || stateErr != nil {
 			try = kgo.TryAbort
 		}
-		ectx, cancel := context.WithTimeout(context.Background(), endTimeout)
 		start := time.Now()
 		committed, endErr := sess.End(ectx, try)
 		cancel()
+		if ru.st != nil {
+			// A failed End may have committed or not: the stores
+			// discard their writes and are restored (caught up from the
+			// changelog) before their next record.
+			if err := ru.st.ended(ex, committed && endErr == nil); err != nil {
+				stateErr = errors.Join(stateErr, err)
+			}
+		}
 		m.commitSecs.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		switch {
 		case endErr != nil:
@@ -96,7 +155,7 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		if errors.Is(procErr, errStopping) {
 			procErr = nil // aborted on purpose; the records are processed again
 		}
-		if err := errors.Join(procErr, prodErr, prod.take(), endErr); err != nil {
+		if err := errors.Join(procErr, prodErr, prod.take(), stateErr, endErr); err != nil {
 			return err
 		}
 		if ru.ctx.Err() != nil {
@@ -124,13 +183,29 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 			m.commits.WithLabelValues(name, "failed").Inc()
 			return err
 		}
+		if ru.st != nil {
+			// The changelog records are acknowledged before the offsets
+			// are committed, and applied to the stores after: a failure
+			// in between leaves them in the changelog with their records
+			// uncommitted, so those records count again (at least once).
+			if err := ru.st.drain(ctx, cl.Produce, cl.Flush); err != nil {
+				m.commits.WithLabelValues(name, "failed").Inc()
+				return errors.Join(err, ru.st.ended(ex, false))
+			}
+		}
 		err := cl.CommitUncommittedOffsets(ctx)
 		m.commitSecs.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		if err != nil {
 			m.commits.WithLabelValues(name, "failed").Inc()
+			if ru.st != nil {
+				err = errors.Join(err, ru.st.ended(ex, false))
+			}
 			return err
 		}
 		m.commits.WithLabelValues(name, "committed").Inc()
+		if ru.st != nil {
+			return ru.st.ended(ex, true)
+		}
 		return nil
 	}
 	var revokeErr error
@@ -174,8 +249,19 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 		// due: the last records before the input goes quiet are committed
 		// too, instead of waiting (and being repeated after a restart).
 		pctx, cancel := ru.ctx, context.CancelFunc(func() {})
+		wake := time.Time{}
 		if dirty {
-			pctx, cancel = context.WithDeadline(ru.ctx, last.Add(cfg.commitInterval))
+			wake = last.Add(cfg.commitInterval)
+		}
+		if ru.st != nil {
+			// A stateful pipeline wakes up now and then to move on the
+			// stream time of idle tasks.
+			if w := time.Now().Add(min(cfg.idleTimeout, time.Second)); wake.IsZero() || w.Before(wake) {
+				wake = w
+			}
+		}
+		if !wake.IsZero() {
+			pctx, cancel = context.WithDeadline(ru.ctx, wake)
 		}
 		fetches := cl.PollRecords(pctx, ru.batch(cfg.commitInterval))
 		cancel()
@@ -186,8 +272,16 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 			dirty = true
 		}
 		procErr := fetchErr(fetches)
+		if procErr == nil && ru.st != nil && fetches.NumRecords() > 0 {
+			procErr = ru.st.prepare(ru.ctx, ex, fetches)
+		}
 		if procErr == nil {
 			procErr = ex.processFetches(fetches)
+		}
+		if procErr == nil && ru.st != nil && ru.ctx.Err() == nil {
+			var advanced bool
+			advanced, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { return nil })
+			dirty = dirty || advanced
 		}
 		if errors.Is(procErr, errStopping) {
 			abandoned = true

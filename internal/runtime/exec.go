@@ -112,7 +112,11 @@ func (ru *run) newExecutor(work context.Context, emit engine.Emit) (*executor, e
 func (ru *run) newStages(emit engine.Emit) (map[string]*engine.Stage, error) {
 	stages := map[string]*engine.Stage{}
 	for i, st := range ru.p.Plan.Stages {
-		s, err := engine.NewStage(ru.p.Plan, i, emit, engine.WithRevision(ru.p.Revision))
+		opts := []engine.StageOption{engine.WithRevision(ru.p.Revision)}
+		if ru.st != nil {
+			opts = append(opts, engine.WithStores(ru.st.factory(st.Input)))
+		}
+		s, err := engine.NewStage(ru.p.Plan, i, emit, opts...)
 		if err != nil {
 			return nil, err
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -61,11 +62,23 @@ type run struct {
 	dead      atomic.Uint64
 
 	inCounters map[string]prometheus.Counter // by input topic
+
+	// st holds the state stores of a stateful pipeline (nil otherwise).
+	// epochs numbers each assignment of an input partition (guarded by
+	// mu): a store is restored whenever its partition's epoch changed.
+	st       *stores
+	epochs   map[topicPartition]uint64
+	epochSeq uint64
+	// resets names the stateful steps whose state this revision starts
+	// from empty; done by the first attempt that gets that far.
+	resets []string
 }
 
 func newRun(rt *Runtime, p Pipeline) *run {
 	ctx, cancel := context.WithCancel(context.Background())
 	ru := &run{rt: rt, p: p, ctx: ctx, cancel: cancel, done: make(chan struct{}), state: Starting, since: time.Now(), parts: map[int32]bool{}}
+	ru.epochs = map[topicPartition]uint64{}
+	ru.st = newStores(ru)
 	ru.inCounters = map[string]prometheus.Counter{}
 	for _, st := range p.Plan.Stages {
 		ru.inCounters[st.Input] = rt.metrics.in.WithLabelValues(p.Plan.Name, strconv.Itoa(st.Index))
@@ -112,16 +125,23 @@ func (ru *run) status() Status {
 		parts = append(parts, p)
 	}
 	sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
-	return Status{
+	st := Status{
 		Name: ru.p.Plan.Name, Revision: ru.p.Revision, State: ru.state, Error: ru.lastErr,
 		Restarts: ru.restarts, Partitions: parts, Processed: ru.processed.Load(), DeadLetter: ru.dead.Load(), Since: ru.since,
 	}
+	if ru.st != nil {
+		st.Restores = ru.st.restores()
+	}
+	return st
 }
 
 // loop runs attempts until the pipeline is stopped, backing off after
 // failures. A long healthy run resets the back-off.
 func (ru *run) loop() {
 	defer close(ru.done)
+	if ru.st != nil {
+		defer ru.st.closeAll()
+	}
 	log := ru.rt.cfg.logger.With("pipeline", ru.p.Plan.Name, "revision", ru.p.Revision)
 	failures, waits := 0, 0
 	for {
@@ -191,6 +211,13 @@ func (ru *run) attempt() error {
 	ru.setState(Starting, nil)
 	if err := ru.rt.ensureTopics(ru.ctx, ru.p.Plan); err != nil {
 		return err
+	}
+	for len(ru.resets) > 0 {
+		if err := ru.rt.resetState(ru.ctx, ru.p.Plan.Name, ru.resets[0]); err != nil {
+			return err
+		}
+		ru.rt.cfg.logger.Info("state reset", "pipeline", ru.p.Plan.Name, "step", ru.resets[0])
+		ru.resets = ru.resets[1:]
 	}
 	// work is the context records are processed and produced under: not
 	// cancelled by stop, so in-flight work finishes, but cancelled by the
@@ -266,15 +293,29 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, false) }),
 		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, false) }),
 	}
+	if ru.st != nil {
+		opts = append(opts, kgo.RecordPartitioner(newChangelogPartitioner(ru.p.Plan)))
+	}
 	if cfg.sessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(cfg.sessionTimeout), kgo.HeartbeatInterval(cfg.sessionTimeout/10))
 	}
 	return append(opts, cfg.kafkaOpts...)
 }
 
-// assign tracks the source partitions (tasks) this runner holds.
+// assign tracks the source partitions (tasks) this runner holds, and gives
+// every assigned input partition a new epoch.
 func (ru *run) assign(m map[string][]int32, add bool) {
 	ru.mu.Lock()
+	for t, ps := range m {
+		for _, p := range ps {
+			if add {
+				ru.epochSeq++
+				ru.epochs[topicPartition{t, p}] = ru.epochSeq
+			} else {
+				delete(ru.epochs, topicPartition{t, p})
+			}
+		}
+	}
 	for _, p := range m[ru.p.Plan.Source.Topic] {
 		if add {
 			ru.parts[p] = true
@@ -285,6 +326,14 @@ func (ru *run) assign(m map[string][]int32, add bool) {
 	n := len(ru.parts)
 	ru.mu.Unlock()
 	ru.rt.metrics.partitions.WithLabelValues(ru.p.Plan.Name).Set(float64(n))
+}
+
+// epoch returns the current assignment's number of partition of topic, 0
+// when this runner does not hold it.
+func (ru *run) epoch(topic string, partition int32) uint64 {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	return ru.epochs[topicPartition{topic, partition}]
 }
 
 func (ru *run) inputs() []string {
@@ -412,6 +461,18 @@ func (rt *Runtime) ensureTopics(ctx context.Context, plan *pipeline.Plan) error 
 	for _, st := range plan.Stages {
 		if st.Repartition != nil {
 			repart[st.Repartition.Topic] = true
+		}
+	}
+	for _, t := range changelogs(plan) {
+		// Compacted: a restore reads the last value of every key.
+		resp, err := rt.admin.CreateTopics(ctx, parts, rt.cfg.replication, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, t)
+		if err != nil {
+			return fmt.Errorf("creating %s: %w", t, err)
+		}
+		for _, r := range resp {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("creating %s: %w", t, r.Err)
+			}
 		}
 	}
 	for _, t := range plan.Topics() {

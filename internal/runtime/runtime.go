@@ -7,8 +7,12 @@
 // default) a pipeline consumes, transforms and produces inside Kafka
 // transactions of one commit interval each (franz-go's
 // GroupTransactSession); at-least-once commits offsets after its outputs are
-// flushed. A pipeline whose operator panics or hangs fails alone and is
-// restarted with back-off; the process and the other pipelines go on.
+// flushed. Stateful steps keep one store per task (memory, or Pebble on
+// disk) whose writes go to a compacted changelog topic in the same
+// transaction and reach the store only once it commits; a task restores its
+// stores from the changelog before it processes (state.go). A pipeline
+// whose operator panics or hangs fails alone and is restarted with
+// back-off; the process and the other pipelines go on.
 //
 // Apply changes the running set live: pipelines are added, restarted on a
 // new revision, and removed, each without touching the others.
@@ -20,15 +24,20 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/state"
 )
 
 // Pipeline is one pipeline the runtime should run.
@@ -71,13 +80,18 @@ type Status struct {
 	Processed  uint64    `json:"processed"`
 	DeadLetter uint64    `json:"dead_letter"`
 	Since      time.Time `json:"since"`
+	// Restores is the progress of the last restore of each state store
+	// this runner holds (stateful pipelines only).
+	Restores []RestoreStatus `json:"restores,omitempty"`
 }
 
 // Runtime runs pipelines. Create it with New; stop it with Close.
 type Runtime struct {
-	cfg     config
-	metrics *metrics
-	admin   *kadm.Client
+	cfg          config
+	metrics      *metrics
+	stateMetrics *state.Metrics
+	restorer     *state.Restorer
+	admin        *kadm.Client
 
 	applyMu sync.Mutex
 	mu      sync.Mutex
@@ -98,15 +112,27 @@ func New(opts ...Opt) (*Runtime, error) {
 		_, _ = rand.Read(b)
 		cfg.instanceID = hex.EncodeToString(b)
 	}
+	if cfg.stateDir == "" {
+		cfg.stateDir = filepath.Join(os.TempDir(), "sluice-state-"+cfg.instanceID)
+	}
 	m, err := newMetrics(cfg.registerer)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: metrics: %w", err)
 	}
+	sm, err := state.NewMetrics(cfg.registerer)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: metrics: %w", err)
+	}
+	restorer, err := state.NewRestorer(state.Brokers(cfg.brokers...), state.KafkaOptions(append([]kgo.Opt{kgo.DisableClientMetrics()}, cfg.kafkaOpts...)...))
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...), kgo.DisableClientMetrics()}, cfg.kafkaOpts...)...)
 	if err != nil {
+		restorer.Close()
 		return nil, fmt.Errorf("runtime: kafka client: %w", err)
 	}
-	return &Runtime{cfg: cfg, metrics: m, admin: kadm.NewClient(cl), running: map[string]*run{}}, nil
+	return &Runtime{cfg: cfg, metrics: m, stateMetrics: sm, restorer: restorer, admin: kadm.NewClient(cl), running: map[string]*run{}}, nil
 }
 
 // Apply makes the running set equal desired: pipelines not running start,
@@ -132,6 +158,24 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 	r.applyMu.Lock()
 	defer r.applyMu.Unlock()
 	r.mu.Lock()
+	// A new revision must be able to read its predecessor's state, or
+	// say which steps start empty (`reset: true`); those are reset before
+	// it starts.
+	resets := map[string][]string{}
+	for name, ru := range r.running {
+		p, ok := want[name]
+		if !ok || p.Revision == ru.p.Revision {
+			continue
+		}
+		changes, err := pipeline.CheckState(ru.p.Plan, p.Plan)
+		if err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		for _, c := range changes {
+			resets[name] = append(resets[name], c.Step)
+		}
+	}
 	var stopping []*run
 	for name, ru := range r.running {
 		if p, ok := want[name]; !ok || p.Revision != ru.p.Revision || p.group() != ru.p.group() {
@@ -144,6 +188,7 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 	for _, ru := range stopping {
 		if _, keep := want[ru.p.Plan.Name]; !keep {
 			r.metrics.forget(ru.p.Plan.Name)
+			r.stateMetrics.Forget(ru.p.Plan.Name)
 		}
 	}
 	r.mu.Lock()
@@ -153,6 +198,7 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 			continue
 		}
 		ru := newRun(r, p)
+		ru.resets = resets[name]
 		r.running[name] = ru
 		go ru.loop()
 	}
@@ -160,14 +206,24 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 }
 
 // CheckPlan reports what in plan this runtime cannot run. Stateful steps
-// need changelogged, restorable state to keep exactly-once across restarts
-// and rebalances, which the runtime does not provide yet: they run in
-// `runner test` (the in-memory driver) only, and are refused here rather
-// than run with state that a restart would lose.
+// run: they keep their state in stores backed by changelog topics (see
+// stores), so it survives restarts and rebalances with exactly-once. Steps
+// that read side inputs (joins) are refused: their side topic must be read
+// partition by partition in the same task as the stream, which needs a
+// group assignment that keeps co-partitioned topics on one runner, and
+// the runtime's consumer groups assign every topic's partitions apart.
 func CheckPlan(plan *pipeline.Plan) error {
+	if plan.StateStore != "" && plan.StateStore != pipeline.StoreMemory && plan.StateStore != pipeline.StoreDisk {
+		return fmt.Errorf("pipeline %s: unknown state store %q", plan.Name, plan.StateStore)
+	}
 	for _, s := range plan.Steps {
-		if s.Stateful {
-			return diag.Errorf(s.Pos, "step %s: stateful steps (%s) run in `runner test` only for now; runner run cannot keep their state across restarts yet", s.Name, s.Op)
+		if side, ok := s.Operator.(catalog.SideInputOperator); ok && len(side.SideInputs()) > 0 {
+			return diag.Errorf(s.Pos, "step %s: steps that read side inputs (%s of %s) run in `runner test` only for now; runner run cannot read them partition by partition with their stream yet", s.Name, strings.Join(side.SideInputs(), ", "), s.Op)
+		}
+	}
+	for _, st := range plan.Stages {
+		if len(st.Tables) > 0 {
+			return fmt.Errorf("pipeline %s: stage %d reads side inputs %s, which runner run cannot read yet", plan.Name, st.Index, strings.Join(st.Tables, ", "))
 		}
 	}
 	return nil
@@ -215,5 +271,6 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Unlock()
 	err := stopAll(ctx, runs)
 	r.admin.Close()
+	r.restorer.Close()
 	return err
 }

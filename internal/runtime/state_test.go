@@ -1,0 +1,339 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/runtime"
+)
+
+// countsPipeline dedupes by id and counts records per key k in tumbling
+// 10-second windows of the event time ts, emitting each window once when
+// it closes. The grace is long enough that no record of the test's input
+// is ever late, however the partitions interleave.
+func countsPipeline(name, in, out, store, delivery string) string {
+	return fmt.Sprintf(`  source: {topic: %s, format: json, key: id, timestamp: ts}
+  steps:
+    - dedupe: {by: id, within: 1h}
+    - window: {by: k, tumbling: 10s, grace: 2m, aggregates: {n: count}}
+  sink: {topic: %s}
+  state: {store: %s}
+  delivery: %s
+`, in, out, store, delivery)
+}
+
+var stateBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// countsInput is records [from, to) of the input: record i has id i, key
+// k(i mod 7), event time base + 10ms*i, and every tenth record is followed
+// by a copy of record i-3 (a redelivery, which dedupe must drop).
+func countsInput(topic string, from, to int) []*kgo.Record {
+	var out []*kgo.Record
+	rec := func(i int) *kgo.Record {
+		id := fmt.Sprint(i)
+		ts := stateBase.Add(time.Duration(i) * 10 * time.Millisecond).Format(time.RFC3339Nano)
+		return &kgo.Record{Topic: topic, Key: []byte(id), Value: []byte(fmt.Sprintf(`{"id":%q,"k":"k%d","ts":%q}`, id, i%7, ts))}
+	}
+	for i := from; i < to; i++ {
+		out = append(out, rec(i))
+		if i%10 == 9 {
+			out = append(out, rec(i-3))
+		}
+	}
+	return out
+}
+
+// flushRecords are far in the future, with keys enough to reach every
+// partition of every stage, so that every window of the input closes.
+func flushRecords(topic string) []*kgo.Record {
+	var out []*kgo.Record
+	ts := stateBase.Add(24 * time.Hour).Format(time.RFC3339Nano)
+	for i := range 64 {
+		id := fmt.Sprintf("flush-%d", i)
+		out = append(out, &kgo.Record{Topic: topic, Key: []byte(id), Value: []byte(fmt.Sprintf(`{"id":%q,"k":"flush-%d","ts":%q}`, id, i, ts))})
+	}
+	return out
+}
+
+// countsOracle is every (key, window start) -> count of the first n ids.
+func countsOracle(n int) map[string]int {
+	want := map[string]int{}
+	for i := range n {
+		start := stateBase.Add(time.Duration(i) * 10 * time.Millisecond).Truncate(10 * time.Second)
+		want[fmt.Sprintf("k%d@%s", i%7, start.Format(time.RFC3339Nano))]++
+	}
+	return want
+}
+
+// windowResults decodes window outputs to (key, window start) -> count,
+// failing on a window seen twice; flush windows are skipped.
+func windowResults(t testing.TB, rs []*kgo.Record) map[string]int {
+	t.Helper()
+	got := map[string]int{}
+	for _, r := range rs {
+		if strings.HasPrefix(string(r.Key), "flush") {
+			continue
+		}
+		var v struct {
+			Window struct{ Start string } `json:"window"`
+			N      int                    `json:"n"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatalf("output %s: %v", r.Value, err)
+		}
+		k := string(r.Key) + "@" + v.Window.Start
+		if _, dup := got[k]; dup {
+			t.Errorf("window %s emitted twice", k)
+		}
+		got[k] = v.N
+	}
+	return got
+}
+
+func compareCounts(t testing.TB, got, want map[string]int) {
+	t.Helper()
+	bad := 0
+	for k, n := range want {
+		if got[k] != n {
+			if bad++; bad <= 10 {
+				t.Errorf("window %s: count %d, want %d", k, got[k], n)
+			}
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			if bad++; bad <= 10 {
+				t.Errorf("unexpected window %s", k)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d windows wrong", bad, len(want))
+	}
+}
+
+// TestStatefulRestarts runs a dedupe + window pipeline in a runtime that
+// is closed half-way and replaced by a new one (a new process: memory
+// stores start empty, disk stores find their checkpoint, or, with the
+// directory deleted, nothing), and requires every window's count to be
+// exact and emitted once: the state the second runtime restores from the
+// changelog must equal what the first committed.
+func TestStatefulRestarts(t *testing.T) {
+	for _, tc := range []struct {
+		name, store, delivery string
+		wipe                  bool
+	}{
+		{"memory", "memory", "exactly-once", false},
+		{"disk", "disk", "exactly-once", false},
+		{"disk-wiped", "disk", "exactly-once", true},
+		// At least once, a clean stop commits everything, so the
+		// results are exact too.
+		{"memory-alo", "memory", "at-least-once", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			brokers := kafkatest.Brokers(t)
+			in, out := "st-in-"+tc.name, "st-out-"+tc.name
+			kafkatest.CreateTopic(t, brokers, in, 4)
+			name := "counts-" + tc.name
+			p := plan(t, name, countsPipeline(name, in, out, tc.store, tc.delivery))
+			dir := t.TempDir()
+			const n = 3000
+
+			rt1 := newRuntime(t, brokers, runtime.StateDir(dir), runtime.InstanceID("a"))
+			if err := rt1.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			kafkatest.Produce(t, brokers, countsInput(in, 0, n/2)...)
+			waitConsumedAll(t, brokers, "sluice-"+name, in, n/2+n/20)
+			waitConsumedAll(t, brokers, "sluice-"+name, name+"-dedupe-repartition", n/2+n/20)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if err := rt1.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if tc.store == "disk" {
+				if _, err := os.Stat(filepath.Join(dir, name, "dedupe")); err != nil {
+					t.Fatalf("no disk state: %v", err)
+				}
+			}
+			if tc.wipe {
+				if err := os.RemoveAll(dir); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			rt2 := newRuntime(t, brokers, runtime.StateDir(dir), runtime.InstanceID("b"))
+			if err := rt2.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			kafkatest.Produce(t, brokers, countsInput(in, n/2, n)...)
+			// The flush must come after every record in every stage, or
+			// it would close windows that records still on their way
+			// belong to: wait until the input and the dedupe stage's
+			// input are consumed.
+			group := "sluice-" + name
+			waitConsumedAll(t, brokers, group, in, n+n/10)
+			waitConsumedAll(t, brokers, group, name+"-dedupe-repartition", n+n/10)
+			kafkatest.Produce(t, brokers, flushRecords(in)...)
+			want := countsOracle(n)
+			outs := kafkatest.ReadCommitted(t, brokers, out, len(want), 30*time.Second)
+			// Anything after the expected windows would be a duplicate.
+			time.Sleep(300 * time.Millisecond)
+			outs = kafkatest.ReadCommitted(t, brokers, out, len(outs)+1, time.Second)
+			compareCounts(t, windowResults(t, outs), want)
+			st := statusOf(t, rt2, name)
+			if len(st.Restores) == 0 {
+				t.Errorf("status shows no restores: %+v", st)
+			}
+		})
+	}
+}
+
+// waitConsumedAll reads topic read_committed until it has n records, then
+// waits until group has committed offsets past every one of them.
+func waitConsumedAll(t testing.TB, brokers []string, group, topic string, n int) {
+	t.Helper()
+	rs := kafkatest.ReadCommitted(t, brokers, topic, n, 30*time.Second)
+	if len(rs) < n {
+		t.Fatalf("%s has %d records, want %d", topic, len(rs), n)
+	}
+	next := map[int32]int64{}
+	for _, r := range rs {
+		next[r.Partition] = max(next[r.Partition], r.Offset+1)
+	}
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	kafkatest.Eventually(t, 30*time.Second, group+" consuming "+topic, func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), group)
+		if err != nil {
+			return false
+		}
+		for p, o := range next {
+			c, ok := offs.Lookup(topic, p)
+			if !ok || c.Err != nil || c.At < o {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A window on a partition that goes quiet closes once the task has been
+// idle for the idle timeout: its stream time then moves on with processing
+// time, with no record to carry it.
+func TestStatefulIdleClosesWindows(t *testing.T) {
+	for _, delivery := range []string{"exactly-once", "at-least-once"} {
+		t.Run(delivery, func(t *testing.T) {
+			brokers := kafkatest.Brokers(t)
+			in, out := "idle-in-"+delivery, "idle-out-"+delivery
+			kafkatest.CreateTopic(t, brokers, in, 2)
+			p := plan(t, "idle-"+delivery, `  source: {topic: `+in+`, format: json, timestamp: ts}
+  steps:
+    - window: {tumbling: 1s, grace: 0s, aggregates: {n: count}}
+  sink: {topic: `+out+`}
+  delivery: `+delivery+"\n")
+			rt := newRuntime(t, brokers, runtime.IdleTimeout(300*time.Millisecond))
+			if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			// Three records of one window, all on one partition (same
+			// key), with event time now: no record after them would
+			// close the window.
+			now := time.Now().UTC().Truncate(time.Second)
+			var recs []*kgo.Record
+			for i := range 3 {
+				recs = append(recs, &kgo.Record{Topic: in, Key: []byte("a"), Value: []byte(fmt.Sprintf(`{"i":%d,"ts":%q}`, i, now.Add(time.Duration(i)*100*time.Millisecond).Format(time.RFC3339Nano)))})
+			}
+			kafkatest.Produce(t, brokers, recs...)
+			outs := kafkatest.ReadCommitted(t, brokers, out, 1, 20*time.Second)
+			if len(outs) != 1 || !strings.Contains(string(outs[0].Value), `"n":3`) {
+				t.Fatalf("outputs %v, want the window of 3", values(outs))
+			}
+		})
+	}
+}
+
+// A new revision whose window changed shape cannot read the state of the
+// running one: Apply refuses it unless the step says reset: true, and then
+// the step starts from empty state (its changelog is truncated, so nothing
+// is restored), instead of counting on from the old windows.
+func TestStatefulReset(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	kafkatest.CreateTopic(t, brokers, "reset-in", 2)
+	src := func(size, extra string) *pipeline.Plan {
+		return plan(t, "reset", `  source: {topic: reset-in, format: json, timestamp: ts}
+  steps:
+    - window: {by: k, tumbling: `+size+`, grace: 1m, aggregates: {n: count}}
+`+extra+`  sink: {topic: reset-out}
+  state: {store: disk}
+`)
+	}
+	rt := newRuntime(t, brokers, runtime.StateDir(t.TempDir()))
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: src("10s", ""), Revision: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	records := func(n int, k string, ts time.Time) []*kgo.Record {
+		var rs []*kgo.Record
+		for i := range n {
+			rs = append(rs, &kgo.Record{Topic: "reset-in", Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprintf(`{"k":%q,"ts":%q}`, k, ts.Format(time.RFC3339Nano)))})
+		}
+		return rs
+	}
+	kafkatest.Produce(t, brokers, records(100, "a", stateBase)...)
+	waitConsumedAll(t, brokers, "sluice-reset", "reset-in", 100)
+	waitConsumedAll(t, brokers, "sluice-reset", "reset-window-repartition", 100)
+
+	err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: src("20s", ""), Revision: "r2"}})
+	if err == nil || !strings.Contains(err.Error(), "reset: true") {
+		t.Fatalf("a reshaped window without reset: %v", err)
+	}
+	if st := statusOf(t, rt, "reset"); st.Revision != "r1" {
+		t.Fatalf("revision %s runs, want r1 kept", st.Revision)
+	}
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: src("20s", "      reset: true\n"), Revision: "r3"}}); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Produce(t, brokers, records(50, "a", stateBase.Add(time.Second))...)
+	waitConsumedAll(t, brokers, "sluice-reset", "reset-in", 150)
+	waitConsumedAll(t, brokers, "sluice-reset", "reset-window-repartition", 150)
+	var flush []*kgo.Record
+	for i := range 32 {
+		flush = append(flush, records(1, fmt.Sprintf("flush-%d", i), stateBase.Add(24*time.Hour))...)
+	}
+	kafkatest.Produce(t, brokers, flush...)
+	outs := kafkatest.ReadCommitted(t, brokers, "reset-out", 1, 20*time.Second)
+	time.Sleep(300 * time.Millisecond)
+	outs = kafkatest.ReadCommitted(t, brokers, "reset-out", len(outs)+1, time.Second)
+	got := windowResults(t, outs)
+	if want := map[string]int{"a@" + stateBase.Format(time.RFC3339Nano): 50}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("windows %v, want %v: only the records since the reset", got, want)
+	}
+}
+
+// Stateful steps are accepted; a join, which reads a side topic partition
+// by partition with its stream, is refused with its position until the
+// consumer groups keep co-partitioned topics together.
+func TestCheckPlanStateful(t *testing.T) {
+	if err := runtime.CheckPlan(plan(t, "counts", countsPipeline("counts", "in", "out", "disk", "exactly-once"))); err != nil {
+		t.Fatalf("dedupe + window refused: %v", err)
+	}
+	join := plan(t, "enrich", `  source: {topic: orders}
+  steps:
+    - join: {table: customers, on: customer_id, as: customer, type: left}
+  sink: {topic: out}
+`)
+	err := runtime.CheckPlan(join)
+	if err == nil || !strings.Contains(err.Error(), "enrich.yaml:7:7: step join: steps that read side inputs (customers of join)") {
+		t.Fatalf("join: %v", err)
+	}
+}
