@@ -228,33 +228,13 @@ func produceIDsErr(brokers []string, topic string, n int) error {
 
 // produceRangeErr produces the records with ids from, ..., to-1.
 func produceRangeErr(brokers []string, topic string, from, to int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100000))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
+	rs := make([]*kgo.Record, 0, to-from)
 	for i := from; i < to; i++ {
-		wg.Add(1)
 		id := fmt.Sprint(i)
-		cl.Produce(ctx, &kgo.Record{Topic: topic, Key: []byte(id), Value: []byte(`{"id":` + id + `}`)}, func(_ *kgo.Record, err error) {
-			if err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = err
-				}
-				mu.Unlock()
-			}
-			wg.Done()
-		})
+		rs = append(rs, &kgo.Record{Topic: topic, Key: []byte(id), Value: []byte(`{"id":` + id + `}`)})
 	}
-	wg.Wait()
-	if firstErr != nil {
-		return fmt.Errorf("producing to %s: %w", topic, firstErr)
+	if err := produceRecords(brokers, rs); err != nil {
+		return fmt.Errorf("producing to %s: %w", topic, err)
 	}
 	return nil
 }

@@ -94,7 +94,8 @@ func (c countIn) oracle() map[string]int {
 	return want
 }
 
-// produce writes records, asynchronously batched.
+// produceRecords writes records, asynchronously batched, and returns the
+// first error.
 func produceRecords(brokers []string, rs []*kgo.Record) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100000))
 	if err != nil {
