@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/sluicehq/sluice/internal/binread"
 )
 
 // Quantile sketch parameters and defaults.
@@ -285,15 +287,15 @@ func appendStore(dst []byte, store map[int32]uint64) []byte {
 // error wrapping ErrCorrupt, and leaves s unchanged, for anything that
 // MarshalBinary could not have produced.
 func (s *Quantiles) UnmarshalBinary(b []byte) error {
-	r := reader{b: b}
-	if v := r.readByte(); v != quantilesVersion {
+	r := binread.Reader{B: b, Corrupt: ErrCorrupt}
+	if v := r.Byte(); v != quantilesVersion {
 		return fmt.Errorf("%w: quantiles version %d", ErrCorrupt, v)
 	}
-	alpha := math.Float64frombits(r.uint64())
-	maxBins := r.uvarint()
-	count := r.uvarint()
-	if r.err != nil {
-		return r.err
+	alpha := math.Float64frombits(r.Uint64())
+	maxBins := r.Uvarint()
+	count := r.Uvarint()
+	if r.Err != nil {
+		return r.Err
 	}
 	if alpha == 0 || maxBins == 0 || maxBins > maxMaxBins {
 		return fmt.Errorf("%w: quantiles parameters (%v, %d)", ErrCorrupt, alpha, maxBins)
@@ -304,11 +306,11 @@ func (s *Quantiles) UnmarshalBinary(b []byte) error {
 	}
 	if count > 0 {
 		out.count = count
-		out.zero = r.uvarint()
-		out.min = math.Float64frombits(r.uint64())
-		out.max = math.Float64frombits(r.uint64())
-		if r.err != nil {
-			return r.err
+		out.zero = r.Uvarint()
+		out.min = math.Float64frombits(r.Uint64())
+		out.max = math.Float64frombits(r.Uint64())
+		if r.Err != nil {
+			return r.Err
 		}
 		if math.IsNaN(out.min) || math.IsInf(out.min, 0) || math.IsNaN(out.max) || math.IsInf(out.max, 0) || out.min > out.max {
 			return fmt.Errorf("%w: quantiles min %v max %v", ErrCorrupt, out.min, out.max)
@@ -318,25 +320,25 @@ func (s *Quantiles) UnmarshalBinary(b []byte) error {
 		lo, hi := out.index(minIndexable), out.index(math.MaxFloat64)
 		total := out.zero
 		for _, store := range []map[int32]uint64{out.neg, out.pos} {
-			n := r.uvarint()
+			n := r.Uvarint()
 			// Each bucket takes at least two bytes.
-			if n > maxBins || n > uint64(len(r.b))/2 {
+			if n > maxBins || n > uint64(len(r.B))/2 {
 				return fmt.Errorf("%w: %d quantile buckets", ErrCorrupt, n)
 			}
 			var k int64
 			for i := range n {
 				if i == 0 {
-					k = r.varint()
+					k = r.Varint()
 				} else {
-					d := r.uvarint()
+					d := r.Uvarint()
 					if d == 0 || d > uint64(hi)-uint64(lo) {
 						return fmt.Errorf("%w: quantile bucket indices not increasing", ErrCorrupt)
 					}
 					k += int64(d)
 				}
-				c := r.uvarint()
-				if r.err != nil {
-					return r.err
+				c := r.Uvarint()
+				if r.Err != nil {
+					return r.Err
 				}
 				if k < int64(lo) || k > int64(hi) || c == 0 || total+c < total {
 					return fmt.Errorf("%w: quantile bucket %d count %d", ErrCorrupt, k, c)
@@ -349,65 +351,12 @@ func (s *Quantiles) UnmarshalBinary(b []byte) error {
 			return fmt.Errorf("%w: quantile buckets hold %d values, header says %d", ErrCorrupt, total, count)
 		}
 	}
-	if r.err != nil {
-		return r.err
+	if r.Err != nil {
+		return r.Err
 	}
-	if len(r.b) != 0 {
-		return fmt.Errorf("%w: %d trailing bytes after quantiles", ErrCorrupt, len(r.b))
+	if len(r.B) != 0 {
+		return fmt.Errorf("%w: %d trailing bytes after quantiles", ErrCorrupt, len(r.B))
 	}
 	*s = *out
 	return nil
-}
-
-// reader decodes with a sticky error.
-type reader struct {
-	b   []byte
-	err error
-}
-
-func (r *reader) fail(what string) {
-	if r.err == nil {
-		r.err = fmt.Errorf("%w: truncated %s", ErrCorrupt, what)
-	}
-	r.b = nil
-}
-
-func (r *reader) readByte() byte {
-	if len(r.b) < 1 {
-		r.fail("byte")
-		return 0
-	}
-	v := r.b[0]
-	r.b = r.b[1:]
-	return v
-}
-
-func (r *reader) uint64() uint64 {
-	if len(r.b) < 8 {
-		r.fail("uint64")
-		return 0
-	}
-	v := binary.BigEndian.Uint64(r.b)
-	r.b = r.b[8:]
-	return v
-}
-
-func (r *reader) uvarint() uint64 {
-	v, n := binary.Uvarint(r.b)
-	if n <= 0 {
-		r.fail("uvarint")
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
-}
-
-func (r *reader) varint() int64 {
-	v, n := binary.Varint(r.b)
-	if n <= 0 {
-		r.fail("varint")
-		return 0
-	}
-	r.b = r.b[n:]
-	return v
 }

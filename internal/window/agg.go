@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/sluicehq/sluice/internal/binread"
 	"github.com/sluicehq/sluice/internal/sketch"
 )
 
@@ -214,16 +215,16 @@ func (a *Aggregate) Decode(b []byte) (Accumulator, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := decoder{b: b}
-	if tag := d.uvarint(); tag != uint64(funcTag(a.Func)) {
+	d := decoder{B: b}
+	if tag := d.Uvarint(); tag != uint64(funcTag(a.Func)) {
 		return nil, fmt.Errorf("window: aggregate %s: stored accumulator has tag %d, want %d", a.Name, tag, funcTag(a.Func))
 	}
 	acc.(decodable).decode(&d)
-	if d.err == nil && len(d.b) != 0 {
-		d.err = fmt.Errorf("%d trailing bytes", len(d.b))
+	if d.Err == nil && len(d.B) != 0 {
+		d.Err = fmt.Errorf("%d trailing bytes", len(d.B))
 	}
-	if d.err != nil {
-		return nil, fmt.Errorf("window: aggregate %s: corrupt accumulator: %w", a.Name, d.err)
+	if d.Err != nil {
+		return nil, fmt.Errorf("window: aggregate %s: corrupt accumulator: %w", a.Name, d.Err)
 	}
 	return acc, nil
 }
@@ -341,7 +342,7 @@ func (c *countAcc) AppendBinary(dst []byte) ([]byte, error) {
 	return binary.AppendUvarint(binary.AppendUvarint(dst, uint64(funcTag(Count))), uint64(c.n)), nil
 }
 
-func (c *countAcc) decode(d *decoder) { c.n = int64(d.uvarint()) }
+func (c *countAcc) decode(d *decoder) { c.n = int64(d.Uvarint()) }
 
 // sumAcc serves sum and avg.
 type sumAcc struct {
@@ -397,8 +398,8 @@ func (s *sumAcc) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 func (s *sumAcc) decode(d *decoder) {
-	s.sum = d.float()
-	s.n = int64(d.uvarint())
+	s.sum = d.Float64()
+	s.n = int64(d.Uvarint())
 }
 
 // extremeAcc serves min and max.
@@ -460,8 +461,8 @@ func (e *extremeAcc) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 func (e *extremeAcc) decode(d *decoder) {
-	if d.flag() {
-		e.has, e.v = true, d.float()
+	if d.Bool() {
+		e.has, e.v = true, d.Float64()
 	}
 }
 
@@ -495,15 +496,15 @@ func (c *distinctAcc) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 func (c *distinctAcc) decode(d *decoder) {
-	if d.err != nil {
+	if d.Err != nil {
 		return
 	}
 	p := c.h.Precision()
-	d.err = c.h.UnmarshalBinary(d.b)
-	if d.err == nil && c.h.Precision() != p {
-		d.err = fmt.Errorf("HLL precision %d, configured %d", c.h.Precision(), p)
+	d.Err = c.h.UnmarshalBinary(d.B)
+	if d.Err == nil && c.h.Precision() != p {
+		d.Err = fmt.Errorf("HLL precision %d, configured %d", c.h.Precision(), p)
 	}
-	d.b = nil
+	d.B = nil
 }
 
 // percentAcc is a quantile sketch of numeric inputs.
@@ -552,15 +553,15 @@ func (p *percentAcc) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 func (p *percentAcc) decode(d *decoder) {
-	if d.err != nil {
+	if d.Err != nil {
 		return
 	}
 	alpha := p.q.RelativeAccuracy()
-	d.err = p.q.UnmarshalBinary(d.b)
-	if d.err == nil && p.q.RelativeAccuracy() != alpha {
-		d.err = fmt.Errorf("quantile accuracy %v, configured %v", p.q.RelativeAccuracy(), alpha)
+	d.Err = p.q.UnmarshalBinary(d.B)
+	if d.Err == nil && p.q.RelativeAccuracy() != alpha {
+		d.Err = fmt.Errorf("quantile accuracy %v, configured %v", p.q.RelativeAccuracy(), alpha)
 	}
-	d.b = nil
+	d.B = nil
 }
 
 // item is a kept value with its ordering fields.
@@ -638,8 +639,8 @@ func (p *pickAcc) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 func (p *pickAcc) decode(d *decoder) {
-	if d.flag() {
-		p.it, p.has = d.item(false), true
+	if d.Bool() {
+		p.it, p.has = readItem(d, false), true
 	}
 }
 
@@ -753,18 +754,18 @@ func (c *collectAcc) AppendBinary(dst []byte) ([]byte, error) {
 }
 
 func (c *collectAcc) decode(d *decoder) {
-	n := d.uvarint()
-	if n > uint64(c.n) || n > uint64(len(d.b)) {
-		d.fail(fmt.Sprintf("%d items", n))
+	n := d.Uvarint()
+	if n > uint64(c.n) || n > uint64(len(d.B)) {
+		d.Fail(fmt.Sprintf("%d items", n))
 		return
 	}
 	for range n {
-		it := d.item(c.top)
-		if d.err != nil {
+		it := readItem(d, c.top)
+		if d.Err != nil {
 			return
 		}
 		if len(c.items) > 0 && !c.less(c.items[len(c.items)-1], it) {
-			d.fail("items out of order")
+			d.Fail("items out of order")
 			return
 		}
 		c.items = append(c.items, it)
@@ -782,74 +783,25 @@ func appendItem(dst []byte, it item, ranked bool) []byte {
 }
 
 // decoder reads accumulator encodings with a sticky error.
-type decoder struct {
-	b   []byte
-	err error
-}
+type decoder = binread.Reader
 
-func (d *decoder) fail(what string) {
-	if d.err == nil {
-		d.err = fmt.Errorf("bad %s", what)
-	}
-	d.b = nil
-}
-
-func (d *decoder) uvarint() uint64 {
-	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
-		d.fail("uvarint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) varint() int64 {
-	v, n := binary.Varint(d.b)
-	if n <= 0 {
-		d.fail("varint")
-		return 0
-	}
-	d.b = d.b[n:]
-	return v
-}
-
-func (d *decoder) float() float64 {
-	if len(d.b) < 8 {
-		d.fail("float")
-		return 0
-	}
-	v := math.Float64frombits(binary.BigEndian.Uint64(d.b))
-	d.b = d.b[8:]
-	return v
-}
-
-func (d *decoder) flag() bool {
-	if len(d.b) < 1 || d.b[0] > 1 {
-		d.fail("flag")
-		return false
-	}
-	v := d.b[0] == 1
-	d.b = d.b[1:]
-	return v
-}
-
-func (d *decoder) item(ranked bool) item {
+// readItem reads one kept value of first, last, collect or top_n.
+func readItem(d *decoder, ranked bool) item {
 	var it item
-	it.t = d.varint()
-	it.seq = d.uvarint()
+	it.t = d.Varint()
+	it.seq = d.Uvarint()
 	if ranked {
-		it.rank = d.float()
+		it.rank = d.Float64()
 	}
-	n := d.uvarint()
-	if d.err != nil || n > uint64(len(d.b)) {
-		d.fail("value length")
+	n := d.Uvarint()
+	if d.Err != nil || n > uint64(len(d.B)) {
+		d.Fail("value length")
 		return it
 	}
-	it.val = slices.Clone(d.b[:n])
-	d.b = d.b[n:]
+	it.val = slices.Clone(d.B[:n])
+	d.B = d.B[n:]
 	if !json.Valid(it.val) {
-		d.fail("stored value")
+		d.Fail("stored value")
 	}
 	return it
 }
