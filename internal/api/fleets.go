@@ -2,7 +2,6 @@ package api
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
@@ -150,29 +149,15 @@ func (s *Server) updateFleet(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
 	var settings any
 	if body.Settings != nil {
 		settings = body.Settings
 	}
 	var out fleetBody
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE fleets SET runners = coalesce($3, runners), settings = coalesce($4, settings),
-			updated_at = now(), version = version + 1
-			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+fleetColumns, f.ID, want, body.Runners, settings).Scan(out.scanDest()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return preconditionFailed("the fleet changed since you read it; GET it again")
-		}
-		if err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, r, auditEntry{action: "fleet.update", resourceType: "fleet", resourceID: f.ID.String(),
-			details: map[string]any{"runners": body.Runners, "settings_changed": body.Settings != nil}})
-	})
+	err = s.updateVersioned(r, "fleet", auditEntry{action: "fleet.update", resourceType: "fleet",
+		details: map[string]any{"runners": body.Runners, "settings_changed": body.Settings != nil}}, out.scanDest(),
+		`UPDATE fleets SET runners = coalesce($3, runners), settings = coalesce($4, settings), updated_at = now(), version = version + 1
+		WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+fleetColumns, f.ID, body.Runners, settings)
 	if err != nil {
 		return err
 	}

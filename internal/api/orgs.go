@@ -200,23 +200,10 @@ func (s *Server) updateOrg(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
 	var o orgBody
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE organizations SET display_name = coalesce($3, display_name), updated_at = now(), version = version + 1
-			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+orgColumns, id, want, body.DisplayName).Scan(o.scanDest()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return preconditionFailed("the organisation changed since you read it; GET it again")
-		}
-		if err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, r, auditEntry{action: "org.update", resourceType: "organization", resourceID: id.String(), orgID: &id})
-	})
+	err = s.updateVersioned(r, "organisation", auditEntry{action: "org.update", resourceType: "organization", orgID: &id}, o.scanDest(),
+		`UPDATE organizations SET display_name = coalesce($3, display_name), updated_at = now(), version = version + 1
+		WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+orgColumns, id, body.DisplayName)
 	if err != nil {
 		return err
 	}

@@ -176,23 +176,10 @@ func (s *Server) updatePipeline(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
 	var out pipelineBody
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE pipelines p SET description = coalesce($3, description), updated_at = now(), version = version + 1
-			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+pipelineColumns, p.ID, want, body.Description).Scan(out.scanDest()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return preconditionFailed("the pipeline changed since you read it; GET it again")
-		}
-		if err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, r, auditEntry{action: "pipeline.update", resourceType: "pipeline", resourceID: p.ID.String()})
-	})
+	err = s.updateVersioned(r, "pipeline", auditEntry{action: "pipeline.update", resourceType: "pipeline"}, out.scanDest(),
+		`UPDATE pipelines p SET description = coalesce($3, description), updated_at = now(), version = version + 1
+		WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+pipelineColumns, p.ID, body.Description)
 	if err != nil {
 		return err
 	}

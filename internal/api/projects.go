@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
@@ -150,24 +149,11 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	want, err := ifMatch(r)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
-	pa := projectFrom(ctx)
+	pa := projectFrom(r.Context())
 	var out projectBody
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `UPDATE projects p SET description = coalesce($3, description), updated_at = now(), version = version + 1
-			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+projectColumns, pa.ID, want, body.Description).Scan(out.scanDest()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return preconditionFailed("the project changed since you read it; GET it again")
-		}
-		if err != nil {
-			return err
-		}
-		return s.audit(ctx, tx, r, auditEntry{action: "project.update", resourceType: "project", resourceID: pa.ID.String()})
-	})
+	err := s.updateVersioned(r, "project", auditEntry{action: "project.update", resourceType: "project"}, out.scanDest(),
+		`UPDATE projects p SET description = coalesce($3, description), updated_at = now(), version = version + 1
+		WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+projectColumns, pa.ID, body.Description)
 	if err != nil {
 		return err
 	}

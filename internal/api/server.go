@@ -309,6 +309,30 @@ func (s *Server) tx(ctx context.Context, fn func(pgx.Tx) error) error {
 	return pgx.BeginFunc(ctx, s.pool, fn)
 }
 
+// updateVersioned runs query, an UPDATE whose $1 is id and whose
+// `($2::int IS NULL OR version = $2)` condition takes the request's
+// If-Match version, scanning its RETURNING row into dest, and audits e in
+// the same transaction. Callers load the resource first, so no row means
+// the version did not match: 412, naming what.
+func (s *Server) updateVersioned(r *http.Request, what string, e auditEntry, dest []any, query string, id uuid.UUID, args ...any) error {
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, query, append([]any{id, want}, args...)...).Scan(dest...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return preconditionFailed("the " + what + " changed since you read it; GET it again")
+		}
+		if err != nil {
+			return err
+		}
+		e.resourceID = id.String()
+		return s.audit(ctx, tx, r, e)
+	})
+}
+
 // deleteVersioned deletes row id of table, refusing with 412 when the
 // request's If-Match names another version, and audits e (its resourceID
 // is set here) in the same transaction.
