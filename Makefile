@@ -87,7 +87,7 @@ build: ## Build every package, bin/runner and bin/controlplane
 DEV_FLAGS ?=
 
 .PHONY: dev
-dev: setup-apt ## Run the control plane locally: a private PostgreSQL under .sluice/ (unless DATABASE_URL is set), first-run admin and token printed
+dev: setup ## Run the control plane locally: a private PostgreSQL under .sluice/ (unless DATABASE_URL is set), first-run admin and token printed
 	$(GO) build -o bin/controlplane ./cmd/controlplane
 	./bin/controlplane dev $(DEV_FLAGS)
 
