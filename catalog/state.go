@@ -64,3 +64,16 @@ type SideInputOperator interface {
 	SideInputs() []string
 	ProcessSide(ctx context.Context, task Task, r *record.Record, out Output) error
 }
+
+// TableInputOperator is a SideInputOperator some of whose side inputs are
+// tables (compacted topics of current rows) rather than streams. When a
+// task is assigned, the runtime reads its partition of each table up to
+// the table's end before it processes the task's stream, so a stream
+// record meets the table as it was when the task started rather than half
+// loaded, as Kafka Streams bootstraps a GlobalKTable. Stream side inputs
+// are read in arrival order with the stream, with no such wait.
+type TableInputOperator interface {
+	SideInputOperator
+	// Tables names the side inputs that are tables.
+	Tables() []string
+}

@@ -66,7 +66,8 @@ type Stage struct {
 	// Stateful steps: their links in step order, how their stores are
 	// opened, and the tasks (input partitions) seen so far.
 	statefulLinks []*link
-	tableLinks    map[string]*link // table topic -> the step reading it
+	tableLinks    map[string]*link // side topic -> the step reading it
+	rowTables     map[string]bool  // the side topics that are tables, not streams
 	stores        StoreFactory
 	tasksMu       sync.Mutex
 	tasks         map[int32]*task

@@ -33,6 +33,14 @@ func (s *Stage) indexTables() error {
 			}
 			s.tableLinks[t] = l
 		}
+		if tin, ok := l.step.Operator.(catalog.TableInputOperator); ok {
+			for _, t := range tin.Tables() {
+				if s.rowTables == nil {
+					s.rowTables = map[string]bool{}
+				}
+				s.rowTables[t] = true
+			}
+		}
 	}
 	return nil
 }
@@ -56,7 +64,11 @@ func (s *Stage) processTable(ctx context.Context, m Message) error {
 			return s.emit(ctx, s.DeadLetter(m, catalog.Reject(catalog.ReasonDecode, err)))
 		}
 	}
-	if r.Timestamp.After(t.streamTime) {
+	// The other stream of a stream-stream join moves the task's stream
+	// time as the stream does; a table's rows do not: their timestamps
+	// say when a row changed, not how far the stream's event time is, and
+	// would otherwise close the windows of later steps early.
+	if !s.rowTables[m.Topic] && r.Timestamp.After(t.streamTime) {
 		t.streamTime = r.Timestamp
 	}
 	ctx = context.WithValue(ctx, taskKey{}, t)

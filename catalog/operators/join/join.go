@@ -45,8 +45,10 @@ func Register(r *catalog.Registry) error {
 			"when the record arrives; later table updates do not change records already joined. The row is set as field `as` " +
 			"of the record's value, which must be an object (reason `type` otherwise). With `type: inner` a record without a row " +
 			"is dropped; with `type: left` it passes with the field null.\n\n" +
-			"The table topic must be keyed by the join key and have as many partitions as the stream; records from the table " +
-			"topic never pass through the pipeline themselves.",
+			"The table topic must be keyed by the join key and have as many partitions as the stream (the runner refuses to " +
+			"start the pipeline otherwise, naming both counts); records from the table topic never pass through the pipeline " +
+			"themselves, and their timestamps do not move the stream time of later windows. Whenever a runner takes over a " +
+			"partition, it first reads the table's partition to its end, so the stream meets the whole table, not part of it.",
 		Config: schema,
 		State:  &catalog.StateSpec{KeyField: "on", ShapeFields: []string{"table"}},
 		Examples: []catalog.Example{{
@@ -119,6 +121,15 @@ func (o *op) SideInputs() []string {
 		return []string{o.table}
 	}
 	return []string{o.other}
+}
+
+// Tables names the table of a stream-table join, which a task reads to
+// its end before the stream; a stream-stream join has none.
+func (o *op) Tables() []string {
+	if o.table != "" {
+		return []string{o.table}
+	}
+	return nil
 }
 
 func rowKey(k []byte) []byte { return append([]byte{'t'}, k...) }
