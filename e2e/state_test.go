@@ -31,9 +31,34 @@ import (
 // countIn describes the input: unique ids [0, ids), each followed, when
 // id%10 == 9, by a redelivery of id-3. Id u has key k(u%13) and event time
 // base + u ms.
+//
+// With a table, the pipeline also joins each record with its key's row in
+// the table (k<i> has weight i+1) and sums the weights per window, so a
+// window's sum must be its count times its key's weight.
 type countIn struct {
 	topic string
 	ids   int
+	table string // the join's table topic; none when empty
+}
+
+// countKeys are the keys k0..k12 of the input.
+const countKeys = 13
+
+// tableRows are the rows of the join's table, one per key.
+func (c countIn) tableRows() []*kgo.Record {
+	var out []*kgo.Record
+	for i := range countKeys {
+		out = append(out, &kgo.Record{Topic: c.table, Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"weight":%d}`, i+1)})
+	}
+	return out
+}
+
+// lastStage is the input topic of the stage that computes the windows.
+func (c countIn) lastStage(name string) string {
+	if c.table != "" {
+		return name + "-join-repartition"
+	}
+	return name + "-window-repartition"
 }
 
 var countBase = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -56,7 +81,7 @@ func (c countIn) records(from, to int) []*kgo.Record {
 	rec := func(u int) *kgo.Record {
 		id := fmt.Sprint(u)
 		ts := countBase.Add(time.Duration(u) * time.Millisecond).Format(time.RFC3339Nano)
-		return &kgo.Record{Topic: c.topic, Key: []byte(id), Value: []byte(`{"id":"` + id + `","k":"k` + fmt.Sprint(u%13) + `","ts":"` + ts + `"}`)}
+		return &kgo.Record{Topic: c.topic, Key: []byte(id), Value: []byte(`{"id":"` + id + `","k":"k` + fmt.Sprint(u%countKeys) + `","ts":"` + ts + `"}`)}
 	}
 	var out []*kgo.Record
 	for u := from; u < to; u++ {
@@ -73,13 +98,19 @@ func (c countIn) total() int { return c.ids + c.ids/10 }
 
 // flush returns records far in the future, with ids and keys enough to
 // reach every partition of every stage: they close every window of the
-// input. Their own windows stay open.
+// input. Their own windows stay open. With a table, they have the input's
+// keys, which the (inner) join lets through and which reach every
+// partition of the window stage that holds any window.
 func (c countIn) flush() []*kgo.Record {
 	ts := countBase.Add(24 * time.Hour).Format(time.RFC3339Nano)
 	var out []*kgo.Record
 	for i := range 64 {
 		id := fmt.Sprintf("flush-%d", i)
-		out = append(out, &kgo.Record{Topic: c.topic, Key: []byte(id), Value: []byte(`{"id":"` + id + `","k":"` + id + `","ts":"` + ts + `"}`)})
+		k := id
+		if c.table != "" {
+			k = fmt.Sprintf("k%d", i%countKeys)
+		}
+		out = append(out, &kgo.Record{Topic: c.topic, Key: []byte(id), Value: []byte(`{"id":"` + id + `","k":"` + k + `","ts":"` + ts + `"}`)})
 	}
 	return out
 }
@@ -89,7 +120,7 @@ func (c countIn) oracle() map[string]int {
 	want := map[string]int{}
 	for u := range c.ids {
 		start := countBase.Add(time.Duration(u) * time.Millisecond).Truncate(countWindow)
-		want[fmt.Sprintf("k%d@%s", u%13, start.Format(time.RFC3339Nano))]++
+		want[fmt.Sprintf("k%d@%s", u%countKeys, start.Format(time.RFC3339Nano))]++
 	}
 	return want
 }
@@ -124,20 +155,25 @@ func produceRecords(brokers []string, rs []*kgo.Record) error {
 	return firstErr
 }
 
-func writeCountsPipeline(t *testing.T, name, in, out, store string) string {
+func writeCountsPipeline(t *testing.T, name string, c countIn, out, store string) string {
 	t.Helper()
 	dir := t.TempDir()
+	join, aggs := "", "{n: count}"
+	if c.table != "" {
+		join = fmt.Sprintf("\n    - join: {table: %s, on: k, as: kind}", c.table)
+		aggs = "{n: count, w: {sum: kind.weight}}"
+	}
 	src := fmt.Sprintf(`apiVersion: sluice/v1
 kind: Pipeline
 metadata: {name: %s}
 spec:
   source: {topic: %s, format: json, key: id, timestamp: ts}
   steps:
-    - dedupe: {by: id, within: 1h}
-    - window: {by: k, tumbling: %s, grace: %s, aggregates: {n: count}}
+    - dedupe: {by: id, within: 1h}%s
+    - window: {by: k, tumbling: %s, grace: %s, aggregates: %s}
   sink: {topic: %s}
   state: {store: %s}
-`, name, in, countWindow, countGrace, out, store)
+`, name, c.topic, join, countWindow, countGrace, aggs, out, store)
 	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +230,7 @@ func flushAndCheck(t *testing.T, brokers []string, adm *kadm.Client, name string
 	waitStageConsumed(t, brokers, adm, group, name+"-dedupe-repartition", c.total(), 2*time.Minute, logs)
 	// And through the window stage: then the flush's windows close in a
 	// runner that is up to date, not in one still catching up.
-	waitStageConsumed(t, brokers, adm, group, name+"-window-repartition", c.ids, 2*time.Minute, logs)
+	waitStageConsumed(t, brokers, adm, group, c.lastStage(name), c.ids, 2*time.Minute, logs)
 	if err := produceRecords(brokers, c.flush()); err != nil {
 		t.Fatal(err)
 	}
@@ -256,9 +292,15 @@ func readWindows(t *testing.T, brokers []string, topic string, n int) map[string
 			var v struct {
 				Window struct{ Start string } `json:"window"`
 				N      *int                   `json:"n"`
+				W      *int                   `json:"w"` // with the join
 			}
 			if json.Unmarshal(r.Value, &v) != nil || v.N == nil || v.Window.Start == "" {
 				bad = fmt.Errorf("output %q is not a window result", r.Value)
+				return
+			}
+			var key int
+			if v.W != nil && (!scanKey(string(r.Key), &key) || *v.W != *v.N*(key+1)) {
+				bad = fmt.Errorf("window result %s %q: the sum of the joined weights is not count × the key's weight", r.Key, r.Value)
 				return
 			}
 			k := string(r.Key) + "@" + v.Window.Start
@@ -271,6 +313,12 @@ func readWindows(t *testing.T, brokers []string, topic string, n int) map[string
 	}
 	t.Fatalf("reading %s: still reading after 2 minutes", topic)
 	return nil
+}
+
+// scanKey parses key k<i>.
+func scanKey(k string, i *int) bool {
+	_, err := fmt.Sscanf(k, "k%d", i)
+	return err == nil
 }
 
 // readAll reads what topic holds, read_committed, until it is quiet for a
@@ -293,11 +341,12 @@ func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
 
 // The stateful crash test: 200,000 input records (182,000 ids and their
 // redeliveries) streamed over about fifteen seconds through a runner with
-// on-disk state that is killed with SIGKILL at 5 random moments and
-// restarted on the same state directory. Pebble runs without a WAL, so a
-// kill loses its memtable and the store restarts behind the changelog,
-// from the checkpoint it has on disk. Every window must come out exactly
-// once with the oracle's count.
+// on-disk state (dedupe, a stream-table join and a windowed count and sum)
+// that is killed with SIGKILL at 5 random moments and restarted on the
+// same state directory. Pebble runs without a WAL, so a kill loses its
+// memtable and the store restarts behind the changelog, from the
+// checkpoint it has on disk. Every window must come out exactly once with
+// the oracle's count, and the sum of the joined rows' weights.
 func TestStatefulCrash(t *testing.T) {
 	ids, kills := 182000, 5
 	brokers := kafkatest.Brokers(t)
@@ -306,7 +355,11 @@ func TestStatefulCrash(t *testing.T) {
 	in, out := "stcrash-in-"+suffix, "stcrash-out-"+suffix
 	group := "sluice-" + name
 	kafkatest.CreateTopic(t, brokers, in, 4)
-	c := countIn{topic: in, ids: ids}
+	c := countIn{topic: in, ids: ids, table: "stcrash-kinds-" + suffix}
+	kafkatest.CreateTopic(t, brokers, c.table, 4)
+	if err := produceRecords(brokers, c.tableRows()); err != nil {
+		t.Fatal(err)
+	}
 
 	// As in TestCrash, a fifth of the input is there at the start and the
 	// rest arrives in steps over about fifteen seconds.
@@ -329,7 +382,7 @@ func TestStatefulCrash(t *testing.T) {
 		produced <- nil
 	}()
 
-	dir := writeCountsPipeline(t, name, in, out, "disk")
+	dir := writeCountsPipeline(t, name, c, out, "disk")
 	stateDir := t.TempDir()
 	args := []string{"--brokers", strings.Join(brokers, ","), "--instance-id", "stcrash", "--commit-interval", "100ms",
 		"--session-timeout", "2s", "--shutdown-timeout", "20s", "--state-dir", stateDir}
@@ -346,7 +399,7 @@ func TestStatefulCrash(t *testing.T) {
 	// first stage only repartitions and runs far ahead. Its input holds
 	// one record per id (and a transaction marker per transaction, which
 	// committed offsets count too).
-	windowIn := name + "-window-repartition"
+	windowIn := c.lastStage(name)
 	total := int64(ids)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	prev := int64(0)
@@ -414,7 +467,7 @@ func TestStateRestore(t *testing.T) {
 	group := "sluice-" + name
 	kafkatest.CreateTopic(t, brokers, in, 4)
 	c := countIn{topic: in, ids: ids}
-	dir := writeCountsPipeline(t, name, in, out, "disk")
+	dir := writeCountsPipeline(t, name, c, out, "disk")
 	stateDir := t.TempDir()
 	args := []string{"--brokers", strings.Join(brokers, ","), "--instance-id", "strestore", "--commit-interval", "100ms",
 		"--session-timeout", "2s", "--shutdown-timeout", "20s", "--state-dir", stateDir}
@@ -514,7 +567,9 @@ func scrape(t *testing.T, addr string) string {
 // runner joins midway (taking partitions and restoring their state from
 // the changelogs the first one wrote) and later leaves with SIGTERM (the
 // first takes them back and catches its stores up from where it left
-// them). Every window must still come out exactly once, exactly counted.
+// them). The pipeline joins a table too, whose partitions must move with
+// the stream's. Every window must still come out exactly once, exactly
+// counted.
 func TestStatefulRebalance(t *testing.T) {
 	ids := 120000
 	brokers := kafkatest.Brokers(t)
@@ -523,8 +578,14 @@ func TestStatefulRebalance(t *testing.T) {
 	in, out := "streb-in-"+suffix, "streb-out-"+suffix
 	group := "sluice-" + name
 	kafkatest.CreateTopic(t, brokers, in, 4)
-	c := countIn{topic: in, ids: ids}
-	dir := writeCountsPipeline(t, name, in, out, "memory")
+	// With the join: the runners' groups must keep the table's partitions
+	// with the stream's as they move.
+	c := countIn{topic: in, ids: ids, table: "streb-kinds-" + suffix}
+	kafkatest.CreateTopic(t, brokers, c.table, 4)
+	if err := produceRecords(brokers, c.tableRows()); err != nil {
+		t.Fatal(err)
+	}
+	dir := writeCountsPipeline(t, name, c, out, "memory")
 	args := func(id string) []string {
 		return []string{"--brokers", strings.Join(brokers, ","), "--instance-id", id, "--commit-interval", "100ms",
 			"--session-timeout", "2s", "--shutdown-timeout", "20s", "--state-dir", t.TempDir()}
@@ -564,7 +625,7 @@ func TestStatefulRebalance(t *testing.T) {
 		}
 		produced <- nil
 	}()
-	windowIn := name + "-window-repartition"
+	windowIn := c.lastStage(name)
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)

@@ -73,6 +73,9 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		if err := fetchErr(fetches); err != nil {
 			return err
 		}
+		if err := ru.polled(ru.ctx, sess.Client(), fetches); err != nil {
+			return err
+		}
 		var procErr error
 		if fetches.NumRecords() == 0 {
 			if ru.st == nil {
@@ -111,6 +114,9 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 					break
 				}
 				if procErr = fetchErr(f); procErr == nil {
+					procErr = ru.polled(ru.ctx, sess.Client(), f)
+				}
+				if procErr == nil {
 					procErr = process(f)
 				}
 			}
@@ -220,8 +226,8 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 		kgo.BlockRebalanceOnPoll(),
 		// Before partitions move, commit what was processed so the next
 		// owner does not repeat it. Close revokes too.
-		kgo.OnPartitionsRevoked(func(ctx context.Context, _ *kgo.Client, rev map[string][]int32) {
-			ru.assign(rev, false)
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, rev map[string][]int32) {
+			ru.assign(cl, rev, false)
 			if abandoned {
 				return
 			}
@@ -272,6 +278,9 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 			dirty = true
 		}
 		procErr := fetchErr(fetches)
+		if procErr == nil {
+			procErr = ru.polled(ru.ctx, cl, fetches)
+		}
 		if procErr == nil && ru.st != nil && fetches.NumRecords() > 0 {
 			procErr = ru.st.prepare(ru.ctx, ex, fetches)
 		}

@@ -121,6 +121,9 @@ func (ru *run) newStages(emit engine.Emit) (map[string]*engine.Stage, error) {
 			return nil, err
 		}
 		stages[st.Input] = s
+		for _, t := range st.Tables {
+			stages[t] = s // its side inputs go through the same stage
+		}
 	}
 	return stages, nil
 }

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/engine"
@@ -67,6 +65,7 @@ type run struct {
 	// epochs numbers each assignment of an input partition (guarded by
 	// mu): a store is restored whenever its partition's epoch changed.
 	st       *stores
+	tb       *tables // nil without side inputs
 	epochs   map[topicPartition]uint64
 	epochSeq uint64
 	// resets names the stateful steps whose state this revision starts
@@ -79,9 +78,15 @@ func newRun(rt *Runtime, p Pipeline) *run {
 	ru := &run{rt: rt, p: p, ctx: ctx, cancel: cancel, done: make(chan struct{}), state: Starting, since: time.Now(), parts: map[int32]bool{}}
 	ru.epochs = map[topicPartition]uint64{}
 	ru.st = newStores(ru)
+	ru.tb = newTables(ru)
 	ru.inCounters = map[string]prometheus.Counter{}
 	for _, st := range p.Plan.Stages {
-		ru.inCounters[st.Input] = rt.metrics.in.WithLabelValues(p.Plan.Name, strconv.Itoa(st.Index))
+		// A stage counts the records of its side inputs with its stream's.
+		c := rt.metrics.in.WithLabelValues(p.Plan.Name, strconv.Itoa(st.Index))
+		ru.inCounters[st.Input] = c
+		for _, t := range st.Tables {
+			ru.inCounters[t] = c
+		}
 	}
 	return ru
 }
@@ -289,9 +294,12 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 		kgo.ConsumerGroup(ru.p.group()),
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, true) }),
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, false) }),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, m map[string][]int32) { ru.assign(m, false) }),
+		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, true) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, false) }),
+		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, false) }),
+	}
+	if ru.tb != nil {
+		opts = append(opts, kgo.Balancers(copartitionBalancer{}))
 	}
 	if ru.st != nil {
 		opts = append(opts, kgo.RecordPartitioner(newChangelogPartitioner(ru.p.Plan)))
@@ -302,9 +310,17 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 	return append(opts, cfg.kafkaOpts...)
 }
 
-// assign tracks the source partitions (tasks) this runner holds, and gives
-// every assigned input partition a new epoch.
-func (ru *run) assign(m map[string][]int32, add bool) {
+// assign tracks the source partitions (tasks) this runner holds, gives
+// every assigned input partition a new epoch, and holds back the streams of
+// tasks until their tables are caught up.
+func (ru *run) assign(cl *kgo.Client, m map[string][]int32, add bool) {
+	if ru.tb != nil {
+		if add {
+			ru.tb.assigned(cl, m)
+		} else {
+			ru.tb.revoked(cl, m)
+		}
+	}
 	ru.mu.Lock()
 	for t, ps := range m {
 		for _, p := range ps {
@@ -336,12 +352,23 @@ func (ru *run) epoch(topic string, partition int32) uint64 {
 	return ru.epochs[topicPartition{topic, partition}]
 }
 
+// inputs are the topics the pipeline's group reads: each stage's input
+// and side inputs.
 func (ru *run) inputs() []string {
 	var out []string
 	for _, st := range ru.p.Plan.Stages {
 		out = append(out, st.Input)
+		out = append(out, st.Tables...)
 	}
 	return out
+}
+
+// polled is called with every poll's fetches before they are processed.
+func (ru *run) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) error {
+	if ru.tb == nil {
+		return nil
+	}
+	return ru.tb.polled(ctx, cl, f)
 }
 
 // errStopping ends a batch when the pipeline is being stopped: the record
@@ -439,56 +466,4 @@ func headerValue(m engine.Message, key string) string {
 		}
 	}
 	return ""
-}
-
-// ensureTopics checks that the source exists and creates the topics the
-// pipeline writes. Repartition topics get the source's partition count, as
-// co-partitioning requires.
-func (rt *Runtime) ensureTopics(ctx context.Context, plan *pipeline.Plan) error {
-	td, err := rt.admin.ListTopics(ctx, plan.Source.Topic)
-	if err != nil {
-		return fmt.Errorf("looking up %s: %w", plan.Source.Topic, err)
-	}
-	src, ok := td[plan.Source.Topic]
-	if !ok || errors.Is(src.Err, kerr.UnknownTopicOrPartition) {
-		return &WaitError{Err: fmt.Errorf("input topic %s does not exist yet", plan.Source.Topic)}
-	}
-	if src.Err != nil {
-		return fmt.Errorf("looking up %s: %w", plan.Source.Topic, src.Err)
-	}
-	parts := int32(len(src.Partitions))
-	repart := map[string]bool{}
-	for _, st := range plan.Stages {
-		if st.Repartition != nil {
-			repart[st.Repartition.Topic] = true
-		}
-	}
-	for _, t := range changelogs(plan) {
-		// Compacted: a restore reads the last value of every key.
-		resp, err := rt.admin.CreateTopics(ctx, parts, rt.cfg.replication, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, t)
-		if err != nil {
-			return fmt.Errorf("creating %s: %w", t, err)
-		}
-		for _, r := range resp {
-			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-				return fmt.Errorf("creating %s: %w", t, r.Err)
-			}
-		}
-	}
-	for _, t := range plan.Topics() {
-		n := parts
-		if rt.cfg.partitions > 0 && !repart[t] {
-			n = rt.cfg.partitions
-		}
-		resp, err := rt.admin.CreateTopics(ctx, n, rt.cfg.replication, nil, t)
-		if err != nil {
-			return fmt.Errorf("creating %s: %w", t, err)
-		}
-		for _, r := range resp {
-			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-				return fmt.Errorf("creating %s: %w", t, r.Err)
-			}
-		}
-	}
-	return nil
 }

@@ -27,15 +27,12 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/sluicehq/sluice/catalog"
-	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/state"
 )
@@ -206,25 +203,14 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 }
 
 // CheckPlan reports what in plan this runtime cannot run. Stateful steps
-// run: they keep their state in stores backed by changelog topics (see
-// stores), so it survives restarts and rebalances with exactly-once. Steps
-// that read side inputs (joins) are refused: their side topic must be read
-// partition by partition in the same task as the stream, which needs a
-// group assignment that keeps co-partitioned topics on one runner, and
-// the runtime's consumer groups assign every topic's partitions apart.
+// keep their state in stores backed by changelog topics (see stores), so
+// it survives restarts and rebalances with exactly-once; steps that read
+// side inputs (joins) read them partition by partition with their stream,
+// in a group whose balancer keeps co-partitioned topics together (see
+// copartitionBalancer), so only the state store kind is left to check.
 func CheckPlan(plan *pipeline.Plan) error {
 	if plan.StateStore != "" && plan.StateStore != pipeline.StoreMemory && plan.StateStore != pipeline.StoreDisk {
 		return fmt.Errorf("pipeline %s: unknown state store %q", plan.Name, plan.StateStore)
-	}
-	for _, s := range plan.Steps {
-		if side, ok := s.Operator.(catalog.SideInputOperator); ok && len(side.SideInputs()) > 0 {
-			return diag.Errorf(s.Pos, "step %s: steps that read side inputs (%s of %s) run in `runner test` only for now; runner run cannot read them partition by partition with their stream yet", s.Name, strings.Join(side.SideInputs(), ", "), s.Op)
-		}
-	}
-	for _, st := range plan.Stages {
-		if len(st.Tables) > 0 {
-			return fmt.Errorf("pipeline %s: stage %d reads side inputs %s, which runner run cannot read yet", plan.Name, st.Index, strings.Join(st.Tables, ", "))
-		}
 	}
 	return nil
 }

@@ -132,13 +132,22 @@ func (s *stores) prepare(ctx context.Context, ex *executor, f kgo.Fetches) error
 		if err != nil || len(p.Records) == 0 {
 			return
 		}
-		if _, ok := s.steps[p.Topic]; ok {
-			tp := topicPartition{p.Topic, p.Partition}
+		input := p.Topic
+		if in, ok := s.ru.tb.stream(p.Topic); ok {
+			// A side input's records go to the task of the stream
+			// partition with their number, which this runner must hold.
+			input = in
+			if s.ru.epoch(input, p.Partition) == 0 {
+				err = fmt.Errorf("partition %d of side input %s is assigned here without partition %d of %s: the group's assignment is not co-partitioned (is a runner of another version in the group?)", p.Partition, p.Topic, p.Partition, input)
+				return
+			}
+		} else if _, ok := s.steps[input]; ok {
+			tp := topicPartition{input, p.Partition}
 			s.lastSeen[tp] = now
 			delete(s.lastIdle, tp)
 		}
-		for _, step := range s.steps[p.Topic] {
-			if err = s.ensure(ctx, ex, p.Topic, step, p.Partition); err != nil {
+		for _, step := range s.steps[input] {
+			if err = s.ensure(ctx, ex, input, step, p.Partition); err != nil {
 				return
 			}
 		}

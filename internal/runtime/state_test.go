@@ -320,9 +320,7 @@ func TestStatefulReset(t *testing.T) {
 	}
 }
 
-// Stateful steps are accepted; a join, which reads a side topic partition
-// by partition with its stream, is refused with its position until the
-// consumer groups keep co-partitioned topics together.
+// Stateful steps and joins are accepted; an unknown store kind is not.
 func TestCheckPlanStateful(t *testing.T) {
 	if err := runtime.CheckPlan(plan(t, "counts", countsPipeline("counts", "in", "out", "disk", "exactly-once"))); err != nil {
 		t.Fatalf("dedupe + window refused: %v", err)
@@ -332,8 +330,11 @@ func TestCheckPlanStateful(t *testing.T) {
     - join: {table: customers, on: customer_id, as: customer, type: left}
   sink: {topic: out}
 `)
-	err := runtime.CheckPlan(join)
-	if err == nil || !strings.Contains(err.Error(), "enrich.yaml:7:7: step join: steps that read side inputs (customers of join)") {
-		t.Fatalf("join: %v", err)
+	if err := runtime.CheckPlan(join); err != nil {
+		t.Fatalf("join refused: %v", err)
+	}
+	join.StateStore = "tape"
+	if err := runtime.CheckPlan(join); err == nil || !strings.Contains(err.Error(), `unknown state store "tape"`) {
+		t.Fatalf("unknown store: %v", err)
 	}
 }

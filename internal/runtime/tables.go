@@ -1,0 +1,273 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/catalog"
+)
+
+// copartitionBalancer is the group balancer of pipelines whose stages read
+// side inputs (joins). A task is a partition number: partition p of a
+// stage's input and partition p of each of its side inputs are processed
+// together, with the stores of task p. So every member gets the same
+// partition numbers of every topic it reads: members, in member-ID order,
+// take the partition numbers in turn. Like the range balancer it is eager:
+// a rebalance revokes everything and assigns again.
+type copartitionBalancer struct{}
+
+var _ kgo.GroupBalancer = copartitionBalancer{}
+
+func (copartitionBalancer) ProtocolName() string { return "sluice-copartition" }
+func (copartitionBalancer) IsCooperative() bool  { return false }
+
+func (copartitionBalancer) JoinGroupMetadata(interests []string, _ map[string][]int32, generation int32) []byte {
+	meta := kmsg.NewConsumerMemberMetadata()
+	meta.Version = 3
+	meta.Topics = interests
+	meta.Generation = generation
+	return meta.AppendTo(nil)
+}
+
+func (copartitionBalancer) ParseSyncAssignment(assignment []byte) (map[string][]int32, error) {
+	return kgo.ParseConsumerSyncAssignment(assignment)
+}
+
+func (b copartitionBalancer) MemberBalancer(members []kmsg.JoinGroupResponseMember) (kgo.GroupMemberBalancer, map[string]struct{}, error) {
+	cb, err := kgo.NewConsumerBalancer(b, members)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cb, cb.MemberTopics(), nil
+}
+
+// Balance gives partition p of each topic to the p-th (mod n) of the n
+// members reading it. Members of one revision read the same topics, so
+// they get the same partition numbers of each.
+func (copartitionBalancer) Balance(cb *kgo.ConsumerBalancer, topics map[string]int32) kgo.IntoSyncAssignment {
+	readers := map[string][]*kmsg.JoinGroupResponseMember{}
+	cb.EachMember(func(m *kmsg.JoinGroupResponseMember, meta *kmsg.ConsumerMemberMetadata) {
+		for _, t := range meta.Topics {
+			readers[t] = append(readers[t], m)
+		}
+	})
+	plan := cb.NewPlan()
+	for topic, n := range topics {
+		ms := readers[topic]
+		if len(ms) == 0 {
+			continue
+		}
+		sort.Slice(ms, func(i, j int) bool { return ms[i].MemberID < ms[j].MemberID })
+		for p := range n {
+			plan.AddPartition(ms[int(p)%len(ms)], topic, p)
+		}
+	}
+	return plan
+}
+
+// tableQuiet is how long a table partition may deliver nothing before a
+// task takes it as caught up although its position is short of the end
+// looked up at assignment. A consumer's position skips transaction markers
+// and aborted records that the end offset counts, and a caught-up
+// partition returns no fetch at all, so this is what ends the wait then.
+const tableQuiet = time.Second
+
+// tables holds back the stream partitions of tasks whose tables are not
+// caught up (see catalog.TableInputOperator). When a task is assigned, its
+// stream partition is paused; the run's goroutine looks up where each of
+// the task's table partitions ends (its last stable offset) and where the
+// group's committed offset is, reads the table records as they come, and
+// resumes the stream partition once every table partition has reached the
+// end it had at assignment, or has been quiet for tableQuiet.
+type tables struct {
+	ru *run
+	// streamOf is the stage input each side input is read with; rows
+	// lists the tables (the side inputs to catch up) of each stage input.
+	streamOf map[string]string
+	rows     map[string][]string
+
+	mu      sync.Mutex // the assignment callbacks run on the client's goroutines
+	pending map[topicPartition]*catchUp
+}
+
+// catchUp is where one task's tables are.
+type catchUp struct {
+	assigned time.Time
+	looked   bool
+	end      map[string]int64 // by table: the last stable offset at lookup
+	pos      map[string]int64 // by table: the offset after the last record read
+	read     int64
+	last     time.Time // of the lookup or the last table record
+}
+
+// newTables returns nil for a plan without side inputs.
+func newTables(ru *run) *tables {
+	tb := &tables{ru: ru, streamOf: map[string]string{}, rows: map[string][]string{}, pending: map[topicPartition]*catchUp{}}
+	for _, st := range ru.p.Plan.Stages {
+		for _, t := range st.Tables {
+			tb.streamOf[t] = st.Input
+		}
+		for _, step := range st.Steps {
+			if tin, ok := step.Operator.(catalog.TableInputOperator); ok {
+				tb.rows[st.Input] = append(tb.rows[st.Input], tin.Tables()...)
+			}
+		}
+	}
+	if len(tb.streamOf) == 0 {
+		return nil
+	}
+	return tb
+}
+
+// stream returns the stage input that side input topic is read with.
+func (tb *tables) stream(topic string) (string, bool) {
+	if tb == nil {
+		return "", false
+	}
+	in, ok := tb.streamOf[topic]
+	return in, ok
+}
+
+// assigned pauses the stream partitions of newly assigned tasks that have
+// tables. It runs before the client fetches them.
+func (tb *tables) assigned(cl *kgo.Client, m map[string][]int32) {
+	pause := map[string][]int32{}
+	now := time.Now()
+	tb.mu.Lock()
+	for input := range tb.rows {
+		for _, p := range m[input] {
+			tb.pending[topicPartition{input, p}] = &catchUp{assigned: now, end: map[string]int64{}, pos: map[string]int64{}}
+			pause[input] = append(pause[input], p)
+		}
+	}
+	tb.mu.Unlock()
+	if len(pause) > 0 {
+		cl.PauseFetchPartitions(pause)
+	}
+}
+
+// revoked forgets the catch-up of revoked tasks and unpauses their stream
+// partitions, which are paused again if they come back.
+func (tb *tables) revoked(cl *kgo.Client, m map[string][]int32) {
+	resume := map[string][]int32{}
+	tb.mu.Lock()
+	for input := range tb.rows {
+		for _, p := range m[input] {
+			delete(tb.pending, topicPartition{input, p})
+			resume[input] = append(resume[input], p)
+		}
+	}
+	tb.mu.Unlock()
+	if len(resume) > 0 {
+		cl.ResumeFetchPartitions(resume)
+	}
+}
+
+// polled notes how far f read the tables of waiting tasks and resumes the
+// stream of each task whose tables are caught up. It runs on the run's
+// goroutine after every poll.
+func (tb *tables) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) error {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if len(tb.pending) == 0 {
+		return nil
+	}
+	now := time.Now()
+	f.EachPartition(func(fp kgo.FetchTopicPartition) {
+		input, ok := tb.streamOf[fp.Topic]
+		if !ok || len(fp.Records) == 0 {
+			return
+		}
+		c := tb.pending[topicPartition{input, fp.Partition}]
+		if c == nil {
+			return
+		}
+		c.pos[fp.Topic] = max(c.pos[fp.Topic], fp.Records[len(fp.Records)-1].Offset+1)
+		c.read += int64(len(fp.Records))
+		c.last = now
+	})
+	if err := tb.lookUp(ctx); err != nil {
+		return err
+	}
+	resume := map[string][]int32{}
+	for tp, c := range tb.pending {
+		caughtUp := now.Sub(c.last) >= tableQuiet
+		if !caughtUp {
+			caughtUp = true
+			for _, t := range tb.rows[tp.topic] {
+				caughtUp = caughtUp && c.pos[t] >= c.end[t]
+			}
+		}
+		if !caughtUp {
+			continue
+		}
+		delete(tb.pending, tp)
+		resume[tp.topic] = append(resume[tp.topic], tp.partition)
+		tb.ru.rt.cfg.logger.Info("tables caught up; processing the stream", "pipeline", tb.ru.p.Plan.Name,
+			"stream", tp.topic, "partition", tp.partition, "tables", tb.rows[tp.topic], "table_records", c.read,
+			"took", now.Sub(c.assigned).Round(time.Millisecond))
+	}
+	if len(resume) > 0 {
+		cl.ResumeFetchPartitions(resume)
+	}
+	return nil
+}
+
+// lookUp finds the end (last stable offset) of each table partition of the
+// tasks not looked up yet, and starts their position at the group's
+// committed offset: a table the group has read to its end needs no wait.
+func (tb *tables) lookUp(ctx context.Context) error {
+	var need []string
+	seen := map[string]bool{}
+	for tp, c := range tb.pending {
+		if c.looked {
+			continue
+		}
+		for _, t := range tb.rows[tp.topic] {
+			if !seen[t] {
+				seen[t] = true
+				need = append(need, t)
+			}
+		}
+	}
+	if len(need) == 0 {
+		return nil
+	}
+	adm := tb.ru.rt.admin
+	ends, err := adm.ListCommittedOffsets(ctx, need...)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("looking up the end of tables %v: %w", need, err)
+	}
+	committed, err := adm.FetchOffsets(ctx, tb.ru.p.group())
+	if err == nil {
+		err = committed.Error()
+	}
+	if err != nil {
+		return fmt.Errorf("looking up the committed offsets of the tables: %w", err)
+	}
+	now := time.Now()
+	for tp, c := range tb.pending {
+		if c.looked {
+			continue
+		}
+		for _, t := range tb.rows[tp.topic] {
+			if o, ok := ends.Lookup(t, tp.partition); ok {
+				c.end[t] = o.Offset
+			}
+			if o, ok := committed.Lookup(t, tp.partition); ok && o.At > c.pos[t] {
+				c.pos[t] = o.At
+			}
+		}
+		c.looked, c.last = true, now
+	}
+	return nil
+}
