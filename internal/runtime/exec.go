@@ -29,24 +29,37 @@ const (
 )
 
 // executor runs polled records through a pipeline's stages for one
-// attempt. Small polls, and every poll of a pipeline with a stateful step,
-// are processed on the run's goroutine, record by record. A larger poll is
-// cut into chunks of consecutive records that workers (one goroutine per
-// core, started for the poll) process at the same time into buffers, while
+// attempt, with one worker per core (started for a poll) when there is
+// more than one.
+//
+// A stateless pipeline processes small polls on the run's goroutine,
+// record by record. A larger poll is cut into chunks of consecutive
+// records that the workers process at the same time into buffers, while
 // the run's goroutine hands the outputs to the producer chunk by chunk, in
 // input order: the producer sees exactly the sequence a record-by-record
 // pass would have produced, only sooner. Operators are safe for concurrent
-// use by contract (catalog.Operator); stateful steps would also need their
-// records in order, hence the exception.
+// use by contract (catalog.Operator).
+//
+// A stateful pipeline needs each task's records in order, in one place:
+// records of partition p (of every topic: a stage's input and side inputs
+// share task numbers) always go to worker p mod n, whose stages hold the
+// task's stream time and use its stores, and which emits straight to the
+// producer. Partitions are independent, so the workers need no ordering
+// between them; within a partition, one worker processes and produces in
+// input order.
 type executor struct {
 	ru      *run
 	work    context.Context
 	emit    engine.Emit // hands an output to the producer
 	serialL lane        // stages that emit directly; for the serial path
 	workers []*worker   // nil: serial only
+	// byPartition: a stateful pipeline's records go to the worker of
+	// their partition (see executor), never to serialL.
+	byPartition bool
 
-	recs   []*kgo.Record
-	chunks []chunk
+	recs    []*kgo.Record
+	chunks  []chunk
+	buckets [][]*kgo.Record // byPartition: each worker's records of a poll
 }
 
 // worker is one worker's own lane, whose stages emit into the chunk it is
@@ -94,19 +107,40 @@ func (ru *run) newExecutor(work context.Context, emit engine.Emit) (*executor, e
 	if n < 2 {
 		return ex, nil
 	}
-	for _, st := range ru.p.Plan.Steps {
-		if st.Stateful {
-			return ex, nil
-		}
-	}
+	ex.byPartition = ru.st != nil
 	for range n {
 		w := &worker{}
-		if w.lane.stages, err = ru.newStages(w.collect); err != nil {
+		out := w.collect
+		if ex.byPartition {
+			out = emit
+		}
+		if w.lane.stages, err = ru.newStages(out); err != nil {
 			return nil, err
 		}
 		ex.workers = append(ex.workers, w)
 	}
+	ex.buckets = make([][]*kgo.Record, n)
 	return ex, nil
+}
+
+// stage returns the stage of input that holds the task of partition.
+func (ex *executor) stage(input string, partition int32) *engine.Stage {
+	if ex.byPartition {
+		return ex.workers[int(partition)%len(ex.workers)].stages[input]
+	}
+	return ex.serialL.stages[input]
+}
+
+// stages returns input's stage in every lane that processes tasks.
+func (ex *executor) stages(input string) []*engine.Stage {
+	if !ex.byPartition {
+		return []*engine.Stage{ex.serialL.stages[input]}
+	}
+	out := make([]*engine.Stage, 0, len(ex.workers))
+	for _, w := range ex.workers {
+		out = append(out, w.stages[input])
+	}
+	return out
 }
 
 func (ru *run) newStages(emit engine.Emit) (map[string]*engine.Stage, error) {
@@ -202,7 +236,9 @@ func (ex *executor) processFetches(f kgo.Fetches) error {
 	defer clear(ex.recs) // do not keep the records alive until the next poll
 	var n int
 	var err error
-	if len(ex.workers) == 0 || len(recs) < minParallel {
+	if ex.byPartition {
+		n, err = ex.partitioned(recs)
+	} else if len(ex.workers) == 0 || len(recs) < minParallel {
 		n, err = ex.serial(recs)
 		ex.serialL.flush(ru)
 	} else {
@@ -234,8 +270,80 @@ func (ex *executor) serial(recs []*kgo.Record) (n int, err error) {
 	return n, nil
 }
 
-// errSkipped marks a chunk a worker did not process because another chunk
-// had failed.
+// partitioned processes recs on the workers of their partitions, each
+// worker its records in order; with only one worker's records in the
+// poll, on the run's goroutine. The workers stop at the first failure.
+func (ex *executor) partitioned(recs []*kgo.Record) (n int, err error) {
+	nw := len(ex.workers)
+	for i := range ex.buckets {
+		ex.buckets[i] = ex.buckets[i][:0]
+	}
+	busy := 0
+	for _, r := range recs {
+		i := int(r.Partition) % nw
+		if len(ex.buckets[i]) == 0 {
+			busy++
+		}
+		ex.buckets[i] = append(ex.buckets[i], r)
+	}
+	defer func() {
+		for i := range ex.buckets {
+			clear(ex.buckets[i])
+		}
+	}()
+	var failed atomic.Bool
+	run := func(w *worker, recs []*kgo.Record) (n int, err error) {
+		defer w.flush(ex.ru)
+		for _, r := range recs {
+			if ex.ru.ctx.Err() != nil {
+				return n, errStopping
+			}
+			if failed.Load() {
+				return n, errSkipped
+			}
+			n++
+			if err := ex.process(&w.lane, r); err != nil {
+				failed.Store(true)
+				return n, err
+			}
+		}
+		return n, nil
+	}
+	if busy <= 1 {
+		for i, b := range ex.buckets {
+			if len(b) > 0 {
+				return run(ex.workers[i], b)
+			}
+		}
+		return 0, nil
+	}
+	counts := make([]int, nw)
+	errs := make([]error, nw)
+	var wg sync.WaitGroup
+	for i, b := range ex.buckets {
+		if len(b) == 0 {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counts[i], errs[i] = run(ex.workers[i], b)
+		}()
+	}
+	wg.Wait()
+	for i := range nw {
+		n += counts[i]
+		if err == nil || errors.Is(err, errSkipped) {
+			if errs[i] != nil {
+				err = errs[i]
+			}
+		}
+	}
+	return n, err
+}
+
+// errSkipped marks a chunk (or the rest of a partition's records) a worker
+// did not process because another had failed.
 var errSkipped = errors.New("skipped after a failure")
 
 // parallel processes recs in chunks on the workers and emits their outputs

@@ -176,7 +176,7 @@ func (s *stores) ensure(ctx context.Context, ex *executor, input, step string, p
 	// none outside an aborted transaction), and the stage forgets the
 	// task, whose stream time may come from records that are read again.
 	ts.logged.Aborted()
-	if st := ex.serialL.stages[input]; st != nil {
+	if st := ex.stage(input, partition); st != nil {
 		st.DropTask(partition)
 	}
 	obs := s.ru.rt.stateMetrics.Observer(s.ru.p.Plan.Name, step, partition)
@@ -226,7 +226,7 @@ func (s *stores) dropRevoked(ex *executor) {
 			continue
 		}
 		s.close(ts)
-		if st := ex.serialL.stages[ts.input]; st != nil {
+		if st := ex.stage(ts.input, ts.id.partition); st != nil {
 			st.DropTask(id.partition)
 		}
 		tp := topicPartition{ts.input, id.partition}
@@ -306,7 +306,7 @@ func (s *stores) ended(ex *executor, committed bool) error {
 				// it, and the next record restores it from its checkpoint.
 				errs = append(errs, fmt.Errorf("applying committed state of step %s, partition %d: %w", ts.id.step, ts.id.partition, err))
 				s.close(ts)
-				if st := ex.serialL.stages[ts.input]; st != nil {
+				if st := ex.stage(ts.input, ts.id.partition); st != nil {
 					st.DropTask(ts.id.partition)
 				}
 			}
@@ -315,7 +315,7 @@ func (s *stores) ended(ex *executor, committed bool) error {
 		}
 		ts.logged.Aborted()
 		ts.next, ts.epoch = -1, 0
-		if st := ex.serialL.stages[ts.input]; st != nil {
+		if st := ex.stage(ts.input, ts.id.partition); st != nil {
 			st.DropTask(ts.id.partition)
 		}
 	}
@@ -348,44 +348,57 @@ func (s *stores) idle(ctx context.Context, ex *executor, now time.Time, begin fu
 	timeout := s.ru.rt.cfg.idleTimeout
 	advanced := false
 	for input := range s.steps {
-		st := ex.serialL.stages[input]
-		if st == nil {
-			continue
-		}
-		for _, p := range st.Partitions() {
-			if !s.current(input, p) {
-				// Revoked, or not restored for this assignment yet: its
-				// state is not this runner's to write.
+		for _, st := range ex.stages(input) {
+			if st == nil {
 				continue
 			}
-			tp := topicPartition{input, p}
-			last, ok := s.lastSeen[tp]
-			if !ok {
-				s.lastSeen[tp] = now
-				continue
-			}
-			if now.Sub(last) < timeout {
-				continue
-			}
-			t, ok := st.StreamTime(p)
-			if !ok || t.IsZero() {
-				continue
-			}
-			from := last
-			if li := s.lastIdle[tp]; li.After(from) {
-				from = li
-			}
-			if !advanced {
-				if err := begin(); err != nil {
-					return false, err
-				}
-			}
-			advanced = true
-			if err := st.Advance(ctx, p, t.Add(now.Sub(from))); err != nil {
+			a, err := s.idleStage(ctx, st, input, now, timeout, advanced, begin)
+			advanced = advanced || a
+			if err != nil {
 				return advanced, err
 			}
-			s.lastIdle[tp] = now
 		}
+	}
+	return advanced, nil
+}
+
+// idleStage is idle for the tasks of one stage (of one lane); began says
+// whether begin was called already.
+func (s *stores) idleStage(ctx context.Context, st *engine.Stage, input string, now time.Time, timeout time.Duration, began bool, begin func() error) (bool, error) {
+	advanced := false
+	for _, p := range st.Partitions() {
+		if !s.current(input, p) {
+			// Revoked, or not restored for this assignment yet: its
+			// state is not this runner's to write.
+			continue
+		}
+		tp := topicPartition{input, p}
+		last, ok := s.lastSeen[tp]
+		if !ok {
+			s.lastSeen[tp] = now
+			continue
+		}
+		if now.Sub(last) < timeout {
+			continue
+		}
+		t, ok := st.StreamTime(p)
+		if !ok || t.IsZero() {
+			continue
+		}
+		from := last
+		if li := s.lastIdle[tp]; li.After(from) {
+			from = li
+		}
+		if !began && !advanced {
+			if err := begin(); err != nil {
+				return false, err
+			}
+		}
+		advanced = true
+		if err := st.Advance(ctx, p, t.Add(now.Sub(from))); err != nil {
+			return advanced, err
+		}
+		s.lastIdle[tp] = now
 	}
 	return advanced, nil
 }
