@@ -172,14 +172,23 @@ func (c *benchCluster) deleteTopics(topics ...string) {
 // produceBacklog writes n records to topic and waits for their acks.
 func (c *benchCluster) produceBacklog(b *testing.B, topic string, n int) {
 	b.Helper()
+	sent := time.Now().UnixMicro()
+	c.produceRecords(b, n, func(i int) *kgo.Record {
+		return &kgo.Record{Topic: topic, Key: benchKey(i), Value: benchValue(i, sent)}
+	})
+}
+
+// produceRecords produces record(i) for i in [0, n), in order, and waits
+// for their acks.
+func (c *benchCluster) produceRecords(b *testing.B, n int, record func(i int) *kgo.Record) {
+	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	sent := time.Now().UnixMicro()
 	var first atomic.Value
 	var wg sync.WaitGroup
 	wg.Add(n)
 	for i := range n {
-		c.prod.Produce(ctx, &kgo.Record{Topic: topic, Key: benchKey(i), Value: benchValue(i, sent)}, func(_ *kgo.Record, err error) {
+		c.prod.Produce(ctx, record(i), func(_ *kgo.Record, err error) {
 			if err != nil {
 				first.CompareAndSwap(nil, err)
 			}
@@ -256,12 +265,35 @@ func (rd *outputReader) wait(timeout time.Duration) error {
 // assigned it the input partitions; stop stops it.
 type passThrough func(b *testing.B, in, out, iter string) (assigned <-chan time.Time, stop func())
 
+// benchInput is what one throughput iteration pre-produces and how many
+// outputs pt makes of it.
+type benchInput struct {
+	// produce writes the benchRecords input records to topic in before pt
+	// starts, and whatever else iteration iter's pt reads (a table). It
+	// returns the topics it created besides in, deleted after the
+	// iteration.
+	produce func(b *testing.B, c *benchCluster, in, iter string) (created []string)
+	// outputs is the number of outputs to wait for.
+	outputs int
+}
+
+// backlogInput is the input of the stateless benchmarks: benchRecords
+// records keyed by benchKey (produceBacklog), one output each.
+var backlogInput = benchInput{
+	produce: func(b *testing.B, c *benchCluster, in, _ string) []string {
+		c.produceBacklog(b, in, benchRecords)
+		return nil
+	},
+	outputs: benchRecords,
+}
+
 // benchThroughput measures records/s of pt over b.N iterations of
-// throughputOnce and reports it.
-func benchThroughput(b *testing.B, c *benchCluster, pt passThrough, check func(b *testing.B, first []byte)) {
+// throughputOnce and reports it. records/s counts input records, whatever
+// the number of outputs.
+func benchThroughput(b *testing.B, c *benchCluster, pt passThrough, input benchInput, check func(b *testing.B, first []byte)) {
 	var busy, cpu time.Duration
 	for i := range b.N {
-		w, u := throughputOnce(b, c, pt, fmt.Sprint(i), check)
+		w, u := throughputOnce(b, c, pt, fmt.Sprint(i), input, check)
 		busy += w
 		cpu += u
 	}
@@ -278,24 +310,26 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// throughputOnce pre-produces benchRecords records into a fresh input
-// topic, starts pt, and waits until a read_committed reader has read all
-// its outputs. It returns the time from the group's partition assignment
+// throughputOnce pre-produces input into a fresh input topic, starts pt,
+// and waits until a read_committed reader has read all input.outputs
+// outputs. It returns the time from the group's partition assignment
 // to the read of the last output, so group join and topic lookups are left
 // out; the benchmark timer (ns/op) runs from starting pt, those included.
 // It also returns the CPU time the whole process (broker included when
 // in-process) used from starting pt to the last output.
-func throughputOnce(b *testing.B, c *benchCluster, pt passThrough, iter string, check func(b *testing.B, first []byte)) (wall, cpu time.Duration) {
+func throughputOnce(b *testing.B, c *benchCluster, pt passThrough, iter string, input benchInput, check func(b *testing.B, first []byte)) (wall, cpu time.Duration) {
 	b.StopTimer()
 	defer b.StartTimer()
 	in := fmt.Sprintf("bench-in-%s-%s", benchRunID, iter)
 	out := fmt.Sprintf("bench-out-%s-%s", benchRunID, iter)
 	c.createTopics(b, benchPartitions, in, out)
 	defer c.deleteTopics(in, out, fmt.Sprintf("bench-%s-%s.dlq", benchRunID, iter))
-	c.produceBacklog(b, in, benchRecords)
+	if created := input.produce(b, c, in, iter); len(created) > 0 {
+		defer c.deleteTopics(created...)
+	}
 	var first []byte
 	var once sync.Once
-	rd := startReader(b, c.brokers, out, benchRecords, func(r *kgo.Record, _ time.Time) {
+	rd := startReader(b, c.brokers, out, input.outputs, func(r *kgo.Record, _ time.Time) {
 		once.Do(func() { first = r.Value })
 	})
 	goruntime.GC()
@@ -316,8 +350,8 @@ func throughputOnce(b *testing.B, c *benchCluster, pt passThrough, iter string, 
 	case <-time.After(10 * time.Second):
 		b.Fatal("all outputs read but no partition assignment seen")
 	}
-	if rd.got != benchRecords {
-		b.Errorf("read %d outputs, want %d", rd.got, benchRecords)
+	if rd.got != input.outputs {
+		b.Errorf("read %d outputs, want %d", rd.got, input.outputs)
 	}
 	if check != nil {
 		check(b, first)
@@ -464,7 +498,7 @@ func checkTransformed(b *testing.B, first []byte) {
 // targets: a minimal franz-go consume -> produce pass-through.
 func BenchmarkPassThroughR0(b *testing.B) {
 	c := newBenchCluster(b)
-	benchThroughput(b, c, r0(c.brokers), func(b *testing.B, first []byte) {
+	benchThroughput(b, c, r0(c.brokers), backlogInput, func(b *testing.B, first []byte) {
 		if len(first) != benchValueSize {
 			b.Errorf("R0 output %q is not the input", first)
 		}
@@ -475,14 +509,14 @@ func BenchmarkPassThroughR0(b *testing.B) {
 // once (target: >= 0.8 x R0 records/s).
 func BenchmarkRunnerAtLeastOnce(b *testing.B) {
 	c := newBenchCluster(b)
-	benchThroughput(b, c, runner(benchRuntime(b, c.brokers), "at-least-once"), checkTransformed)
+	benchThroughput(b, c, runner(benchRuntime(b, c.brokers), "at-least-once"), backlogInput, checkTransformed)
 }
 
 // BenchmarkRunnerExactlyOnce is the runtime running filter + map exactly
 // once with the default 100ms commit interval (target: >= 0.6 x R0).
 func BenchmarkRunnerExactlyOnce(b *testing.B) {
 	c := newBenchCluster(b)
-	benchThroughput(b, c, runner(benchRuntime(b, c.brokers), "exactly-once"), checkTransformed)
+	benchThroughput(b, c, runner(benchRuntime(b, c.brokers), "exactly-once"), backlogInput, checkTransformed)
 }
 
 // BenchmarkLatencyP99 measures produce-to-output latency under exactly
@@ -515,7 +549,7 @@ func BenchmarkLatencyP99(b *testing.B) {
 	} else {
 		var best float64
 		for i := range latencyCalibrations {
-			busy, _ := throughputOnce(b, c, runner(rt, "exactly-once"), fmt.Sprint("max", i), checkTransformed)
+			busy, _ := throughputOnce(b, c, runner(rt, "exactly-once"), fmt.Sprint("max", i), backlogInput, checkTransformed)
 			best = max(best, benchRecords/busy.Seconds())
 		}
 		live := maxLiveRate(b, c, rt, best)
