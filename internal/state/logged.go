@@ -3,7 +3,9 @@ package state
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"time"
+	"unsafe"
 )
 
 // Logged is the Store a task's operator uses: it captures writes for the
@@ -19,12 +21,32 @@ import (
 //	... end the transaction ...
 //	l.Committed(nextOffset)             // committed: apply, checkpoint
 //	l.Aborted()                         // or aborted: discard
+//
+// Scan merges the buffered writes with the store's keys, so it needs the
+// buffered keys in order. Operators may scan often (a session window on
+// every record), so the order is kept incrementally rather than sorted on
+// each Scan: in a long sorted run and a short one of at most about its
+// square root's length. The keys buffered since the last Scan wait
+// unsorted; the next Scan sorts those (a few, when scans are frequent) and
+// merges them into the short run, which is merged into the long one when
+// it outgrows its bound. A Scan thus costs O(f log f + √n) for f new keys
+// among n buffered ones, then a binary search per run; Drain reuses the
+// order.
 type Logged struct {
 	base      Committer
 	partition int32
 	now       func() time.Time
 
-	pending  map[string]*pendingWrite
+	// buf holds the buffered writes in the order of their keys' first
+	// write, and pending the position of each key's.
+	buf     []pendingWrite
+	pending map[string]int32
+	// long, short and fresh are positions in buf: the keys in order,
+	// partitioned between long and short runs and fresh (unsorted, new
+	// since the last Scan) ones; spare is a buffer to merge into. They hold
+	// no pointers, so merging them is a plain copy.
+	long, short, fresh, spare []int32
+
 	draining bool
 	drained  []Change
 	broken   error // set when applying a committed batch failed
@@ -33,6 +55,7 @@ type Logged struct {
 }
 
 type pendingWrite struct {
+	key string
 	v   []byte
 	del bool
 }
@@ -42,7 +65,7 @@ var _ Store = (*Logged)(nil)
 // NewLogged wraps base, whose changelog partition (the task's input
 // partition) is partition.
 func NewLogged(base Committer, partition int32) *Logged {
-	return &Logged{base: base, partition: partition, now: time.Now, pending: make(map[string]*pendingWrite)}
+	return &Logged{base: base, partition: partition, now: time.Now, pending: make(map[string]int32)}
 }
 
 // Get implements Store: the buffered writes first, then the store.
@@ -50,7 +73,8 @@ func (l *Logged) Get(key []byte) ([]byte, bool, error) {
 	if l.broken != nil {
 		return nil, false, l.broken
 	}
-	if w := l.pending[string(key)]; w != nil {
+	if i, ok := l.pending[string(key)]; ok {
+		w := &l.buf[i]
 		if w.del {
 			return nil, false, nil
 		}
@@ -73,22 +97,106 @@ func (l *Logged) write(key, value []byte, del bool) error {
 		return ErrDraining
 	}
 	l.writes++
-	if w := l.pending[string(key)]; w != nil {
+	if i, ok := l.pending[string(key)]; ok {
 		// A fresh slice, not an in-place copy: the value a Get returned
 		// must not change under the caller.
+		w := &l.buf[i]
 		w.v, w.del = bytes.Clone(value), del
 		if w.v == nil && !del {
 			w.v = []byte{}
 		}
 		return nil
 	}
-	w := &pendingWrite{del: del}
-	if !del {
-		w.v = make([]byte, len(value))
-		copy(w.v, value)
+	// A new key: its string and first value share one allocation.
+	n := len(key)
+	if del {
+		value = nil
 	}
-	l.pending[string(key)] = w
+	b := make([]byte, n+len(value))
+	copy(b, key)
+	copy(b[n:], value)
+	w := pendingWrite{key: unsafe.String(unsafe.SliceData(b), n), del: del} // b[:n] is never written again
+	if !del {
+		w.v = b[n:len(b):len(b)]
+	}
+	i := int32(len(l.buf))
+	l.buf = append(l.buf, w)
+	l.pending[w.key] = i
+	l.fresh = append(l.fresh, i)
 	return nil
+}
+
+// index sorts the fresh keys into the short run, and the short run into
+// the long one when it has grown past about the square root of the long
+// one's length (or all is set, for Drain).
+func (l *Logged) index(all bool) {
+	if len(l.fresh) > 0 {
+		slices.SortFunc(l.fresh, func(a, b int32) int {
+			return strings.Compare(l.buf[a].key, l.buf[b].key)
+		})
+		l.short, l.spare = l.merge(l.spare, l.short, l.fresh), l.short
+		l.fresh = l.fresh[:0]
+	}
+	if n := len(l.short); n > 0 && (all || n >= 16 && n*n >= len(l.long)) {
+		l.long, l.spare = l.merge(l.spare, l.long, l.short), l.long
+		l.short = l.short[:0]
+	}
+}
+
+// merge merges the sorted runs a and b, which share no key, into dst[:0]
+// (which is neither of them) and returns it. A run much shorter than the
+// other is merged by binary search, so that the long one is copied in
+// blocks rather than compared key by key.
+func (l *Logged) merge(dst, a, b []int32) []int32 {
+	dst = slices.Grow(dst[:0], len(a)+len(b))
+	if len(a) < len(b) {
+		a, b = b, a
+	}
+	if len(b) < len(a)/16 {
+		for _, x := range b {
+			i := l.search(a, l.buf[x].key)
+			dst = append(append(dst, a[:i]...), x)
+			a = a[i:]
+		}
+		return append(dst, a...)
+	}
+	for len(a) > 0 && len(b) > 0 {
+		if l.buf[a[0]].key < l.buf[b[0]].key {
+			dst, a = append(dst, a[0]), a[1:]
+		} else {
+			dst, b = append(dst, b[0]), b[1:]
+		}
+	}
+	return append(append(dst, a...), b...)
+}
+
+// search returns the position in the sorted run of the first key at or
+// after k.
+func (l *Logged) search(run []int32, k string) int {
+	i, _ := slices.BinarySearchFunc(run, k, func(e int32, k string) int { return strings.Compare(l.buf[e].key, k) })
+	return i
+}
+
+// within returns the part of the sorted run with keys in [lo, hi).
+func (l *Logged) within(run []int32, lo, hi []byte) []int32 {
+	j := len(run)
+	if hi != nil {
+		j = l.search(run, string(hi))
+	}
+	i := l.search(run, string(lo))
+	if i >= j {
+		return nil
+	}
+	return run[i:j]
+}
+
+// keyBytes returns the bytes of k without a copy, for Scan's fn, which
+// the Store contract forbids to keep or modify them.
+func keyBytes(k string) []byte {
+	if k == "" {
+		return []byte{} // the empty key is empty, not nil
+	}
+	return unsafe.Slice(unsafe.StringData(k), len(k))
 }
 
 // Scan implements Store: the store's keys merged with the buffered writes,
@@ -97,26 +205,38 @@ func (l *Logged) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	if l.broken != nil {
 		return l.broken
 	}
-	if len(l.pending) == 0 {
+	l.index(false)
+	a, b := l.within(l.long, lo, hi), l.within(l.short, lo, hi)
+	if len(a) == 0 && len(b) == 0 {
 		return l.base.Scan(lo, hi, fn)
 	}
-	keys := make([]string, 0, len(l.pending))
-	for k := range l.pending {
-		if k >= string(lo) && (hi == nil || k < string(hi)) {
-			keys = append(keys, k)
+	// next returns the first buffered write left in order, or nil; pop
+	// moves past it.
+	next := func() *pendingWrite {
+		switch {
+		case len(a) > 0 && (len(b) == 0 || l.buf[a[0]].key < l.buf[b[0]].key):
+			return &l.buf[a[0]]
+		case len(b) > 0:
+			return &l.buf[b[0]]
+		}
+		return nil
+	}
+	pop := func() {
+		if len(a) > 0 && (len(b) == 0 || l.buf[a[0]].key < l.buf[b[0]].key) {
+			a = a[1:]
+		} else {
+			b = b[1:]
 		}
 	}
-	slices.Sort(keys)
 	// emit sends the buffered writes before k, or all of them.
 	emit := func(k []byte, all bool) error {
-		for len(keys) > 0 && (all || keys[0] < string(k)) {
-			w := l.pending[keys[0]]
+		for w := next(); w != nil && (all || w.key < string(k)); w = next() {
+			pop()
 			if !w.del {
-				if err := fn([]byte(keys[0]), w.v); err != nil {
+				if err := fn(keyBytes(w.key), w.v); err != nil {
 					return err
 				}
 			}
-			keys = keys[1:]
 		}
 		return nil
 	}
@@ -124,9 +244,8 @@ func (l *Logged) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 		if err := emit(k, false); err != nil {
 			return err
 		}
-		if len(keys) > 0 && keys[0] == string(k) {
-			w := l.pending[keys[0]]
-			keys = keys[1:]
+		if w := next(); w != nil && w.key == string(k) {
+			pop()
 			if w.del {
 				return nil
 			}
@@ -150,17 +269,18 @@ func (l *Logged) Drain() []Change {
 		return l.drained
 	}
 	l.draining = true
-	l.drained = make([]Change, 0, len(l.pending))
-	for k, w := range l.pending {
-		c := Change{Key: []byte(k)}
+	// Key order makes the changelog of a replayed input identical; the
+	// index has it.
+	l.index(true)
+	l.drained = make([]Change, 0, len(l.long))
+	for _, i := range l.long {
+		w := &l.buf[i]
+		c := Change{Key: []byte(w.key)}
 		if !w.del {
 			c.Value = w.v
 		}
 		l.drained = append(l.drained, c)
 	}
-	// Key order makes the changelog of a replayed input identical, and
-	// costs little next to producing the records.
-	slices.SortFunc(l.drained, func(a, b Change) int { return bytes.Compare(a.Key, b.Key) })
 	l.changes += int64(len(l.drained))
 	return l.drained
 }
@@ -197,6 +317,9 @@ func (l *Logged) Aborted() { l.reset() }
 
 func (l *Logged) reset() {
 	clear(l.pending)
+	clear(l.buf) // let the interval's values go
+	l.buf = l.buf[:0]
+	l.long, l.short, l.fresh, l.spare = l.long[:0], l.short[:0], l.fresh[:0], l.spare[:0]
 	l.draining, l.drained = false, nil
 }
 

@@ -185,6 +185,12 @@ func (a *Aggregate) New() (Accumulator, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
+	return a.newAcc()
+}
+
+// newAcc is New for an Aggregate already validated, as an Operator's are:
+// validating a count_distinct or percentiles aggregate builds a sketch.
+func (a *Aggregate) newAcc() (Accumulator, error) {
 	switch a.Func {
 	case Count:
 		return &countAcc{all: a.Input == nil}, nil
@@ -211,7 +217,15 @@ func (a *Aggregate) New() (Accumulator, error) {
 // Decode reads an accumulator written by AppendBinary of an accumulator of
 // the same Aggregate.
 func (a *Aggregate) Decode(b []byte) (Accumulator, error) {
-	acc, err := a.New()
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	return a.decode(b)
+}
+
+// decode is Decode for an Aggregate already validated.
+func (a *Aggregate) decode(b []byte) (Accumulator, error) {
+	acc, err := a.newAcc()
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package window
 
 import (
 	"fmt"
+	"math"
 	"slices"
 )
 
@@ -18,9 +19,15 @@ import (
 // watermark, not the wall clock, so replays dedupe the same way.
 //
 // All state is in the Store ('d' id -> t0, and an expiry index 'e' expiry
-// id). A Dedupe is not safe for concurrent use.
+// id). Expired ids are dropped from the store in batches: Advance scans the
+// expiry index only when the watermark enters a new bucket of an eighth
+// of the horizon, and until then Process ignores an id whose state has
+// expired (t0 + horizon <= watermark), so a record costs no scan and the
+// store holds at most a bucket's worth of expired ids. A Dedupe is not
+// safe for concurrent use.
 type Dedupe struct {
 	horizon int64
+	bucket  int64 // ms of watermark between two scans of the expiry index
 	store   Store
 	wm      int64
 	hasWM   bool
@@ -34,7 +41,7 @@ func NewDedupe(horizon int64, store Store) (*Dedupe, error) {
 	if horizon <= 0 {
 		return nil, fmt.Errorf("window: dedupe horizon %d must be positive", horizon)
 	}
-	d := &Dedupe{horizon: horizon, store: store}
+	d := &Dedupe{horizon: horizon, bucket: max(1, horizon/8), store: store}
 	b, ok, err := store.Get(metaDedupeWM)
 	if err != nil {
 		return nil, err
@@ -54,19 +61,25 @@ func dedupeExpiryKey(expiry int64, id []byte) []byte {
 	return append(AppendTime([]byte{famDedupeExpiry}, expiry), id...)
 }
 
+// expired reports whether the state of an id last passing at t0 has
+// expired, although Advance may not have dropped it yet.
+func (d *Dedupe) expired(t0 int64) bool { return d.hasWM && satAdd(t0, d.horizon) <= d.wm }
+
 // Process reports whether the record with dedupe value id at event time t
 // passes (true) or is a duplicate (false).
 func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
 	k := dedupeKey(id)
-	v, ok, err := d.store.Get(k)
+	v, stored, err := d.store.Get(k)
 	if err != nil {
 		return false, err
 	}
 	var t0 int64
-	if ok {
+	if stored {
 		if t0, err = ParseTime(v); err != nil {
 			return false, err
 		}
+	}
+	if stored && !d.expired(t0) {
 		if diff := satSub(t, t0); diff < d.horizon && diff > -d.horizon {
 			return false, nil
 		}
@@ -76,10 +89,12 @@ func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
 	}
 	expiry := satAdd(t, d.horizon)
 	if d.hasWM && expiry <= d.wm {
-		// Already expired: nothing to remember.
+		// Already expired: nothing to remember. An expired state left in
+		// the store goes with its expiry entry.
 		return true, nil
 	}
-	if ok {
+	if stored {
+		// The state is replaced, so its expiry entry must not drop it.
 		if err := d.store.Delete(dedupeExpiryKey(satAdd(t0, d.horizon), id)); err != nil {
 			return false, err
 		}
@@ -90,15 +105,20 @@ func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
 	return true, d.store.Put(dedupeExpiryKey(expiry, id), nil)
 }
 
-// Advance moves the watermark to wm (ignored unless ahead) and forgets ids
-// whose t0 + horizon <= wm.
+// Advance moves the watermark to wm (ignored unless ahead); ids whose
+// t0 + horizon <= wm are forgotten, and dropped from the store when wm
+// enters a new bucket (always at math.MaxInt64, the end of input).
 func (d *Dedupe) Advance(wm int64) error {
 	if d.hasWM && wm <= d.wm {
 		return nil
 	}
+	scan := !d.hasWM || wm == math.MaxInt64 || floorDiv(wm, d.bucket) != floorDiv(d.wm, d.bucket)
 	d.wm, d.hasWM = wm, true
 	if err := d.store.Put(metaDedupeWM, AppendTime(nil, wm)); err != nil {
 		return err
+	}
+	if !scan {
+		return nil
 	}
 	var due [][]byte
 	lo, hi := closeRange(famDedupeExpiry, wm)

@@ -13,7 +13,7 @@ import (
 // (4 bytes, big-endian) so that a composite key is unambiguous and all keys
 // of one record key are contiguous.
 //
-//	'm' name                          model metadata (sequence, watermark)
+//	'm' name                          model metadata (sequence, watermark, low marks)
 //	's' len key start                 window accumulators  -> end | accumulators
 //	'c' end len key start             close index          -> (empty)
 //	't' len key start                 closed session       -> end

@@ -79,22 +79,43 @@ type Result struct {
 // The caller feeds watermarks (Advance, from a Tracker) and records
 // (Process) in arrival order. An Operator is not safe for concurrent use.
 type Operator struct {
-	cfg   Config
-	store Store
-	seq   uint64
-	wm    int64
-	hasWM bool
+	cfg      *Config
+	numbered bool // see Prepared
+	store    Store
+	seq      uint64
+	wm       int64
+	hasWM    bool
+	// low is at or before the end of every window in the close index, and
+	// xlow at or before every closed session's expiry, so that Advance
+	// scans an index only when the watermark reaches its low mark, not on
+	// every record. They are kept in the store, as the watermark is, for
+	// an operator reopened from it (for each record, or after a restart).
+	// math.MinInt64 means unknown (a store written before they were kept),
+	// which the next Advance that moves the watermark corrects by scanning.
+	low, xlow int64
 }
 
 // Metadata keys.
 var (
 	metaSeq = metaKey("seq")
 	metaWM  = metaKey("wm")
+	metaLow = metaKey("low")
 )
 
-// NewOperator validates cfg and opens an operator over store, resuming
-// from whatever state store holds.
-func NewOperator(cfg Config, store Store) (*Operator, error) {
+// Prepared is a Config that NewOperator's checks accepted. A runtime
+// operator prepares its configuration once and opens the model of a task
+// from the task's store for each record, which then costs a few reads
+// rather than another validation of every aggregate.
+type Prepared struct {
+	cfg Config
+	// numbered is set when an aggregate breaks ties by arrival (first,
+	// last, collect, top_n): only then does the operator number records,
+	// which costs a write per record.
+	numbered bool
+}
+
+// Prepare validates cfg.
+func Prepare(cfg Config) (*Prepared, error) {
 	if cfg.Window.kind == 0 {
 		return nil, errors.New("window: no window spec")
 	}
@@ -119,11 +140,39 @@ func NewOperator(cfg Config, store Store) (*Operator, error) {
 		names[a.Name] = true
 	}
 	cfg.Aggregates = slices.Clone(cfg.Aggregates)
-	o := &Operator{cfg: cfg, store: store}
-	if b, ok, err := store.Get(metaSeq); err != nil {
+	p := &Prepared{cfg: cfg}
+	for _, a := range cfg.Aggregates {
+		switch a.Func {
+		case First, Last, Collect, TopN:
+			p.numbered = true
+		}
+	}
+	return p, nil
+}
+
+// NewOperator validates cfg and opens an operator over store, resuming
+// from whatever state store holds.
+func NewOperator(cfg Config, store Store) (*Operator, error) {
+	p, err := Prepare(cfg)
+	if err != nil {
 		return nil, err
-	} else if ok && len(b) == 8 {
-		o.seq = binary.BigEndian.Uint64(b)
+	}
+	return p.Open(store)
+}
+
+// Open opens an operator over store, resuming from whatever state store
+// holds.
+func (p *Prepared) Open(store Store) (*Operator, error) {
+	o := &Operator{cfg: &p.cfg, numbered: p.numbered, store: store, low: math.MinInt64, xlow: math.MinInt64}
+	if p.cfg.Window.kind != KindSession {
+		o.xlow = math.MaxInt64 // only sessions are remembered after closing
+	}
+	if o.numbered {
+		if b, ok, err := store.Get(metaSeq); err != nil {
+			return nil, err
+		} else if ok && len(b) == 8 {
+			o.seq = binary.BigEndian.Uint64(b)
+		}
 	}
 	if b, ok, err := store.Get(metaWM); err != nil {
 		return nil, err
@@ -132,6 +181,12 @@ func NewOperator(cfg Config, store Store) (*Operator, error) {
 			return nil, err
 		}
 		o.hasWM = true
+	}
+	if b, ok, err := store.Get(metaLow); err != nil {
+		return nil, err
+	} else if ok && len(b) == 2*timeLen {
+		o.low, _ = ParseTime(b)
+		o.xlow, _ = ParseTime(b[timeLen:])
 	}
 	return o, nil
 }
@@ -186,6 +241,7 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 		changes = append(changes, change{w, accs, !ok})
 	}
 	var out []Result
+	low := o.low
 	for _, c := range changes {
 		if err := o.save(key, c.w, c.accs); err != nil {
 			return nil, err
@@ -194,10 +250,14 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 			if err := o.store.Put(CloseKey(c.w, key), nil); err != nil {
 				return nil, err
 			}
+			o.low = min(o.low, c.w.End)
 		}
 		if o.cfg.Emit == EmitUpdate {
 			out = append(out, o.result(key, c.w, c.accs))
 		}
+	}
+	if err := o.saveLow(low, o.xlow); err != nil {
+		return nil, err
 	}
 	return out, o.commitSeq()
 }
@@ -306,6 +366,13 @@ func (o *Operator) processSession(key []byte, t int64, value any) ([]Result, err
 	if err := o.store.Put(CloseKey(merged, key), nil); err != nil {
 		return nil, err
 	}
+	if merged.End < o.low {
+		low := o.low
+		o.low = merged.End
+		if err := o.saveLow(low, o.xlow); err != nil {
+			return nil, err
+		}
+	}
 	if o.cfg.Emit == EmitUpdate {
 		out = append(out, o.result(key, merged, accs))
 	}
@@ -339,13 +406,16 @@ func (o *Operator) recordAccs(t int64, value any) ([]Accumulator, error) {
 
 func (o *Operator) commitSeq() error {
 	o.seq++
+	if !o.numbered {
+		return nil
+	}
 	return o.store.Put(metaSeq, binary.BigEndian.AppendUint64(nil, o.seq))
 }
 
 func (o *Operator) newAccs() ([]Accumulator, error) {
 	accs := make([]Accumulator, len(o.cfg.Aggregates))
 	for i := range o.cfg.Aggregates {
-		acc, err := o.cfg.Aggregates[i].New()
+		acc, err := o.cfg.Aggregates[i].newAcc()
 		if err != nil {
 			return nil, err
 		}
@@ -385,7 +455,7 @@ func (o *Operator) decodeAccs(b []byte) ([]Accumulator, error) {
 		if k <= 0 || n > uint64(len(b)-k) {
 			return nil, fmt.Errorf("window: corrupt state for aggregate %s", o.cfg.Aggregates[i].Name)
 		}
-		acc, err := o.cfg.Aggregates[i].Decode(b[k : k+int(n)])
+		acc, err := o.cfg.Aggregates[i].decode(b[k : k+int(n)])
 		if err != nil {
 			return nil, err
 		}
@@ -433,12 +503,53 @@ func (o *Operator) Advance(wm int64) ([]Result, error) {
 	if err := o.store.Put(metaWM, AppendTime(nil, wm)); err != nil {
 		return nil, err
 	}
-	var due [][]byte
-	lo, hi := closeRange(famClose, satSub(wm, o.cfg.Grace))
-	err := o.store.Scan(lo, hi, func(k, _ []byte) error {
+	low, xlow := o.low, o.xlow
+	var out []Result
+	if bound := satSub(wm, o.cfg.Grace); bound >= o.low {
+		var err error
+		if out, err = o.close(bound); err != nil {
+			return nil, err
+		}
+	}
+	if o.cfg.Window.kind == KindSession && wm >= o.xlow {
+		if err := o.forgetClosed(wm); err != nil {
+			return nil, err
+		}
+	}
+	return out, o.saveLow(low, xlow)
+}
+
+// errStop ends a Scan early.
+var errStop = errors.New("window: stop scan")
+
+// scanDue collects the keys of the index family fam (close or closed
+// expiry: keys that start with a time) whose time is at or before bound,
+// and returns the time of the first key after them, or math.MaxInt64 when
+// there is none.
+func (o *Operator) scanDue(fam byte, bound int64) (due [][]byte, next int64, err error) {
+	next = math.MaxInt64
+	err = o.store.Scan([]byte{fam}, []byte{fam + 1}, func(k, _ []byte) error {
+		at, err := ParseTime(k[1:])
+		if err != nil {
+			return err
+		}
+		if at > bound {
+			next = at
+			return errStop
+		}
 		due = append(due, slices.Clone(k))
 		return nil
 	})
+	if errors.Is(err, errStop) {
+		err = nil
+	}
+	return due, next, err
+}
+
+// close closes the windows with End <= bound and sets low to the end of
+// the first window left open.
+func (o *Operator) close(bound int64) ([]Result, error) {
+	due, next, err := o.scanDue(famClose, bound)
 	if err != nil {
 		return nil, err
 	}
@@ -474,24 +585,17 @@ func (o *Operator) Advance(wm int64) ([]Result, error) {
 			if err := o.store.Put(closeKey(famClosedExpiry, expiry, key, start), nil); err != nil {
 				return nil, err
 			}
+			o.xlow = min(o.xlow, expiry)
 		}
 	}
-	if o.cfg.Window.kind == KindSession {
-		if err := o.forgetClosed(wm); err != nil {
-			return nil, err
-		}
-	}
+	o.low = next
 	return out, nil
 }
 
-// forgetClosed drops closed-session markers no accepted record can reach.
+// forgetClosed drops closed-session markers no accepted record can reach
+// and sets xlow to the expiry of the first one left.
 func (o *Operator) forgetClosed(wm int64) error {
-	var due [][]byte
-	lo, hi := closeRange(famClosedExpiry, wm)
-	err := o.store.Scan(lo, hi, func(k, _ []byte) error {
-		due = append(due, slices.Clone(k))
-		return nil
-	})
+	due, next, err := o.scanDue(famClosedExpiry, wm)
 	if err != nil {
 		return err
 	}
@@ -507,7 +611,17 @@ func (o *Operator) forgetClosed(wm int64) error {
 			return err
 		}
 	}
+	o.xlow = next
 	return nil
+}
+
+// saveLow stores low and xlow unless they are still low and xlow, as
+// they were read or last saved.
+func (o *Operator) saveLow(low, xlow int64) error {
+	if o.low == low && o.xlow == xlow {
+		return nil
+	}
+	return o.store.Put(metaLow, AppendTime(AppendTime(make([]byte, 0, 2*timeLen), o.low), o.xlow))
 }
 
 // Flush closes every window, as Advance to the end of time; for tests and

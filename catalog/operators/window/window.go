@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -19,11 +19,16 @@ import (
 	win "github.com/sluicehq/sluice/internal/window"
 )
 
-// op is a compiled window step. It holds configuration only: every task's
-// state is in that task's Store.
+// op is a compiled window step. It holds configuration and a cache of
+// formatted times only: every task's state is in that task's Store.
 type op struct {
-	cfg win.Config
-	by  *expression.Program // nil: the record key
+	cfg   win.Config
+	model *win.Prepared       // cfg, validated
+	by    *expression.Program // nil: the record key
+	// bounds caches the formatted bounds of the window last emitted by any
+	// task: most outputs in a row are of one window, and formatting times
+	// is costly.
+	bounds atomic.Pointer[bounds]
 }
 
 func newWindow(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
@@ -44,9 +49,11 @@ func newWindow(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) 
 
 // validate checks the whole configuration now, so errors are compile errors.
 func (o *op) validate(conf catalog.Config) (*op, error) {
-	if _, err := win.NewOperator(o.cfg, win.NewMemStore()); err != nil {
+	m, err := win.Prepare(o.cfg)
+	if err != nil {
 		return nil, conf.Errorf("%v", err)
 	}
+	o.model = m
 	return o, nil
 }
 
@@ -240,7 +247,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	if err != nil {
 		return catalog.Reject(catalog.ReasonType, err)
 	}
-	m, err := win.NewOperator(o.cfg, task.Store())
+	m, err := o.model.Open(task.Store())
 	if err != nil {
 		return err
 	}
@@ -249,7 +256,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		// judged against it.
 		if results, err := m.Advance(st.UnixMilli()); err != nil {
 			return err
-		} else if err := emit(ctx, out, results); err != nil {
+		} else if err := o.emit(ctx, out, results); err != nil {
 			return err
 		}
 	}
@@ -261,12 +268,12 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		}
 		return err
 	}
-	return emit(ctx, out, results)
+	return o.emit(ctx, out, results)
 }
 
 // OnWatermark closes the windows the task's stream time has passed.
 func (o *op) OnWatermark(ctx context.Context, task catalog.Task, out catalog.Output) error {
-	m, err := win.NewOperator(o.cfg, task.Store())
+	m, err := o.model.Open(task.Store())
 	if err != nil {
 		return err
 	}
@@ -278,7 +285,7 @@ func (o *op) OnWatermark(ctx context.Context, task catalog.Task, out catalog.Out
 	if err != nil {
 		return err
 	}
-	return emit(ctx, out, results)
+	return o.emit(ctx, out, results)
 }
 
 func reason(r string) catalog.Reason {
@@ -296,7 +303,7 @@ func reason(r string) catalog.Reason {
 // emit turns results into records keyed by the grouping key: the value holds
 // the window bounds and the aggregates, the timestamp is the window's end.
 // A retraction (update mode, a session merged away) is a null value.
-func emit(ctx context.Context, out catalog.Output, results []win.Result) error {
+func (o *op) emit(ctx context.Context, out catalog.Output, results []win.Result) error {
 	for _, res := range results {
 		// The key as Kafka carries it: the grouping key's bytes.
 		var key any
@@ -305,19 +312,15 @@ func emit(ctx context.Context, out catalog.Output, results []win.Result) error {
 		}
 		r := &record.Record{Key: key, Timestamp: time.UnixMilli(res.Window.End)}
 		if !res.Retract {
-			v := map[string]any{
-				"window": map[string]any{
-					"start": time.UnixMilli(res.Window.Start).UTC().Format(time.RFC3339Nano),
-					"end":   time.UnixMilli(res.Window.End).UTC().Format(time.RFC3339Nano),
-				},
+			// The result's map is the model's fresh copy: it becomes the
+			// value. An aggregate named window hides the bounds.
+			v := res.Values
+			for n, x := range v {
+				v[n] = record.Plain(x)
 			}
-			names := make([]string, 0, len(res.Values))
-			for n := range res.Values {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			for _, n := range names {
-				v[n] = record.Plain(res.Values[n])
+			if _, ok := v["window"]; !ok {
+				start, end := o.formatBounds(res.Window)
+				v["window"] = map[string]any{"start": start, "end": end}
 			}
 			r.Value = v
 		}
@@ -326,4 +329,22 @@ func emit(ctx context.Context, out catalog.Output, results []win.Result) error {
 		}
 	}
 	return nil
+}
+
+type bounds struct {
+	w          win.Window
+	start, end string
+}
+
+// formatBounds returns w's start and end as RFC 3339 UTC times.
+func (o *op) formatBounds(w win.Window) (start, end string) {
+	if b := o.bounds.Load(); b != nil && b.w == w {
+		return b.start, b.end
+	}
+	b := &bounds{w: w,
+		start: time.UnixMilli(w.Start).UTC().Format(time.RFC3339Nano),
+		end:   time.UnixMilli(w.End).UTC().Format(time.RFC3339Nano),
+	}
+	o.bounds.Store(b)
+	return b.start, b.end
 }

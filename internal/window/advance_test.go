@@ -1,0 +1,223 @@
+package window
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// countingStore counts the scans of the close and expiry indexes, which
+// Advance must make only when something can be due.
+type countingStore struct {
+	*MemStore
+	scans int
+}
+
+func (s *countingStore) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
+	if len(lo) > 0 && (lo[0] == famClose || lo[0] == famClosedExpiry || lo[0] == famDedupeExpiry) {
+		s.scans++
+	}
+	return s.MemStore.Scan(lo, hi, fn)
+}
+
+// indexFirst returns the time of the first key of index family fam, and
+// false when it is empty.
+func indexFirst(t *testing.T, s Store, fam byte) (int64, bool) {
+	t.Helper()
+	var at int64
+	found := false
+	err := s.Scan([]byte{fam}, []byte{fam + 1}, func(k, _ []byte) error {
+		var err error
+		at, err = ParseTime(k[1:])
+		found = true
+		if err == nil {
+			err = errStop
+		}
+		return err
+	})
+	if err != nil && err != errStop {
+		t.Fatal(err)
+	}
+	return at, found
+}
+
+// TestAdvanceClosesWhenDue: Advance skips its scans while the watermark is
+// before the close index's low mark, so it must still close every window
+// in the very Advance that makes it due, and forget closed sessions on
+// time, across a restart, including from a store written before the low
+// marks were kept. After every Advance the indexes may hold nothing due;
+// and a tumbling or hopping window must scan only when the watermark
+// passes a window end (plus grace), and a session window not on every
+// Advance.
+func TestAdvanceClosesWhenDue(t *testing.T) {
+	for _, c := range oracleCases(t) {
+		for _, oldStore := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/old-store=%v", c.name, oldStore), func(t *testing.T) {
+				evs := genEvents(rand.New(rand.NewPCG(7, 99)), 1000)
+				store := &countingStore{MemStore: NewMemStore()}
+				cfg := Config{Window: c.spec, Grace: oracleGrace, Emit: EmitFinal, Aggregates: []Aggregate{{Name: "n", Func: Count}}}
+				op, err := NewOperator(cfg, store)
+				if err != nil {
+					t.Fatal(err)
+				}
+				tr, _ := NewTracker(oracleIdle)
+				// crossings counts the Advances that pass a window end.
+				advances, crossings, closed := 0, 0, 0
+				lastEnd := func(wm int64) int64 {
+					return floorDiv(wm-oracleGrace-c.spec.Size(), max(c.spec.Advance(), 1))
+				}
+				for i, e := range evs {
+					if i == len(evs)/2 {
+						if oldStore {
+							_ = store.Delete(metaLow)
+						}
+						if op, err = NewOperator(cfg, store); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if !e.tick {
+						tr.Observe(e.part, e.t, e.now)
+					}
+					if wm, ok := tr.Watermark(e.now); ok {
+						before, had := op.Watermark()
+						rs, err := op.Advance(wm)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if !had || wm > before {
+							advances++
+						}
+						if !had || lastEnd(wm) > lastEnd(before) {
+							crossings++
+						}
+						closed += len(rs)
+						if end, ok := indexFirst(t, store.MemStore, famClose); ok && end <= wm-oracleGrace {
+							t.Fatalf("event %d: window ending at %d still open at watermark %d", i, end, wm)
+						}
+						if x, ok := indexFirst(t, store.MemStore, famClosedExpiry); ok && x <= wm {
+							t.Fatalf("event %d: closed session expiring at %d kept at watermark %d", i, x, wm)
+						}
+					}
+					if !e.tick {
+						_, _ = op.Process([]byte(e.key), e.t, e.value)
+					}
+				}
+				if closed == 0 {
+					t.Fatal("no window closed before the end")
+				}
+				switch {
+				case c.spec.Kind() == KindSession:
+					if store.scans >= advances {
+						t.Errorf("%d index scans for %d advances", store.scans, advances)
+					}
+				case oldStore && store.scans > crossings+1, !oldStore && store.scans > crossings:
+					t.Errorf("%d index scans for %d advances past a window end", store.scans, crossings)
+				}
+			})
+		}
+	}
+}
+
+// TestTumblingClosesOnBoundary: with a 10ms tumbling window, watermarks
+// inside a window scan nothing and the one at its end closes it, also
+// after a restart from the store.
+func TestTumblingClosesOnBoundary(t *testing.T) {
+	tum, _ := Tumbling(10)
+	store := &countingStore{MemStore: NewMemStore()}
+	cfg := Config{Window: tum, Emit: EmitFinal, Aggregates: []Aggregate{{Name: "n", Func: Count}}}
+	op, err := NewOperator(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for ts := range int64(30) {
+		if rs, err := op.Advance(ts); err != nil || len(rs) != 0 && ts%10 != 0 {
+			t.Fatalf("advance to %d: %v, %v", ts, rs, err)
+		} else if ts > 0 && ts%10 == 0 && (len(rs) != 1 || rs[0].Window != (Window{ts - 10, ts}) || rs[0].Values["n"] != int64(10)) {
+			t.Fatalf("advance to %d closed %+v, want [%d, %d) with 10 records", ts, rs, ts-10, ts)
+		}
+		if _, err := op.Process([]byte("k"), ts, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first Advance, and one per window end: 10 and 20.
+	if store.scans != 3 {
+		t.Errorf("%d scans of the close index, want 3", store.scans)
+	}
+	if op, err = NewOperator(cfg, store); err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := op.Advance(30); err != nil || len(rs) != 1 || rs[0].Window != (Window{20, 30}) || store.scans != 4 {
+		t.Fatalf("after the restart, advance to 30: %v, %v, %d scans", rs, err, store.scans)
+	}
+	if rs, err := op.Advance(39); err != nil || len(rs) != 0 || store.scans != 4 {
+		t.Fatalf("after the restart, advance to 39: %v, %v, %d scans", rs, err, store.scans)
+	}
+}
+
+// TestDedupeExpiresInBuckets: Advance drops expired ids only when the
+// watermark enters a new bucket (an eighth of the horizon), and Process
+// treats an id that has expired but is still stored as gone, as if it had
+// been dropped on time.
+func TestDedupeExpiresInBuckets(t *testing.T) {
+	const horizon = 160 // buckets of 20ms
+	store := &countingStore{MemStore: NewMemStore()}
+	d, err := NewDedupe(horizon, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pass := func(id string, ts int64, want bool) {
+		t.Helper()
+		if got, err := d.Process([]byte(id), ts); err != nil || got != want {
+			t.Fatalf("%s at %d: pass=%v, %v; want %v", id, ts, got, err, want)
+		}
+	}
+	advance := func(wm int64) {
+		t.Helper()
+		if err := d.Advance(wm); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored := func(id string) bool {
+		_, ok, _ := store.Get(dedupeKey([]byte(id)))
+		return ok
+	}
+	advance(0)
+	pass("a", 5, true) // expires at 165
+	pass("c", 6, true) // expires at 166
+	advance(161)       // bucket 8: scans, nothing due yet
+	pass("a", 100, false)
+	advance(170) // still bucket 8: a and c expired, not dropped
+	if !stored("a") || !stored("c") {
+		t.Fatal("an expired id was dropped within its bucket")
+	}
+	pass("a", 100, true) // a expired: a new occurrence passes and is kept
+	pass("a", 150, false)
+	advance(181) // bucket 9: c is dropped, a (expires at 260) stays
+	if stored("c") || !stored("a") {
+		t.Fatalf("after the bucket scan: c stored %v, a stored %v", stored("c"), stored("a"))
+	}
+	var expiries [][]byte
+	_ = store.Scan([]byte{famDedupeExpiry}, []byte{famDedupeExpiry + 1}, func(k, _ []byte) error {
+		expiries = append(expiries, bytes.Clone(k))
+		return nil
+	})
+	if len(expiries) != 1 || !bytes.Equal(expiries[0], dedupeExpiryKey(260, []byte("a"))) {
+		t.Fatalf("expiry index %q, want a's at 260 only", expiries)
+	}
+	scans := store.scans
+	for wm := int64(182); wm < 1000; wm++ {
+		advance(wm)
+	}
+	if n := store.scans - scans; n != 40 {
+		t.Errorf("%d scans from 182 to 999, want one per bucket entered, 40", n)
+	}
+	if stored("a") {
+		t.Error("a not dropped")
+	}
+	advance(math.MaxInt64)
+	if store.Len() != 1 {
+		t.Errorf("%d keys left at the end of time, want the watermark", store.Len())
+	}
+}
