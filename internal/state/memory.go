@@ -2,6 +2,7 @@ package state
 
 import (
 	"slices"
+	"strings"
 	"unsafe"
 )
 
@@ -18,11 +19,18 @@ import (
 // so a task reassigned to the same process can restore only the tail.
 type Memory struct {
 	m      map[string]*memEntry
-	sorted []string // indexed keys in order; may include dead ones
-	added  []string // keys not yet indexed; may repeat or be gone
+	sorted []indexed // indexed keys in order; may include dead ones
+	added  []string  // keys not yet indexed; may repeat or be gone
 	dead   int      // dead entries in m
 	cp     Checkpoint
 	closed bool
+}
+
+// indexed is a key of the ordered index with its entry, so that merging
+// the index and scanning it need no map lookup per key.
+type indexed struct {
+	k string
+	e *memEntry
 }
 
 type memEntry struct {
@@ -117,24 +125,28 @@ func (s *Memory) delete(key []byte) {
 // indexed are sorted and merged in, and dead entries are dropped.
 func (s *Memory) index() {
 	slices.Sort(s.added)
-	fresh := s.added[:0]
+	var fresh []indexed
 	for _, k := range s.added {
 		if e := s.m[k]; e != nil && !e.dead && !e.indexed {
 			e.indexed = true
-			fresh = append(fresh, k)
+			fresh = append(fresh, indexed{k, e})
 		}
 	}
-	merged := make([]string, 0, len(s.sorted)-s.dead+len(fresh))
+	if s.dead == 0 && len(fresh) == 0 {
+		s.added = s.added[:0]
+		return
+	}
+	merged := make([]indexed, 0, len(s.sorted)-s.dead+len(fresh))
 	i, j := 0, 0
 	for i < len(s.sorted) || j < len(fresh) {
-		if j == len(fresh) || (i < len(s.sorted) && s.sorted[i] < fresh[j]) {
-			k := s.sorted[i]
+		if j == len(fresh) || (i < len(s.sorted) && s.sorted[i].k < fresh[j].k) {
+			x := s.sorted[i]
 			i++
-			if s.m[k].dead {
-				delete(s.m, k)
+			if x.e.dead {
+				delete(s.m, x.k)
 				continue
 			}
-			merged = append(merged, k)
+			merged = append(merged, x)
 			continue
 		}
 		merged = append(merged, fresh[j])
@@ -151,14 +163,14 @@ func (s *Memory) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	if len(s.added) > 0 {
 		s.index()
 	}
-	start, _ := slices.BinarySearch(s.sorted, string(lo))
+	start, _ := slices.BinarySearchFunc(s.sorted, string(lo), func(x indexed, t string) int { return strings.Compare(x.k, t) })
 	sorted := s.sorted
 	h := string(hi)
-	for _, k := range sorted[start:] {
+	for _, x := range sorted[start:] {
+		k, e := x.k, x.e
 		if hi != nil && k >= h {
 			break
 		}
-		e := s.m[k]
 		if e.dead {
 			continue
 		}
