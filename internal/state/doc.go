@@ -67,8 +67,12 @@
 // its last stable offset as of the start, read_committed (records of
 // aborted transactions are skipped), and applies the records in batches,
 // each with its checkpoint, so an interrupted restore resumes where it
-// stopped. It reports [Progress] (offsets done and total, rate, ETA) to a
-// callback, which [Metrics] turns into Prometheus series:
+// stopped. Reading and writing overlap: a goroutine of the restore's own
+// collects the records of each fetch into batches and writes them to the
+// store while the next fetches are read (the store is used by that
+// goroutine alone, and Restore returns only after it is done). It reports
+// [Progress] (offsets done and total, rate, ETA) to a callback, which
+// [Metrics] turns into Prometheus series:
 //
 //	sluice_state_restore_records_done{pipeline,step,partition}   changelog offsets restored so far
 //	sluice_state_restore_records_total{pipeline,step,partition}  changelog offsets to restore

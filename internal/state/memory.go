@@ -21,7 +21,7 @@ type Memory struct {
 	m      map[string]*memEntry
 	sorted []indexed // indexed keys in order; may include dead ones
 	added  []string  // keys not yet indexed; may repeat or be gone
-	dead   int      // dead entries in m
+	dead   int       // dead entries in m
 	cp     Checkpoint
 	closed bool
 }

@@ -280,20 +280,31 @@ func (p *Pebble) Apply(changes []Change, cp Checkpoint) error {
 	if p.closed {
 		return ErrClosed
 	}
-	b := p.db.NewBatch()
+	enc := encodeCheckpoint(cp)
+	// The batch is sized up front: growing it would copy what it holds
+	// each time, and a restore applies batches of megabytes.
+	size := batchHeaderLen + batchEntryLen + len(checkpointKey) + len(enc)
+	for _, c := range changes {
+		size += batchEntryLen + 1 + len(c.Key) + len(c.Value)
+	}
+	b := p.db.NewBatchWithSize(size)
 	defer b.Close()
 	for _, c := range changes {
-		var err error
+		// The prefixed key is written into the batch directly.
+		var op *pebble.DeferredBatchOp
 		if c.Value == nil {
-			err = b.Delete(p.key(c.Key), nil)
+			op = b.DeleteDeferred(1 + len(c.Key))
 		} else {
-			err = b.Set(p.key(c.Key), c.Value, nil)
+			op = b.SetDeferred(1+len(c.Key), len(c.Value))
+			copy(op.Value, c.Value)
 		}
-		if err != nil {
+		op.Key[0] = dataPrefix
+		copy(op.Key[1:], c.Key)
+		if err := op.Finish(); err != nil {
 			return err
 		}
 	}
-	if err := b.Set(checkpointKey, encodeCheckpoint(cp), nil); err != nil {
+	if err := b.Set(checkpointKey, enc, nil); err != nil {
 		return err
 	}
 	if err := b.Commit(pebble.NoSync); err != nil {
@@ -302,6 +313,13 @@ func (p *Pebble) Apply(changes []Change, cp Checkpoint) error {
 	p.cp = cp
 	return nil
 }
+
+// The sizes of a Pebble batch's header and, at most, of an entry's kind
+// and two length varints (pebble/batchrepr).
+const (
+	batchHeaderLen = 12
+	batchEntryLen  = 1 + 2*binary.MaxVarintLen32
+)
 
 // Checkpoint implements Committer.
 func (p *Pebble) Checkpoint() Checkpoint { return p.cp }

@@ -1,9 +1,16 @@
 package state
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"reflect"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -33,12 +40,16 @@ func KafkaOptions(opts ...kgo.Opt) RestoreOpt {
 }
 
 // BatchRecords is how many changelog records are read into one batch,
-// applied to the store with one checkpoint (default 50,000). Only the last
-// record per key of a batch is written to the store, so larger batches
-// save more writes; the batch holds on to the fetch buffers of its
-// records until it is applied. A restore interrupted part-way resumes from
-// the last batch applied.
+// applied to the store with one checkpoint (default 50,000, at most
+// 2^30). Only the last record per key of a batch is written to the store,
+// so larger batches save more writes; the batch holds on to the fetch
+// buffers of its records until it is applied, and so do the few fetches
+// read while it is being applied. A restore interrupted part-way resumes
+// from the last batch applied.
 func BatchRecords(n int) RestoreOpt { return func(c *restoreConfig) { c.batchRecords = n } }
+
+// maxBatchRecords keeps a batch's positions in 32 bits (see keyIndex).
+const maxBatchRecords = 1 << 30
 
 // ProgressEvery bounds the time between progress reports (default 1s) and
 // span the offsets between them (default 100,000): a report is made when
@@ -56,8 +67,8 @@ func (c *restoreConfig) validate() error {
 	if len(c.brokers) == 0 {
 		errs = append(errs, &OptionError{"Brokers", "no brokers"})
 	}
-	if c.batchRecords <= 0 {
-		errs = append(errs, &OptionError{"BatchRecords", fmt.Sprintf("%d is not positive", c.batchRecords)})
+	if c.batchRecords <= 0 || c.batchRecords > maxBatchRecords {
+		errs = append(errs, &OptionError{"BatchRecords", fmt.Sprintf("%d is not in [1, 2^30]", c.batchRecords)})
 	}
 	if c.progressEvery <= 0 || c.progressSpan <= 0 {
 		errs = append(errs, &OptionError{"ProgressEvery", fmt.Sprintf("%v, %d: both must be positive", c.progressEvery, c.progressSpan)})
@@ -229,7 +240,7 @@ func (r *Restorer) bounds(ctx context.Context, topic string, partition int32) (f
 	return first, end, err
 }
 
-func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst Committer, res *Result, start time.Time, report func(Progress)) error {
+func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst Committer, res *Result, start time.Time, report func(Progress)) (err error) {
 	opts := append([]kgo.Opt{kgo.SeedBrokers(r.cfg.brokers...)}, r.cfg.kafkaOpts...)
 	opts = append(opts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(res.From)}}),
@@ -239,34 +250,36 @@ func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst 
 		// and knows it is done; otherwise a changelog ending in a
 		// transaction's marker would look unfinished.
 		kgo.KeepControlRecords(),
+		// A fetch session saves resending the partitions of a fetch; a
+		// restore fetches one, and closing the session would cost the
+		// restore a round trip at its end.
+		kgo.DisableFetchSessions(),
+		// Records are recycled once applied (see applier.add), so the
+		// record slices of fetches are reused rather than allocated.
+		kgo.WithPools(new(recordPool)),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("state: restore client: %w", err)
 	}
-	defer cl.Close()
+	closeClient := sync.OnceFunc(cl.Close)
+	defer closeClient()
 
-	// A batch keeps only the last record per key: the batch is applied
-	// atomically with its checkpoint, so the values before it in the batch
-	// would never be seen, and with a changelog that repeats keys (one
-	// record per key per commit) this saves most of the store's writes.
-	// Values point into the fetches' buffers until the batch is applied.
-	batch := make([]Change, 0, min(int64(r.cfg.batchRecords), res.Total))
-	index := make(map[string]int, min(int64(r.cfg.batchRecords), res.Total))
-	read := 0 // records read into the batch
+	a := startApplier(dst, partition, res.End, r.cfg.batchRecords, r.cfg.now)
+	a.recycleCompressed = !decompressPooled(cl)
+	defer func() {
+		if err != nil {
+			// Failing: applying what is still queued would only delay
+			// the error.
+			a.abandon.Store(true)
+		}
+		if aerr := a.close(); err == nil {
+			err = aerr
+		}
+		res.Applied = a.applied.Load()
+	}()
 	next := res.From
 	lastReport, lastDone := start, int64(0)
-	flush := func() error {
-		if err := dst.Apply(batch, dst.Checkpoint().with(partition, next, r.cfg.now())); err != nil {
-			return fmt.Errorf("state: applying restored records: %w", err)
-		}
-		res.Applied += int64(read)
-		res.Done = next - res.From
-		clear(batch) // drop the references to fetch buffers
-		batch, read = batch[:0], 0
-		clear(index)
-		return nil
-	}
 	// Progress counts offsets read: with large batches, waiting for them
 	// to be applied would make reports lumpy.
 	maybeReport := func(now time.Time) {
@@ -275,6 +288,7 @@ func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst 
 			return
 		}
 		res.Done = done
+		res.Applied = a.applied.Load()
 		res.Elapsed = now.Sub(start)
 		res.Rate = rate(res.Done, res.Elapsed)
 		res.ETA = 0
@@ -303,45 +317,320 @@ func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst 
 		if fs.NumRecords() == 0 {
 			return &StalledError{Topic: topic, Partition: partition, Next: next, End: res.End, Waited: r.cfg.idleTimeout}
 		}
-		for it := fs.RecordIter(); !it.Done() && next < res.End; {
-			rec := it.Next()
-			if rec.Offset >= res.End {
-				// Written after the restore started: the task's own
-				// processing starts from here.
-				next = res.End
-				break
+		var serr error
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			rs := p.Records
+			if serr != nil || len(rs) == 0 || next >= res.End {
+				return
 			}
-			next = rec.Offset + 1
-			if rec.Attrs.IsControl() {
-				continue
-			}
-			read++
-			if i, ok := index[string(rec.Key)]; ok {
-				batch[i].Value = rec.Value
-			} else {
-				index[string(rec.Key)] = len(batch)
-				batch = append(batch, Change{Key: rec.Key, Value: rec.Value})
-			}
-			if read >= r.cfg.batchRecords {
-				if err := flush(); err != nil {
-					return err
+			// A report at each record that completes a span of
+			// offsets, as if the records were read one by one.
+			for {
+				i := firstFrom(rs, res.From+lastDone+r.cfg.progressSpan-1)
+				if i == len(rs) || rs[i].Offset+1 >= res.End {
+					break
+				}
+				next = rs[i].Offset + 1
+				if maybeReport(r.cfg.now()); lastDone != next-res.From {
+					break // not reported (cannot happen: the span is reached)
 				}
 			}
-			if next-lastDone >= r.cfg.progressSpan {
-				maybeReport(r.cfg.now())
-			}
-		}
-		// Apply at a batch boundary or at the end; between, a batch
-		// spans polls, keeping their buffers alive (at most BatchRecords
-		// records' worth).
-		if next >= res.End {
-			if err := flush(); err != nil {
-				return err
-			}
+			// Records written after the restore started are not
+			// restored: the task's own processing starts from the end.
+			next = min(rs[len(rs)-1].Offset+1, res.End)
+			serr = a.send(ctx, restoreChunk{records: rs, last: next >= res.End})
+		})
+		if serr != nil {
+			return serr
 		}
 		maybeReport(r.cfg.now())
 	}
+	// Reading is over: the client closes while the last batch is
+	// applied rather than after.
+	closeClient()
+	if err := a.close(); err != nil {
+		return err
+	}
+	res.Done = next - res.From
 	return nil
+}
+
+// firstFrom returns the index of the first of rs, in offset order, at or
+// past offset o, or len(rs).
+func firstFrom(rs []*kgo.Record, o int64) int {
+	i, _ := slices.BinarySearchFunc(rs, o, func(r *kgo.Record, o int64) int { return cmp.Compare(r.Offset, o) })
+	return i
+}
+
+// applier applies the records a restore reads to the store, on a
+// goroutine of its own: the reading goroutine hands it the records of each
+// fetch as they come and goes back to reading, while the applier collects
+// them into batches and writes the batches to the store. Everything done
+// per record happens on the applier, so the reading goroutine polls as
+// often as a plain consumer would as long as the applier keeps up.
+type applier struct {
+	dst          Committer
+	partition    int32
+	end          int64 // offsets from here are not restored
+	batchRecords int
+	now          func() time.Time
+
+	in      chan restoreChunk
+	failed  chan struct{} // closed when applying fails; err says why
+	stopped chan struct{} // closed when the goroutine returns
+	err     error
+	closed  bool        // in is closed (used by the reading goroutine only)
+	abandon atomic.Bool // set to drop what is not applied yet
+	applied atomic.Int64
+
+	b  restoreBatch // the batch being collected
+	at int64        // the checkpoint of the last batch applied; -1 before
+
+	// recycleCompressed is whether records of compressed batches may be
+	// recycled before the batch holding their values is applied.
+	recycleCompressed bool
+}
+
+// restoreChunk is the records of a fetch of the changelog partition, in
+// offset order, including control records. last is set on the chunk that
+// reaches the end of the restore: the batch is applied with it.
+type restoreChunk struct {
+	records []*kgo.Record
+	last    bool
+}
+
+// restoreQueue bounds how far reading runs ahead of applying, in fetches
+// waiting while a batch is written to the store: enough to keep reading
+// through the write of a batch of the default size to Pebble. The fetches
+// hold their buffers until applied.
+const restoreQueue = 8
+
+func startApplier(dst Committer, partition int32, end int64, batchRecords int, now func() time.Time) *applier {
+	a := &applier{
+		dst: dst, partition: partition, end: end, batchRecords: batchRecords, now: now,
+		in:      make(chan restoreChunk, restoreQueue),
+		failed:  make(chan struct{}),
+		stopped: make(chan struct{}),
+		b:       restoreBatch{index: newKeyIndex()},
+		at:      -1,
+	}
+	go a.run()
+	return a
+}
+
+// send queues c, waiting while the queue is full.
+func (a *applier) send(ctx context.Context, c restoreChunk) error {
+	select {
+	case a.in <- c:
+		return nil
+	case <-a.failed:
+		return a.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close waits for what was sent to be applied (or dropped, after abandon)
+// and returns the error applying it, if any.
+func (a *applier) close() error {
+	if !a.closed {
+		close(a.in)
+		a.closed = true
+	}
+	<-a.stopped
+	return a.err
+}
+
+func (a *applier) run() {
+	defer close(a.stopped)
+	for c := range a.in {
+		if a.err != nil || a.abandon.Load() {
+			continue // drained until the reading goroutine closes in
+		}
+		if err := a.add(c); err != nil {
+			a.err = fmt.Errorf("state: applying restored records: %w", err)
+			close(a.failed)
+		}
+	}
+}
+
+// add adds the data records of c to the batch, applying the batch each
+// time it has BatchRecords records, with the checkpoint after its last
+// record, and at the end.
+//
+// The records themselves are recycled as soon as they are added: the
+// batch keeps their keys and values, which point into the fetch's buffer
+// (or, for a compressed batch, the buffer it was decompressed into), not
+// into the record. Reusing the record slices, which are as large as the
+// fetch again, saves the restore much of its allocation and garbage
+// collection, and the slices are reused while still in the CPU's cache.
+// A decompression pool (kgo.PoolDecompressBytes) would reuse the buffer of
+// a compressed batch once its records are recycled; the records of such
+// batches are then left to the garbage collector.
+func (a *applier) add(c restoreChunk) error {
+	for i, rec := range c.records {
+		offset := rec.Offset
+		if offset >= a.end {
+			recycle(c.records[i:], a.recycleCompressed)
+			break
+		}
+		if !rec.Attrs.IsControl() {
+			a.b.add(rec.Key, rec.Value)
+		}
+		recycle(c.records[i:i+1], a.recycleCompressed) // rec is not to be used after
+		if a.b.read >= a.batchRecords {
+			if err := a.apply(offset + 1); err != nil {
+				return err
+			}
+		}
+	}
+	if c.last && (a.b.read > 0 || a.at != a.end) {
+		return a.apply(a.end)
+	}
+	return nil
+}
+
+func (a *applier) apply(next int64) error {
+	if err := a.dst.Apply(a.b.changes, a.dst.Checkpoint().with(a.partition, next, a.now())); err != nil {
+		return err
+	}
+	a.applied.Add(int64(a.b.read))
+	a.b.reset()
+	a.at = next
+	return nil
+}
+
+// recycle recycles rs, those of compressed batches only if compressedToo.
+func recycle(rs []*kgo.Record, compressedToo bool) {
+	for _, rec := range rs {
+		if compressedToo || rec.Attrs.CompressionType() == 0 {
+			rec.Recycle()
+		}
+	}
+}
+
+// recordPool is a kgo.PoolRecords for one restore client.
+type recordPool struct{ p sync.Pool }
+
+func (rp *recordPool) GetRecords(n int) []kgo.Record {
+	if rs, ok := rp.p.Get().(*[]kgo.Record); ok {
+		return *rs // kgo lengthens it if short
+	}
+	return make([]kgo.Record, n)
+}
+
+func (rp *recordPool) PutRecords(rs []kgo.Record) { rp.p.Put(&rs) }
+
+// decompressPooled reports whether cl decompresses into pooled buffers
+// (a kgo.PoolDecompressBytes among the pools of KafkaOptions), or whether
+// that cannot be told.
+func decompressPooled(cl *kgo.Client) bool {
+	pools := reflect.ValueOf(cl.OptValue(kgo.WithPools))
+	if pools.Kind() != reflect.Slice {
+		return true
+	}
+	for i := range pools.Len() {
+		if _, ok := pools.Index(i).Interface().(kgo.PoolDecompressBytes); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// restoreBatch is the changelog records read since the last batch was
+// applied, keeping only the last record per key: the batch is applied
+// atomically with its checkpoint, so the values before it in the batch
+// would never be seen, and with a changelog that repeats keys (one record
+// per key per commit) this saves most of the store's writes. Keys and
+// values point into the fetches' buffers until the batch is applied.
+type restoreBatch struct {
+	changes []Change
+	index   keyIndex // key to its position in changes
+	read    int      // records read into the batch, repeats included
+}
+
+func (b *restoreBatch) add(key, value []byte) {
+	b.read++
+	if i := b.index.lookup(key, b.changes); i >= 0 {
+		b.changes[i].Value = value
+		return
+	}
+	b.changes = append(b.changes, Change{Key: key, Value: value})
+}
+
+// reset empties the batch for reuse, dropping its references to fetch
+// buffers.
+func (b *restoreBatch) reset() {
+	clear(b.changes)
+	b.index.reset()
+	b.changes, b.read = b.changes[:0], 0
+}
+
+// keyIndex finds a key among the changes of a batch. It is an
+// open-addressing hash table of positions in changes rather than a
+// map[string]int: a map copies every new key into a string of its own, and
+// its lookups were most of the CPU time a restore adds to reading the
+// changelog. A slot holds the high 32 bits of the key's hash, which also
+// pick the slot, and the key's position plus one (0 is empty): the hash
+// bits rule out almost every other key without reading it, and growing
+// the table needs no hashing.
+type keyIndex struct {
+	seed  maphash.Seed
+	slots []uint64 // a power of two of them, at most half used
+	shift uint     // 64 - log2(len(slots)): h>>shift picks the slot
+	n     int      // keys in the table
+}
+
+const keyIndexMinBits = 12 // 4,096 slots, 32 KiB
+
+func newKeyIndex() keyIndex {
+	return keyIndex{seed: maphash.MakeSeed(), slots: make([]uint64, 1<<keyIndexMinBits), shift: 64 - keyIndexMinBits}
+}
+
+// lookup returns the position of key in changes, or, when it is not
+// there, records it at position len(changes), for the caller to append,
+// and returns -1.
+func (x *keyIndex) lookup(key []byte, changes []Change) int {
+	h := maphash.Bytes(x.seed, key)
+	mask := uint64(len(x.slots) - 1)
+	for i := h >> x.shift; ; i = (i + 1) & mask {
+		s := x.slots[i]
+		if s == 0 {
+			x.slots[i] = h&^(1<<32-1) | uint64(len(changes)+1)
+			if x.n++; 2*x.n > len(x.slots) {
+				x.grow()
+			}
+			return -1
+		}
+		if s>>32 == h>>32 {
+			if pos := int(uint32(s)) - 1; bytes.Equal(changes[pos].Key, key) {
+				return pos
+			}
+		}
+	}
+}
+
+// grow doubles the table. A slot's new place comes from the hash bits it
+// holds, so the keys are not read again.
+func (x *keyIndex) grow() {
+	old := x.slots
+	x.slots, x.shift = make([]uint64, 2*len(old)), x.shift-1
+	mask := uint64(len(x.slots) - 1)
+	for _, s := range old {
+		if s == 0 {
+			continue
+		}
+		i := s >> x.shift
+		for x.slots[i] != 0 {
+			i = (i + 1) & mask
+		}
+		x.slots[i] = s
+	}
+}
+
+func (x *keyIndex) reset() {
+	clear(x.slots)
+	x.n = 0
 }
 
 func rate(done int64, d time.Duration) float64 {

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -404,5 +405,135 @@ func TestRestoreMetrics(t *testing.T) {
 	m.Forget("orders")
 	if g := gauges(t, reg); len(g) != 0 {
 		t.Errorf("series after Forget: %v", g)
+	}
+}
+
+// TestRestoreBatchKeepsLastPerKey checks the batch a restore applies
+// against a map: one change per key, in the order the keys first came,
+// with the last value read, across batches (the index is reset and
+// reused) and while its table grows well past its first size.
+func TestRestoreBatchKeepsLastPerKey(t *testing.T) {
+	b := restoreBatch{index: newKeyIndex()}
+	for round := range 3 {
+		var order []string
+		want := map[string]string{}
+		keys := 20_000 << round
+		for i := range 3 * keys {
+			k := fmt.Sprintf("k%d", (i*7919)%keys)
+			if _, ok := want[k]; !ok {
+				order = append(order, k)
+			}
+			v := fmt.Sprintf("v%d-%d", round, i)
+			want[k] = v
+			b.add([]byte(k), []byte(v))
+		}
+		if b.read != 3*keys || len(b.changes) != len(order) {
+			t.Fatalf("round %d: %d read, %d changes, want %d and %d", round, b.read, len(b.changes), 3*keys, len(order))
+		}
+		for i, c := range b.changes {
+			if string(c.Key) != order[i] || string(c.Value) != want[order[i]] {
+				t.Fatalf("round %d: change %d is %s=%s, want %s=%s", round, i, c.Key, c.Value, order[i], want[order[i]])
+			}
+		}
+		b.reset()
+	}
+}
+
+// failingStore fails its second Apply.
+type failingStore struct {
+	*Memory
+	applies int
+}
+
+var errApply = errors.New("disk full")
+
+func (s *failingStore) Apply(changes []Change, cp Checkpoint) error {
+	if s.applies++; s.applies == 2 {
+		return errApply
+	}
+	return s.Memory.Apply(changes, cp)
+}
+
+// TestRestoreApplyFails: batches are applied on a goroutine of their own
+// while reading goes on; an error applying one must still end the restore
+// with that error, leave the store at the batch before, and not hang.
+func TestRestoreApplyFails(t *testing.T) {
+	cl := newChangelog(t)
+	for i := range 5 {
+		var b []Change
+		for j := range 100 {
+			b = append(b, put(fmt.Sprintf("k%d", j), fmt.Sprint(i)))
+		}
+		cl.write(t, b, true)
+	}
+	r := newRestorer(t, cl.brokers, BatchRecords(100))
+	dst := &failingStore{Memory: NewMemory()}
+	var last Progress
+	_, err := r.Restore(context.Background(), cl.topic, restorePartition, 0, dst, func(p Progress) { last = p })
+	if !errors.Is(err, errApply) {
+		t.Fatalf("restore: %v, want %v", err, errApply)
+	}
+	if !last.Finished || last.Applied != 100 {
+		t.Errorf("last report %+v, want Finished with the first batch applied", last)
+	}
+	// The first batch ends at the first transaction's commit marker
+	// (offset 100): its last record is offset 99.
+	if cp := dst.Checkpoint().Offset(restorePartition); cp != 100 {
+		t.Errorf("checkpoint %d, want 100", cp)
+	}
+}
+
+// scribblingPool is a kgo.PoolDecompressBytes that overwrites a buffer
+// put back, as reusing it would.
+type scribblingPool struct{}
+
+func (scribblingPool) GetDecompressBytes([]byte, kgo.CompressionCodecType) []byte { return nil }
+func (scribblingPool) PutDecompressBytes(b []byte) {
+	for i := range b[:cap(b)] {
+		b[:cap(b)][i] = 'X'
+	}
+}
+
+// TestRestoreCompressed: a restore recycles the records it has read
+// before the batch holding their values is applied. The values of a
+// compressed batch are in the buffer it was decompressed into, which a
+// decompression pool in KafkaOptions would take back (here: scribble
+// over) when its records are recycled; the restored values must be the
+// written ones with or without such a pool.
+func TestRestoreCompressed(t *testing.T) {
+	cl := newChangelog(t)
+	producer := kafkatest.Client(t, cl.brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	want := map[string]string{}
+	for i := range 6 {
+		var rs []*kgo.Record
+		for j := range 200 {
+			k, v := fmt.Sprintf("k%03d", (i*71+j)%300), fmt.Sprintf("value %d of batch %d, compressible compressible compressible", j, i)
+			rs = append(rs, &kgo.Record{Topic: cl.topic, Partition: restorePartition, Key: []byte(k), Value: []byte(v)})
+			want[k] = v
+		}
+		if err := producer.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		opts []kgo.Opt
+	}{
+		{"no pools", nil},
+		{"decompression pool", []kgo.Opt{kgo.WithPools(scribblingPool{})}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Small fetches, so the batch spans many of them.
+			r := newRestorer(t, cl.brokers, KafkaOptions(append(tc.opts, kgo.FetchMaxPartitionBytes(1))...))
+			dst := NewMemory()
+			res, err := r.Restore(context.Background(), cl.topic, restorePartition, 0, dst, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := contents(t, dst); res.Applied != 1200 || !maps.Equal(got, want) {
+				t.Errorf("restored %d records: %v", res.Applied, diff(got, want))
+			}
+		})
 	}
 }
