@@ -235,3 +235,84 @@ func TestJoinWaitsForTable(t *testing.T) {
 		return st.State == runtime.Waiting && strings.Contains(st.Error, "side input topic customers does not exist yet")
 	})
 }
+
+// TestJoinStreamStream runs a windowed stream-stream join in runner
+// processes: payments pair with the order of the same id (the other
+// stream, co-partitioned by order id) when their event times are at most
+// an hour apart. Orders come first for even ids and payments first for
+// odd ones, and a second runner joins half-way; every payment must be
+// paired with its order exactly once, and nothing else come out.
+func TestJoinStreamStream(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	kafkatest.CreateTopic(t, brokers, "payments", 3)
+	kafkatest.CreateTopic(t, brokers, "orders", 3)
+	const n = 2000
+	base := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	order := func(i int) *kgo.Record {
+		return &kgo.Record{Topic: "orders", Key: fmt.Appendf(nil, "o%d", i), Timestamp: base.Add(time.Duration(i) * time.Second),
+			Value: fmt.Appendf(nil, `{"order_id":"o%d","total":%d}`, i, i)}
+	}
+	payment := func(i int) *kgo.Record {
+		ts := base.Add(time.Duration(i)*time.Second + 10*time.Minute).Format(time.RFC3339)
+		return &kgo.Record{Topic: "payments", Key: fmt.Appendf(nil, "o%d", i),
+			Value: fmt.Appendf(nil, `{"order_id":"o%d","amount":%d,"ts":%q}`, i, i, ts)}
+	}
+	batch := func(from, to int) []*kgo.Record {
+		var out []*kgo.Record
+		for i := from; i < to; i++ {
+			if i%2 == 0 {
+				out = append(out, order(i), payment(i))
+			} else {
+				out = append(out, payment(i), order(i))
+			}
+		}
+		return out
+	}
+	p := plan(t, "pay", `  source: {topic: payments, timestamp: ts, key: order_id, partitioned_by_key: true}
+  steps:
+    - join: {stream: orders, on: order_id, as: order, within: 1h, grace: 10m}
+    - map: {order_id: order_id, paid: amount, ordered: order.total}
+  sink: {topic: matched}
+`)
+	apply := func(rt *runtime.Runtime) {
+		if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt1 := newRuntime(t, brokers, runtime.InstanceID("a"))
+	apply(rt1)
+	kafkatest.Produce(t, brokers, batch(0, n/2)...)
+	kafkatest.ReadCommitted(t, brokers, "matched", n/4, 30*time.Second)
+	rt2 := newRuntime(t, brokers, runtime.InstanceID("b"))
+	apply(rt2)
+	kafkatest.Produce(t, brokers, batch(n/2, n)...)
+	outs := kafkatest.ReadCommitted(t, brokers, "matched", n, 60*time.Second)
+	time.Sleep(300 * time.Millisecond) // anything more is a duplicate
+	outs = kafkatest.ReadCommitted(t, brokers, "matched", len(outs)+1, time.Second)
+	seen := map[string]bool{}
+	for _, r := range outs {
+		var v struct {
+			OrderID string  `json:"order_id"`
+			Paid    float64 `json:"paid"`
+			Ordered float64 `json:"ordered"`
+		}
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			t.Fatalf("output %s: %v", r.Value, err)
+		}
+		if seen[v.OrderID] {
+			t.Fatalf("order %s paired twice", v.OrderID)
+		}
+		seen[v.OrderID] = true
+		if want := fmt.Sprintf("o%d", int(v.Paid)); v.OrderID != want || v.Ordered != v.Paid {
+			t.Errorf("payment of %s paired wrongly: %s", v.OrderID, r.Value)
+		}
+	}
+	if len(outs) != n {
+		t.Fatalf("%d pairs, want %d", len(outs), n)
+	}
+	for _, rt := range []*runtime.Runtime{rt1, rt2} {
+		if st := statusOf(t, rt, "pay"); st.DeadLetter > 0 || len(st.Partitions) == 0 {
+			t.Errorf("status %+v", st)
+		}
+	}
+}
