@@ -62,6 +62,9 @@ type Stage struct {
 	// stage reads; nil when it needs the whole value.
 	fields     *record.FieldSet
 	fullDecode bool // never decode only some fields (tests)
+	// keepsValues: every step keeps values (ValueKeeper) and the input is
+	// JSON, so outputs carry the input's bytes.
+	keepsValues bool
 
 	// Stateful steps: their links in step order, how their stores are
 	// opened, and the tasks (input partitions) seen so far.
@@ -90,6 +93,18 @@ type FieldDemander interface {
 	FieldDemand(after []string, afterAll bool) (need []string, all bool)
 }
 
+// ValueKeeper is implemented by operators that pass on the value they get
+// unchanged: they may drop the record, set its key or send it to another
+// topic, but never change, replace or rebuild its value (filter, dedupe,
+// rekey, route). When every step of a stage keeps values and the stage
+// reads and writes JSON, each output's value is the input's bytes, byte
+// for byte, rather than a new encoding of the decoded value (as Kafka
+// Streams forwards a filtered record's bytes); so the stage decodes only
+// the fields its steps read (FieldDemander) and encodes nothing.
+type ValueKeeper interface {
+	KeepsValue()
+}
+
 // StageOption configures a Stage.
 type StageOption func(*Stage)
 
@@ -109,6 +124,7 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	for _, o := range opts {
 		o(s)
 	}
+	s.keepsValues = s.valuesKept()
 	s.fields = s.fieldDemand()
 	// Build the chain back to front: each link's Next runs the following
 	// operator; the last one writes the stage's output.
@@ -137,7 +153,11 @@ func (s *Stage) fieldDemand() *record.FieldSet {
 		return nil
 	}
 	var need []string
-	all := true
+	all := !s.keepsValues // outputs are encoded whole, unless passed on as bytes
+	if rp := s.stage.Repartition; rp != nil && rp.Key != nil && !all {
+		// The repartition key is computed from the value at the end.
+		need, all = rp.Key.Fields()
+	}
 	for i := len(s.stage.Steps) - 1; i >= 0; i-- {
 		d, ok := s.stage.Steps[i].Operator.(FieldDemander)
 		if !ok {
@@ -159,6 +179,20 @@ func (s *Stage) fieldDemand() *record.FieldSet {
 		return nil
 	}
 	return record.NewFieldSet(need...)
+}
+
+// valuesKept reports whether the stage reads JSON and every step keeps
+// values (ValueKeeper).
+func (s *Stage) valuesKept() bool {
+	if s.stage.Index == 0 && s.plan.Source.Format != pipeline.FormatJSON {
+		return false
+	}
+	for _, st := range s.stage.Steps {
+		if _, ok := st.Operator.(ValueKeeper); !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // link runs one step and passes what it emits to next.
@@ -235,9 +269,14 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 	if topic != s.plan.Sink.Topic {
 		format = pipeline.FormatJSON // route targets and repartition topics carry JSON
 	}
-	val, err := EncodeValue(r.Value, format)
-	if err != nil {
-		return &outputError{reason: catalog.ReasonType, err: err}
+	var val []byte
+	if raw := r.RawValue(); raw != nil && s.keepsValues && format == pipeline.FormatJSON {
+		val = raw // the input's bytes: no step changed the value
+	} else {
+		var err error
+		if val, err = EncodeValue(r.Value, format); err != nil {
+			return &outputError{reason: catalog.ReasonType, err: err}
+		}
 	}
 	if len(val) > s.maxBytes {
 		return &outputError{reason: catalog.ReasonOversize, err: fmt.Errorf("output to %s is %d bytes, over the %d-byte limit", topic, len(val), s.maxBytes)}
@@ -343,6 +382,9 @@ func (s *Stage) Decode(m Message) (*record.Record, error) {
 	format := s.plan.Source.Format
 	if s.stage.Index > 0 {
 		format = pipeline.FormatJSON
+	}
+	if s.keepsValues && m.Value != nil {
+		r.SetRawValue(m.Value)
 	}
 	if v, ok := s.decodeFields(m.Value); ok {
 		r.Value = v

@@ -158,8 +158,14 @@ func TestDecodeOnlyReadFields(t *testing.T) {
 		{"source key and timestamp", "{topic: in, key: vehicle_id, timestamp: sent_us}", `    - map: {s: speed}`,
 			[]string{"sent_us", "speed", "vehicle_id"}},
 		{"let and closures", "{topic: in}", `    - map: {a: 'let x = speed; x ?? 0', b: 'lat ?? 0'}`, []string{"lat", "speed", "x"}},
+		// Steps that keep values (engine.ValueKeeper): outputs are the
+		// input's bytes, so only what the steps read is decoded.
+		{"filter only", "{topic: in}", `    - filter: speed >= 0`, []string{"speed"}},
+		{"filter, rekey and route", "{topic: in}", `    - filter: speed >= 0
+    - rekey: driver.id
+    - route: [{when: fuel < 0.2, to: low}]`, []string{"driver", "fuel", "speed"}},
+		{"keeper with a source key", "{topic: in, key: vehicle_id}", `    - filter: lat != nil`, []string{"lat", "vehicle_id"}},
 		// These need whole values.
-		{"filter only", "{topic: in}", `    - filter: speed >= 0`, nil},
 		{"map of value", "{topic: in}", `    - map: {v: value}`, nil},
 		{"filter on value then map", "{topic: in}", `    - filter: value != nil
     - map: {s: speed}`, nil},
@@ -167,6 +173,7 @@ func TestDecodeOnlyReadFields(t *testing.T) {
 		{"set keeps the rest", "{topic: in}", `    - set: {s: speed}
     - map: {s: s}`, nil},
 		{"raw source", "{topic: in, format: raw}", `    - map: {line: value}`, nil},
+		{"keeper reading the value", "{topic: in}", `    - filter: value.speed > 0`, nil},
 	}
 	inputs := differentialInputs()
 	inputs = append(inputs, nil) // a tombstone
@@ -191,5 +198,58 @@ func TestDecodeOnlyReadFields(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A stage whose steps keep values writes each output with the input's
+// bytes, whitespace, key order and number spelling included; a stage with
+// a step that changes values encodes them again (sorted keys, no spaces).
+// A keeper stage's tombstone stays a tombstone.
+func TestKeepersPassBytes(t *testing.T) {
+	in := []byte(`{ "speed" : 5,"b":1, "a":1e2, "fuel": 0.1 }`)
+	canonical := `{"a":100,"b":1,"fuel":0.1,"speed":5}`
+	for _, tt := range []struct {
+		name, steps string
+		want        []string // output topic and value
+	}{
+		{"filter", `    - filter: speed > 0`, []string{"out " + string(in)}},
+		{"filter and route", `    - filter: speed > 0
+    - route: [{when: fuel < 0.2, to: low}]`, []string{"low " + string(in)}},
+		{"rekey", `    - rekey: b`, []string{"out " + string(in)}},
+		{"filter and set", `    - filter: speed > 0
+    - set: {b: b}`, []string{"out " + canonical}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := compilePlan(t, "{topic: in}", tt.steps)
+			var got []string
+			st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+				got = append(got, m.Topic+" "+string(m.Value))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Process(context.Background(), engine.Message{Topic: "in", Value: in}); err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("outputs %q, want %q", got, tt.want)
+			}
+		})
+	}
+	p := compilePlan(t, "{topic: in}", `    - rekey: '"k"'`)
+	var vals [][]byte
+	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+		vals = append(vals, m.Value)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Process(context.Background(), engine.Message{Topic: "in"}); err != nil {
+		t.Fatal(err)
+	}
+	if len(vals) != 1 || vals[0] != nil {
+		t.Fatalf("tombstone through rekey: %q", vals)
 	}
 }

@@ -37,7 +37,18 @@ type Record struct {
 	// rawKey holds the bytes Key was set from by SetRawKey, so that an
 	// unchanged key is written out again without a copy.
 	rawKey []byte
+	// rawValue holds the input bytes Value was decoded from, kept by a
+	// stage whose steps never change values (see SetRawValue).
+	rawValue []byte
 }
+
+// SetRawValue remembers the JSON bytes Value was decoded from, for a
+// stage whose steps all pass values on unchanged: it writes them out
+// again instead of encoding Value.
+func (r *Record) SetRawValue(b []byte) { r.rawValue = b }
+
+// RawValue returns the bytes given to SetRawValue, or nil.
+func (r *Record) RawValue() []byte { return r.rawValue }
 
 // SetRawKey sets Key to the string of b, and remembers b: EncodedKey
 // returns b itself as long as Key is that string.

@@ -85,6 +85,20 @@ func newDedupe(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) 
 	return &op{by: p, horizon: d.Milliseconds()}, nil
 }
 
+// KeepsValue implements engine.ValueKeeper: dedupe passes records on
+// unchanged or drops them.
+func (o *op) KeepsValue() {}
+
+// FieldDemand implements engine.FieldDemander: dedupe reads the fields of
+// its id expression and passes the value on unchanged.
+func (o *op) FieldDemand(after []string, afterAll bool) ([]string, bool) {
+	names, all := o.by.Fields()
+	if all || afterAll {
+		return nil, true
+	}
+	return append(names, after...), false
+}
+
 // Process is not used: dedupe runs through ProcessTask with the task's store.
 func (o *op) Process(context.Context, *record.Record, catalog.Output) error {
 	return errors.New("dedupe is stateful and runs only through ProcessTask")

@@ -102,6 +102,10 @@ func (f *filter) Process(ctx context.Context, r *record.Record, out catalog.Outp
 	return out.Next(ctx, r)
 }
 
+// KeepsValue implements engine.ValueKeeper: a filter passes records on
+// unchanged or drops them.
+func (f *filter) KeepsValue() {}
+
 // FieldDemand implements engine.FieldDemander: a filter reads the fields of
 // its predicate and passes the value on unchanged, so the steps after it
 // need what they needed.

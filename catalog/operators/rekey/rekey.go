@@ -79,6 +79,19 @@ func newRekey(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 	return &rekeyer{key: p}, nil
 }
 
+// KeepsValue implements engine.ValueKeeper: rekey changes only the key.
+func (k *rekeyer) KeepsValue() {}
+
+// FieldDemand implements engine.FieldDemander: rekey reads the fields of
+// its key expression and passes the value on unchanged.
+func (k *rekeyer) FieldDemand(after []string, afterAll bool) ([]string, bool) {
+	names, all := k.key.Fields()
+	if all || afterAll {
+		return nil, true
+	}
+	return append(names, after...), false
+}
+
 // Process sets r's key.
 func (k *rekeyer) Process(ctx context.Context, r *record.Record, out catalog.Output) error {
 	v, err := k.key.Eval(r)

@@ -168,6 +168,30 @@ func compileCase(item catalog.Config) (routeCase, error) {
 // Topics returns the topics the cases write to, each once, in order.
 func (rt *router) Topics() []string { return append([]string(nil), rt.topics...) }
 
+// KeepsValue implements engine.ValueKeeper: route sends records on
+// unchanged, to a case's topic or the next step.
+func (rt *router) KeepsValue() {}
+
+// FieldDemand implements engine.FieldDemander: route reads the fields of
+// its conditions; what it writes to a case's topic keeps the value, so
+// the steps after it need what they needed.
+func (rt *router) FieldDemand(after []string, afterAll bool) ([]string, bool) {
+	if afterAll {
+		return nil, true
+	}
+	need := append([]string(nil), after...)
+	for i := range rt.cases {
+		if c := &rt.cases[i]; c.when != nil {
+			names, all := c.when.Fields()
+			if all {
+				return nil, true
+			}
+			need = append(need, names...)
+		}
+	}
+	return need, false
+}
+
 // Process writes r to the first matching case's topic, or passes it on.
 func (rt *router) Process(ctx context.Context, r *record.Record, out catalog.Output) error {
 	for i := range rt.cases {
