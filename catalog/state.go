@@ -65,6 +65,26 @@ type SideInputOperator interface {
 	ProcessSide(ctx context.Context, task Task, r *record.Record, out Output) error
 }
 
+// TimeFromMillis turns a stream time stored in Unix milliseconds back into
+// a time; math.MaxInt64, how EndOfTime is stored, is EndOfTime.
+func TimeFromMillis(ms int64) time.Time {
+	if ms == math.MaxInt64 {
+		return EndOfTime
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// StreamTimeRecorder is a StatefulOperator that keeps, in its task's
+// store, the stream time it last acted on. A task's stream time starts
+// from the latest of its steps' stored ones when the task is opened again
+// (after a restart or a move to another runner), so stream time never goes
+// back, and a partition that stays quiet after a restart still has its
+// windows closed by idle time rather than held open until its next record.
+type StreamTimeRecorder interface {
+	StatefulOperator
+	StoredStreamTime(task Task) (t time.Time, ok bool, err error)
+}
+
 // TableInputOperator is a SideInputOperator some of whose side inputs are
 // tables (compacted topics of current rows) rather than streams. When a
 // task is assigned, the runtime reads its partition of each table up to

@@ -66,11 +66,36 @@ func (s *Stage) task(partition int32) (*task, error) {
 		}
 		t.stores[l.step.Name] = st
 	}
+	// Stream time goes on from where the task's steps last left it.
+	for _, l := range s.statefulLinks {
+		rec, ok := l.step.Operator.(catalog.StreamTimeRecorder)
+		if !ok {
+			continue
+		}
+		at, ok, err := rec.StoredStreamTime(stepTask{t: t, store: t.stores[l.step.Name]})
+		if err != nil {
+			return nil, fmt.Errorf("read the stream time of step %s, partition %d: %w", l.step.Name, partition, err)
+		}
+		if ok && at.After(t.streamTime) {
+			t.streamTime = at
+		}
+	}
 	if s.tasks == nil {
 		s.tasks = map[int32]*task{}
 	}
 	s.tasks[partition] = t
 	return t, nil
+}
+
+// Resume opens partition's task if it is not open, with its stream time
+// where its steps last left it, so that idle time can move it on before
+// its next record.
+func (s *Stage) Resume(partition int32) error {
+	if !s.stateful() {
+		return nil
+	}
+	_, err := s.task(partition)
+	return err
 }
 
 // Partitions lists the partitions the stage has tasks for, in order.

@@ -82,6 +82,12 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 				continue
 			}
 			ru.st.dropRevoked(ex) // no transaction open: nothing pending
+			if err := ru.st.wake(ru.ctx, ex); err != nil {
+				if errors.Is(err, errStopping) {
+					return nil
+				}
+				return err
+			}
 			began := false
 			_, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { began = true; return sess.Begin() })
 			if !began {
@@ -283,6 +289,9 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 		}
 		if procErr == nil && ru.st != nil && fetches.NumRecords() > 0 {
 			procErr = ru.st.prepare(ru.ctx, ex, fetches)
+		} else if procErr == nil && ru.st != nil && !dirty {
+			// Nothing polled and nothing to commit: between commits.
+			procErr = ru.st.wake(ru.ctx, ex)
 		}
 		if procErr == nil {
 			procErr = ex.processFetches(fetches)

@@ -344,6 +344,19 @@ func (ru *run) assign(cl *kgo.Client, m map[string][]int32, add bool) {
 	ru.rt.metrics.partitions.WithLabelValues(ru.p.Plan.Name).Set(float64(n))
 }
 
+// assigned lists the partitions of topic this runner holds.
+func (ru *run) assigned(topic string) []int32 {
+	ru.mu.Lock()
+	defer ru.mu.Unlock()
+	var out []int32
+	for tp := range ru.epochs {
+		if tp.topic == topic {
+			out = append(out, tp.partition)
+		}
+	}
+	return out
+}
+
 // epoch returns the current assignment's number of partition of topic, 0
 // when this runner does not hold it.
 func (ru *run) epoch(topic string, partition int32) uint64 {

@@ -403,6 +403,38 @@ func (s *stores) idleStage(ctx context.Context, st *engine.Stage, input string, 
 	return advanced, nil
 }
 
+// wake restores the stores of assigned partitions that have no task yet
+// and opens their tasks, with the stream time their steps stored, so that
+// idle time moves on a partition that has had no record since it was
+// assigned (after a restart, say) and closes its windows. It runs between
+// transactions, when a poll brought nothing.
+func (s *stores) wake(ctx context.Context, ex *executor) error {
+	now := time.Now()
+	for input, steps := range s.steps {
+		for _, p := range s.ru.assigned(input) {
+			st := ex.stage(input, p)
+			if st == nil {
+				continue
+			}
+			if _, open := st.StreamTime(p); open && s.current(input, p) {
+				continue
+			}
+			for _, step := range steps {
+				if err := s.ensure(ctx, ex, input, step, p); err != nil {
+					return err
+				}
+			}
+			if err := st.Resume(p); err != nil {
+				return err
+			}
+			if tp := (topicPartition{input, p}); s.lastSeen[tp].IsZero() {
+				s.lastSeen[tp] = now
+			}
+		}
+	}
+	return nil
+}
+
 // current reports whether this runner holds partition of input and has
 // restored its stores for the current assignment.
 func (s *stores) current(input string, partition int32) bool {

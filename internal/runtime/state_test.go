@@ -263,6 +263,56 @@ func TestStatefulIdleClosesWindows(t *testing.T) {
 	}
 }
 
+// After a restart, a partition that gets no more records still has its
+// windows closed by idle time: the new runner restores the partition's
+// state when it is assigned, starts its stream time where the window left
+// it, and moves it on with processing time.
+func TestStatefulIdleAfterRestart(t *testing.T) {
+	for _, store := range []string{"memory", "disk"} {
+		t.Run(store, func(t *testing.T) {
+			brokers := kafkatest.Brokers(t)
+			in, out := "idler-in-"+store, "idler-out-"+store
+			kafkatest.CreateTopic(t, brokers, in, 2)
+			name := "idler-" + store
+			p := plan(t, name, `  source: {topic: `+in+`, format: json, timestamp: ts}
+  steps:
+    - window: {tumbling: 1s, grace: 0s, aggregates: {n: count}}
+  sink: {topic: `+out+`}
+  state: {store: `+store+"}\n")
+			dir := t.TempDir()
+			// The first runner never goes idle: the window stays open.
+			rt1 := newRuntime(t, brokers, runtime.StateDir(dir), runtime.IdleTimeout(time.Hour), runtime.InstanceID("a"))
+			if err := rt1.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			now := time.Now().UTC().Truncate(time.Second)
+			var recs []*kgo.Record
+			for i := range 3 {
+				recs = append(recs, &kgo.Record{Topic: in, Key: []byte("a"), Value: []byte(fmt.Sprintf(`{"i":%d,"ts":%q}`, i, now.Add(time.Duration(i)*100*time.Millisecond).Format(time.RFC3339Nano)))})
+			}
+			kafkatest.Produce(t, brokers, recs...)
+			waitConsumedAll(t, brokers, "sluice-"+name, in, 3)
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if err := rt1.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			if got := kafkatest.ReadCommitted(t, brokers, out, 1, 500*time.Millisecond); len(got) != 0 {
+				t.Fatalf("the window closed before the restart: %v", values(got))
+			}
+
+			rt2 := newRuntime(t, brokers, runtime.StateDir(dir), runtime.IdleTimeout(300*time.Millisecond), runtime.InstanceID("b"))
+			if err := rt2.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+				t.Fatal(err)
+			}
+			outs := kafkatest.ReadCommitted(t, brokers, out, 1, 20*time.Second)
+			if len(outs) != 1 || !strings.Contains(string(outs[0].Value), `"n":3`) {
+				t.Fatalf("outputs %v, want the window of 3 closed by idle time after the restart", values(outs))
+			}
+		})
+	}
+}
+
 // A new revision whose window changed shape cannot read the state of the
 // running one: Apply refuses it unless the step says reset: true, and then
 // the step starts from empty state (its changelog is truncated, so nothing

@@ -22,6 +22,30 @@ type Store interface {
 	Scan(lo, hi []byte, fn func(k, v []byte) error) error
 }
 
+// StoredStreamTime returns the stream time (ms) a window model or a dedupe
+// last advanced to in store, and whether it has advanced at all.
+func StoredStreamTime(store Store) (int64, bool, error) {
+	var at int64
+	found := false
+	for _, k := range [][]byte{metaWM, metaDedupeWM} {
+		b, ok, err := store.Get(k)
+		if err != nil {
+			return 0, false, err
+		}
+		if !ok {
+			continue
+		}
+		t, err := ParseTime(b)
+		if err != nil {
+			return 0, false, err
+		}
+		if !found || t > at {
+			at, found = t, true
+		}
+	}
+	return at, found, nil
+}
+
 // MemStore is a Store in a sorted slice. It is meant for tests and the
 // in-memory driver: Put and Delete are O(n).
 type MemStore struct {

@@ -140,6 +140,15 @@ func (o *op) OnWatermark(_ context.Context, task catalog.Task, _ catalog.Output)
 	return advance(d, task)
 }
 
+// StoredStreamTime implements catalog.StreamTimeRecorder.
+func (o *op) StoredStreamTime(task catalog.Task) (time.Time, bool, error) {
+	ms, ok, err := win.StoredStreamTime(task.Store())
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	return catalog.TimeFromMillis(ms), true, nil
+}
+
 func advance(d *win.Dedupe, task catalog.Task) error {
 	st := task.StreamTime()
 	switch {

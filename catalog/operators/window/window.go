@@ -271,6 +271,15 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	return o.emit(ctx, out, results)
 }
 
+// StoredStreamTime implements catalog.StreamTimeRecorder.
+func (o *op) StoredStreamTime(task catalog.Task) (time.Time, bool, error) {
+	ms, ok, err := win.StoredStreamTime(task.Store())
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	return catalog.TimeFromMillis(ms), true, nil
+}
+
 // OnWatermark closes the windows the task's stream time has passed.
 func (o *op) OnWatermark(ctx context.Context, task catalog.Task, out catalog.Output) error {
 	m, err := o.model.Open(task.Store())
