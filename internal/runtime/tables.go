@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -171,11 +172,12 @@ func (tb *tables) revoked(cl *kgo.Client, m map[string][]int32) {
 
 // polled notes how far f read the tables of waiting tasks and resumes the
 // stream of each task whose tables are caught up. It runs on the run's
-// goroutine after every poll.
+// goroutine after every poll. The lock is not held during the offset
+// lookups, so a rebalance callback never waits for the network.
 func (tb *tables) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) error {
 	tb.mu.Lock()
-	defer tb.mu.Unlock()
 	if len(tb.pending) == 0 {
+		tb.mu.Unlock()
 		return nil
 	}
 	now := time.Now()
@@ -192,11 +194,26 @@ func (tb *tables) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) err
 		c.read += int64(len(fp.Records))
 		c.last = now
 	})
-	if err := tb.lookUp(ctx); err != nil {
-		return err
+	need := tb.unlooked()
+	tb.mu.Unlock()
+
+	var ends kadm.ListedOffsets
+	var committed kadm.OffsetResponses
+	if len(need) > 0 {
+		var err error
+		if ends, committed, err = tb.lookUp(ctx, need); err != nil {
+			return err
+		}
 	}
+
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	now = time.Now()
 	resume := map[string][]int32{}
 	for tp, c := range tb.pending {
+		if !c.looked && !tb.start(tp, c, ends, committed, now) {
+			continue // assigned during the lookup: next poll
+		}
 		caughtUp := now.Sub(c.last) >= tableQuiet
 		if !caughtUp {
 			caughtUp = true
@@ -219,10 +236,8 @@ func (tb *tables) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) err
 	return nil
 }
 
-// lookUp finds the end (last stable offset) of each table partition of the
-// tasks not looked up yet, and starts their position at the group's
-// committed offset: a table the group has read to its end needs no wait.
-func (tb *tables) lookUp(ctx context.Context) error {
+// unlooked lists the tables of the tasks whose ends are not looked up yet.
+func (tb *tables) unlooked() []string {
 	var need []string
 	seen := map[string]bool{}
 	for tp, c := range tb.pending {
@@ -236,38 +251,48 @@ func (tb *tables) lookUp(ctx context.Context) error {
 			}
 		}
 	}
-	if len(need) == 0 {
-		return nil
-	}
+	return need
+}
+
+// lookUp finds the end (last stable offset) of each partition of tables,
+// and the group's committed offsets.
+func (tb *tables) lookUp(ctx context.Context, tables []string) (kadm.ListedOffsets, kadm.OffsetResponses, error) {
 	adm := tb.ru.rt.admin
-	ends, err := adm.ListCommittedOffsets(ctx, need...)
+	ends, err := adm.ListCommittedOffsets(ctx, tables...)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("looking up the end of tables %v: %w", need, err)
+		return nil, nil, fmt.Errorf("looking up the end of tables %v: %w", tables, err)
 	}
 	committed, err := adm.FetchOffsets(ctx, tb.ru.p.group())
 	if err == nil {
 		err = committed.Error()
 	}
 	if err != nil {
-		return fmt.Errorf("looking up the committed offsets of the tables: %w", err)
+		return nil, nil, fmt.Errorf("looking up the committed offsets of the tables: %w", err)
 	}
-	now := time.Now()
-	for tp, c := range tb.pending {
-		if c.looked {
-			continue
+	return ends, committed, nil
+}
+
+// start sets where task tp's tables end and where reading them starts: at
+// the group's committed offset, so a table the group has read to its end
+// needs no wait. It reports false when the lookup did not cover a table
+// of the task.
+func (tb *tables) start(tp topicPartition, c *catchUp, ends kadm.ListedOffsets, committed kadm.OffsetResponses, now time.Time) bool {
+	for _, t := range tb.rows[tp.topic] {
+		if _, ok := ends[t]; !ok {
+			return false
 		}
-		for _, t := range tb.rows[tp.topic] {
-			if o, ok := ends.Lookup(t, tp.partition); ok {
-				c.end[t] = o.Offset
-			}
-			if o, ok := committed.Lookup(t, tp.partition); ok && o.At > c.pos[t] {
-				c.pos[t] = o.At
-			}
-		}
-		c.looked, c.last = true, now
 	}
-	return nil
+	for _, t := range tb.rows[tp.topic] {
+		if o, ok := ends.Lookup(t, tp.partition); ok {
+			c.end[t] = o.Offset
+		}
+		if o, ok := committed.Lookup(t, tp.partition); ok && o.At > c.pos[t] {
+			c.pos[t] = o.At
+		}
+	}
+	c.looked, c.last = true, now
+	return true
 }
