@@ -453,18 +453,22 @@ func runner(rt *runtime.Runtime, delivery string) passThrough {
 		if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "1"}}); err != nil {
 			b.Fatal(err)
 		}
-		return watchAssigned(rt, name, benchPartitions), func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			st := rt.Status()
-			if err := rt.Apply(ctx, nil); err != nil {
-				b.Errorf("stopping %s: %v", name, err)
-			}
-			for _, s := range st {
-				if s.Restarts > 0 || s.DeadLetter > 0 {
-					b.Errorf("pipeline status %+v", s)
-				}
-			}
+		return watchAssigned(rt, name, benchPartitions), func() { stopChecked(b, rt, name) }
+	}
+}
+
+// stopChecked stops every pipeline of rt and fails b if the one named had
+// restarted, dead-lettered records or shows an error.
+func stopChecked(b *testing.B, rt *runtime.Runtime, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st := rt.Status()
+	if err := rt.Apply(ctx, nil); err != nil {
+		b.Errorf("stopping %s: %v", name, err)
+	}
+	for _, s := range st {
+		if s.Restarts > 0 || s.DeadLetter > 0 || s.Error != "" {
+			b.Errorf("pipeline status %+v", s)
 		}
 	}
 }

@@ -231,6 +231,18 @@ func waitConsumedAll(t testing.TB, brokers []string, group, topic string, n int)
 // A window on a partition that goes quiet closes once the task has been
 // idle for the idle timeout: its stream time then moves on with processing
 // time, with no record to carry it.
+// openWindow is three records of one 1s window, all on one partition
+// (same key), with event time now: no record after them would close the
+// window.
+func openWindow(topic string) []*kgo.Record {
+	now := time.Now().UTC().Truncate(time.Second)
+	var recs []*kgo.Record
+	for i := range 3 {
+		recs = append(recs, &kgo.Record{Topic: topic, Key: []byte("a"), Value: []byte(fmt.Sprintf(`{"i":%d,"ts":%q}`, i, now.Add(time.Duration(i)*100*time.Millisecond).Format(time.RFC3339Nano)))})
+	}
+	return recs
+}
+
 func TestStatefulIdleClosesWindows(t *testing.T) {
 	for _, delivery := range []string{"exactly-once", "at-least-once"} {
 		t.Run(delivery, func(t *testing.T) {
@@ -246,15 +258,7 @@ func TestStatefulIdleClosesWindows(t *testing.T) {
 			if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
 				t.Fatal(err)
 			}
-			// Three records of one window, all on one partition (same
-			// key), with event time now: no record after them would
-			// close the window.
-			now := time.Now().UTC().Truncate(time.Second)
-			var recs []*kgo.Record
-			for i := range 3 {
-				recs = append(recs, &kgo.Record{Topic: in, Key: []byte("a"), Value: []byte(fmt.Sprintf(`{"i":%d,"ts":%q}`, i, now.Add(time.Duration(i)*100*time.Millisecond).Format(time.RFC3339Nano)))})
-			}
-			kafkatest.Produce(t, brokers, recs...)
+			kafkatest.Produce(t, brokers, openWindow(in)...)
 			outs := kafkatest.ReadCommitted(t, brokers, out, 1, 20*time.Second)
 			if len(outs) != 1 || !strings.Contains(string(outs[0].Value), `"n":3`) {
 				t.Fatalf("outputs %v, want the window of 3", values(outs))
@@ -285,12 +289,7 @@ func TestStatefulIdleAfterRestart(t *testing.T) {
 			if err := rt1.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
 				t.Fatal(err)
 			}
-			now := time.Now().UTC().Truncate(time.Second)
-			var recs []*kgo.Record
-			for i := range 3 {
-				recs = append(recs, &kgo.Record{Topic: in, Key: []byte("a"), Value: []byte(fmt.Sprintf(`{"i":%d,"ts":%q}`, i, now.Add(time.Duration(i)*100*time.Millisecond).Format(time.RFC3339Nano)))})
-			}
-			kafkatest.Produce(t, brokers, recs...)
+			kafkatest.Produce(t, brokers, openWindow(in)...)
 			waitConsumedAll(t, brokers, "sluice-"+name, in, 3)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			if err := rt1.Close(ctx); err != nil {

@@ -145,17 +145,7 @@ func (sb *stateBench) runner(c *benchCluster, rt *runtime.Runtime) passThrough {
 				}
 			}
 			defer c.deleteTopics(topics...)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			st := rt.Status()
-			if err := rt.Apply(ctx, nil); err != nil {
-				b.Errorf("stopping %s: %v", name, err)
-			}
-			for _, s := range st {
-				if s.Restarts > 0 || s.DeadLetter > 0 || s.Error != "" {
-					b.Errorf("pipeline status %+v", s)
-				}
-			}
+			stopChecked(b, rt, name)
 			check := sb.outputs()
 			n, err := readAllOutputs(c.brokers, out, sb.input.outputs, check.output)
 			if err == nil {
