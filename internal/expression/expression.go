@@ -146,6 +146,16 @@ func (p *Program) Fields() (names []string, all bool) {
 	return append([]string(nil), p.fields...), false
 }
 
+// FieldsAnd is Fields together with the fields after, which the steps
+// after a step that passes its value on need (afterAll: every field): what
+// a filter, dedupe or rekey needs from its input value.
+func (p *Program) FieldsAnd(after []string, afterAll bool) (names []string, all bool) {
+	if p.allData || afterAll {
+		return nil, true
+	}
+	return append(append([]string(nil), p.fields...), after...), false
+}
+
 // nameVisitor notes whether an expression reads record metadata (so that
 // evaluation can skip building a merged environment when it does not) and
 // rejects calls to functions that do not exist, which expr would otherwise

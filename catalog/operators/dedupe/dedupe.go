@@ -92,11 +92,7 @@ func (o *op) KeepsValue() {}
 // FieldDemand implements engine.FieldDemander: dedupe reads the fields of
 // its id expression and passes the value on unchanged.
 func (o *op) FieldDemand(after []string, afterAll bool) ([]string, bool) {
-	names, all := o.by.Fields()
-	if all || afterAll {
-		return nil, true
-	}
-	return append(names, after...), false
+	return o.by.FieldsAnd(after, afterAll)
 }
 
 // Process is not used: dedupe runs through ProcessTask with the task's store.

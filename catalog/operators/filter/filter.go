@@ -110,9 +110,5 @@ func (f *filter) KeepsValue() {}
 // its predicate and passes the value on unchanged, so the steps after it
 // need what they needed.
 func (f *filter) FieldDemand(after []string, afterAll bool) ([]string, bool) {
-	names, all := f.pred.Fields()
-	if all || afterAll {
-		return nil, true
-	}
-	return append(names, after...), false
+	return f.pred.FieldsAnd(after, afterAll)
 }

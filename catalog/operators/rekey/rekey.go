@@ -85,11 +85,7 @@ func (k *rekeyer) KeepsValue() {}
 // FieldDemand implements engine.FieldDemander: rekey reads the fields of
 // its key expression and passes the value on unchanged.
 func (k *rekeyer) FieldDemand(after []string, afterAll bool) ([]string, bool) {
-	names, all := k.key.Fields()
-	if all || afterAll {
-		return nil, true
-	}
-	return append(names, after...), false
+	return k.key.FieldsAnd(after, afterAll)
 }
 
 // Process sets r's key.
