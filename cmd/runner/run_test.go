@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -429,5 +430,94 @@ func TestPipelineDirAcceptsState(t *testing.T) {
 	}
 	if d := pd.desired(); len(d) != 1 || d[0].Plan.Name != "counts" || d[0].Plan.StateStore != pipeline.StoreDisk {
 		t.Fatalf("desired %+v", d)
+	}
+}
+
+const enrichPipeline = `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: enrich}
+spec:
+  source: {topic: orders}
+  steps:
+    - join: {table: customers, on: customer_id, as: customer, type: left}
+  sink: {topic: enriched}
+`
+
+// A join on the embedded cluster, fed and read with kcat: the runner
+// creates the stream and the (compacted) table topic with the same
+// partition count, the table is produced by kcat with Kafka's default
+// partitioner (murmur2, as docs/runner.md tells kcat users to choose), the
+// orders are repartitioned by customer id, and every order meets its
+// customer's row.
+func TestRunJoinWithKcat(t *testing.T) {
+	kcat := needKcat(t)
+	bin := buildRunner(t)
+	dir := t.TempDir()
+	kafka, ops := freePort(t), freePort(t)
+	if err := os.WriteFile(filepath.Join(dir, "enrich.yaml"), []byte(enrichPipeline), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr syncBuffer
+	cmd := exec.Command(bin, "run", "--pipelines", dir, "--embedded-addr", kafka, "--listen", ops, "--topic-partitions", "3",
+		"--commit-interval", "50ms", "--session-timeout", "6s", "--shutdown-timeout", "10s")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+	})
+	logs := func() string { return "--- stdout\n" + stdout.String() + "--- stderr\n" + stderr.String() }
+	eventually(t, 20*time.Second, "pipeline enrich running", func() bool {
+		_, body, err := httpGet("http://" + ops + "/status")
+		return err == nil && strings.Contains(body, `"state": "running"`)
+	}, logs)
+
+	produce := func(topic string, lines []string, args ...string) {
+		t.Helper()
+		c := exec.Command(kcat, append([]string{"-P", "-b", kafka, "-t", topic, "-K:"}, args...)...)
+		c.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+		if out, err := c.CombinedOutput(); err != nil {
+			t.Fatalf("kcat -P %s: %v\n%s\n%s", topic, err, out, logs())
+		}
+	}
+	var customers, orders, want []string
+	for i := range 12 {
+		customers = append(customers, fmt.Sprintf(`c%d:{"tier":"t%d"}`, i, i))
+	}
+	for i := range 30 {
+		orders = append(orders, fmt.Sprintf(`o%d:{"order":%d,"customer_id":"c%d"}`, i, i, i%13))
+		row := fmt.Sprintf(`{"tier":"t%d"}`, i%13)
+		if i%13 == 12 {
+			row = "null" // c12 is not in the table
+		}
+		want = append(want, fmt.Sprintf(`c%d {"customer":%s,"customer_id":"c%d","order":%d}`, i%13, row, i%13, i))
+	}
+	produce("customers", customers, "-X", "partitioner=murmur2_random")
+	// The orders come once the table is in (the join stage, stage 1, has
+	// read its 12 rows): a task's stream waits for its table only when the
+	// task starts, and the table was empty then.
+	eventually(t, 20*time.Second, "the table read", func() bool {
+		_, m, err := httpGet("http://" + ops + "/metrics")
+		return err == nil && strings.Contains(m, `sluice_records_in_total{pipeline="enrich",stage="1"} 12`)
+	}, logs)
+	produce("orders", orders)
+	slices.Sort(want)
+	var got []string
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c := exec.Command(kcat, "-C", "-b", kafka, "-t", "enriched", "-o", "beginning", "-e", "-q",
+			"-X", "isolation.level=read_committed", "-f", "%k %s\n")
+		out, err := c.Output()
+		got = strings.Split(strings.TrimSpace(string(out)), "\n")
+		slices.Sort(got)
+		if err == nil && strings.Join(got, "\n") == strings.Join(want, "\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kcat -C read:\n%s\nwant:\n%s\n(last error %v)\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"), err, logs())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -338,7 +338,10 @@ func (r *reloader) apply(ctx context.Context) {
 }
 
 // createTopics creates the pipelines' missing input topics, so that a
-// producer (kcat -P) can write to them as soon as the pipeline is up.
+// producer (kcat -P) can write to them as soon as the pipeline is up: each
+// source, and each side input a join reads (a table compacted, as a table
+// topic should be). They get the same partition count, so a join's topics
+// are co-partitioned.
 func createTopics(ctx context.Context, brokers []string, partitions int, plans []*pipeline.Plan) error {
 	if len(plans) == 0 {
 		return nil
@@ -352,18 +355,53 @@ func createTopics(ctx context.Context, brokers []string, partitions int, plans [
 	if partitions > 0 {
 		n = int32(partitions)
 	}
-	topics := make([]string, 0, len(plans))
+	var streams, tables []string
+	seen := map[string]bool{}
+	add := func(to *[]string, t string) {
+		if !seen[t] {
+			seen[t] = true
+			*to = append(*to, t)
+		}
+	}
 	for _, p := range plans {
-		topics = append(topics, p.Source.Topic)
+		add(&streams, p.Source.Topic)
+		for _, s := range p.Steps {
+			side, ok := s.Operator.(catalog.SideInputOperator)
+			if !ok {
+				continue
+			}
+			isTable := map[string]bool{}
+			if tin, ok := side.(catalog.TableInputOperator); ok {
+				for _, t := range tin.Tables() {
+					isTable[t] = true
+				}
+			}
+			for _, t := range side.SideInputs() {
+				if isTable[t] {
+					add(&tables, t)
+				} else {
+					add(&streams, t)
+				}
+			}
+		}
 	}
-	resp, err := kadm.NewClient(cl).CreateTopics(ctx, n, -1, nil, topics...)
-	if err != nil {
-		return err
-	}
+	adm := kadm.NewClient(cl)
 	var errs []error
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			errs = append(errs, fmt.Errorf("%s: %w", r.Topic, r.Err))
+	for _, group := range []struct {
+		topics  []string
+		configs map[string]*string
+	}{{streams, nil}, {tables, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}}} {
+		if len(group.topics) == 0 {
+			continue
+		}
+		resp, err := adm.CreateTopics(ctx, n, -1, group.configs, group.topics...)
+		if err != nil {
+			return err
+		}
+		for _, r := range resp.Sorted() {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				errs = append(errs, fmt.Errorf("%s: %w", r.Topic, r.Err))
+			}
 		}
 	}
 	return errors.Join(errs...)
