@@ -92,7 +92,12 @@ func TestStreamStreamPairsAndExpires(t *testing.T) {
 	if err := op.OnWatermark(ctx, tk, out); err != nil {
 		t.Fatal(err)
 	}
-	if n := tk.store.Len(); n != 1 {
-		t.Errorf("%d keys left after the end of time, want only the sequence counter", n)
+	if n := tk.store.Len(); n != 2 {
+		t.Errorf("%d keys left after the end of time, want only the sequence counter and the stream time", n)
+	}
+	// The stream time the task expired at is kept for a restarted task.
+	stored, ok, err := op.(catalog.StreamTimeRecorder).StoredStreamTime(tk)
+	if err != nil || !ok || !stored.Equal(catalog.EndOfTime) {
+		t.Errorf("stored stream time %v, %v, %v; want the end of time", stored, ok, err)
 	}
 }

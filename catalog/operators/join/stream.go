@@ -17,6 +17,8 @@ import (
 //	side ('L' this stream, 'R' the other) | key length (4) | key | event time (8, sortable) | sequence (8) -> JSON value
 //	'X' | expiry time (8) | the buffered record's key above -> empty (expiry index)
 //	'Q' -> the sequence counter
+//	'W' -> the stream time of the last expiry (8, sortable), so a restarted
+//	       task's stream time goes on from it
 //
 // A record is paired with every record of the other side with the same key
 // whose event time is at most within apart, once, when the later of the two
@@ -28,7 +30,10 @@ const (
 	sideOther = 'R'
 )
 
-var seqKey = []byte{'Q'}
+var (
+	seqKey        = []byte{'Q'}
+	streamTimeKey = []byte{'W'}
+)
 
 func bufPrefix(side byte, key []byte) []byte {
 	b := []byte{side}
@@ -160,6 +165,23 @@ func (o *op) emit(ctx context.Context, out catalog.Output, key []byte, main, oth
 	return out.Next(ctx, r)
 }
 
+// StoredStreamTime implements catalog.StreamTimeRecorder for the
+// stream-stream join: the stream time its last expiry ran at.
+func (o *op) StoredStreamTime(task catalog.Task) (time.Time, bool, error) {
+	if o.table != "" {
+		return time.Time{}, false, nil
+	}
+	b, ok, err := task.Store().Get(streamTimeKey)
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	ms, err := win.ParseTime(b)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	return catalog.TimeFromMillis(ms), true, nil
+}
+
 // expire deletes the buffered records the stream time has passed.
 func (o *op) expire(task catalog.Task) error {
 	st := task.StreamTime()
@@ -169,6 +191,9 @@ func (o *op) expire(task catalog.Task) error {
 	limit := int64(math.MaxInt64)
 	if !st.Equal(catalog.EndOfTime) {
 		limit = st.UnixMilli()
+	}
+	if err := task.Store().Put(streamTimeKey, win.AppendTime(nil, limit)); err != nil {
+		return err
 	}
 	var keys [][]byte
 	err := task.Store().Scan([]byte{'X'}, win.AppendTime([]byte{'X'}, limit), func(k, _ []byte) error {
