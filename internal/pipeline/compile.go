@@ -145,8 +145,15 @@ func (c *Compiler) Compile(name string, data []byte) (*Plan, error) {
 	if d := str(spec, "delivery"); d != "" {
 		p.Delivery = d
 	}
-	if st, ok := spec.Get("state"); ok && str(st, "store") != "" {
-		p.StateStore = str(st, "store")
+	if st, ok := spec.Get("state"); ok {
+		if s := str(st, "store"); s != "" {
+			p.StateStore = s
+		}
+		if sb, ok := st.Get("standbys"); ok {
+			if err := sb.Decode(&p.Standbys); err != nil {
+				errs.Add(sb.Pos(), err)
+			}
+		}
 	}
 	if steps, ok := spec.Get("steps"); ok && steps.IsList() {
 		c.compileSteps(p, steps, &errs)

@@ -44,6 +44,9 @@ type Plan struct {
 	// StateStore is where stateful steps keep state: StoreMemory or
 	// StoreDisk.
 	StateStore string
+	// Standbys is how many other runners keep a warm copy of each task's
+	// state.
+	Standbys int
 }
 
 // Source says where records come from and how to decode them.

@@ -93,7 +93,8 @@ const envelopeSchema = `{
           "additionalProperties": false,
           "description": "Where stateful steps keep their state on a runner. Either way every change is also in a changelog topic, which a runner restores from.",
           "properties": {
-            "store": {"enum": ["memory", "disk"], "default": "memory", "description": "memory: fastest, restored from the changelog on every start. disk: an on-disk store (Pebble) for state larger than memory, which restarts from its local checkpoint and restores only the changelog's tail."}
+            "store": {"enum": ["memory", "disk"], "default": "memory", "description": "memory: fastest, restored from the changelog on every start. disk: an on-disk store (Pebble) for state larger than memory, which restarts from its local checkpoint and restores only the changelog's tail."},
+            "standbys": {"type": "integer", "minimum": 0, "maximum": 8, "default": 0, "description": "Warm copies of each task's state kept by other runners of the pipeline, caught up from the changelog every few seconds, so that a runner taking a task over restores only the changelog's tail."}
           }
         }
       }

@@ -88,6 +88,9 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 				}
 				return err
 			}
+			if err := ru.st.keepWarm(ru.ctx, sess.Client()); err != nil {
+				return err
+			}
 			began := false
 			_, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { began = true; return sess.Begin() })
 			if !began {
@@ -172,6 +175,12 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		}
 		if ru.ctx.Err() != nil {
 			return nil
+		}
+		if ru.st != nil {
+			// Between transactions: standby copies catch up.
+			if err := ru.st.keepWarm(ru.ctx, sess.Client()); err != nil {
+				return err
+			}
 		}
 	}
 }
@@ -291,7 +300,9 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 			procErr = ru.st.prepare(ru.ctx, ex, fetches)
 		} else if procErr == nil && ru.st != nil && !dirty {
 			// Nothing polled and nothing to commit: between commits.
-			procErr = ru.st.wake(ru.ctx, ex)
+			if procErr = ru.st.wake(ru.ctx, ex); procErr == nil {
+				procErr = ru.st.keepWarm(ru.ctx, cl)
+			}
 		}
 		if procErr == nil {
 			procErr = ex.processFetches(fetches)
@@ -319,6 +330,13 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 				return err
 			}
 			last, dirty = time.Now(), false
+			if ru.st != nil {
+				// Just committed: standby copies catch up.
+				if err := ru.st.keepWarm(ru.ctx, cl); err != nil {
+					cl.AllowRebalance()
+					return err
+				}
+			}
 		}
 		cl.AllowRebalance()
 		if revokeErr != nil {

@@ -37,6 +37,9 @@ type RestoreStatus struct {
 	Total     int64   `json:"total"` // changelog offsets to restore
 	Rate      float64 `json:"rate"`  // offsets per second
 	ETA       float64 `json:"eta_seconds"`
+	// Standby marks a standby copy of a partition another runner holds
+	// (`state.standbys`), caught up every few seconds.
+	Standby bool `json:"standby,omitempty"`
 }
 
 // storeID names one store: a stateful step in one task (partition).
@@ -78,12 +81,19 @@ type stores struct {
 	// stream time was last moved on by idle.
 	lastSeen, lastIdle map[topicPartition]time.Time
 
-	mu       sync.Mutex
-	progress map[storeID]state.Progress
+	// warm are the standby copies this runner keeps (standby.go), last
+	// caught up at warmedAt.
+	warm     map[storeID]*warmStore
+	warmedAt time.Time
+
+	mu           sync.Mutex
+	progress     map[storeID]state.Progress
+	warmProgress map[storeID]state.Progress
 }
 
 func newStores(ru *run) *stores {
-	s := &stores{ru: ru, steps: map[string][]string{}, open: map[storeID]*taskStore{}, lastSeen: map[topicPartition]time.Time{}, lastIdle: map[topicPartition]time.Time{}, progress: map[storeID]state.Progress{}}
+	s := &stores{ru: ru, steps: map[string][]string{}, open: map[storeID]*taskStore{}, lastSeen: map[topicPartition]time.Time{}, lastIdle: map[topicPartition]time.Time{},
+		progress: map[storeID]state.Progress{}, warm: map[storeID]*warmStore{}, warmProgress: map[storeID]state.Progress{}}
 	for _, st := range ru.p.Plan.Stages {
 		for _, step := range st.Steps {
 			if step.Stateful {
@@ -165,9 +175,13 @@ func (s *stores) ensure(ctx context.Context, ex *executor, input, step string, p
 		return nil
 	}
 	if ts == nil {
-		base, err := s.openBase(step, partition)
-		if err != nil {
-			return fmt.Errorf("opening the state of step %s, partition %d: %w", step, partition, err)
+		// A standby copy kept here is adopted: only its tail is restored.
+		base := s.adoptWarm(id)
+		if base == nil {
+			var err error
+			if base, err = s.openBase(step, partition); err != nil {
+				return fmt.Errorf("opening the state of step %s, partition %d: %w", step, partition, err)
+			}
 		}
 		ts = &taskStore{id: id, input: input, topic: ChangelogTopic(s.ru.p.Plan.Name, step), base: base, logged: state.NewLogged(base, partition), next: -1}
 		s.open[id] = ts
@@ -225,7 +239,18 @@ func (s *stores) dropRevoked(ex *executor) {
 		if s.ru.epoch(ts.input, id.partition) != 0 {
 			continue
 		}
-		s.close(ts)
+		if s.ru.p.Plan.Standbys > 0 {
+			// Kept as a standby copy until keepWarm finds this runner is
+			// not one of the partition's standbys. Between transactions
+			// the store holds no uncommitted write.
+			s.warm[id] = &warmStore{input: ts.input, base: ts.base}
+			delete(s.open, id)
+			s.mu.Lock()
+			delete(s.progress, id)
+			s.mu.Unlock()
+		} else {
+			s.close(ts)
+		}
 		if st := ex.stage(ts.input, ts.id.partition); st != nil {
 			st.DropTask(id.partition)
 		}
@@ -250,6 +275,9 @@ func (s *stores) close(ts *taskStore) {
 func (s *stores) closeAll() {
 	for _, ts := range s.open {
 		s.close(ts)
+	}
+	for id, w := range s.warm {
+		s.dropWarm(id, w)
 	}
 }
 
@@ -326,9 +354,12 @@ func (s *stores) ended(ex *executor, committed bool) error {
 func (s *stores) restores() []RestoreStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make([]RestoreStatus, 0, len(s.progress))
+	out := make([]RestoreStatus, 0, len(s.progress)+len(s.warmProgress))
 	for id, p := range s.progress {
 		out = append(out, RestoreStatus{Step: id.step, Partition: id.partition, Restoring: !p.Finished, Done: p.Done, Total: p.Total, Rate: p.Rate, ETA: p.ETA.Seconds()})
+	}
+	for id, p := range s.warmProgress {
+		out = append(out, RestoreStatus{Step: id.step, Partition: id.partition, Restoring: !p.Finished, Done: p.Done, Total: p.Total, Rate: p.Rate, ETA: p.ETA.Seconds(), Standby: true})
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Step != out[j].Step {

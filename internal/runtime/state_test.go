@@ -387,3 +387,91 @@ func TestCheckPlanStateful(t *testing.T) {
 		t.Fatalf("unknown store: %v", err)
 	}
 }
+
+// With `standbys: 1`, each of two runners keeps a warm copy of the other's
+// partition, caught up from the changelog. When one runner leaves, the
+// other adopts its copy and restores only the changelog's tail, and the
+// counts go on from where they were.
+func TestStandbyTakeover(t *testing.T) {
+	for _, store := range []string{"memory", "disk"} {
+		t.Run(store, func(t *testing.T) {
+			brokers := kafkatest.Brokers(t)
+			in, out := "sb-in-"+store, "sb-out-"+store
+			kafkatest.CreateTopic(t, brokers, in, 2)
+			name := "sb-" + store
+			p := plan(t, name, `  source: {topic: `+in+`, format: json, timestamp: ts}
+  steps:
+    - window: {tumbling: 1h, grace: 1h, emit: update, aggregates: {n: count}}
+  sink: {topic: `+out+`}
+  state: {store: `+store+", standbys: 1}\n")
+			apply := func(rt *runtime.Runtime) {
+				if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			a := newRuntime(t, brokers, runtime.StateDir(t.TempDir()), runtime.InstanceID("a"))
+			b := newRuntime(t, brokers, runtime.StateDir(t.TempDir()), runtime.InstanceID("b"))
+			apply(a)
+			apply(b)
+			kafkatest.Eventually(t, 20*time.Second, "each runner holding one partition", func() bool {
+				return len(statusOf(t, a, name).Partitions) == 1 && len(statusOf(t, b, name).Partitions) == 1
+			})
+			ts := stateBase.Format(time.RFC3339Nano)
+			const n, keys = 4000, 40
+			var recs []*kgo.Record
+			for i := range n {
+				recs = append(recs, &kgo.Record{Topic: in, Key: fmt.Appendf(nil, "k%d", i%keys), Value: fmt.Appendf(nil, `{"i":%d,"ts":%q}`, i, ts)})
+			}
+			kafkatest.Produce(t, brokers, recs...)
+			kafkatest.ReadCommitted(t, brokers, out, n, 30*time.Second)
+
+			// b's copy of a's partition catches up every 2s: after two
+			// rounds it holds everything a committed.
+			time.Sleep(4500 * time.Millisecond)
+			pa := statusOf(t, a, name).Partitions[0]
+			kafkatest.Eventually(t, 20*time.Second, "b's standby copy of partition "+fmt.Sprint(pa)+" caught up", func() bool {
+				for _, r := range statusOf(t, b, name).Restores {
+					if r.Standby && r.Partition == pa && !r.Restoring && r.Done == r.Total {
+						return true
+					}
+				}
+				return false
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			if err := a.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			cancel()
+			kafkatest.Eventually(t, 20*time.Second, "b holding both partitions", func() bool {
+				return len(statusOf(t, b, name).Partitions) == 2
+			})
+			// One more record of every key: each count goes on from n/keys.
+			recs = recs[:0]
+			for i := range keys {
+				recs = append(recs, &kgo.Record{Topic: in, Key: fmt.Appendf(nil, "k%d", i), Value: fmt.Appendf(nil, `{"i":%d,"ts":%q}`, n+i, ts)})
+			}
+			kafkatest.Produce(t, brokers, recs...)
+			outs := kafkatest.ReadCommitted(t, brokers, out, n+keys, 30*time.Second)
+			for _, r := range outs[n:] {
+				if !strings.Contains(string(r.Value), fmt.Sprintf(`"n":%d`, n/keys+1)) {
+					t.Errorf("after the takeover %s: %s, want n %d", r.Key, r.Value, n/keys+1)
+				}
+			}
+			// The takeover restored only the tail of a's changelog: the
+			// copy was caught up before a left.
+			took := false
+			for _, r := range statusOf(t, b, name).Restores {
+				if r.Partition != pa || r.Standby {
+					continue
+				}
+				took = true
+				if r.Total > 5 {
+					t.Errorf("taking over partition %d restored %d changelog offsets, want only the few since the copy's last catch-up: %+v", pa, r.Total, r)
+				}
+			}
+			if !took {
+				t.Errorf("no restore of partition %d after the takeover: %+v", pa, statusOf(t, b, name).Restores)
+			}
+		})
+	}
+}
