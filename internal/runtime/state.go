@@ -241,8 +241,9 @@ func (s *stores) dropRevoked(ex *executor) {
 		}
 		if s.ru.p.Plan.Standbys > 0 {
 			// Kept as a standby copy until keepWarm finds this runner is
-			// not one of the partition's standbys. Between transactions
-			// the store holds no uncommitted write.
+			// not one of the partition's standbys. The base store holds
+			// committed writes only; pending ones go with the Logged
+			// wrapper, as when the store is closed.
 			s.warm[id] = &warmStore{input: ts.input, base: ts.base}
 			delete(s.open, id)
 			s.mu.Lock()
