@@ -317,20 +317,44 @@ func waitConsumed(t *testing.T, adm *kadm.Client, group, topic string, n int, ti
 // duplicates), or until nothing comes for 10s (to report losses).
 func readOutputs(t *testing.T, brokers []string, topic string, n int) (counts []int, total int) {
 	t.Helper()
+	counts = make([]int, n)
+	readCommitted(t, brokers, topic, 10*time.Second, func() bool { return total >= n }, func(r *kgo.Record) error {
+		var v struct {
+			ID   *int
+			Code int
+		}
+		switch {
+		case json.Unmarshal(r.Value, &v) != nil || v.ID == nil:
+			return fmt.Errorf("output %q is not {id, code}", r.Value)
+		case *v.ID < 0 || *v.ID >= n || v.Code != *v.ID*7+3:
+			return fmt.Errorf("output %s: not the map's result for an input id", r.Value)
+		}
+		counts[*v.ID]++
+		total++
+		return nil
+	})
+	return counts, total
+}
+
+// readCommitted reads topic from the start with read_committed, handing
+// each record to each (whose error fails the test), until nothing comes
+// for a second once done reports true, or for wait before (a topic that
+// does not exist reads as empty). It fails after two minutes of records.
+func readCommitted(t *testing.T, brokers []string, topic string, wait time.Duration, done func() bool, each func(*kgo.Record) error) {
+	t.Helper()
 	cl := kafkatest.Client(t, brokers, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
-	counts = make([]int, n)
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		quiet := 10 * time.Second
-		if total >= n {
+		quiet := wait
+		if done() {
 			quiet = time.Second
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), quiet)
 		f := cl.PollFetches(ctx)
 		cancel()
 		if f.NumRecords() == 0 {
-			return counts, total
+			return
 		}
 		for _, fe := range f.Errors() {
 			if !errors.Is(fe.Err, context.DeadlineExceeded) {
@@ -339,26 +363,15 @@ func readOutputs(t *testing.T, brokers []string, topic string, n int) (counts []
 		}
 		var bad error
 		f.EachRecord(func(r *kgo.Record) {
-			var v struct {
-				ID   *int
-				Code int
-			}
-			switch {
-			case json.Unmarshal(r.Value, &v) != nil || v.ID == nil:
-				bad = fmt.Errorf("output %q is not {id, code}", r.Value)
-			case *v.ID < 0 || *v.ID >= n || v.Code != *v.ID*7+3:
-				bad = fmt.Errorf("output %s: not the map's result for an input id", r.Value)
-			default:
-				counts[*v.ID]++
-				total++
+			if bad == nil {
+				bad = each(r)
 			}
 		})
 		if bad != nil {
 			t.Fatal(bad)
 		}
 	}
-	t.Fatalf("reading %s: still reading after 2 minutes (%d outputs)", topic, total)
-	return nil, 0
+	t.Fatalf("reading %s: still reading after 2 minutes", topic)
 }
 
 // checkOutputs asserts every id in [0, n) was output, exactly once when

@@ -268,51 +268,30 @@ func flushAndCheck(t *testing.T, brokers []string, adm *kadm.Client, name string
 // flush windows are skipped.
 func readWindows(t *testing.T, brokers []string, topic string, n int) map[string][]int {
 	t.Helper()
-	cl := kafkatest.Client(t, brokers, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	got := map[string][]int{}
 	total := 0
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		quiet := 20 * time.Second
-		if total >= n {
-			quiet = time.Second
+	readCommitted(t, brokers, topic, 20*time.Second, func() bool { return total >= n }, func(r *kgo.Record) error {
+		if strings.HasPrefix(string(r.Key), "flush") {
+			return nil
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), quiet)
-		f := cl.PollFetches(ctx)
-		cancel()
-		if f.NumRecords() == 0 {
-			return got
+		var v struct {
+			Window struct{ Start string } `json:"window"`
+			N      *int                   `json:"n"`
+			W      *int                   `json:"w"` // with the join
 		}
-		var bad error
-		f.EachRecord(func(r *kgo.Record) {
-			if strings.HasPrefix(string(r.Key), "flush") {
-				return
-			}
-			var v struct {
-				Window struct{ Start string } `json:"window"`
-				N      *int                   `json:"n"`
-				W      *int                   `json:"w"` // with the join
-			}
-			if json.Unmarshal(r.Value, &v) != nil || v.N == nil || v.Window.Start == "" {
-				bad = fmt.Errorf("output %q is not a window result", r.Value)
-				return
-			}
-			var key int
-			if v.W != nil && (!scanKey(string(r.Key), &key) || *v.W != *v.N*(key+1)) {
-				bad = fmt.Errorf("window result %s %q: the sum of the joined weights is not count × the key's weight", r.Key, r.Value)
-				return
-			}
-			k := string(r.Key) + "@" + v.Window.Start
-			got[k] = append(got[k], *v.N)
-			total++
-		})
-		if bad != nil {
-			t.Fatal(bad)
+		if json.Unmarshal(r.Value, &v) != nil || v.N == nil || v.Window.Start == "" {
+			return fmt.Errorf("output %q is not a window result", r.Value)
 		}
-	}
-	t.Fatalf("reading %s: still reading after 2 minutes", topic)
-	return nil
+		var key int
+		if v.W != nil && (!scanKey(string(r.Key), &key) || *v.W != *v.N*(key+1)) {
+			return fmt.Errorf("window result %s %q: the sum of the joined weights is not count × the key's weight", r.Key, r.Value)
+		}
+		k := string(r.Key) + "@" + v.Window.Start
+		got[k] = append(got[k], *v.N)
+		total++
+		return nil
+	})
+	return got
 }
 
 // scanKey parses key k<i>.
@@ -325,18 +304,12 @@ func scanKey(k string, i *int) bool {
 // second; nothing if it does not exist.
 func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
-	cl := kafkatest.Client(t, brokers, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	var out []*kgo.Record
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		f := cl.PollFetches(ctx)
-		cancel()
-		if f.NumRecords() == 0 {
-			return out
-		}
-		out = append(out, f.Records()...)
-	}
+	readCommitted(t, brokers, topic, time.Second, func() bool { return true }, func(r *kgo.Record) error {
+		out = append(out, r)
+		return nil
+	})
+	return out
 }
 
 // The stateful crash test: 200,000 input records (182,000 ids and their
