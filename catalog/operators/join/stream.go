@@ -192,6 +192,16 @@ func (o *op) expire(task catalog.Task) error {
 	if !st.Equal(catalog.EndOfTime) {
 		limit = st.UnixMilli()
 	}
+	// Everything due before the last expiry's stream time is gone, and a
+	// record buffered since expires at or after the stream time it came
+	// at: with no newer stream time, nothing is due.
+	if b, ok, err := task.Store().Get(streamTimeKey); err != nil {
+		return err
+	} else if ok {
+		if last, err := win.ParseTime(b); err == nil && limit <= last {
+			return nil
+		}
+	}
 	if err := task.Store().Put(streamTimeKey, win.AppendTime(nil, limit)); err != nil {
 		return err
 	}
