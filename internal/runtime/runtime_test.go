@@ -1,10 +1,13 @@
 package runtime_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,8 +31,18 @@ func plan(t testing.TB, name, body string) *pipeline.Plan {
 
 func newRuntime(t testing.TB, brokers []string, opts ...runtime.Opt) *runtime.Runtime {
 	t.Helper()
+	// The runtime's log is printed when the test fails (after Close, which
+	// is why this cleanup is registered first): a pipeline's restarts and
+	// their reasons are in it and nowhere else.
+	logs := &logBuffer{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("runtime log:\n%s", logs.String())
+		}
+	})
 	rt, err := runtime.New(append([]runtime.Opt{runtime.Brokers(brokers...), runtime.CommitInterval(50 * time.Millisecond),
-		runtime.RetryBackoff(50*time.Millisecond, time.Second), runtime.SessionTimeout(time.Second)}, opts...)...)
+		runtime.RetryBackoff(50*time.Millisecond, time.Second), runtime.SessionTimeout(time.Second),
+		runtime.Logger(slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,6 +54,24 @@ func newRuntime(t testing.TB, brokers []string, opts ...runtime.Opt) *runtime.Ru
 		}
 	})
 	return rt
+}
+
+// logBuffer collects log lines from the runtime's goroutines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func values(rs []*kgo.Record) []string {
