@@ -70,7 +70,7 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		if fetches.IsClientClosed() || ru.ctx.Err() != nil {
 			return nil // nothing begun: leaving the group loses nothing
 		}
-		if err := fetchErr(fetches); err != nil {
+		if err := ru.fetchErr(fetches); err != nil {
 			return err
 		}
 		if err := ru.polled(ru.ctx, sess.Client(), fetches); err != nil {
@@ -122,7 +122,7 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 				if f.IsClientClosed() {
 					break
 				}
-				if procErr = fetchErr(f); procErr == nil {
+				if procErr = ru.fetchErr(f); procErr == nil {
 					procErr = ru.polled(ru.ctx, sess.Client(), f)
 				}
 				if procErr == nil {
@@ -292,7 +292,7 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 		if fetches.NumRecords() > 0 {
 			dirty = true
 		}
-		procErr := fetchErr(fetches)
+		procErr := ru.fetchErr(fetches)
 		if procErr == nil {
 			procErr = ru.polled(ru.ctx, cl, fetches)
 		}

@@ -15,6 +15,7 @@ import (
 //	sluice_pipeline_up{pipeline}                       1 while the pipeline runs, 0 while it is failed
 //	sluice_pipeline_restarts_total{pipeline}           restarts after a failure
 //	sluice_pipeline_partitions{pipeline}               partitions (tasks) assigned here
+//	sluice_pipeline_group_lost_total{pipeline}         times the runner found itself out of its consumer group
 type metrics struct {
 	in         *prometheus.CounterVec
 	out        *prometheus.CounterVec
@@ -24,6 +25,7 @@ type metrics struct {
 	up         *prometheus.GaugeVec
 	restarts   *prometheus.CounterVec
 	partitions *prometheus.GaugeVec
+	groupLost  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,11 +38,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		up:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_up", Help: "1 while the pipeline runs, 0 while it is failed and waiting to restart."}, []string{"pipeline"}),
 		restarts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_restarts_total", Help: "Restarts of a pipeline after a failure."}, []string{"pipeline"}),
 		partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_partitions", Help: "Input partitions (tasks) assigned to this runner."}, []string{"pipeline"}),
+		groupLost:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_group_lost_total", Help: "Times the runner found itself removed from the pipeline's consumer group (missed session timeout, or unable to join) and rejoined."}, []string{"pipeline"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions} {
+	for _, c := range []prometheus.Collector{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions, m.groupLost} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -52,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // going do not grow /metrics forever.
 func (m *metrics) forget(name string) {
 	l := prometheus.Labels{"pipeline": name}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions} {
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions, m.groupLost} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -50,6 +50,9 @@ type run struct {
 	lastErr  string
 	restarts int
 	since    time.Time
+	// groupErr says why the runner is out of its consumer group while
+	// franz-go rejoins it ("" while it is in; see fetchErr).
+	groupErr string
 	parts    map[int32]bool
 
 	// perRecord estimates how long one record takes in the operator chain,
@@ -133,6 +136,9 @@ func (ru *run) status() Status {
 	st := Status{
 		Name: ru.p.Plan.Name, Revision: ru.p.Revision, State: ru.state, Error: ru.lastErr,
 		Restarts: ru.restarts, Partitions: parts, Processed: ru.processed.Load(), DeadLetter: ru.dead.Load(), Since: ru.since,
+	}
+	if st.Error == "" {
+		st.Error = ru.groupErr
 	}
 	if ru.st != nil {
 		st.Restores = ru.st.restores()
@@ -340,6 +346,9 @@ func (ru *run) assign(cl *kgo.Client, m map[string][]int32, add bool) {
 		}
 	}
 	n := len(ru.parts)
+	if add {
+		ru.groupErr = "" // back in the group
+	}
 	ru.mu.Unlock()
 	ru.rt.metrics.partitions.WithLabelValues(ru.p.Plan.Name).Set(float64(n))
 }
@@ -404,15 +413,42 @@ func (ru *run) batch(budget time.Duration) int {
 	return int(max(1, min(n, time.Duration(ru.rt.cfg.maxPoll))))
 }
 
-// fetchErr returns the first fetch error that is not a context ending.
-func fetchErr(f kgo.Fetches) error {
+// fetchErr returns the first fetch error that is not a context ending or
+// news about the group session.
+//
+// A member whose heartbeats missed the session timeout (a pause, a starved
+// host) is removed from the group; franz-go says so with an ErrGroupSession
+// and rejoins by itself. That is no failure of the pipeline: its
+// partitions were revoked as lost, the open transaction aborts (or, at
+// least once, the uncommitted records are processed again by their next
+// owner), and it goes on with what the group gives it back. Restarting
+// would only add a second rebalance. Until it has partitions again, its
+// status says why it has none.
+func (ru *run) fetchErr(f kgo.Fetches) error {
 	for _, fe := range f.Errors() {
 		if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
+			continue
+		}
+		if gs := (*kgo.ErrGroupSession)(nil); errors.As(fe.Err, &gs) {
+			ru.outOfGroup(gs)
 			continue
 		}
 		return fmt.Errorf("fetching %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
 	}
 	return nil
+}
+
+// outOfGroup notes that the runner lost its group membership; the first
+// time since it last had partitions is logged.
+func (ru *run) outOfGroup(err *kgo.ErrGroupSession) {
+	ru.rt.metrics.groupLost.WithLabelValues(ru.p.Plan.Name).Inc()
+	ru.mu.Lock()
+	first := ru.groupErr == ""
+	ru.groupErr = "not in the consumer group, rejoining: " + err.Err.Error()
+	ru.mu.Unlock()
+	if first {
+		ru.rt.cfg.logger.Warn("pipeline lost its consumer group membership; rejoining", "pipeline", ru.p.Plan.Name, "err", err.Err)
+	}
 }
 
 // producer sends a stage's outputs through whichever client the delivery

@@ -1,0 +1,148 @@
+package runtime_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/internal/runtime"
+)
+
+// A runner whose heartbeats do not reach the coordinator for longer than
+// the session timeout (a long GC pause, a CPU-starved host, a slow
+// network) is removed from its group, and franz-go tells it so with an
+// ErrGroupSession in its next poll. The client rejoins by itself; the
+// pipeline must go on without counting a failure or a restart, and under
+// exactly-once without losing or repeating a record. The group's
+// coordinator is kfake's, so this test always runs on it (it needs to hold
+// a heartbeat back), also when KAFKA_BROKERS names a real broker.
+func TestKickedFromGroup(t *testing.T) {
+	for _, delivery := range []string{"exactly-once", "at-least-once"} {
+		t.Run(delivery, func(t *testing.T) {
+			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(c.Close)
+			brokers := c.ListenAddrs()
+			kafkatest.CreateTopic(t, brokers, "in", 3)
+			const n = 2000
+			kafkatest.Produce(t, brokers, numbered("in", 0, n/2)...)
+			reg := prometheus.NewRegistry()
+			rt := newRuntime(t, brokers, runtime.Registerer(reg)) // session timeout 1s
+			p := runtime.Pipeline{Revision: "r1", Plan: plan(t, "doubler", fmt.Sprintf(`  source: {topic: in}
+  delivery: %s
+  steps:
+    - map: {n: n, twice: n * 2}
+  sink: {topic: out}
+`, delivery))}
+			if err := rt.Apply(context.Background(), []runtime.Pipeline{p}); err != nil {
+				t.Fatal(err)
+			}
+			waitAssigned(t, rt, "doubler", 3, 30*time.Second)
+			kafkatest.Eventually(t, 30*time.Second, "the first half processed", func() bool {
+				return statusOf(t, rt, "doubler").Processed >= n/2
+			})
+			adm := kadm.NewClient(kafkatest.Client(t, brokers))
+			first := groupMember(t, adm, "sluice-doubler")
+
+			// Hold the next heartbeat for three session timeouts: the
+			// coordinator removes the member meanwhile, and the heartbeat
+			// then answers that it is unknown.
+			var held atomic.Bool
+			c.ControlKey(kmsg.Heartbeat.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+				if held.CompareAndSwap(false, true) {
+					c.SleepControl(func() { time.Sleep(3 * time.Second) })
+				}
+				return nil, nil, false
+			})
+			kafkatest.Eventually(t, 10*time.Second, "a heartbeat held", held.Load)
+			kafkatest.Eventually(t, 30*time.Second, "the member removed and a new one in the group", func() bool {
+				m := groupMember(t, adm, "sluice-doubler")
+				return m != "" && m != first
+			})
+			waitAssigned(t, rt, "doubler", 3, 30*time.Second)
+			kafkatest.Produce(t, brokers, numbered("in", n/2, n/2)...)
+
+			outs := kafkatest.ReadCommitted(t, brokers, "out", n, 60*time.Second)
+			if delivery == "exactly-once" {
+				// Anything beyond n would be a duplicate.
+				outs = kafkatest.ReadCommitted(t, brokers, "out", n+1, 2*time.Second)
+			}
+			if delivery == "exactly-once" {
+				checkDoubled(t, outs, 0, n)
+			} else {
+				checkAtLeastDoubled(t, outs, n)
+			}
+			s := statusOf(t, rt, "doubler")
+			if s.State != runtime.Running || s.Restarts != 0 || s.Error != "" {
+				t.Errorf("after being removed from its group: %+v, want running with no restarts and no error", s)
+			}
+			if lost := groupLost(t, reg); lost < 1 {
+				t.Errorf("sluice_pipeline_group_lost_total = %v, want the removal counted", lost)
+			}
+		})
+	}
+}
+
+// groupLost reads sluice_pipeline_group_lost_total for the one pipeline.
+func groupLost(t *testing.T, reg *prometheus.Registry) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "sluice_pipeline_group_lost_total" && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatal("no sluice_pipeline_group_lost_total series")
+	return 0
+}
+
+// groupMember returns the ID of the group's only member ("" while it has
+// none, or more than one).
+func groupMember(t *testing.T, adm *kadm.Client, group string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	gs, err := adm.DescribeGroups(ctx, group)
+	if err != nil {
+		t.Fatalf("describing %s: %v", group, err)
+	}
+	g := gs[group]
+	if g.Err != nil || len(g.Members) != 1 {
+		return ""
+	}
+	return g.Members[0].MemberID
+}
+
+// checkAtLeastDoubled checks that outs hold {"n": i, "twice": 2i} for every
+// i in [0, n), some maybe more than once (at least once).
+func checkAtLeastDoubled(t *testing.T, outs []*kgo.Record, n int) {
+	t.Helper()
+	seen := make([]bool, n)
+	for _, r := range outs {
+		var v struct{ N, Twice int }
+		if err := json.Unmarshal(r.Value, &v); err != nil || v.N < 0 || v.N >= n || v.Twice != 2*v.N {
+			t.Fatalf("unexpected output %q (%v)", r.Value, err)
+		}
+		seen[v.N] = true
+	}
+	for i, ok := range seen {
+		if !ok {
+			t.Fatalf("no output for record %d (of %d outputs)", i, len(outs))
+		}
+	}
+}
