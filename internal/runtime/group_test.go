@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -159,4 +161,37 @@ func checkAtLeastDoubled(t *testing.T, outs []*kgo.Record, n int) {
 			t.Fatalf("no output for record %d (of %d outputs)", i, len(outs))
 		}
 	}
+}
+
+// A group error that does not pass by itself (here: the runner may not
+// join the group) still fails the pipeline, visibly, instead of being
+// taken for a removal to rejoin from.
+func TestGroupDeniedFails(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	brokers := c.ListenAddrs()
+	kafkatest.CreateTopic(t, brokers, "in", 1)
+	c.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+		resp.SetVersion(req.GetVersion())
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil, true
+	})
+	rt := newRuntime(t, brokers)
+	p := runtime.Pipeline{Revision: "r1", Plan: plan(t, "denied", `  source: {topic: in}
+  steps:
+    - map: {n: n}
+  sink: {topic: out}
+`)}
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{p}); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Eventually(t, 30*time.Second, "the pipeline failed on the denied join", func() bool {
+		s := statusOf(t, rt, "denied")
+		return s.State == runtime.Failed && s.Restarts > 0 && strings.Contains(s.Error, "GROUP_AUTHORIZATION_FAILED")
+	})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/engine"
@@ -423,19 +424,28 @@ func (ru *run) batch(budget time.Duration) int {
 // least once, the uncommitted records are processed again by their next
 // owner), and it goes on with what the group gives it back. Restarting
 // would only add a second rebalance. Until it has partitions again, its
-// status says why it has none.
+// status says why it has none. Other group session errors (not allowed to
+// join, an inconsistent protocol, no coordinator) stay failures: they do
+// not pass by themselves, and the pipeline is not running.
 func (ru *run) fetchErr(f kgo.Fetches) error {
 	for _, fe := range f.Errors() {
 		if errors.Is(fe.Err, context.Canceled) || errors.Is(fe.Err, context.DeadlineExceeded) {
 			continue
 		}
-		if gs := (*kgo.ErrGroupSession)(nil); errors.As(fe.Err, &gs) {
+		if gs := (*kgo.ErrGroupSession)(nil); errors.As(fe.Err, &gs) && removedFromGroup(gs.Err) {
 			ru.outOfGroup(gs)
 			continue
 		}
 		return fmt.Errorf("fetching %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
 	}
 	return nil
+}
+
+// removedFromGroup reports whether err is the coordinator saying that the
+// member is no longer in the group (or in this generation of it).
+func removedFromGroup(err error) bool {
+	return errors.Is(err, kerr.UnknownMemberID) || errors.Is(err, kerr.IllegalGeneration) ||
+		errors.Is(err, kerr.FencedMemberEpoch) || errors.Is(err, kerr.StaleMemberEpoch)
 }
 
 // outOfGroup notes that the runner lost its group membership; the first
