@@ -15,7 +15,7 @@ import (
 //	sluice_pipeline_up{pipeline}                       1 while the pipeline runs, 0 while it is failed
 //	sluice_pipeline_restarts_total{pipeline}           restarts after a failure
 //	sluice_pipeline_partitions{pipeline}               partitions (tasks) assigned here
-//	sluice_pipeline_group_lost_total{pipeline}         times the runner found itself out of its consumer group
+//	sluice_pipeline_group_lost_total{pipeline}         removals from the consumer group (rejoined, not restarted)
 type metrics struct {
 	in         *prometheus.CounterVec
 	out        *prometheus.CounterVec
@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		up:         prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_up", Help: "1 while the pipeline runs, 0 while it is failed and waiting to restart."}, []string{"pipeline"}),
 		restarts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_restarts_total", Help: "Restarts of a pipeline after a failure."}, []string{"pipeline"}),
 		partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_partitions", Help: "Input partitions (tasks) assigned to this runner."}, []string{"pipeline"}),
-		groupLost:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_group_lost_total", Help: "Times the runner found itself removed from the pipeline's consumer group (missed session timeout, or unable to join) and rejoined."}, []string{"pipeline"}),
+		groupLost:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_group_lost_total", Help: "Times the runner found itself removed from the pipeline's consumer group (its heartbeats missed the session timeout) and rejoined."}, []string{"pipeline"}),
 	}
 	if reg == nil {
 		return m, nil
