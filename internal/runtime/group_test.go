@@ -42,12 +42,7 @@ func TestKickedFromGroup(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			delivery := tc.delivery
-			c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(c.Close)
-			brokers := c.ListenAddrs()
+			c, brokers := faultyCluster(t)
 			kafkatest.CreateTopic(t, brokers, "in", 3)
 			const n = 2000
 			kafkatest.Produce(t, brokers, numbered("in", 0, n/2)...)
@@ -167,12 +162,7 @@ func checkAtLeastDoubled(t *testing.T, outs []*kgo.Record, n int) {
 // join the group) still fails the pipeline, visibly, instead of being
 // taken for a removal to rejoin from.
 func TestGroupDeniedFails(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	brokers := c.ListenAddrs()
+	c, brokers := faultyCluster(t)
 	kafkatest.CreateTopic(t, brokers, "in", 1)
 	c.ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
@@ -194,4 +184,16 @@ func TestGroupDeniedFails(t *testing.T) {
 		s := statusOf(t, rt, "denied")
 		return s.State == runtime.Failed && s.Restarts > 0 && strings.Contains(s.Error, "GROUP_AUTHORIZATION_FAILED")
 	})
+}
+
+// faultyCluster is a kfake cluster like kafkatest.Brokers', for tests that
+// inject faults through its control functions.
+func faultyCluster(t *testing.T) (*kfake.Cluster, []string) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c, c.ListenAddrs()
 }
