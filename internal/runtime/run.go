@@ -52,9 +52,14 @@ type run struct {
 	restarts int
 	since    time.Time
 	// groupErr says why the runner is out of its consumer group while
-	// franz-go rejoins it ("" while it is in; see fetchErr).
-	groupErr string
-	parts    map[int32]bool
+	// franz-go rejoins it ("" while it is in; see fetchErr). assignments
+	// counts the assignments received, and lostAfter is its value when
+	// the partitions were last lost: a poll may report the loss only after
+	// the rejoin, which must not leave groupErr set.
+	groupErr    string
+	assignments uint64
+	lostAfter   uint64
+	parts       map[int32]bool
 
 	// perRecord estimates how long one record takes in the operator chain,
 	// to size polls (see batch). Only the run's goroutine uses it.
@@ -303,7 +308,12 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, true) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, false) }),
-		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, false) }),
+		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
+			ru.assign(cl, m, false)
+			ru.mu.Lock()
+			ru.lostAfter = ru.assignments
+			ru.mu.Unlock()
+		}),
 	}
 	if ru.tb != nil {
 		opts = append(opts, kgo.Balancers(copartitionBalancer{}))
@@ -349,6 +359,7 @@ func (ru *run) assign(cl *kgo.Client, m map[string][]int32, add bool) {
 	n := len(ru.parts)
 	if add {
 		ru.groupErr = "" // back in the group
+		ru.assignments++
 	}
 	ru.mu.Unlock()
 	ru.rt.metrics.partitions.WithLabelValues(ru.p.Plan.Name).Set(float64(n))
@@ -454,7 +465,9 @@ func (ru *run) outOfGroup(err *kgo.ErrGroupSession) {
 	ru.rt.metrics.groupLost.WithLabelValues(ru.p.Plan.Name).Inc()
 	ru.mu.Lock()
 	first := ru.groupErr == ""
-	ru.groupErr = "not in the consumer group, rejoining: " + err.Err.Error()
+	if ru.assignments == ru.lostAfter { // not back yet
+		ru.groupErr = "not in the consumer group, rejoining: " + err.Err.Error()
+	}
 	ru.mu.Unlock()
 	if first {
 		ru.rt.cfg.logger.Warn("pipeline lost its consumer group membership; rejoining", "pipeline", ru.p.Plan.Name, "err", err.Err)
