@@ -202,16 +202,82 @@ func faultyCluster(t *testing.T) (*kfake.Cluster, []string) {
 }
 
 // A pipeline busy with a record when it is removed from its group sees
-// the removal in its next poll, which may come after franz-go has already
-// rejoined (exactly-once does not hold rebalances back until the poll).
-// Its status must not say it is out of the group from then on. A gate
-// operator holds the record until the rejoin is done, so the order is
-// forced; the removal is the coordinator answering a heartbeat with
+// the removal only in its next poll. Under exactly-once, franz-go may
+// have rejoined by then (it does not hold rebalances back until the
+// poll), and the status must not go on saying the runner is out of the
+// group. Under at-least-once the rejoin waits for the poll, and the
+// offsets processed before it can no longer be committed: that must not
+// fail the pipeline either (their records are processed again). A gate
+// operator holds the record across the removal, so the order is forced;
+// the removal is the coordinator answering a heartbeat with
 // UNKNOWN_MEMBER_ID, which blocks nothing the pipeline waits for.
 func TestKickedWhileBusy(t *testing.T) {
-	c, brokers := faultyCluster(t)
-	kafkatest.CreateTopic(t, brokers, "gate-in", 3)
-	entered, release := make(chan struct{}, 100), make(chan struct{})
+	for _, delivery := range []string{"exactly-once", "at-least-once"} {
+		t.Run(delivery, func(t *testing.T) {
+			c, brokers := faultyCluster(t)
+			kafkatest.CreateTopic(t, brokers, "gate-in", 3)
+			entered, release := make(chan struct{}, 100), make(chan struct{})
+			metrics := prometheus.NewRegistry()
+			rt := newRuntime(t, brokers, runtime.Registerer(metrics))
+			p := runtime.Pipeline{Revision: "r1", Plan: planWith(t, gateRegistry(t, entered, release), "gated", `  source: {topic: gate-in}
+  delivery: `+delivery+`
+  steps:
+    - gate: true
+  sink: {topic: gate-out}
+`)}
+			if err := rt.Apply(context.Background(), []runtime.Pipeline{p}); err != nil {
+				t.Fatal(err)
+			}
+			waitAssigned(t, rt, "gated", 3, 30*time.Second)
+			kafkatest.Produce(t, brokers, numbered("gate-in", 0, 1)...)
+			select {
+			case <-entered:
+			case <-time.After(30 * time.Second):
+				t.Fatal("the record never reached the gate")
+			}
+
+			// The member is known to kfake, so franz-go rejoins under the
+			// same member ID, once a SyncGroup after the kick is answered.
+			kicked, synced := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			c.ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+				c.ControlKey(kmsg.SyncGroup.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+					once.Do(func() { close(synced) })
+					return nil, nil, false
+				})
+				close(kicked)
+				resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+				resp.SetVersion(req.GetVersion())
+				resp.ErrorCode = kerr.UnknownMemberID.Code
+				return resp, nil, true
+			})
+			wait := kicked
+			if delivery == "exactly-once" {
+				wait = synced // back in the group before the record is done
+			}
+			select {
+			case <-wait:
+			case <-time.After(30 * time.Second):
+				t.Fatal("no removal, or no rejoin after it")
+			}
+			// franz-go handles the heartbeat's answer, or runs the
+			// assignment callback after the SyncGroup's, right after it.
+			time.Sleep(500 * time.Millisecond)
+			close(release)
+			kafkatest.Eventually(t, 10*time.Second, "the removal seen by a poll", func() bool { return groupLost(t, metrics) >= 1 })
+			kafkatest.Eventually(t, 10*time.Second, "the pipeline running with its partitions and no error", func() bool {
+				s := statusOf(t, rt, "gated")
+				return s.State == runtime.Running && len(s.Partitions) == 3 && s.Error == "" && s.Restarts == 0
+			})
+			kafkatest.ReadCommitted(t, brokers, "gate-out", 1, 30*time.Second)
+		})
+	}
+}
+
+// gateRegistry is the standard registry plus `gate`, an operator that
+// signals entered on every record and waits for release to be closed.
+func gateRegistry(t *testing.T, entered chan<- struct{}, release <-chan struct{}) *catalog.Registry {
+	t.Helper()
 	reg := all.New().Clone()
 	if err := reg.Register(catalog.Spec{
 		Name:    "gate",
@@ -227,53 +293,5 @@ func TestKickedWhileBusy(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	metrics := prometheus.NewRegistry()
-	rt := newRuntime(t, brokers, runtime.Registerer(metrics))
-	p := runtime.Pipeline{Revision: "r1", Plan: planWith(t, reg, "gated", `  source: {topic: gate-in}
-  steps:
-    - gate: true
-  sink: {topic: gate-out}
-`)}
-	if err := rt.Apply(context.Background(), []runtime.Pipeline{p}); err != nil {
-		t.Fatal(err)
-	}
-	waitAssigned(t, rt, "gated", 3, 30*time.Second)
-	kafkatest.Produce(t, brokers, numbered("gate-in", 0, 1)...)
-	select {
-	case <-entered:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the record never reached the gate")
-	}
-
-	// The member is known to kfake, so franz-go rejoins under the same
-	// member ID; the rejoin is done once a SyncGroup after the kick has
-	// been answered and the assignment callback has run.
-	synced := make(chan struct{})
-	var once sync.Once
-	c.ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.ControlKey(kmsg.SyncGroup.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
-			once.Do(func() { close(synced) })
-			return nil, nil, false
-		})
-		resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
-		resp.SetVersion(req.GetVersion())
-		resp.ErrorCode = kerr.UnknownMemberID.Code
-		return resp, nil, true
-	})
-	select {
-	case <-synced:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no rejoin after the removal")
-	}
-	kafkatest.Eventually(t, 10*time.Second, "the partitions assigned again", func() bool {
-		return len(statusOf(t, rt, "gated").Partitions) == 3
-	})
-	time.Sleep(500 * time.Millisecond) // the callback's assign runs right after the SyncGroup answer
-	close(release)
-	kafkatest.Eventually(t, 10*time.Second, "the removal seen by a poll", func() bool { return groupLost(t, metrics) >= 1 })
-	kafkatest.Eventually(t, 10*time.Second, "the pipeline running with its partitions and no error", func() bool {
-		s := statusOf(t, rt, "gated")
-		return s.State == runtime.Running && len(s.Partitions) == 3 && s.Error == "" && s.Restarts == 0
-	})
-	kafkatest.ReadCommitted(t, brokers, "gate-out", 1, 30*time.Second)
+	return reg
 }
