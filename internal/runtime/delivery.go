@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -58,6 +59,7 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		}
 		return ex.processFetches(f)
 	}
+	retried := false // the last transaction was aborted on abortableProduce
 	for {
 		// A stateful pipeline wakes up now and then to move on the
 		// stream time of idle tasks.
@@ -170,9 +172,20 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		if errors.Is(procErr, errStopping) {
 			procErr = nil // aborted on purpose; the records are processed again
 		}
-		if err := errors.Join(procErr, prodErr, prod.take(), stateErr, endErr); err != nil {
+		err := errors.Join(procErr, prodErr, prod.take(), stateErr, endErr)
+		if err != nil && procErr == nil && stateErr == nil && !committed && !retried && abortableProduce(err) {
+			// The transaction is aborted and the session has gone back to
+			// the committed offsets: processing the records again in a
+			// new transaction is all a restart would do. Once in a row
+			// only, so an error that does not pass fails the pipeline.
+			retried = true
+			ru.rt.cfg.logger.Warn("transaction aborted on a producer error; processing its records again", "pipeline", name, "err", err)
+			continue
+		}
+		if err != nil {
 			return err
 		}
+		retried = false
 		if ru.ctx.Err() != nil {
 			return nil
 		}
@@ -183,6 +196,16 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 			}
 		}
 	}
+}
+
+// abortableProduce reports whether err is one of the producer errors after
+// which the transaction can be aborted and the producer go on, its
+// sequence numbers reset by the abort: a broker that lost track of the
+// producer's sequence (OUT_OF_ORDER_SEQUENCE_NUMBER, UNKNOWN_PRODUCER_ID)
+// or asks for an abort (TRANSACTION_ABORTABLE).
+func abortableProduce(err error) bool {
+	return errors.Is(err, kerr.OutOfOrderSequenceNumber) || errors.Is(err, kerr.UnknownProducerID) ||
+		errors.Is(err, kerr.TransactionAbortable)
 }
 
 // atLeastOnce consumes and produces without transactions and commits the

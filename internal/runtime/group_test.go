@@ -295,3 +295,51 @@ func gateRegistry(t *testing.T, entered chan<- struct{}, release <-chan struct{}
 	}
 	return reg
 }
+
+// A produce the broker refuses with OUT_OF_ORDER_SEQUENCE_NUMBER (seen
+// from kfake under load) fails the transaction; it is aborted, the records
+// are processed again, and the pipeline goes on without a restart.
+func TestProduceSequenceErrorRetried(t *testing.T) {
+	c, brokers := faultyCluster(t)
+	kafkatest.CreateTopic(t, brokers, "in", 3)
+	kafkatest.CreateTopic(t, brokers, "out", 3)
+	rt := newRuntime(t, brokers)
+	p := runtime.Pipeline{Revision: "r1", Plan: throughputPipeline(t, "doubler", "in", "out")}
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{p}); err != nil {
+		t.Fatal(err)
+	}
+	waitAssigned(t, rt, "doubler", 3, 30*time.Second)
+	var refused atomic.Bool
+	c.ControlKey(kmsg.Produce.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		pr := req.(*kmsg.ProduceRequest)
+		if pr.TransactionID == nil || refused.Swap(true) {
+			return nil, nil, false // only the first transactional produce is refused
+		}
+		resp := pr.ResponseKind().(*kmsg.ProduceResponse)
+		resp.SetVersion(pr.GetVersion())
+		for _, rt := range pr.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic, st.TopicID = rt.Topic, rt.TopicID
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition = rp.Partition
+				sp.ErrorCode = kerr.OutOfOrderSequenceNumber.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	const n = 500
+	kafkatest.Produce(t, brokers, numbered("in", 0, n)...)
+	outs := kafkatest.ReadCommitted(t, brokers, "out", n, 30*time.Second)
+	outs = append(outs, kafkatest.ReadCommitted(t, brokers, "out", n+1, 2*time.Second)[len(outs):]...)
+	checkDoubled(t, outs, 0, n)
+	if !refused.Load() {
+		t.Fatal("no produce was refused")
+	}
+	if s := statusOf(t, rt, "doubler"); s.Restarts != 0 || s.State != runtime.Running {
+		t.Errorf("after a refused produce: %+v, want running with no restarts", s)
+	}
+}
