@@ -59,7 +59,7 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		}
 		return ex.processFetches(f)
 	}
-	retried := false // the last transaction was aborted on abortableProduce
+	retried := false // the last transaction was aborted on abortableProduce errors
 	for {
 		// A stateful pipeline wakes up now and then to move on the
 		// stream time of idle tasks.
@@ -172,8 +172,10 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 		if errors.Is(procErr, errStopping) {
 			procErr = nil // aborted on purpose; the records are processed again
 		}
-		err := errors.Join(procErr, prodErr, prod.take(), stateErr, endErr)
-		if err != nil && procErr == nil && stateErr == nil && !committed && !retried && abortableProduce(err) {
+		lateErr := prod.take()
+		err := errors.Join(procErr, prodErr, lateErr, stateErr, endErr)
+		if err != nil && procErr == nil && stateErr == nil && !committed && !retried &&
+			abortableOrNil(prodErr) && abortableOrNil(lateErr) && abortableOrNil(endErr) {
 			// The transaction is aborted and the session has gone back to
 			// the committed offsets: processing the records again in a
 			// new transaction is all a restart would do. Once in a row
@@ -207,6 +209,10 @@ func abortableProduce(err error) bool {
 	return errors.Is(err, kerr.OutOfOrderSequenceNumber) || errors.Is(err, kerr.UnknownProducerID) ||
 		errors.Is(err, kerr.TransactionAbortable)
 }
+
+// abortableOrNil is abortableProduce, or no error at all: a transaction is
+// redone in place only when every error it had is abortable.
+func abortableOrNil(err error) bool { return err == nil || abortableProduce(err) }
 
 // atLeastOnce consumes and produces without transactions and commits the
 // consumed offsets once everything produced before them is acknowledged.
