@@ -333,8 +333,8 @@ func TestProduceSequenceErrorRetried(t *testing.T) {
 	})
 	const n = 500
 	kafkatest.Produce(t, brokers, numbered("in", 0, n)...)
-	outs := kafkatest.ReadCommitted(t, brokers, "out", n, 30*time.Second)
-	outs = append(outs, kafkatest.ReadCommitted(t, brokers, "out", n+1, 2*time.Second)[len(outs):]...)
+	kafkatest.ReadCommitted(t, brokers, "out", n, 30*time.Second)
+	outs := kafkatest.ReadCommitted(t, brokers, "out", n+1, 2*time.Second) // anything beyond n is a duplicate
 	checkDoubled(t, outs, 0, n)
 	if !refused.Load() {
 		t.Fatal("no produce was refused")
