@@ -1,0 +1,262 @@
+// Package agentproto is the wire protocol between `runner agent` and the
+// control plane (DESIGN.md §1, §5): JSON over HTTPS, every call made by the
+// runner (outbound only). It holds the paths, the messages and the bundle
+// format, and nothing else, so that the runner binary can speak it without
+// linking the control plane.
+//
+// The conversation:
+//
+//  1. POST RegisterPath with `Authorization: Bearer <bootstrap token>` (a
+//     one-time "slb_" token minted for one fleet) and a RegisterRequest. The
+//     answer is a RegisterResponse holding the runner credential ("slr_"),
+//     which authenticates every later call. A bootstrap token is spent by
+//     its registration; presenting it again is refused (401).
+//  2. GET AssignmentsPath?generation=N&wait=30s long-polls the runner's
+//     desired state. The control plane answers at once when the desired
+//     state's generation differs from N (N=0 always answers), otherwise when
+//     it changes or the wait runs out (then with the same generation, and
+//     the runner polls again).
+//  3. GET BundlesPath + digest for each assigned bundle it does not have;
+//     the runner checks that the body's SHA-256 is the digest before it uses
+//     it.
+//  4. POST StatusPath with a StatusReport after each apply and at least every
+//     HeartbeatInterval: it doubles as the heartbeat.
+//
+// Errors are application/problem+json with a status: 401 means the
+// credential is unknown or revoked (register again only with a new
+// bootstrap token), 404 on a bundle means it is not assigned to this
+// runner's fleet.
+package agentproto
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+	"time"
+)
+
+// Paths of the agent API, relative to the control plane's URL.
+const (
+	RegisterPath    = "/api/v1/agent/register"
+	AssignmentsPath = "/api/v1/agent/assignments"
+	BundlesPath     = "/api/v1/agent/bundles/"
+	StatusPath      = "/api/v1/agent/status"
+)
+
+// Token prefixes: bootstrap tokens and runner credentials are told apart
+// from API tokens ("slc_") at a glance and by the server.
+const (
+	BootstrapPrefix  = "slb_"
+	CredentialPrefix = "slr_"
+)
+
+// HeartbeatInterval is how often a runner reports at least; a runner not
+// heard from for three intervals is shown as lost.
+const HeartbeatInterval = 10 * time.Second
+
+// MaxWait is the longest long-poll the control plane holds.
+const MaxWait = 60 * time.Second
+
+// RegisterRequest is the body of a registration.
+type RegisterRequest struct {
+	// Name is how the runner is shown (host name, pod name).
+	Name string `json:"name"`
+	// Version is the runner binary's version.
+	Version string `json:"version"`
+}
+
+// RegisterResponse answers a registration.
+type RegisterResponse struct {
+	RunnerID string `json:"runner_id"`
+	FleetID  string `json:"fleet_id"`
+	// Credential is shown once; the runner keeps it on disk (0600).
+	Credential string `json:"credential"`
+}
+
+// Assignments is a runner's desired state.
+type Assignments struct {
+	// Generation changes whenever the desired state of the runner changes.
+	Generation int64        `json:"generation"`
+	Pipelines  []Assignment `json:"pipelines"`
+}
+
+// Assignment is one pipeline the runner should run.
+type Assignment struct {
+	// Name is the pipeline's metadata.name.
+	Name       string `json:"name"`
+	PipelineID string `json:"pipeline_id"`
+	// Revision is the revision's number, for people.
+	Revision int `json:"revision"`
+	// Digest is the SHA-256 (hex) of the bundle, fetched from BundlesPath.
+	Digest string `json:"digest"`
+	// Group is the Kafka consumer group (derived from org, project and
+	// pipeline, so projects sharing a cluster never share a group).
+	Group string `json:"group"`
+	// Commit is the Git commit the bundle was built from.
+	Commit string `json:"commit"`
+}
+
+// RevisionLabel is what a runner calls an assignment's revision in its
+// status, logs and DLQ headers: "r3-1a2b3c4d5e6f".
+func (a Assignment) RevisionLabel() string {
+	d := a.Digest
+	if len(d) > 12 {
+		d = d[:12]
+	}
+	return fmt.Sprintf("r%d-%s", a.Revision, d)
+}
+
+// StatusReport is what a runner posts: the generation it has applied and
+// how each pipeline runs. Only counts, states and error messages cross the
+// boundary, never record keys or values.
+type StatusReport struct {
+	// Generation is the generation of the assignments last applied.
+	Generation int64  `json:"generation"`
+	Version    string `json:"version"`
+	// Pipelines is every pipeline the runner runs.
+	Pipelines []PipelineStatus `json:"pipelines"`
+	// Errors are assignment-level problems: a bundle that could not be
+	// fetched, failed its digest or did not compile on this runner.
+	Errors []string `json:"errors,omitempty"`
+	// Cached is true while the runner runs from its disk cache because the
+	// control plane was unreachable at start.
+	Cached bool `json:"cached,omitempty"`
+}
+
+// PipelineStatus is one pipeline on one runner.
+type PipelineStatus struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	// State is the runtime's: starting, waiting, running, failed, stopped.
+	State      string    `json:"state"`
+	Error      string    `json:"error,omitempty"`
+	Restarts   int       `json:"restarts"`
+	Partitions []int32   `json:"partitions"`
+	Processed  uint64    `json:"processed"`
+	DeadLetter uint64    `json:"dead_letter"`
+	Since      time.Time `json:"since"`
+}
+
+// Bundle is everything one pipeline revision needs to run: its YAML and
+// the side files it reads (scripts, lookups, GeoJSON), named relative to
+// the pipeline file's directory, as the compiler opens them.
+type Bundle struct {
+	// Pipeline is the pipeline's metadata.name.
+	Pipeline string `json:"pipeline"`
+	// Path is the pipeline file's path in the repository
+	// ("pipelines/clicks.yaml"); Files holds it under its base name.
+	Path string `json:"path"`
+	// Commit is the Git commit the bundle was built from.
+	Commit string `json:"commit"`
+	// Files maps slash-separated paths, relative to the directory of Path,
+	// to their contents.
+	Files map[string][]byte `json:"files"`
+}
+
+// Encode returns the bundle's canonical bytes and their digest (SHA-256,
+// hex). encoding/json sorts map keys, so equal bundles encode equally.
+func (b *Bundle) Encode() ([]byte, string, error) {
+	data, err := json.Marshal(b)
+	if err != nil {
+		return nil, "", err
+	}
+	return data, Digest(data), nil
+}
+
+// Digest is the hex SHA-256 of data.
+func Digest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}
+
+// ErrDigestMismatch means a bundle's bytes are not the ones assigned.
+var ErrDigestMismatch = errors.New("bundle digest mismatch")
+
+// DecodeBundle checks data against digest and decodes it. A mismatch is
+// ErrDigestMismatch: the bundle must not be used.
+func DecodeBundle(data []byte, digest string) (*Bundle, error) {
+	if got := Digest(data); got != digest {
+		return nil, fmt.Errorf("%w: want %s, got %s", ErrDigestMismatch, digest, got)
+	}
+	var b Bundle
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("bundle %s: %w", digest, err)
+	}
+	if b.Pipeline == "" || b.Path == "" {
+		return nil, fmt.Errorf("bundle %s: no pipeline or path", digest)
+	}
+	if _, ok := b.Files[path.Base(b.Path)]; !ok {
+		return nil, fmt.Errorf("bundle %s: the pipeline file %s is missing", digest, b.Path)
+	}
+	return &b, nil
+}
+
+// Source is the pipeline file's YAML.
+func (b *Bundle) Source() []byte { return b.Files[path.Base(b.Path)] }
+
+// FS serves Files as a read-only file system rooted at the pipeline
+// file's directory, for pipeline.Compiler.Files.
+func (b *Bundle) FS() fs.FS { return mapFS(b.Files) }
+
+// mapFS is a flat map of files as an fs.FS; directories are implied by the
+// paths. It is enough for fs.ReadFile, which is all the compiler uses.
+type mapFS map[string][]byte
+
+func (m mapFS) Open(name string) (fs.File, error) {
+	if !fs.ValidPath(name) {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrInvalid}
+	}
+	if data, ok := m[name]; ok {
+		return &mapFile{name: path.Base(name), data: data}, nil
+	}
+	prefix := name + "/"
+	for k := range m {
+		if name == "." || strings.HasPrefix(k, prefix) {
+			return &mapFile{name: path.Base(name), dir: true}, nil
+		}
+	}
+	if name == "." {
+		return &mapFile{name: ".", dir: true}, nil
+	}
+	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+}
+
+type mapFile struct {
+	name string
+	data []byte
+	off  int
+	dir  bool
+}
+
+func (f *mapFile) Stat() (fs.FileInfo, error) { return f, nil }
+func (f *mapFile) Close() error               { return nil }
+func (f *mapFile) Read(p []byte) (int, error) {
+	if f.dir {
+		return 0, &fs.PathError{Op: "read", Path: f.name, Err: fs.ErrInvalid}
+	}
+	if f.off >= len(f.data) {
+		return 0, io.EOF
+	}
+	n := copy(p, f.data[f.off:])
+	f.off += n
+	return n, nil
+}
+
+// fs.FileInfo of a mapFile.
+func (f *mapFile) Name() string { return f.name }
+func (f *mapFile) Size() int64  { return int64(len(f.data)) }
+func (f *mapFile) Mode() fs.FileMode {
+	if f.dir {
+		return fs.ModeDir | 0o555
+	}
+	return 0o444
+}
+func (f *mapFile) ModTime() time.Time { return time.Time{} }
+func (f *mapFile) IsDir() bool        { return f.dir }
+func (f *mapFile) Sys() any           { return nil }
