@@ -63,6 +63,7 @@ const (
 	ReasonType       Reason = "type"       // a value has the wrong type for the step
 	ReasonOversize   Reason = "oversize"   // an output is larger than the limit
 	ReasonLate       Reason = "late"       // an event arrived after its window closed
+	ReasonResource   Reason = "resource"   // a script went past its memory budget
 	ReasonError      Reason = "error"      // any other failure
 )
 
