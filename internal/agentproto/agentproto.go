@@ -103,13 +103,15 @@ type Assignment struct {
 }
 
 // RevisionLabel is what a runner calls an assignment's revision in its
-// status, logs and DLQ headers: "r3-1a2b3c4d5e6f".
+// status, logs and DLQ headers: the first 12 hex digits of the bundle
+// digest. It names content, not the revision number, so a new revision
+// whose bundle is byte for byte the one running (a revert, a commit that
+// touched only other pipelines) does not restart the pipeline.
 func (a Assignment) RevisionLabel() string {
-	d := a.Digest
-	if len(d) > 12 {
-		d = d[:12]
+	if len(a.Digest) > 12 {
+		return a.Digest[:12]
 	}
-	return fmt.Sprintf("r%d-%s", a.Revision, d)
+	return a.Digest
 }
 
 // StatusReport is what a runner posts: the generation it has applied and
