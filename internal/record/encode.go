@@ -10,9 +10,12 @@ import (
 )
 
 // appendPlain appends the JSON encoding of a value in decoded JSON form
-// (map[string]any, []any, string, float64, bool, nil) to dst, byte for byte
-// as the JSON library encodes it with sorted keys and without HTML
-// escaping (the algorithm of encoding/json, which goccy/go-json follows).
+// (map[string]any, []any, string, int, Number, float64, bool, nil) to dst,
+// byte for byte as the JSON library encodes it with sorted keys and
+// without HTML escaping (the algorithm of encoding/json, which
+// goccy/go-json follows), except that numbers keep their kind: a float64
+// that is a whole number is written with ".0" (4.0 stays 4.0, as Python's
+// json writes it), so that it decodes back as a float64 and not an int.
 // It returns false for anything else (other Go types, NaN and infinities,
 // very deep nesting), which the caller then leaves to the library; dst may
 // then hold a partial encoding after its original length.
@@ -22,8 +25,21 @@ func appendPlain(dst []byte, v any, depth int) ([]byte, bool) {
 		return append(dst, "null"...), true
 	case string:
 		return appendString(dst, t), true
+	case int:
+		return strconv.AppendInt(dst, int64(t), 10), true
 	case float64:
-		return appendFloat(dst, t)
+		dst, ok := appendFloat(dst, t)
+		if ok && t == math.Trunc(t) && !hasFracOrExp(dst) {
+			dst = append(dst, '.', '0')
+		}
+		return dst, ok
+	case Number:
+		if !validNumber(t) {
+			return dst, false
+		}
+		return append(dst, t...), true
+	case int64:
+		return strconv.AppendInt(dst, t, 10), true
 	case bool:
 		return strconv.AppendBool(dst, t), true
 	case map[string]any:
@@ -102,6 +118,32 @@ func appendFloat(dst []byte, f float64) ([]byte, bool) {
 		}
 	}
 	return dst, true
+}
+
+// hasFracOrExp reports whether the number appendFloat wrote at the end of
+// dst already reads back as a float: it has a '.' or an exponent. A whole
+// float64 is written without either unless it is very large or small.
+func hasFracOrExp(dst []byte) bool {
+	for i := len(dst) - 1; i >= 0; i-- {
+		switch c := dst[i]; {
+		case c == '.' || c == 'e':
+			return true
+		case c == '-' || c == '+' || '0' <= c && c <= '9':
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// validNumber reports whether n is a JSON number, as the library checks a
+// Number before writing it.
+func validNumber(n Number) bool {
+	if n == "" {
+		return false
+	}
+	d := fieldDecoder{b: []byte(n)}
+	return d.number(0) == len(n)
 }
 
 const hexDigits = "0123456789abcdef"

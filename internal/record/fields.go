@@ -67,15 +67,13 @@ const maxFieldsDepth = 512
 // DecodeFields decodes only the fields of f from b, when b is one JSON
 // object: the result holds exactly the entries that DecodeJSON(b) would
 // hold for those names, with the same values, and nothing else. It returns
-// false, having decoded nothing that matters, whenever it cannot promise
-// that: b is not an object, is not valid JSON, or has something it leaves
-// to the full decoder (an escaped key, invalid UTF-8 in a key, a number out
-// of float64's range, very deep nesting). Callers then use DecodeJSON,
-// which also gives the error for invalid input.
+// false, having decoded nothing that matters, whenever b is not an object
+// or is not valid JSON, and for very deep nesting; callers then use
+// DecodeJSON, which also gives the error for invalid input.
 //
 // The other fields are checked against the JSON grammar but not built, so
 // a record whose pipeline reads few of its fields costs much less to
-// decode.
+// decode. The named fields are built by the same code as DecodeJSON's.
 func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
 	d := fieldDecoder{b: b}
 	i := d.ws(0)
@@ -92,29 +90,32 @@ func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
 				return nil, false
 			}
 			end, flags := d.str(i)
-			if flags&strBad != 0 || flags&strEscaped != 0 {
+			if flags&strBad != 0 {
 				return nil, false
 			}
-			key := b[i+1 : end-1]
-			if flags&strNonASCII != 0 && !utf8.Valid(key) {
-				return nil, false // the decoder replaces invalid bytes in keys
+			var name string
+			var named bool
+			if flags&(strEscaped|strNonASCII) == 0 {
+				name, named = f.lookup(b[i+1 : end-1])
+			} else {
+				// The key DecodeJSON would hold: escapes resolved,
+				// invalid UTF-8 replaced.
+				name = d.unquote(i, end, flags)
+				_, named = f.lookup([]byte(name))
 			}
 			i = d.ws(end)
 			if i >= len(b) || b[i] != ':' {
 				return nil, false
 			}
 			i = d.ws(i + 1)
-			start := i
-			i = d.value(i, 1)
-			if i < 0 {
-				return nil, false
-			}
-			if name, ok := f.lookup(key); ok {
-				v, ok := d.decode(start, i)
-				if !ok {
+			if named {
+				var v any
+				if v, i = d.build(i, 2); i < 0 {
 					return nil, false
 				}
 				m[name] = v // a later duplicate wins, as in DecodeJSON
+			} else if i = d.value(i, 1); i < 0 {
+				return nil, false
 			}
 			i = d.ws(i)
 			if i >= len(b) {
@@ -137,8 +138,17 @@ func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
 	return m, true
 }
 
+// fieldDecoder scans (and, in decode.go, builds) JSON values in b.
 type fieldDecoder struct {
 	b []byte
+	// tooDeep is set when build met nesting deeper than maxDecodeDepth.
+	tooDeep bool
+	// copied, when set, is a copy of b that strings without escapes are
+	// cut from, so that DecodeJSON makes one string allocation instead of
+	// one per string (the input buffer is reused by the Kafka client, so
+	// strings cannot point into b). Strings of a value decoded whole keep
+	// the copy alive, which costs no more than the value itself.
+	copied string
 }
 
 // ws skips JSON white space from i.
@@ -318,8 +328,9 @@ func (d *fieldDecoder) literal(i int, lit string) int {
 }
 
 // number checks the number at i against the JSON grammar, and, when it
-// could be out of float64's range, that it is not (the decoder rejects
-// such numbers).
+// has a fraction or an exponent and could be out of float64's range, that
+// it is not (DecodeJSON rejects such numbers; integers of any size are
+// kept).
 func (d *fieldDecoder) number(i int) int {
 	b := d.b
 	start := i
@@ -339,7 +350,8 @@ func (d *fieldDecoder) number(i int) int {
 	} else if digits() == 0 {
 		return -1
 	}
-	if i < len(b) && b[i] == '.' {
+	frac := i < len(b) && b[i] == '.'
+	if frac {
 		i++
 		if digits() == 0 {
 			return -1
@@ -356,45 +368,12 @@ func (d *fieldDecoder) number(i int) int {
 			return -1
 		}
 	}
-	if exp || i-start > 300 {
+	if exp || frac && i-start > 300 {
 		if _, err := strconv.ParseFloat(bytesString(b[start:i]), 64); err != nil {
 			return -1
 		}
 	}
 	return i
-}
-
-// decode decodes the valid value b[start:end] the way DecodeJSON does.
-func (d *fieldDecoder) decode(start, end int) (any, bool) {
-	tok := d.b[start:end]
-	switch c := tok[0]; {
-	case c == '"':
-		_, flags := d.str(start)
-		if flags&strEscaped == 0 && (flags&strNonASCII == 0 || utf8.Valid(tok)) {
-			return string(tok[1 : len(tok)-1]), true
-		}
-	case c == 't':
-		return true, true
-	case c == 'f':
-		return false, true
-	case c == 'n':
-		return nil, true
-	case c == '-' || '0' <= c && c <= '9':
-		if f, ok := parseSimpleFloat(tok); ok {
-			return f, true
-		}
-		f, err := strconv.ParseFloat(bytesString(tok), 64)
-		if err != nil {
-			return nil, false
-		}
-		return f, true
-	}
-	// Escaped strings, objects and arrays: the full decoder, on this value.
-	v, err := DecodeJSON(tok)
-	if err != nil {
-		return nil, false
-	}
-	return v, true
 }
 
 // exactPow10 are the powers of ten a float64 holds exactly.

@@ -94,6 +94,8 @@ func TestDecodeFields(t *testing.T) {
 		{`{"a":1.5e+300,"b":-2.5e-300}`, true},
 		{`{"a":1e-400}`, true}, // underflows to 0, as DecodeJSON has it
 		{`{"a":123456789012345678901234567890}`, true},
+		{`{"c":1.` + strings.Repeat("0", 400) + `1,"a":1}`, true},
+		{`{"c":1` + strings.Repeat("0", 400) + `.5,"a":1}`, false}, // out of float64's range
 		{`{"a":0.1,"b":9007199254740993}`, true},
 		{`{"a":"héllo wörld ✓ 🚀"}`, true},
 		{`{"é":"accent key"}`, true},
@@ -103,9 +105,14 @@ func TestDecodeFields(t *testing.T) {
 		{`{"c":"bad ` + "\xff" + `","a":1}`, true},
 		{`{"a":"\/"}`, true},
 		{`{"c":"` + strings.Repeat("x", 1000) + `","a":1}`, true},
+		{`{"\u0061":1}`, true},         // an escaped key is the name it spells
+		{`{"` + "\xff" + `":1,"b":2}`, true}, // an invalid key is U+FFFD
+		{`{"a":4,"b":4.0,"k":-0}`, true},
+		{`{"a":9223372036854775807,"b":-9223372036854775808}`, true},
+		{`{"a":9223372036854775808,"b":-9223372036854775809}`, true}, // Number
+		{`{"a":` + strings.Repeat("9", 400) + `}`, true},              // Number
+		{`{"c":` + strings.Repeat("9", 400) + `,"a":1}`, true},
 		// Left to the full decoder.
-		{`{"\u0061":1}`, false},
-		{`{"` + "\xff" + `":1}`, false},
 		{`{"a":1e400}`, false},
 		{`{"c":-1e400,"a":1}`, false},
 		{`{"c":` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + `}`, false},
@@ -169,6 +176,7 @@ func FuzzDecodeFields(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkDecodeFields(t, in, "a", "b", "speed", "driver", "")
+		checkAgainstLibrary(t, in)
 	})
 }
 

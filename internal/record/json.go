@@ -1,10 +1,11 @@
 package record
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"math/big"
 
 	json "github.com/goccy/go-json"
 )
@@ -26,14 +27,30 @@ func (jsonCodec) encode(w io.Writer, v any) error {
 // records to the DLQ with reason "decode".
 var ErrNotJSON = errors.New("not valid JSON")
 
-// DecodeJSON decodes one JSON document into a generic value: objects become
-// map[string]any, arrays []any, numbers float64.
+// DecodeJSON decodes one JSON document into a generic value: objects
+// become map[string]any, arrays []any, strings string. Numbers keep their
+// kind, as in Python: one without a fraction or an exponent is an int (the
+// type of integer constants in expressions, so id % 2 works), or, beyond
+// int64, a Number holding its exact text; any other is a float64.
+//
+// The decoder is Sluice's own (decode.go), sharing its scanner with
+// DecodeFields; the JSON library only words the error for invalid input.
 func DecodeJSON(b []byte) (any, error) {
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	d := fieldDecoder{b: b, copied: string(b)}
+	v, i := d.build(d.ws(0), 1)
+	if i >= 0 && d.ws(i) == len(b) {
+		return v, nil
+	}
+	if d.tooDeep {
+		return nil, fmt.Errorf("%w: nested deeper than %d levels", ErrNotJSON, maxDecodeDepth)
+	}
+	var lib any
+	if err := json.Unmarshal(b, &lib); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
 	}
-	return v, nil
+	// The library accepts what the grammar does not (it has been lenient
+	// about trailing NUL bytes, for one): still invalid.
+	return nil, fmt.Errorf("%w: invalid JSON", ErrNotJSON)
 }
 
 // AppendJSON appends the JSON encoding of v to dst. Object keys come out
@@ -66,9 +83,59 @@ func EncodeJSON(v any) ([]byte, error) {
 	return b, nil
 }
 
-// EqualJSON reports whether two decoded values are the same JSON value.
-func EqualJSON(a, b any) bool {
-	x, err1 := EncodeJSON(Plain(a))
-	y, err2 := EncodeJSON(Plain(b))
-	return err1 == nil && err2 == nil && bytes.Equal(x, y)
+// EqualJSON reports whether two values are the same JSON value once in
+// decoded form (Plain). Numbers compare by value, whatever their kind, so
+// 36 equals 36.0: a test expecting {kmh: 36} passes on an output 36.0.
+func EqualJSON(a, b any) bool { return equalPlain(Plain(a), Plain(b)) }
+
+func equalPlain(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for k, v := range x {
+			w, ok := y[k]
+			if !ok || !equalPlain(v, w) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		y, ok := b.([]any)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equalPlain(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case int, float64, Number:
+		p, ok1 := exactNumber(a)
+		q, ok2 := exactNumber(b)
+		return ok1 && ok2 && p.Cmp(q) == 0
+	case string, bool, nil:
+		return a == b
+	}
+	return false
+}
+
+// exactNumber returns the exact value of a decoded number, or false for
+// anything else (NaN and infinities included, which are not JSON).
+func exactNumber(v any) (*big.Rat, bool) {
+	switch t := v.(type) {
+	case int:
+		return new(big.Rat).SetInt64(int64(t)), true
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return nil, false
+		}
+		return new(big.Rat).SetFloat64(t), true
+	case Number:
+		return new(big.Rat).SetString(string(t))
+	}
+	return nil, false
 }

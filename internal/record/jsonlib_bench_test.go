@@ -174,6 +174,12 @@ func TestJSONLibrariesRoundTrip(t *testing.T) {
 			if !bytes.Equal(got, want) {
 				t.Errorf("round trip differs from encoding/json\n got: %s\nwant: %s", got, want)
 			}
+			if lib.name == sluiceLib.name {
+				// encoding/json decodes every number to a float64, and
+				// the record codec writes a whole float64 with ".0"
+				// (qty 3.0) so that it stays a float: not comparable.
+				return
+			}
 			got2, err := lib.encode(stdValue)
 			if err != nil {
 				t.Fatalf("encode std value: %v", err)
@@ -199,10 +205,21 @@ var jsonEdgeCases = []string{
 	`null`,
 }
 
+// sluiceEdgeCases are the round trips of jsonEdgeCases where the record
+// codec differs from encoding/json on purpose: numbers keep their kind, so
+// an integer is exact (123456789012345678, and -0 is the integer 0) and a
+// whole float64 keeps its ".0".
+var sluiceEdgeCases = map[int]string{
+	1: `[1e+21,100000000000000000000.0,1e-7,0.000001,123456789012345678,0,0.1,-1.5e+300,5e-324,12345.678]`,
+}
+
 func TestJSONLibrariesEdgeCases(t *testing.T) {
 	for i, in := range jsonEdgeCases {
-		want := stdRoundTrip(t, in)
 		for _, lib := range append(jsonLibs, sluiceLib) {
+			want := stdRoundTrip(t, in)
+			if s, ok := sluiceEdgeCases[i]; ok && lib.name == sluiceLib.name {
+				want = []byte(s)
+			}
 			t.Run(fmt.Sprintf("%d/%s", i, lib.name), func(t *testing.T) {
 				report := t.Logf
 				if lib.name == sluiceLib.name {
@@ -231,7 +248,7 @@ var sink any
 
 func BenchmarkJSONLibraries(b *testing.B) {
 	in := []byte(sampleRecord)
-	for _, lib := range jsonLibs {
+	for _, lib := range append(jsonLibs, sluiceLib) {
 		value, err := lib.decode(in)
 		if err != nil {
 			b.Fatalf("%s: decode: %v", lib.name, err)
@@ -273,5 +290,21 @@ func BenchmarkJSONLibraries(b *testing.B) {
 				sink = out
 			}
 		})
+	}
+}
+
+// BenchmarkDecodeFields measures the partial decoder on the sample with the
+// two fields a typical filter and map read.
+func BenchmarkDecodeFields(b *testing.B) {
+	in := []byte(sampleRecord)
+	f := record.NewFieldSet("amount", "qty")
+	b.ReportAllocs()
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		m, ok := record.DecodeFields(in, f)
+		if !ok {
+			b.Fatal("not decoded")
+		}
+		sink = m
 	}
 }

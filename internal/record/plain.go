@@ -2,12 +2,14 @@ package record
 
 import (
 	"fmt"
+	"math"
 	"reflect"
+	"strconv"
 	"time"
 )
 
 // Plain converts v to the decoded JSON form records hold (map[string]any,
-// []any, string, float64, bool, nil), so that a value computed by a step
+// []any, string, int, Number, float64, bool, nil), so that a value computed by a step
 // (an expression result, a YAML test value) looks the same to later steps,
 // to encoders and to comparisons as one decoded from the input. Scalars that are already JSON are returned as they are.
 // Objects and arrays are always copied, so the result never shares memory
@@ -15,12 +17,12 @@ import (
 // object can later be changed independently, and a field set to the whole
 // value does not make the value contain itself.
 //
-// Other Go types become their natural JSON form: integers become float64,
-// times RFC 3339 strings, durations their text (1m30s), byte slices strings,
+// Other Go types become their natural JSON form: integers become int (a
+// Number beyond int64), other numbers float64, times RFC 3339 strings, durations their text (1m30s), byte slices strings,
 // and other slices and string-keyed maps arrays and objects.
 func Plain(v any) any {
 	switch t := v.(type) {
-	case nil, string, float64, bool:
+	case nil, string, int, float64, bool, Number:
 		return v
 	case map[string]any:
 		m := make(map[string]any, len(t))
@@ -34,14 +36,12 @@ func Plain(v any) any {
 			a[i] = Plain(e)
 		}
 		return a
-	case int:
-		return float64(t)
 	case int64:
-		return float64(t)
+		return int(t)
 	case int32:
-		return float64(t)
+		return int(t)
 	case uint64:
-		return float64(t)
+		return fromUint(t)
 	case float32:
 		return float64(t)
 	case time.Time:
@@ -60,13 +60,22 @@ func Plain(v any) any {
 	return fromReflect(v)
 }
 
+// fromUint keeps an unsigned integer exact: an int when it fits, else its
+// text.
+func fromUint(u uint64) any {
+	if u <= math.MaxInt64 {
+		return int(u)
+	}
+	return Number(strconv.FormatUint(u, 10))
+}
+
 func fromReflect(v any) any {
 	rv := reflect.ValueOf(v)
 	switch rv.Kind() {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return float64(rv.Int())
+		return int(rv.Int())
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return float64(rv.Uint())
+		return fromUint(rv.Uint())
 	case reflect.Float32, reflect.Float64:
 		return rv.Float()
 	case reflect.String:

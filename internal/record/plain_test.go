@@ -1,35 +1,41 @@
 package record
 
 import (
+	"math"
 	"testing"
 	"time"
 )
 
 // Every expression result must come out in the decoded JSON form, with the
-// exact Go types a JSON decoder produces (EqualJSON alone would hide ints).
+// exact Go types DecodeJSON produces (EqualJSON alone would hide a float64
+// where an int belongs).
 func TestPlain(t *testing.T) {
 	type point struct{ X int }
 	tests := []struct {
 		name    string
 		in, out any
 	}{
-		{"int", 3, 3.0},
-		{"int8", int8(-2), -2.0},
-		{"uint", uint(7), 7.0},
-		{"nested ints", map[string]any{"a": []any{1, map[string]any{"b": 2}}}, map[string]any{"a": []any{1.0, map[string]any{"b": 2.0}}}},
-		{"typed slice", []int{1, 2}, []any{1.0, 2.0}},
+		{"int", 3, 3},
+		{"int8", int8(-2), -2},
+		{"int64", int64(-2), -2},
+		{"uint", uint(7), 7},
+		{"huge uint64", uint64(1 << 63), Number("9223372036854775808")},
+		{"float32", float32(1.5), 1.5},
+		{"nested ints", map[string]any{"a": []any{1, map[string]any{"b": int64(2)}}}, map[string]any{"a": []any{1, map[string]any{"b": 2}}}},
+		{"typed slice", []int{1, 2}, []any{1, 2}},
+		{"float slice", []float64{1, 2}, []any{1.0, 2.0}},
 		{"string map", map[string]string{"h": "v"}, map[string]any{"h": "v"}},
 		{"time", time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), "2026-01-02T03:04:05Z"},
 		{"duration", 90 * time.Second, "1m30s"},
 		{"bytes", []byte("ab"), "ab"},
 		{"nil slice", []int(nil), nil},
-		{"pointer", func() any { x := 4; return &x }(), 4.0},
-		{"struct", point{X: 1}, map[string]any{"X": 1.0}},
+		{"pointer", func() any { x := 4; return &x }(), 4},
+		{"struct", point{X: 1}, map[string]any{"X": 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Plain(tt.in)
-			if !EqualJSON(got, tt.out) || !exact(got) {
+			if !sameJSON(got, tt.out) || !exact(got) {
 				t.Fatalf("Plain(%#v) = %#v, want %#v", tt.in, got, tt.out)
 			}
 		})
@@ -38,7 +44,7 @@ func TestPlain(t *testing.T) {
 
 func exact(v any) bool {
 	switch t := v.(type) {
-	case nil, string, float64, bool:
+	case nil, string, int, Number, float64, bool:
 		return true
 	case map[string]any:
 		for _, e := range t {
@@ -90,5 +96,58 @@ func TestEncodedKey(t *testing.T) {
 	empty.SetRawKey([]byte{})
 	if b, err := empty.EncodedKey(); err != nil || b == nil || len(b) != 0 {
 		t.Errorf("empty key: %q, %v", b, err)
+	}
+}
+
+// EqualJSON compares numbers by value, whatever their kind, and everything
+// else exactly.
+func TestEqualJSON(t *testing.T) {
+	tests := []struct {
+		a, b any
+		eq   bool
+	}{
+		{36, 36.0, true},
+		{map[string]any{"kmh": 36}, map[string]any{"kmh": 36.0}, true},
+		{[]any{1, 2.5}, []any{1.0, 2.5}, true},
+		{Number("9223372036854775808"), 9223372036854775808.0, true},
+		{Number("9223372036854775809"), 9223372036854775808.0, false},
+		{Number("100"), 100, true},
+		{0, -0.0, true},
+		{1, "1", false},
+		{1, 1.5, false},
+		{nil, 0, false},
+		{map[string]any{"a": 1}, map[string]any{"a": 1, "b": nil}, false},
+		{"x", "x", true},
+		{math.NaN(), math.NaN(), false},
+	}
+	for _, tt := range tests {
+		if got := EqualJSON(tt.a, tt.b); got != tt.eq {
+			t.Errorf("EqualJSON(%#v, %#v) = %v, want %v", tt.a, tt.b, got, tt.eq)
+		}
+		if got := EqualJSON(tt.b, tt.a); got != tt.eq {
+			t.Errorf("EqualJSON(%#v, %#v) = %v, want %v", tt.b, tt.a, got, tt.eq)
+		}
+	}
+}
+
+// A key is the same bytes, and so goes to the same partition, whether its
+// number came as an int or a float64, as every number did before ints.
+func TestKeyBytesNumbers(t *testing.T) {
+	for _, tt := range []struct {
+		a, b any
+		want string
+	}{
+		{4, 4.0, "4"},
+		{-12, -12.0, "-12"},
+		{int64(1) << 53, float64(1 << 53), "9007199254740992"},
+	} {
+		x, _ := KeyBytes(tt.a)
+		y, _ := KeyBytes(tt.b)
+		if string(x) != tt.want || string(y) != tt.want {
+			t.Errorf("KeyBytes(%#v) = %s, KeyBytes(%#v) = %s, want %s", tt.a, x, tt.b, y, tt.want)
+		}
+	}
+	if b, _ := KeyBytes(Number("18446744073709551616")); string(b) != "18446744073709551616" {
+		t.Errorf("KeyBytes(Number) = %s", b)
 	}
 }

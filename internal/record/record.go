@@ -21,7 +21,7 @@ type Header struct {
 // Record is one decoded Kafka record flowing through a pipeline.
 //
 // Value is a decoded JSON value (map[string]any for objects, []any, string,
-// float64, bool or nil) or, for raw input, a string. Key is usually a string;
+// int, Number, float64, bool or nil; see DecodeJSON) or, for raw input, a string. Key is usually a string;
 // a key computed by an expression can be any JSON value.
 type Record struct {
 	Key       any
@@ -147,7 +147,12 @@ func KeyBytes(k any) ([]byte, error) {
 	case []byte:
 		return t, nil
 	case float64:
+		// 'f' and no ".0": a key 4 is the same bytes, and so goes to the
+		// same partition, whether it is an int or a float64 (before ints
+		// existed every number was a float64).
 		return strconv.AppendFloat(nil, t, 'f', -1, 64), nil
+	case Number:
+		return []byte(t), nil
 	case int:
 		return strconv.AppendInt(nil, int64(t), 10), nil
 	case int64:
