@@ -105,12 +105,12 @@ func TestDecodeFields(t *testing.T) {
 		{`{"c":"bad ` + "\xff" + `","a":1}`, true},
 		{`{"a":"\/"}`, true},
 		{`{"c":"` + strings.Repeat("x", 1000) + `","a":1}`, true},
-		{`{"\u0061":1}`, true},         // an escaped key is the name it spells
+		{`{"\u0061":1}`, true},               // an escaped key is the name it spells
 		{`{"` + "\xff" + `":1,"b":2}`, true}, // an invalid key is U+FFFD
 		{`{"a":4,"b":4.0,"k":-0}`, true},
 		{`{"a":9223372036854775807,"b":-9223372036854775808}`, true},
 		{`{"a":9223372036854775808,"b":-9223372036854775809}`, true}, // Number
-		{`{"a":` + strings.Repeat("9", 400) + `}`, true},              // Number
+		{`{"a":` + strings.Repeat("9", 400) + `}`, true},             // Number
 		{`{"c":` + strings.Repeat("9", 400) + `,"a":1}`, true},
 		// Left to the full decoder.
 		{`{"a":1e400}`, false},
