@@ -2,8 +2,11 @@ package identity
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestPasswordHash(t *testing.T) {
@@ -63,5 +66,37 @@ func TestRoles(t *testing.T) {
 		if got := c.r.AtLeast(c.min); got != c.want {
 			t.Errorf("%q.AtLeast(%q) = %v", c.r, c.min, got)
 		}
+	}
+}
+
+// The Hasher runs at most its cap of hashes at once; past it, callers wait
+// a bounded time (ErrBusy) or until their context ends.
+func TestHasherCap(t *testing.T) {
+	h := NewHasher(1, 20*time.Millisecond)
+	release, err := h.acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Hash(context.Background(), "correct horse battery"); !errors.Is(err, ErrBusy) {
+		t.Errorf("Hash with the only slot taken: %v, want ErrBusy", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	long := NewHasher(1, time.Hour)
+	r2, _ := long.acquire(context.Background())
+	if _, err := long.Check(ctx, "x", "y"); !errors.Is(err, context.Canceled) {
+		t.Errorf("Check with a cancelled context: %v, want context.Canceled", err)
+	}
+	r2()
+	// A waiter gets the slot as soon as it is released.
+	done := make(chan error)
+	go func() {
+		_, err := h.Hash(context.Background(), "correct horse battery")
+		done <- err
+	}()
+	time.Sleep(5 * time.Millisecond)
+	release()
+	if err := <-done; err != nil {
+		t.Errorf("Hash after release: %v", err)
 	}
 }
