@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+
+	"github.com/sluicehq/sluice/internal/identity"
 )
 
 // Problem is an RFC 9457 problem detail, the body of every error response
@@ -19,7 +21,7 @@ type Problem struct {
 	Errors    []FieldError `json:"errors,omitempty"`
 	RequestID string       `json:"request_id,omitempty"`
 
-	retryAfter int // seconds, for 429
+	retryAfter int // seconds, for 429, 503 and a 409 that will pass
 }
 
 // FieldError names one offending field: a JSON body field ("name",
@@ -98,7 +100,12 @@ func tooManyRequests(detail string, retryAfter int) *Problem {
 // the error.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, err error) {
 	var p *Problem
-	if !errors.As(err, &p) {
+	if errors.Is(err, identity.ErrBusy) {
+		// Shedding load, not failing: the client should come back soon.
+		p = problem(http.StatusServiceUnavailable, "busy", "too many password checks are in progress; retry shortly")
+		p.retryAfter = 1
+	}
+	if p == nil && !errors.As(err, &p) {
 		s.log.ErrorContext(r.Context(), "request failed", "err", err, "method", r.Method, "route", routePattern(r), "request_id", requestID(r.Context()))
 		p = problem(http.StatusInternalServerError, "internal", "an internal error occurred; quote the request id when reporting it")
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -48,6 +49,12 @@ type Config struct {
 	// (defaults 10 and 15 minutes).
 	LoginFailures int
 	LoginWindow   time.Duration
+	// PasswordHashes caps argon2id hashes running at once (each takes 32
+	// MiB and two threads); PasswordHashWait is how long a request waits
+	// for a slot before it gets 503 with Retry-After (defaults GOMAXPROCS
+	// and 5s).
+	PasswordHashes   int
+	PasswordHashWait time.Duration
 }
 
 // Server serves the API. It is an http.Handler.
@@ -56,6 +63,7 @@ type Server struct {
 	pool      *pgxpool.Pool
 	reg       *catalog.Registry
 	log       *slog.Logger
+	hasher    *identity.Hasher
 	resources []resource
 	handler   http.Handler
 	openapi   []byte
@@ -87,7 +95,14 @@ func New(cfg Config) (*Server, error) {
 	if cfg.LoginWindow <= 0 {
 		cfg.LoginWindow = 15 * time.Minute
 	}
-	s := &Server{cfg: cfg, pool: cfg.Pool, reg: cfg.Registry, log: cfg.Logger}
+	if cfg.PasswordHashes <= 0 {
+		cfg.PasswordHashes = runtime.GOMAXPROCS(0)
+	}
+	if cfg.PasswordHashWait <= 0 {
+		cfg.PasswordHashWait = 5 * time.Second
+	}
+	s := &Server{cfg: cfg, pool: cfg.Pool, reg: cfg.Registry, log: cfg.Logger,
+		hasher: identity.NewHasher(cfg.PasswordHashes, cfg.PasswordHashWait)}
 	pages, err := docs.Generate(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("api: operator docs: %w", err)

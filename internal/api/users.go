@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/mail"
 	"strings"
@@ -44,6 +45,8 @@ func (b *createUserRequest) validate() []FieldError {
 	var errs []FieldError
 	if _, err := mail.ParseAddress(b.Email); err != nil || strings.ContainsAny(b.Email, "<> ") {
 		errs = append(errs, FieldError{Field: "email", Detail: "must be an email address like ada@example.com"})
+	} else if len(b.Email) > maxEmail {
+		errs = append(errs, FieldError{Field: "email", Detail: fmt.Sprintf("at most %d bytes", maxEmail)})
 	}
 	if len(b.Name) > 200 {
 		errs = append(errs, FieldError{Field: "name", Detail: "at most 200 characters"})
@@ -52,12 +55,15 @@ func (b *createUserRequest) validate() []FieldError {
 	return errs
 }
 
+// maxPassword bounds passwords, which are hashed on every login attempt.
+const maxPassword = 1024
+
 func checkPassword(field, pw string) []FieldError {
 	switch {
 	case len(pw) < identity.MinPasswordLength:
 		return []FieldError{{Field: field, Detail: "must be at least 12 characters"}}
-	case len(pw) > 1024:
-		return []FieldError{{Field: field, Detail: "at most 1024 characters"}}
+	case len(pw) > maxPassword:
+		return []FieldError{{Field: field, Detail: fmt.Sprintf("at most %d characters", maxPassword)}}
 	}
 	return nil
 }
@@ -78,6 +84,9 @@ func (b *updateUserRequest) validate() []FieldError {
 	}
 	if b.Password != nil {
 		errs = append(errs, checkPassword("password", *b.Password)...)
+	}
+	if b.CurrentPassword != nil && len(*b.CurrentPassword) > maxPassword {
+		errs = append(errs, FieldError{Field: "current_password", Detail: fmt.Sprintf("at most %d characters", maxPassword)})
 	}
 	return errs
 }
@@ -142,7 +151,11 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ctx := r.Context()
-	u, err := insertUser(ctx, s.pool, body, func(tx pgx.Tx, u userBody) error {
+	hash, err := s.hasher.Hash(ctx, body.Password)
+	if err != nil {
+		return err
+	}
+	u, err := insertUserHashed(ctx, s.pool, body, hash, func(tx pgx.Tx, u userBody) error {
 		return s.audit(ctx, tx, r, auditEntry{action: "user.create", resourceType: "user", resourceID: u.ID.String(),
 			details: map[string]any{"email": u.Email, "is_admin": u.IsAdmin}})
 	})
@@ -154,11 +167,17 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func insertUser(ctx context.Context, pool *pgxpool.Pool, body createUserRequest, then func(pgx.Tx, userBody) error) (userBody, error) {
-	var u userBody
 	hash, err := identity.HashPassword(body.Password)
 	if err != nil {
-		return u, err
+		return userBody{}, err
 	}
+	return insertUserHashed(ctx, pool, body, hash, then)
+}
+
+// insertUserHashed is insertUser with the password already hashed, so the
+// API can hash within the server's cap.
+func insertUserHashed(ctx context.Context, pool *pgxpool.Pool, body createUserRequest, hash string, then func(pgx.Tx, userBody) error) (userBody, error) {
+	var u userBody
 	id, err := uuid.NewV7()
 	if err != nil {
 		return u, err
@@ -231,17 +250,11 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 			if body.CurrentPassword == nil {
 				return invalidField("current_password", "required to change your own password")
 			}
-			var stored string
-			if err := s.pool.QueryRow(ctx, "SELECT password_hash FROM users WHERE id = $1", u.ID).Scan(&stored); err != nil {
+			if err := s.checkCurrentPassword(r, u, *body.CurrentPassword); err != nil {
 				return err
-			}
-			if ok, err := identity.CheckPassword(stored, *body.CurrentPassword); err != nil {
-				return err
-			} else if !ok {
-				return invalidField("current_password", "does not match your current password")
 			}
 		}
-		h, err := identity.HashPassword(*body.Password)
+		h, err := s.hasher.Hash(ctx, *body.Password)
 		if err != nil {
 			return err
 		}
@@ -272,4 +285,35 @@ func (s *Server) updateUser(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	return writeVersioned(w, http.StatusOK, out, out.version)
+}
+
+// checkCurrentPassword checks a user's current password before a change.
+// A wrong one is a guess like a failed login (a stolen session could
+// otherwise guess without limit), so it counts against the same
+// per-account and per-address limits, in the same atomic step.
+func (s *Server) checkCurrentPassword(r *http.Request, u userBody, password string) error {
+	ctx := r.Context()
+	attempt, err := s.beginLoginAttempt(ctx, loginKey(u.Email), remoteAddr(r))
+	if err != nil {
+		return err
+	}
+	var stored string
+	err = s.pool.QueryRow(ctx, "SELECT password_hash FROM users WHERE id = $1", u.ID).Scan(&stored)
+	ok := false
+	if err == nil {
+		ok, err = s.hasher.Check(ctx, stored, password)
+	}
+	if err != nil {
+		attempt.cancel(ctx)
+		return err
+	}
+	if ok {
+		return attempt.succeed(ctx)
+	}
+	if err := s.tx(ctx, func(tx pgx.Tx) error {
+		return s.audit(ctx, tx, r, auditEntry{action: "auth.password_check_failed", resourceType: "user", resourceID: u.ID.String()})
+	}); err != nil {
+		return err
+	}
+	return invalidField("current_password", "does not match your current password")
 }
