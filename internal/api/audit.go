@@ -22,8 +22,13 @@ type auditEntry struct {
 }
 
 // audit records e inside the mutation's own transaction, so a change and
-// its audit record land together or not at all.
+// its audit record land together or not at all. Every mutation passes
+// here, so it is also where a request holding an Idempotency-Key marks the
+// key applied, in that same transaction.
 func (s *Server) audit(ctx context.Context, tx pgx.Tx, r *http.Request, e auditEntry) error {
+	if err := markApplied(ctx, tx, e); err != nil {
+		return err
+	}
 	id, err := uuid.NewV7()
 	if err != nil {
 		return err

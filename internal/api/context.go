@@ -59,6 +59,7 @@ const (
 	principalKey ctxKey = iota
 	projectKey
 	replayBodyKey
+	claimKey
 )
 
 // PrincipalFrom returns the request's authenticated caller, or nil.
@@ -84,7 +85,29 @@ func projectFrom(ctx context.Context) projectAccess {
 	return p
 }
 
-func requestID(ctx context.Context) string { return middleware.GetReqID(ctx) }
+// requestID is the request's id for logs, problems and the audit log. A
+// client may send its own as X-Request-Id (chi's RequestID keeps it): it
+// is cut to 128 bytes of printable ASCII, since the audit log stores it as
+// text and PostgreSQL refuses bytes that are not UTF-8.
+func requestID(ctx context.Context) string {
+	id := middleware.GetReqID(ctx)
+	clean := true
+	for i := 0; i < len(id); i++ {
+		clean = clean && id[i] >= 0x20 && id[i] < 0x7f
+	}
+	if clean && len(id) <= 128 {
+		return id
+	}
+	b := make([]byte, 0, min(len(id), 128))
+	for i := 0; i < len(id) && len(b) < 128; i++ {
+		if c := id[i]; c >= 0x20 && c < 0x7f {
+			b = append(b, c)
+		} else {
+			b = append(b, '?')
+		}
+	}
+	return string(b)
+}
 
 func routePattern(r *http.Request) string {
 	if rc := chi.RouteContext(r.Context()); rc != nil {
