@@ -48,7 +48,19 @@ func (s *Server) listMembers(w http.ResponseWriter, r *http.Request) error {
 		func(m memberBody) uuid.UUID { return m.UserID }, projectFrom(r.Context()).ID)
 }
 
+// lockMembers serialises changes to a project's members: without it two
+// transactions removing or demoting different owners each count the
+// other's owner as still there and both commit, leaving none. The project
+// row stands for its member rows (it also covers members being added);
+// FOR NO KEY UPDATE leaves inserts that reference the project (which take
+// KEY SHARE) unblocked.
+func lockMembers(r *http.Request, tx pgx.Tx, project uuid.UUID) error {
+	_, err := tx.Exec(r.Context(), "SELECT 1 FROM projects WHERE id = $1 FOR NO KEY UPDATE", project)
+	return err
+}
+
 // lastOwner fails when the change would leave the project without an owner.
+// It must run after lockMembers in the same transaction.
 func lastOwner(r *http.Request, tx pgx.Tx, project uuid.UUID) error {
 	var owners int
 	if err := tx.QueryRow(r.Context(), "SELECT count(*) FROM project_members WHERE project_id = $1 AND role = 'owner'", project).Scan(&owners); err != nil {
@@ -73,6 +85,9 @@ func (s *Server) putMember(w http.ResponseWriter, r *http.Request) error {
 	pa := projectFrom(ctx)
 	var m memberBody
 	err = s.tx(ctx, func(tx pgx.Tx) error {
+		if err := lockMembers(r, tx, pa.ID); err != nil {
+			return err
+		}
 		err := tx.QueryRow(ctx, `INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3)
 			ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role
 			RETURNING user_id, (SELECT email FROM users WHERE id = $2), role, created_at`, pa.ID, user, body.Role).
@@ -103,6 +118,9 @@ func (s *Server) deleteMember(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	pa := projectFrom(ctx)
 	err = s.tx(ctx, func(tx pgx.Tx) error {
+		if err := lockMembers(r, tx, pa.ID); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, "DELETE FROM project_members WHERE project_id = $1 AND user_id = $2", pa.ID, user)
 		if err != nil {
 			return err
