@@ -49,6 +49,19 @@ func TestBadInput(t *testing.T) {
 		{"wrong method", "PUT", fleets, `{}`, nil, 405, ""},
 		{"null body", "POST", fleets, `null`, nil, 422, "name"},
 		{"unicode junk", "POST", fleets, "{\"name\": \"\xff\xfe\", \"module\": \"local\"}", nil, 422, "name"},
+		// PostgreSQL refuses NUL in text and jsonb: without the decoder's
+		// check each of these was a 500.
+		{"NUL in a name", "POST", "/api/v1/projects/" + w.projB + "/tokens", `{"name":"a\u0000b","role":"viewer"}`, nil, 422, "name"},
+		{"NUL in a description", "PATCH", "/api/v1/projects/" + w.projB, `{"description":"a\u0000b"}`, nil, 422, "description"},
+		{"NUL in a settings value", "POST", fleets, `{"name":"nul","module":"local","settings":{"region":"eu\u0000"}}`, nil, 422, "settings.region"},
+		{"NUL in a settings key", "POST", fleets, `{"name":"nul","module":"local","settings":{"a\u0000":1}}`, nil, 422, "settings.a\\u0000"},
+		{"NUL in a login", "POST", "/api/v1/auth/login", `{"email":"a@b.c","password":"\u0000aaaaaaaaaaaa"}`, nil, 422, "password"},
+		{"oversize If-Match", "PATCH", fleets + "/" + w.fleetB, `{"runners": 2}`, []string{"If-Match", `"99999999999"`}, 412, "If-Match"},
+		{"negative If-Match", "PATCH", fleets + "/" + w.fleetB, `{"runners": 2}`, []string{"If-Match", `"-1"`}, 412, "If-Match"},
+		{"weak If-Match", "PATCH", fleets + "/" + w.fleetB, `{"runners": 2}`, []string{"If-Match", `W/"1"`}, 412, "If-Match"},
+		{"non-UTF-8 Idempotency-Key", "POST", fleets, `{"name":"idem","module":"local"}`, []string{"Idempotency-Key", "k\xff"}, 400, "Idempotency-Key"},
+		{"overlong Idempotency-Key", "POST", fleets, `{"name":"idem","module":"local"}`, []string{"Idempotency-Key", strings.Repeat("k", 256)}, 400, "Idempotency-Key"},
+		{"non-UTF-8 token", "GET", fleets, nil, []string{"Authorization", "Bearer slc_\xff\xfe"}, 401, ""},
 		{"deep nesting", "POST", fleets, `{"name":"x","module":"local","settings":` + strings.Repeat(`{"a":`, 5000) + `1` + strings.Repeat(`}`, 5000) + `}`, nil, 201, ""},
 	}
 	for _, tc := range cases {

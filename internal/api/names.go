@@ -1,7 +1,10 @@
 package api
 
 import (
+	"fmt"
 	"regexp"
+	"strings"
+	"unicode/utf8"
 )
 
 // nameRE is the shape of resource names (organisations, projects, fleets,
@@ -16,9 +19,17 @@ func checkName(field, name string) []FieldError {
 	return nil
 }
 
+// checkText bounds free text (max in bytes) and keeps out what
+// PostgreSQL's text type refuses: NUL and bytes that are not UTF-8. decode
+// already refuses NUL in bodies; this covers text from anywhere else.
 func checkText(field, s string, max int) []FieldError {
-	if len(s) > max {
-		return []FieldError{{Field: field, Detail: "too long"}}
+	switch {
+	case len(s) > max:
+		return []FieldError{{Field: field, Detail: fmt.Sprintf("too long: at most %d bytes", max)}}
+	case strings.IndexByte(s, 0) >= 0:
+		return []FieldError{{Field: field, Detail: "must not contain NUL (U+0000) characters"}}
+	case !utf8.ValidString(s):
+		return []FieldError{{Field: field, Detail: "must be UTF-8"}}
 	}
 	return nil
 }

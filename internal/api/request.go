@@ -8,6 +8,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
@@ -43,6 +44,11 @@ func decode(r *http.Request, dst any) error {
 			return p
 		}
 		return badRequest("the body must be a single JSON object with nothing after it")
+	}
+	// JSON may spell NUL as \u0000, but PostgreSQL's text and jsonb refuse
+	// it: without this check such a field is a 500 at the first INSERT.
+	if field, found := nulField(reflect.ValueOf(dst), ""); found {
+		return invalidField(field, "must not contain NUL (U+0000) characters")
 	}
 	if v, ok := dst.(validator); ok {
 		if errs := v.validate(); len(errs) > 0 {
@@ -89,6 +95,65 @@ func decodeError(err error) error {
 	// Errors from a field's own UnmarshalJSON (time, uuid) carry no field
 	// name; say what failed.
 	return badRequest("invalid JSON body: " + err.Error())
+}
+
+// nulField finds a string holding NUL anywhere in v (struct fields by
+// their JSON names, map keys and values, slice elements) and returns its
+// path, such as "settings.region" or "items[2]".
+func nulField(v reflect.Value, path string) (string, bool) {
+	join := func(name string) string {
+		if path == "" {
+			return name
+		}
+		return path + "." + name
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return path, strings.IndexByte(v.String(), 0) >= 0
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return nulField(v.Elem(), path)
+		}
+	case reflect.Struct:
+		t := v.Type()
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "-" {
+				continue
+			}
+			if name == "" {
+				name = f.Name
+			}
+			if p, found := nulField(v.Field(i), join(name)); found {
+				return p, true
+			}
+		}
+	case reflect.Map:
+		iter := v.MapRange()
+		for iter.Next() {
+			k := fmt.Sprint(iter.Key().Interface())
+			if strings.IndexByte(k, 0) >= 0 {
+				return join(strings.ReplaceAll(k, "\x00", `\u0000`)), true
+			}
+			if p, found := nulField(iter.Value(), join(k)); found {
+				return p, true
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return "", false // []byte and json.RawMessage are not text
+		}
+		for i := range v.Len() {
+			if p, found := nulField(v.Index(i), fmt.Sprintf("%s[%d]", path, i)); found {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 func jsonTypeName(goType string) string {
@@ -147,18 +212,30 @@ func writeVersioned(w http.ResponseWriter, status int, v any, version int) error
 func etag(version int) string { return `"` + strconv.Itoa(version) + `"` }
 
 // ifMatch returns the version an update must find: nil when the request
-// has no If-Match (or `*`), so the update is unconditional.
+// has no If-Match (or `*`), so the update is unconditional. If-Match
+// compares strongly (RFC 9110 13.1.1): a weak ETag (W/"3") never matches,
+// and neither does anything but one of our quoted versions, which are
+// positive 32-bit integers (the database's version column).
 func ifMatch(r *http.Request) (*int, error) {
-	h := strings.TrimSpace(r.Header.Get("If-Match"))
+	raw := r.Header.Get("If-Match")
+	h := strings.TrimSpace(raw)
 	if h == "" || h == "*" {
 		return nil, nil
 	}
-	h = strings.TrimPrefix(h, "W/")
-	v, err := strconv.Atoi(strings.Trim(h, `"`))
-	if err != nil || !strings.HasPrefix(h, `"`) {
-		return nil, preconditionFailed(fmt.Sprintf("If-Match %q is not an ETag from this API", r.Header.Get("If-Match")))
+	quote := func(s string) string { return strconv.QuoteToASCII(s) } // the header may not be UTF-8
+	if strings.HasPrefix(h, "W/") {
+		return nil, preconditionFailed(fmt.Sprintf("If-Match %s is a weak ETag, which never matches: send the ETag as the API returned it", quote(raw)))
 	}
-	return &v, nil
+	inner, ok := strings.CutPrefix(h, `"`)
+	if ok {
+		inner, ok = strings.CutSuffix(inner, `"`)
+	}
+	v, err := strconv.ParseInt(inner, 10, 32)
+	if !ok || err != nil || v < 1 || inner[0] == '+' {
+		return nil, preconditionFailed(fmt.Sprintf("If-Match %s is not an ETag from this API", quote(raw)))
+	}
+	n := int(v)
+	return &n, nil
 }
 
 // List pagination: ?limit=N&cursor=C. Items are ordered by id (UUIDv7, so
