@@ -207,7 +207,7 @@ func TestDecodeOnlyReadFields(t *testing.T) {
 // A keeper stage's tombstone stays a tombstone.
 func TestKeepersPassBytes(t *testing.T) {
 	in := []byte(`{ "speed" : 5,"b":1, "a":1e2, "fuel": 0.1 }`)
-	canonical := `{"a":100,"b":1,"fuel":0.1,"speed":5}`
+	canonical := `{"a":100.0,"b":1,"fuel":0.1,"speed":5}` // 1e2 is a float, 5 an int
 	for _, tt := range []struct {
 		name, steps string
 		want        []string // output topic and value

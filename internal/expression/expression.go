@@ -59,8 +59,33 @@ type EvalError struct {
 	Err    error
 }
 
-func (e *EvalError) Error() string { return fmt.Sprintf("evaluating %q: %v", e.Source, e.Err) }
+func (e *EvalError) Error() string {
+	var te *TypeError
+	if errors.As(e.Err, &te) {
+		// Says what is wrong in the user's terms; the expression is the
+		// step's, which sluice.step names.
+		return te.Error()
+	}
+	return fmt.Sprintf("evaluating %q: %v", e.Source, e.Err)
+}
+
 func (e *EvalError) Unwrap() error { return e.Err }
+
+// TypeError is an expression result of the wrong type for its use, such as
+// a filter that returns a number.
+type TypeError struct {
+	What string // what the result is for: "filter", "route when"
+	Want string // "a bool"
+	Got  any
+}
+
+func (e *TypeError) Error() string {
+	what := e.What
+	if what == "" {
+		what = "the expression"
+	}
+	return fmt.Sprintf("%s must evaluate to %s, got %s", what, e.Want, record.Describe(e.Got))
+}
 
 // Program is a compiled expression.
 type Program struct {
@@ -75,6 +100,16 @@ type Program struct {
 	// without running the VM, as the VM's one instruction would.
 	load string
 	vms  sync.Pool
+	// what names the result in type errors ("filter"); see Named.
+	what string
+}
+
+// Named sets what the program's result is for, as type errors name it:
+// "filter" gives "filter must evaluate to a bool, got float64 (1.5)". It
+// must be called before the program is first used, and returns p.
+func (p *Program) Named(what string) *Program {
+	p.what = what
+	return p
 }
 
 // Source returns the expression as written.
@@ -110,12 +145,15 @@ func Compile(src string, want Type) (p *Program, err error) {
 		expr.AllowUndefinedVariables(),
 		expr.Patch(v),
 	}
-	if want == Bool {
-		opts = append(opts, expr.AsBool())
-	}
 	prog, err := expr.Compile(src, opts...)
 	if err != nil {
 		return nil, convertError(err)
+	}
+	// Checked here rather than with expr.AsBool, which would also add a
+	// run-time conversion whose error ("invalid operation: bool(float64)")
+	// does not say what is wrong; Bool says it instead.
+	if t := prog.Node().Type(); want == Bool && t != nil && t.Kind() != reflect.Interface && t.Kind() != reflect.Bool {
+		return nil, &Error{Line: 1, Column: 1, Msg: fmt.Sprintf("expected bool, but got %s", t)}
 	}
 	if v.err != nil {
 		return nil, v.err
@@ -300,7 +338,7 @@ func (p *Program) Bool(r *record.Record) (bool, error) {
 	case nil:
 		return false, nil
 	default:
-		return false, &EvalError{Source: p.src, Err: fmt.Errorf("expected bool, got %s", reflect.TypeOf(out))}
+		return false, &EvalError{Source: p.src, Err: &TypeError{What: p.what, Want: "a bool", Got: out}}
 	}
 }
 

@@ -3,6 +3,7 @@ package expression
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -201,5 +202,102 @@ func TestEvalLoadMatchesVM(t *testing.T) {
 	}
 	if p, err := Compile("flag", Bool); err != nil || p.load != "" {
 		t.Errorf("a predicate is loaded directly (%v)", err)
+	}
+}
+
+// Numbers reach expressions with the kind they had in the JSON: integers
+// as int, like expr's integer literals, so the integer operators work on
+// them; numbers with a fraction or exponent as float64; integers beyond
+// int64 as their exact text.
+func TestNumberKinds(t *testing.T) {
+	v, err := record.DecodeJSON([]byte(`{"id": 4, "odd": 7, "neg": -3, "f": 1.5, "w": 4.0, "e": 1e2,
+		"big": 9223372036854775808, "top": 9223372036854775807, "items": [1, 2.5]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &record.Record{Value: v}
+	cases := []struct {
+		src  string
+		want any    // compared with its Go type
+		err  string // when evaluation must fail
+	}{
+		{src: "id % 2 == 0", want: true},
+		{src: "odd % 2", want: 1},
+		{src: "id == 4", want: true},
+		{src: "id + 1", want: 5},
+		{src: "id * 2", want: 8},
+		{src: "id - odd", want: -3},
+		{src: "-neg", want: 3},
+		{src: "abs(neg)", want: 3},
+		{src: "id / 2", want: 2.0}, // expr's / always divides as floats
+		{src: "odd / 2", want: 3.5},
+		{src: "id * 1.5", want: 6.0},
+		{src: "f + id", want: 5.5},
+		{src: "w == 4", want: true},
+		{src: "w == id", want: true},
+		{src: "e == 100", want: true},
+		{src: "w + 1", want: 5.0},
+		{src: "id > f", want: true},
+		{src: "id in [2, 4]", want: true},
+		{src: "items[0] + 1", want: 2},
+		{src: "int(f)", want: 1},
+		{src: "float(id)", want: 4.0},
+		{src: "top + 0", want: 9223372036854775807},
+		{src: "string(id)", want: "4"},
+		{src: "string(big)", want: "9223372036854775808"},
+		{src: "big == nil", want: false},
+		{src: "w % 2", err: "float64 % int"},
+		{src: "f % 2", err: "float64 % int"},
+		{src: "big + 1", err: "json.Number"},
+	}
+	for _, c := range cases {
+		p, err := Compile(c.src, Any)
+		if err != nil {
+			t.Errorf("%s: %v", c.src, err)
+			continue
+		}
+		got, err := p.Eval(r)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%s = %#v, %v; want an error with %q", c.src, got, err, c.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", c.src, err)
+			continue
+		}
+		if fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", c.want, c.want) {
+			t.Errorf("%s = %T %v, want %T %v", c.src, got, got, c.want, c.want)
+		}
+	}
+}
+
+// A predicate that does not give a bool says what it gave, in the words the
+// DLQ's sluice.error header and runner test show.
+func TestBoolTypeError(t *testing.T) {
+	cases := []struct {
+		src, what, want string
+	}{
+		{"speed", "filter", "filter must evaluate to a bool, got float64 (12.5)"},
+		{"items[1]", "route when", "route when must evaluate to a bool, got float64 (2.0)"},
+		{"value.count", "filter", "filter must evaluate to a bool, got int (3)"},
+		{"name", "filter", `filter must evaluate to a bool, got string ("abc")`},
+		{"items", "", "the expression must evaluate to a bool, got array ([1.0,2.0])"},
+		{"value.obj", "filter", `filter must evaluate to a bool, got object ({"a":1})`},
+	}
+	r := rec()
+	r.Value.(map[string]any)["count"] = 3
+	r.Value.(map[string]any)["obj"] = map[string]any{"a": 1}
+	for _, c := range cases {
+		p, err := Compile(c.src, Bool)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		_, err = p.Named(c.what).Bool(r)
+		var ee *EvalError
+		if !errors.As(err, &ee) || err.Error() != c.want {
+			t.Errorf("%s: got %v, want %q", c.src, err, c.want)
+		}
 	}
 }

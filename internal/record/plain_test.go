@@ -2,6 +2,7 @@ package record
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -149,5 +150,27 @@ func TestKeyBytesNumbers(t *testing.T) {
 	}
 	if b, _ := KeyBytes(Number("18446744073709551616")); string(b) != "18446744073709551616" {
 		t.Errorf("KeyBytes(Number) = %s", b)
+	}
+}
+
+func TestDescribe(t *testing.T) {
+	for _, tt := range []struct {
+		v    any
+		want string
+	}{
+		{1.5, "float64 (1.5)"},
+		{4.0, "float64 (4.0)"},
+		{3, "int (3)"},
+		{"yes", `string ("yes")`},
+		{nil, "nil"},
+		{true, "bool (true)"},
+		{map[string]any{"a": 1}, `object ({"a":1})`},
+		{[]any{1, "x"}, `array ([1,"x"])`},
+		{Number("9223372036854775808"), "integer beyond int64 (9223372036854775808)"},
+		{strings.Repeat("é", 100), `string ("` + strings.Repeat("é", 29) + `…)`},
+	} {
+		if got := Describe(tt.v); got != tt.want {
+			t.Errorf("Describe(%#v) = %s, want %s", tt.v, got, tt.want)
+		}
 	}
 }

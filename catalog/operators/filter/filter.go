@@ -87,7 +87,7 @@ func newFilter(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &filter{pred: pred}, nil
+	return &filter{pred: pred.Named("filter")}, nil
 }
 
 // Process passes r on when the predicate holds.

@@ -49,10 +49,10 @@ func TestProcess(t *testing.T) {
 		// cannot be read back within the step.
 		{"swap", "{a: b, b: a}", map[string]any{"a": 1.0, "b": 2.0}, map[string]any{"a": 2.0, "b": 1.0}},
 		{"not chained", "{x: 1, y: x}", map[string]any{}, map[string]any{"x": 1.0, "y": nil}},
-		// Integer results become float64, like decoded JSON, so later steps
-		// and the encoder see one number type.
-		{"ints", "{n: len(items), l: '[1, 2]', o: '{\"a\": 1}'}", map[string]any{"items": []any{"x"}},
-			map[string]any{"n": 1.0, "l": []any{1.0, 2.0}, "o": map[string]any{"a": 1.0}}},
+		// Integer results stay int, like integers in decoded JSON, so
+		// that they are written back as integers.
+		{"ints", "{n: len(items), l: '[1, 2]', o: '{\"a\": 1}', f: 'n * 1.0'}", map[string]any{"items": []any{"x"}, "n": 2},
+			map[string]any{"n": 1, "l": []any{1, 2}, "o": map[string]any{"a": 1}, "f": 2.0}},
 		{"booleans", "{t: true, f: false}", nil, map[string]any{"t": true, "f": false}},
 		{"deep nesting", "{a: {b: {c: x}}}", map[string]any{"x": "y"}, map[string]any{"a": map[string]any{"b": map[string]any{"c": "y"}}}},
 		{"timestamp metadata", "{ts: timestamp}", map[string]any{}, map[string]any{"ts": "2026-01-02T03:04:05.5Z"}},
@@ -67,11 +67,14 @@ func TestProcess(t *testing.T) {
 			if tt.name == "ints" {
 				// EqualJSON normalizes; check the real types too.
 				m := got.Value.(map[string]any)
-				if _, ok := m["n"].(float64); !ok {
-					t.Errorf("n is %T, want float64", m["n"])
+				if _, ok := m["n"].(int); !ok {
+					t.Errorf("n is %T, want int", m["n"])
 				}
-				if _, ok := m["l"].([]any)[0].(float64); !ok {
-					t.Errorf("l[0] is %T, want float64", m["l"].([]any)[0])
+				if _, ok := m["l"].([]any)[0].(int); !ok {
+					t.Errorf("l[0] is %T, want int", m["l"].([]any)[0])
+				}
+				if _, ok := m["f"].(float64); !ok {
+					t.Errorf("f is %T, want float64", m["f"])
 				}
 			}
 		})

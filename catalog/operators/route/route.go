@@ -147,7 +147,7 @@ func compileCase(item catalog.Config) (routeCase, error) {
 				errs.Add(f.Value.Pos(), err)
 				continue
 			}
-			c.when = p
+			c.when = p.Named("route when")
 		case "to":
 			hasTo = true
 			if !f.Value.IsScalar() || !topicRE.MatchString(f.Value.String()) || f.Value.String() == "." || f.Value.String() == ".." {
