@@ -1,6 +1,8 @@
 // Command runner is Sluice's data-plane binary: it runs pipelines on Kafka
-// (`runner run --pipelines DIR`), runs pipeline tests in memory (`runner
-// test DIR`) and prints compiled plans (`runner plan FILE`).
+// from a directory (`runner run --pipelines DIR`) or as the control plane
+// assigns them (`runner agent --control-plane URL`), runs pipeline tests in
+// memory (`runner test DIR`) and prints compiled plans (`runner plan
+// FILE`).
 package main
 
 import (
@@ -26,12 +28,18 @@ Usage:
                             run every pipeline in DIR on Kafka (embedded Kafka
                             without --brokers), reloading changed files;
                             see runner run -h for the flags
+  runner agent --control-plane URL [--bootstrap-token T] [--data-dir DIR] [flags]
+                            run the pipelines the control plane assigns to
+                            this runner (outbound HTTPS only), from the cache
+                            in DIR while it is unreachable; the token can come
+                            from $SLUICE_BOOTSTRAP_TOKEN instead; takes run's
+                            Kafka, runtime and ops flags; see runner agent -h
   runner test [-v] DIR...   run every *_test.yaml under DIR against its pipeline, in memory
   runner plan FILE...       compile pipeline files and print their plans
   runner version            print the version
 
-Exit status: 0 when everything compiled and passed (run: after a clean
-shutdown on SIGTERM or SIGINT), 1 when a test failed, a file did not compile
+Exit status: 0 when everything compiled and passed (run, agent: after a
+clean shutdown on SIGTERM or SIGINT), 1 when a test failed, a file did not compile
 or the runner failed, 2 for usage errors.
 `
 
@@ -44,6 +52,7 @@ type config struct {
 	args    []string
 	verbose bool
 	run     runConfig
+	agent   agentConfig
 }
 
 // errFailed means the command ran and reported failures; main exits 1
@@ -93,6 +102,8 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		fs.BoolVar(&cfg.verbose, "v", false, "show each test's position and duration")
 	case "run":
 		cfg.run.register(fs)
+	case "agent":
+		cfg.agent.register(fs)
 	case "plan", "version":
 	case "help", "-h", "--help":
 		return config{}, errHelpCommand
@@ -112,6 +123,16 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 			return config{}, err
 		}
 	}
+	if cfg.command == "agent" {
+		if len(cfg.args) > 0 {
+			return config{}, fmt.Errorf("agent takes no arguments (got %q)", cfg.args)
+		}
+		cfg.agent.conn.SASLPassword = os.Getenv(passwordEnv)
+		cfg.agent.complete()
+		if err := cfg.agent.validate(); err != nil {
+			return config{}, err
+		}
+	}
 	if (cfg.command == "test" || cfg.command == "plan") && len(cfg.args) == 0 {
 		return config{}, fmt.Errorf("%s needs at least one path", cfg.command)
 	}
@@ -123,6 +144,8 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	switch cfg.command {
 	case "run":
 		return runPipelines(ctx, cfg.run, reg, stdout, stderr)
+	case "agent":
+		return runAgent(ctx, cfg.agent, reg, stderr)
 	case "test":
 		r := &driver.Runner{Registry: reg, Out: stdout, Verbose: cfg.verbose}
 		sum, err := r.Run(ctx, cfg.args...)
