@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/sluicehq/sluice/internal/binread"
+	"github.com/sluicehq/sluice/internal/record"
 	"github.com/sluicehq/sluice/internal/sketch"
 )
 
@@ -47,19 +48,23 @@ const (
 var ErrType = errors.New("wrong input type")
 
 // Aggregate configures one named aggregate of a window or running
-// aggregation. Inputs are decoded JSON values (float64, string, bool, nil,
-// map[string]any, []any); other Go numeric types are accepted as numbers.
+// aggregation. Inputs are decoded JSON values (int, float64, string, bool,
+// nil, map[string]any, []any, record.Number); other Go numeric types are
+// accepted as numbers.
 //
 //   - count: with Input nil, the number of records; otherwise the number of
 //     non-nil inputs. Result int64.
 //   - sum, min, max, avg: numbers only; anything else fails with ErrType
-//     (non-finite numbers too, as they cannot be written as JSON). Sum is a
-//     float64 sum (0 with no inputs); min, max, avg are nil with no inputs.
-//     Sums of non-integers may differ in the last bits depending on the
-//     order in which session windows merge.
+//     (non-finite numbers too, as they cannot be written as JSON). A sum of
+//     integers is an int, exact (0 with no inputs); a sum with any float64
+//     input, or one past int64's range, is a float64 sum. Min and max are
+//     the input itself, int or float64; avg is a float64. Min, max and avg
+//     are nil with no inputs. Sums of non-integers may differ in the last
+//     bits depending on the order in which session windows merge.
 //   - count_distinct: the HyperLogLog estimate (exact for small sets) of the
-//     distinct inputs, compared by their JSON encoding (so 1 and 1.0 are
-//     equal, "1" and 1 are not). Result int64.
+//     distinct inputs, compared by their JSON encoding with whole numbers
+//     written without a fraction (so 1 and 1.0 are equal, "1" and 1 are
+//     not). Result int64.
 //   - percentiles: a quantile sketch of numeric inputs; the result maps
 //     "p<percent>" (for example "p99.9") to the estimate, nil with no inputs.
 //   - first, last: the input with the earliest (latest) event time; ties go
@@ -72,7 +77,8 @@ var ErrType = errors.New("wrong input type")
 //     ErrType.
 //
 // Every aggregate skips nil inputs. Values kept by first, last, collect and
-// top_n are stored as JSON and come back as decoded JSON.
+// top_n are stored as JSON and come back as decoded JSON, numbers of the
+// same kind (record.EncodeJSON and record.DecodeJSON).
 type Aggregate struct {
 	Name string
 	Func Func
@@ -195,7 +201,7 @@ func (a *Aggregate) newAcc() (Accumulator, error) {
 	case Count:
 		return &countAcc{all: a.Input == nil}, nil
 	case Sum, Avg:
-		return &sumAcc{avg: a.Func == Avg}, nil
+		return &sumAcc{avg: a.Func == Avg, ints: true}, nil
 	case Min, Max:
 		return &extremeAcc{max: a.Func == Max}, nil
 	case CountDistinct:
@@ -230,7 +236,14 @@ func (a *Aggregate) decode(b []byte) (Accumulator, error) {
 		return nil, err
 	}
 	d := decoder{B: b}
-	if tag := d.Uvarint(); tag != uint64(funcTag(a.Func)) {
+	tag := d.Uvarint()
+	switch k, isKinded := acc.(kinded); {
+	case isKinded && tag == uint64(funcTag(a.Func))|kindsTag:
+	case tag == uint64(funcTag(a.Func)):
+		if isKinded {
+			k.setLegacy()
+		}
+	default:
 		return nil, fmt.Errorf("window: aggregate %s: stored accumulator has tag %d, want %d", a.Name, tag, funcTag(a.Func))
 	}
 	acc.(decodable).decode(&d)
@@ -245,52 +258,65 @@ func (a *Aggregate) decode(b []byte) (Accumulator, error) {
 
 type decodable interface{ decode(d *decoder) }
 
+// kindsTag is added to the tag of sum, avg, min and max accumulators that
+// record whether their numbers are integers. Their tag without it marks
+// state written before ints existed, which is read as float64s.
+const kindsTag = 0x40
+
+// kinded is an accumulator whose encoding has the kindsTag form.
+type kinded interface{ setLegacy() }
+
 // funcTag is the persisted identity of a function, checked on decode so
 // that state written by another aggregate is not misread.
 func funcTag(f Func) uint8 {
 	return uint8(slices.Index([]Func{Count, Sum, Min, Max, Avg, CountDistinct, Percentiles, First, Last, Collect, TopN}, f) + 1)
 }
 
-// number converts a numeric input to float64.
-func number(f Func, v any) (float64, error) {
-	var x float64
+// number converts a numeric input to float64 and, when it is an integer
+// that fits an int64, also gives it exactly.
+func number(f Func, v any) (x float64, i int64, isInt bool, err error) {
 	switch n := v.(type) {
+	case int:
+		return float64(n), int64(n), true, nil
 	case float64:
 		x = n
-	case float32:
-		x = float64(n)
-	case int:
-		x = float64(n)
-	case int8:
-		x = float64(n)
-	case int16:
-		x = float64(n)
-	case int32:
-		x = float64(n)
 	case int64:
-		x = float64(n)
-	case uint:
-		x = float64(n)
+		return float64(n), n, true, nil
+	case int32:
+		return float64(n), int64(n), true, nil
+	case int16:
+		return float64(n), int64(n), true, nil
+	case int8:
+		return float64(n), int64(n), true, nil
 	case uint8:
-		x = float64(n)
+		return float64(n), int64(n), true, nil
 	case uint16:
-		x = float64(n)
+		return float64(n), int64(n), true, nil
 	case uint32:
+		return float64(n), int64(n), true, nil
+	case uint:
+		if uint64(n) <= math.MaxInt64 {
+			return float64(n), int64(n), true, nil
+		}
 		x = float64(n)
 	case uint64:
+		if n <= math.MaxInt64 {
+			return float64(n), int64(n), true, nil
+		}
 		x = float64(n)
-	case json.Number:
-		var err error
+	case float32:
+		x = float64(n)
+	case json.Number: // record.Number: an integer beyond int64
 		if x, err = n.Float64(); err != nil {
-			return 0, fmt.Errorf("%w: %s wants a number, got %q", ErrType, f, n)
+			return 0, 0, false, fmt.Errorf("%w: %s needs a number, got %s", ErrType, f, record.Describe(v))
 		}
 	default:
-		return 0, fmt.Errorf("%w: %s wants a number, got %s", ErrType, f, typeName(v))
+		return 0, 0, false, fmt.Errorf("%w: %s needs a number, got %s", ErrType, f, record.Describe(v))
 	}
 	if math.IsNaN(x) || math.IsInf(x, 0) {
-		return 0, fmt.Errorf("%w: %s wants a finite number, got %v", ErrType, f, x)
+		return 0, 0, false, fmt.Errorf("%w: %s needs a finite number, got %v", ErrType, f, x)
 	}
-	return x, nil
+	return x, 0, false, nil
 }
 
 func typeName(v any) string {
@@ -307,8 +333,11 @@ func typeName(v any) string {
 	return fmt.Sprintf("%T", v)
 }
 
+// encodeJSON stores a kept value; decodeJSON gives it back with numbers of
+// the same kind (state written before ints existed holds whole floats
+// without a fraction, which come back as ints).
 func encodeJSON(f Func, v any) ([]byte, error) {
-	b, err := json.Marshal(v)
+	b, err := record.EncodeJSON(v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s cannot store %s: %v", ErrType, f, typeName(v), err)
 	}
@@ -316,12 +345,23 @@ func encodeJSON(f Func, v any) ([]byte, error) {
 }
 
 func decodeJSON(b []byte) any {
-	var v any
-	if err := json.Unmarshal(b, &v); err != nil {
+	v, err := record.DecodeJSON(b)
+	if err != nil {
 		// Only bytes written by encodeJSON are stored; Decode validates.
 		return nil
 	}
 	return v
+}
+
+// distinctJSON is what count_distinct hashes: encoding/json's encoding,
+// which writes 1 and 1.0 alike (so they count once, as they did before
+// ints existed, and stored sketches stay valid).
+func distinctJSON(v any) ([]byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s cannot store %s: %v", ErrType, CountDistinct, typeName(v), err)
+	}
+	return b, nil
 }
 
 func mismatch(a, b Accumulator) error {
@@ -358,12 +398,19 @@ func (c *countAcc) AppendBinary(dst []byte) ([]byte, error) {
 
 func (c *countAcc) decode(d *decoder) { c.n = int64(d.Uvarint()) }
 
-// sumAcc serves sum and avg.
+// sumAcc serves sum and avg. While every input is an integer the sum is
+// kept exactly too (isum), so that a sum of integers is an integer, as in
+// expressions; sum always holds the float64 sum for the rest.
 type sumAcc struct {
-	avg bool
-	sum float64
-	n   int64
+	avg    bool
+	sum    float64
+	n      int64
+	ints   bool // every input an integer, and isum their exact sum
+	isum   int64
+	legacy bool // decoding state written before ints existed
 }
+
+func (s *sumAcc) setLegacy() { s.legacy = true }
 
 func (s *sumAcc) fn() Func {
 	if s.avg {
@@ -376,13 +423,28 @@ func (s *sumAcc) Add(in Input) error {
 	if in.Value == nil {
 		return nil
 	}
-	x, err := number(s.fn(), in.Value)
+	x, i, isInt, err := number(s.fn(), in.Value)
 	if err != nil {
 		return err
 	}
 	s.sum += x
 	s.n++
+	s.addInt(isInt, i)
 	return nil
+}
+
+// addInt adds i to the exact sum, which ends at the first input that is
+// not an integer or the first overflow.
+func (s *sumAcc) addInt(isInt bool, i int64) {
+	if !s.ints {
+		return
+	}
+	t := s.isum + i
+	if !isInt || (i > 0 && t < s.isum) || (i < 0 && t > s.isum) {
+		s.ints = false
+		return
+	}
+	s.isum = t
 }
 
 func (s *sumAcc) Merge(o Accumulator) error {
@@ -392,11 +454,15 @@ func (s *sumAcc) Merge(o Accumulator) error {
 	}
 	s.sum += x.sum
 	s.n += x.n
+	s.addInt(x.ints, x.isum)
 	return nil
 }
 
 func (s *sumAcc) Result() any {
 	if !s.avg {
+		if s.ints {
+			return int(s.isum)
+		}
 		return s.sum
 	}
 	if s.n == 0 {
@@ -406,22 +472,39 @@ func (s *sumAcc) Result() any {
 }
 
 func (s *sumAcc) AppendBinary(dst []byte) ([]byte, error) {
-	dst = binary.AppendUvarint(dst, uint64(funcTag(s.fn())))
+	dst = binary.AppendUvarint(dst, uint64(funcTag(s.fn()))|kindsTag)
 	dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(s.sum))
-	return binary.AppendUvarint(dst, uint64(s.n)), nil
+	dst = binary.AppendUvarint(dst, uint64(s.n))
+	if !s.ints {
+		return append(dst, 0), nil
+	}
+	return binary.AppendVarint(append(dst, 1), s.isum), nil
 }
 
 func (s *sumAcc) decode(d *decoder) {
 	s.sum = d.Float64()
 	s.n = int64(d.Uvarint())
+	if s.legacy {
+		s.ints = s.n == 0 // a float64 sum, unless empty
+		return
+	}
+	if s.ints = d.Bool(); s.ints {
+		s.isum = d.Varint()
+	}
 }
 
-// extremeAcc serves min and max.
+// extremeAcc serves min and max. The extreme input is kept with its kind:
+// an integer exactly (i, isInt), v its float64 value for comparisons.
 type extremeAcc struct {
-	max bool
-	has bool
-	v   float64
+	max    bool
+	has    bool
+	v      float64
+	isInt  bool
+	i      int64
+	legacy bool // decoding state written before ints existed
 }
+
+func (e *extremeAcc) setLegacy() { e.legacy = true }
 
 func (e *extremeAcc) fn() Func {
 	if e.max {
@@ -434,17 +517,26 @@ func (e *extremeAcc) Add(in Input) error {
 	if in.Value == nil {
 		return nil
 	}
-	x, err := number(e.fn(), in.Value)
+	x, i, isInt, err := number(e.fn(), in.Value)
 	if err != nil {
 		return err
 	}
-	e.offer(x)
+	e.offer(x, isInt, i)
 	return nil
 }
 
-func (e *extremeAcc) offer(x float64) {
-	if !e.has || (e.max && x > e.v) || (!e.max && x < e.v) {
-		e.v, e.has = x, true
+func (e *extremeAcc) offer(x float64, isInt bool, i int64) {
+	var better bool
+	switch {
+	case !e.has:
+		better = true
+	case isInt && e.isInt: // exactly, beyond 2^53 too
+		better = (e.max && i > e.i) || (!e.max && i < e.i)
+	default:
+		better = (e.max && x > e.v) || (!e.max && x < e.v)
+	}
+	if better {
+		e.v, e.isInt, e.i, e.has = x, isInt, i, true
 	}
 }
 
@@ -454,7 +546,7 @@ func (e *extremeAcc) Merge(o Accumulator) error {
 		return mismatch(e, o)
 	}
 	if x.has {
-		e.offer(x.v)
+		e.offer(x.v, x.isInt, x.i)
 	}
 	return nil
 }
@@ -463,20 +555,33 @@ func (e *extremeAcc) Result() any {
 	if !e.has {
 		return nil
 	}
+	if e.isInt {
+		return int(e.i)
+	}
 	return e.v
 }
 
 func (e *extremeAcc) AppendBinary(dst []byte) ([]byte, error) {
-	dst = binary.AppendUvarint(dst, uint64(funcTag(e.fn())))
+	dst = binary.AppendUvarint(dst, uint64(funcTag(e.fn()))|kindsTag)
 	if !e.has {
 		return append(dst, 0), nil
 	}
-	return binary.BigEndian.AppendUint64(append(dst, 1), math.Float64bits(e.v)), nil
+	dst = binary.BigEndian.AppendUint64(append(dst, 1), math.Float64bits(e.v))
+	if !e.isInt {
+		return append(dst, 0), nil
+	}
+	return binary.AppendVarint(append(dst, 1), e.i), nil
 }
 
 func (e *extremeAcc) decode(d *decoder) {
 	if d.Bool() {
 		e.has, e.v = true, d.Float64()
+		if e.legacy {
+			return // a float64
+		}
+		if e.isInt = d.Bool(); e.isInt {
+			e.i = d.Varint()
+		}
 	}
 }
 
@@ -487,7 +592,7 @@ func (c *distinctAcc) Add(in Input) error {
 	if in.Value == nil {
 		return nil
 	}
-	b, err := encodeJSON(CountDistinct, in.Value)
+	b, err := distinctJSON(in.Value)
 	if err != nil {
 		return err
 	}
@@ -531,7 +636,7 @@ func (p *percentAcc) Add(in Input) error {
 	if in.Value == nil {
 		return nil
 	}
-	x, err := number(Percentiles, in.Value)
+	x, _, _, err := number(Percentiles, in.Value)
 	if err != nil {
 		return err
 	}
@@ -698,7 +803,7 @@ func (c *collectAcc) Add(in Input) error {
 		if in.Rank == nil {
 			return nil
 		}
-		r, err := number(TopN, in.Rank)
+		r, _, _, err := number(TopN, in.Rank)
 		if err != nil {
 			return err
 		}

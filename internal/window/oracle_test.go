@@ -236,6 +236,9 @@ func (r *reference) aggregate(t *testing.T, recs []arrival) map[string]any {
 		sum += v
 	}
 	res["sum"] = sum
+	if len(nums) == 0 {
+		res["sum"] = 0 // the sum of no numbers is the integer 0
+	}
 	res["min"], res["max"], res["avg"] = nil, nil, nil
 	if len(nums) > 0 {
 		res["min"], res["max"], res["avg"] = slices.Min(nums), slices.Max(nums), sum/float64(len(nums))

@@ -3,6 +3,7 @@ package window
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"reflect"
@@ -373,5 +374,85 @@ func TestMemStoreScan(t *testing.T) {
 	stop := errors.New("stop")
 	if err := s.Scan(nil, nil, func(k, v []byte) error { return stop }); err != stop {
 		t.Fatalf("scan error %v", err)
+	}
+}
+
+// Sums of integers are integers, min and max keep their input's kind, and
+// avg is a float64; all of it survives the accumulator's encoding.
+func TestNumberKinds(t *testing.T) {
+	run := func(f Func, inputs ...any) any {
+		a := &Aggregate{Name: "x", Func: f}
+		acc, err := a.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range inputs {
+			if err := acc.Add(Input{Value: v}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := acc.AppendBinary(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := a.Decode(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fmt.Sprintf("%T %v", back.Result(), back.Result()), fmt.Sprintf("%T %v", acc.Result(), acc.Result()); got != want {
+			t.Errorf("%s%v: %s after a round trip, %s before", f, inputs, got, want)
+		}
+		return acc.Result()
+	}
+	for _, tt := range []struct {
+		f      Func
+		inputs []any
+		want   any
+	}{
+		{Sum, []any{1, 2, 3}, 6},
+		{Sum, nil, 0},
+		{Sum, []any{1, 2.5}, 3.5},
+		{Sum, []any{1, 2.0}, 3.0},
+		{Sum, []any{math.MaxInt64, 1}, 9223372036854775808.0}, // past int64: a float64
+		{Sum, []any{9007199254740993, 1}, 9007199254740994},   // exact beyond 2^53
+		{Avg, []any{1, 2, 3}, 2.0},
+		{Min, []any{3, 1.5, 2}, 1.5},
+		{Min, []any{3, 1, 2.0}, 1},
+		{Max, []any{3, 1.5, 2}, 3},
+		{Max, []any{9007199254740993, 9007199254740992}, 9007199254740993},
+		{Max, []any{2.0, 2}, 2.0}, // a tie keeps the first
+	} {
+		if got := run(tt.f, tt.inputs...); fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", tt.want, tt.want) {
+			t.Errorf("%s%v = %T %v, want %T %v", tt.f, tt.inputs, got, got, tt.want, tt.want)
+		}
+	}
+}
+
+// State written before ints existed (tag without kindsTag, no kind byte)
+// still decodes, as float64s.
+func TestLegacyAccumulators(t *testing.T) {
+	legacy := func(f Func, rest ...byte) []byte {
+		return append([]byte{funcTag(f)}, rest...)
+	}
+	six := []byte{0x40, 0x18, 0, 0, 0, 0, 0, 0} // 6.0
+	for _, tt := range []struct {
+		f    Func
+		b    []byte
+		want any
+	}{
+		{Sum, legacy(Sum, append(six, 3)...), 6.0},
+		{Sum, legacy(Sum, 0, 0, 0, 0, 0, 0, 0, 0, 0), 0},
+		{Avg, legacy(Avg, append(six, 3)...), 2.0},
+		{Max, legacy(Max, append([]byte{1}, six...)...), 6.0},
+		{Min, legacy(Min, 0), nil},
+	} {
+		acc, err := (&Aggregate{Name: "x", Func: tt.f}).Decode(tt.b)
+		if err != nil {
+			t.Errorf("%s: %v", tt.f, err)
+			continue
+		}
+		if got := acc.Result(); fmt.Sprintf("%T %v", got, got) != fmt.Sprintf("%T %v", tt.want, tt.want) {
+			t.Errorf("%s = %T %v, want %T %v", tt.f, got, got, tt.want, tt.want)
+		}
 	}
 }
