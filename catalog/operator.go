@@ -127,7 +127,7 @@ func TypeName(v any) string {
 		return "string"
 	case bool:
 		return "boolean"
-	case float64, int, int64:
+	case float64, int, int64, record.Number:
 		return "number"
 	default:
 		return fmt.Sprintf("%T", v)

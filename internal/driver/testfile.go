@@ -244,7 +244,7 @@ func parseInput(it catalog.Config, errs *diag.List) Input {
 	}
 	if ts, ok := it.Get("timestamp"); ok {
 		v, _ := ts.Value()
-		t, err := toTime(v)
+		t, err := toTime(record.Plain(v))
 		if err != nil {
 			errs.Add(ts.Pos(), ts.Errorf("%v", err))
 		}

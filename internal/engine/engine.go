@@ -475,6 +475,8 @@ func ToTime(v any) (time.Time, error) {
 		return time.UnixMilli(int64(t)).UTC(), nil
 	case int64:
 		return time.UnixMilli(t).UTC(), nil
+	case record.Number:
+		return time.Time{}, fmt.Errorf("timestamp %s is not a number of milliseconds in range", t)
 	case nil:
 		return time.Time{}, errors.New("timestamp is missing")
 	default:

@@ -18,8 +18,10 @@ import (
 // json writes it), so that it decodes back as a float64 and not an int.
 // It returns false for anything else (other Go types, NaN and infinities,
 // very deep nesting), which the caller then leaves to the library; dst may
-// then hold a partial encoding after its original length.
-func appendPlain(dst []byte, v any, depth int) ([]byte, bool) {
+// then hold a partial encoding after its original length. With byValue,
+// whole float64s are written without ".0", so that equal numbers of either
+// kind encode alike (see IdentityJSON).
+func appendPlain(dst []byte, v any, depth int, byValue bool) ([]byte, bool) {
 	switch t := v.(type) {
 	case nil:
 		return append(dst, "null"...), true
@@ -29,7 +31,7 @@ func appendPlain(dst []byte, v any, depth int) ([]byte, bool) {
 		return strconv.AppendInt(dst, int64(t), 10), true
 	case float64:
 		dst, ok := appendFloat(dst, t)
-		if ok && t == math.Trunc(t) && !hasFracOrExp(dst) {
+		if ok && !byValue && t == math.Trunc(t) && !hasFracOrExp(dst) {
 			dst = append(dst, '.', '0')
 		}
 		return dst, ok
@@ -63,7 +65,7 @@ func appendPlain(dst []byte, v any, depth int) ([]byte, bool) {
 			dst = appendString(dst, e.k)
 			dst = append(dst, ':')
 			var ok bool
-			if dst, ok = appendPlain(dst, e.v, depth+1); !ok {
+			if dst, ok = appendPlain(dst, e.v, depth+1, byValue); !ok {
 				return dst, false
 			}
 		}
@@ -81,7 +83,7 @@ func appendPlain(dst []byte, v any, depth int) ([]byte, bool) {
 				dst = append(dst, ',')
 			}
 			var ok bool
-			if dst, ok = appendPlain(dst, e, depth+1); !ok {
+			if dst, ok = appendPlain(dst, e, depth+1, byValue); !ok {
 				return dst, false
 			}
 		}
@@ -221,7 +223,7 @@ const maxPooledEncodeBuf = 64 << 10
 // size, or returns false.
 func encodePlain(v any) ([]byte, bool) {
 	bp := encodeBufs.Get().(*[]byte)
-	b, ok := appendPlain((*bp)[:0], v, 0)
+	b, ok := appendPlain((*bp)[:0], v, 0, false)
 	var out []byte
 	if ok {
 		out = make([]byte, len(b))
@@ -232,4 +234,16 @@ func encodePlain(v any) ([]byte, bool) {
 		encodeBufs.Put(bp)
 	}
 	return out, ok
+}
+
+// IdentityJSON encodes v for telling values apart by what they are, as
+// dedupe ids: JSON with sorted keys in which numbers are written by value,
+// 4 and 4.0 alike, as every number was written before integers had their
+// own kind (so stored ids still match).
+func IdentityJSON(v any) ([]byte, error) {
+	v = Plain(v)
+	if b, ok := appendPlain(nil, v, 0, true); ok {
+		return b, nil
+	}
+	return EncodeJSON(v)
 }

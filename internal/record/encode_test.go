@@ -108,3 +108,25 @@ func FuzzEncodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// IdentityJSON writes numbers by value: ids 4 and 4.0 are the same id, as
+// they were when every number was a float64.
+func TestIdentityJSON(t *testing.T) {
+	for _, tt := range []struct {
+		v    any
+		want string
+	}{
+		{4, "4"},
+		{4.0, "4"},
+		{4.5, "4.5"},
+		{"4", `"4"`},
+		{map[string]any{"b": 2.0, "a": []any{1, 1.0}}, `{"a":[1,1],"b":2}`},
+		{Number("18446744073709551616"), "18446744073709551616"},
+		{1e21, "1e+21"},
+	} {
+		got, err := IdentityJSON(tt.v)
+		if err != nil || string(got) != tt.want {
+			t.Errorf("IdentityJSON(%#v) = %s, %v; want %s", tt.v, got, err, tt.want)
+		}
+	}
+}

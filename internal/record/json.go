@@ -58,7 +58,7 @@ func DecodeJSON(b []byte) (any, error) {
 // are not HTML-escaped. (goccy's MarshalNoEscape is about escape analysis and
 // does escape HTML, hence MarshalWithOption.)
 func AppendJSON(dst []byte, v any) ([]byte, error) {
-	if out, ok := appendPlain(dst, v, 0); ok {
+	if out, ok := appendPlain(dst, v, 0, false); ok {
 		return out, nil
 	}
 	b, err := json.MarshalWithOption(v, json.DisableHTMLEscape())

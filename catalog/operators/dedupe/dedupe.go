@@ -109,7 +109,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	if v == nil {
 		return &expression.EvalError{Source: o.by.Source(), Err: errors.New("the id is null")}
 	}
-	id, err := record.EncodeJSON(record.Plain(v))
+	id, err := record.IdentityJSON(v) // 4 and 4.0 are one id
 	if err != nil {
 		return catalog.Reject(catalog.ReasonType, err)
 	}
