@@ -231,3 +231,76 @@ func jsonValue(t *testing.T, b []byte, want any) bool {
 	v, err := record.DecodeJSON(b)
 	return err == nil && record.EqualJSON(v, want)
 }
+
+// Numbers keep their kind from input to output: integers are ints in
+// expressions (so % works) and are written back as integers, and a float
+// that is whole is written with ".0", as Python's json does. Values that
+// no step changes pass as their bytes.
+func TestNumbersKeepTheirKind(t *testing.T) {
+	p := compile(t, `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: n}
+spec:
+  source: {topic: in}
+  steps:
+    - filter: id % 2 == 0
+    - map: {id: id, w: w, next: id + 1, half: id / 2, big: big, scaled: w * 2}
+  sink: {topic: out}
+`)
+	d, err := driver.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, v := range []string{`{"id": 3, "w": 1.0}`, `{"id": 4, "w": 4.0, "big": 123456789012345678901234567890}`} {
+		if err := d.Produce(ctx, engine.Message{Value: []byte(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dlq := d.Topic("n.dlq"); len(dlq) != 0 {
+		t.Fatalf("dead letters: %s", header(dlq[0], engine.HeaderError))
+	}
+	out := d.Topic("out")
+	want := `{"big":123456789012345678901234567890,"half":2.0,"id":4,"next":5,"scaled":8.0,"w":4.0}`
+	if len(out) != 1 || string(out[0].Value) != want {
+		t.Fatalf("output %+v, want %s", out, want)
+	}
+}
+
+// A filter whose predicate gives a number names the problem in the dead
+// letter's sluice.error header.
+func TestFilterTypeErrorIsNamed(t *testing.T) {
+	p := compile(t, `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: f}
+spec:
+  source: {topic: in}
+  steps:
+    - filter: speed
+    - route: [{when: flag, to: flagged}]
+  sink: {topic: out}
+`)
+	d, err := driver.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, v := range []string{`{"speed": 1.5}`, `{"speed": true, "flag": "yes"}`} {
+		if err := d.Produce(ctx, engine.Message{Value: []byte(v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dlq := d.Topic("f.dlq")
+	want := []string{"filter must evaluate to a bool, got float64 (1.5)", `route when must evaluate to a bool, got string ("yes")`}
+	if len(dlq) != len(want) {
+		t.Fatalf("%d dead letters, want %d", len(dlq), len(want))
+	}
+	for i, w := range want {
+		if got := header(dlq[i], engine.HeaderError); got != w {
+			t.Errorf("dead letter %d: sluice.error %q, want %q", i, got, w)
+		}
+		if got := header(dlq[i], engine.HeaderReason); got != "expression" {
+			t.Errorf("dead letter %d: reason %q", i, got)
+		}
+	}
+}
