@@ -87,8 +87,9 @@ build: ## Build every package, bin/runner and bin/controlplane
 DEV_FLAGS ?=
 
 .PHONY: dev
-dev: setup ## Run the control plane locally: a private PostgreSQL under .sluice/ (unless DATABASE_URL is set), first-run admin and token printed
+dev: setup ## Run the platform locally: PostgreSQL under .sluice/, the control plane with its git server, and a runner agent on embedded Kafka
 	$(GO) build -o bin/controlplane ./cmd/controlplane
+	$(GO) build -o bin/runner ./cmd/runner
 	./bin/controlplane dev $(DEV_FLAGS)
 
 .PHONY: test

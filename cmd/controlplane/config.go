@@ -30,6 +30,12 @@ type config struct {
 	shutdownWait  time.Duration
 	sweepInterval time.Duration
 	loginFailures int
+	// dev only: the runner agent it starts.
+	runnerPath   string
+	runnerListen string
+	noRunner     bool
+	kafkaBrokers string
+	embeddedAddr string
 }
 
 var errHelp = errors.New("help")
@@ -73,6 +79,15 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	level := fs.String("log-level", env("SLUICE_LOG_LEVEL", "info"), "debug, info, warn or error (SLUICE_LOG_LEVEL)")
 	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", duration(getenv("SLUICE_SHUTDOWN_TIMEOUT"), 10*time.Second), "how long SIGTERM waits for requests in flight (SLUICE_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&cfg.sweepInterval, "sweep-interval", 10*time.Minute, "how often expired sessions and idempotency records are deleted")
+	if cfg.command == "dev" {
+		fs.StringVar(&cfg.runnerPath, "runner", "", "dev: the runner binary to start as the dev fleet's agent (default: bin/runner beside this binary, then $PATH)")
+		fs.StringVar(&cfg.runnerListen, "runner-listen", "127.0.0.1:9464", "dev: address of the runner's ops server (/metrics, /status)")
+		fs.BoolVar(&cfg.noRunner, "no-runner", false, "dev: start no runner (run `runner agent` yourself)")
+		fs.StringVar(&cfg.kafkaBrokers, "kafka-brokers", getenv("KAFKA_BROKERS"), "dev: Kafka for the runner (KAFKA_BROKERS); empty runs the runner's embedded Kafka")
+		// The runner's embedded cluster's default address (internal/embedded),
+		// named here so the control plane does not link Kafka.
+		fs.StringVar(&cfg.embeddedAddr, "embedded-addr", "127.0.0.1:9092", "dev: address of the runner's embedded Kafka")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err
 	}

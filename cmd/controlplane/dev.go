@@ -73,11 +73,31 @@ func runDev(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	d, err := setUpDev(ctx, cp, "default", "playground")
+	if err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return fmt.Errorf("%w (is another control plane running? pick another address with --listen)", err)
 	}
 	base := "http://" + l.Addr().String()
+	kafka, runnerLog := cfg.embeddedAddr, "not started (--no-runner)"
+	if cfg.kafkaBrokers != "" {
+		kafka = cfg.kafkaBrokers
+	}
+	if !cfg.noRunner {
+		// The runner talks to the API as soon as it starts; the listener is
+		// open already, so its first requests wait for serve below.
+		var exited <-chan struct{}
+		if exited, runnerLog, err = d.startRunner(ctx, cp, cfg, base); err != nil {
+			return err
+		}
+		defer func() {
+			<-exited
+			fmt.Fprintln(stdout, "controlplane dev: runner stopped")
+		}()
+	}
 	fmt.Fprintf(stdout, "\nSluice control plane (dev) is up.\n\n")
 	fmt.Fprintf(stdout, "  URL:        %s\n", base)
 	fmt.Fprintf(stdout, "  API:        %s/api/v1   (OpenAPI: %s/api/v1/openapi.json)\n", base, base)
@@ -89,8 +109,9 @@ func runDev(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "  Login:      %s; first-run credentials are in %s\n", cfg.adminEmail, credPath)
 	}
-	fmt.Fprintf(stdout, "\n  Try:        curl -H \"Authorization: Bearer $SLUICE_TOKEN\" %s/api/v1/projects\n", base)
-	fmt.Fprintf(stdout, "              (after: set -a; . %s; set +a)\n\nCtrl-C stops the control plane and PostgreSQL.\n", credPath)
+	fmt.Fprintf(stdout, "  Git:        %s/git/default/playground.git (an API token is the password)\n", base)
+	printQuickStart(stdout, base, b.TokenSecret, credPath, kafka, runnerLog)
+	fmt.Fprintf(stdout, "\nCtrl-C stops the runner, the control plane and PostgreSQL.\n")
 	return cp.serve(ctx, l, cfg.shutdownWait, cfg.sweepInterval)
 }
 

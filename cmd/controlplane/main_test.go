@@ -250,7 +250,9 @@ func TestDevFirstRunAndRestart(t *testing.T) {
 	_ = os.Chmod(dir, 0o755)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	env := []string{"DATABASE_URL="}
-	args := []string{"dev", "--data-dir", filepath.Join(dir, ".sluice"), "--listen", "127.0.0.1:0"}
+	// The runner has its own test (e2e's quick start); this one is about
+	// the control plane's first run and restart.
+	args := []string{"dev", "--data-dir", filepath.Join(dir, ".sluice"), "--listen", "127.0.0.1:0", "--no-runner"}
 
 	p := start(t, env, args...)
 	base := p.waitFor(t, urlRE)

@@ -29,9 +29,10 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 
 // controlPlane is a migrated database and an API server ready to serve.
 type controlPlane struct {
-	pool *pgxpool.Pool
-	api  *api.Server
-	log  *slog.Logger
+	pool   *pgxpool.Pool
+	api    *api.Server
+	gitops *gitops
+	log    *slog.Logger
 }
 
 func openControlPlane(ctx context.Context, cfg config, log *slog.Logger) (*controlPlane, error) {
@@ -45,8 +46,14 @@ func openControlPlane(ctx context.Context, cfg config, log *slog.Logger) (*contr
 		return nil, err
 	}
 	log.Info("database ready", "migrations_applied", len(applied))
+	reg := all.New()
+	g, err := newGitOps(pool, reg, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
 	srv, err := api.New(api.Config{
-		Pool: pool, Registry: all.New(), Logger: log,
+		Pool: pool, Registry: reg, Logger: log, Rollback: g.rollback,
 		SecureCookies: strings.HasPrefix(cfg.publicURL, "https://"), TrustProxy: cfg.trustProxy,
 		MaxBodyBytes: cfg.maxBodyBytes, SessionTTL: cfg.sessionTTL, LoginFailures: cfg.loginFailures,
 	})
@@ -54,15 +61,20 @@ func openControlPlane(ctx context.Context, cfg config, log *slog.Logger) (*contr
 		pool.Close()
 		return nil, err
 	}
-	return &controlPlane{pool: pool, api: srv, log: log}, nil
+	if err := g.attach(srv, log); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &controlPlane{pool: pool, api: srv, gitops: g, log: log}, nil
 }
 
 func (cp *controlPlane) Close() { cp.pool.Close() }
 
 // serve serves until ctx ends, then drains requests for up to wait.
 func (cp *controlPlane) serve(ctx context.Context, l net.Listener, wait, sweep time.Duration) error {
+	cp.gitops.run(ctx)
 	srv := &http.Server{
-		Handler:           cp.api,
+		Handler:           cp.gitops.handler(cp.api),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,

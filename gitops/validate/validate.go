@@ -107,7 +107,7 @@ func Check(ctx context.Context, reg *catalog.Registry, files map[string][]byte, 
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		p, err := compile(reg, files, f)
+		p, err := Compile(reg, files, f)
 		if err != nil {
 			res.fail(messages(f, err)...)
 			if name := nameOf(f, files[f]); name != "" {
@@ -197,13 +197,17 @@ func hidden(p string) bool {
 	return false
 }
 
-// compile compiles one pipeline file with the repository's files below its
+// Compile compiles one pipeline file with the repository's files below its
 // directory as side files, recording which ones it opened for the bundle.
-func compile(reg *catalog.Registry, files map[string][]byte, file string) (*Pipeline, error) {
+// Errors are the compiler's (diag.List with positions).
+func Compile(reg *catalog.Registry, files map[string][]byte, file string) (*Pipeline, error) {
 	dir := path.Dir(file)
 	below := map[string][]byte{}
 	for p, data := range files {
-		if strings.HasPrefix(p, dir+"/") {
+		switch {
+		case dir == ".":
+			below[p] = data
+		case strings.HasPrefix(p, dir+"/"):
 			below[p[len(dir)+1:]] = data
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/gitops/deploy"
 )
 
 // deploymentBody is desired state: this pipeline revision should run on
@@ -138,15 +138,21 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request) error 
 		if err != nil {
 			return err
 		}
-		err = tx.QueryRow(ctx, `INSERT INTO deployments AS d (id, project_id, fleet_id, pipeline_id, revision_id) VALUES ($1, $2, $3, $4, $5)
-			RETURNING `+deploymentColumns, id, pa.ID, fleet, pipe, rev).Scan(d.scanDest()...)
-		if _, dup := store.IsUniqueViolation(err); dup {
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM deployments WHERE fleet_id = $1 AND pipeline_id = $2", fleet, pipe).Scan(&n); err != nil {
+			return err
+		}
+		if n > 0 {
 			return conflict("this pipeline is already deployed to this fleet; PATCH that deployment to change its revision",
 				FieldError{Field: "pipeline_id", Detail: "already deployed to this fleet"})
 		}
+		if _, err := s.deploy.SetTargets(ctx, tx, fleet, map[uuid.UUID]*uuid.UUID{pipe: &rev}, s.rolloutInfo(ctx, "deployed")); err != nil {
+			return err
+		}
+		err = tx.QueryRow(ctx, `SELECT `+deploymentColumns+` FROM deployments d WHERE d.fleet_id = $1 AND d.pipeline_id = $2`, fleet, pipe).Scan(d.scanDest()...)
 		if err != nil {
 			return err
 		}
+		id = d.ID
 		return s.audit(ctx, tx, r, auditEntry{action: "deployment.create", resourceType: "deployment", resourceID: id.String(),
 			details: map[string]any{"fleet_id": fleet, "pipeline_id": pipe, "revision_id": rev}})
 	})
@@ -190,13 +196,13 @@ func (s *Server) updateDeployment(w http.ResponseWriter, r *http.Request) error 
 		if err != nil {
 			return err
 		}
-		err = tx.QueryRow(ctx, `UPDATE deployments d SET revision_id = $3,
-			status = CASE WHEN revision_id = $3 THEN status ELSE 'OutOfSync' END, updated_at = now(), version = version + 1
-			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+deploymentColumns, d.ID, want, rev).Scan(out.scanDest()...)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return preconditionFailed("the deployment changed since you read it; GET it again")
+		if err := lockVersion(ctx, tx, d.ID, want); err != nil {
+			return err
 		}
-		if err != nil {
+		if _, err := s.deploy.SetTargets(ctx, tx, d.FleetID, map[uuid.UUID]*uuid.UUID{d.PipelineID: &rev}, s.rolloutInfo(ctx, "moved")); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT `+deploymentColumns+` FROM deployments d WHERE d.id = $1`, d.ID).Scan(out.scanDest()...); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, r, auditEntry{action: "deployment.update", resourceType: "deployment", resourceID: d.ID.String(),
@@ -213,5 +219,50 @@ func (s *Server) deleteDeployment(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	return s.deleteVersioned(w, r, "deployments", d.ID, auditEntry{action: "deployment.delete", resourceType: "deployment"})
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		if err := lockVersion(ctx, tx, d.ID, want); err != nil {
+			return err
+		}
+		// Stopping is a rollout too: runners are told to drop the pipeline.
+		if _, err := s.deploy.SetTargets(ctx, tx, d.FleetID, map[uuid.UUID]*uuid.UUID{d.PipelineID: nil}, s.rolloutInfo(ctx, "stopped")); err != nil {
+			return err
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "deployment.delete", resourceType: "deployment", resourceID: d.ID.String()})
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// lockVersion locks a deployment row and checks the request's If-Match
+// version (nil: any).
+func lockVersion(ctx context.Context, tx pgx.Tx, id uuid.UUID, want *int) error {
+	var version int
+	if err := tx.QueryRow(ctx, "SELECT version FROM deployments WHERE id = $1 FOR UPDATE", id).Scan(&version); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return notFound("deployment")
+		}
+		return err
+	}
+	if want != nil && *want != version {
+		return preconditionFailed("the deployment changed since you read it; GET it again")
+	}
+	return nil
+}
+
+// rolloutInfo describes a deployment change made through the API.
+func (s *Server) rolloutInfo(ctx context.Context, verb string) deploy.RolloutInfo {
+	p := PrincipalFrom(ctx)
+	info := deploy.RolloutInfo{Message: verb + " through the API by " + p.Name}
+	if p.UserID != uuid.Nil {
+		info.By = &p.UserID
+	}
+	return info
 }

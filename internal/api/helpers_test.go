@@ -204,6 +204,8 @@ type world struct {
 	viewerB, ownerB    string // tokens of project B
 	fleetB, pipeB      string
 	revB, depB, tokenB string
+	// rolloutB is the rollout the deployment started.
+	rolloutB string
 	userB              string // a member (developer) of project B
 	userBPassword      string
 	viewerUser         string // a viewer member of project B
@@ -249,5 +251,6 @@ func (e *env) world() *world {
 		map[string]any{"source": fmt.Sprintf(examplePipeline, "orders")}).want(201).str("id")
 	w.depB = b.do("POST", "/api/v1/projects/"+w.projB+"/deployments",
 		map[string]any{"fleet_id": w.fleetB, "pipeline_id": w.pipeB}).want(201).str("id")
+	w.rolloutB = b.do("GET", "/api/v1/projects/"+w.projB+"/rollouts", nil).want(200).json()["items"].([]any)[0].(map[string]any)["id"].(string)
 	return w
 }

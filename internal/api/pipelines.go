@@ -2,16 +2,15 @@ package api
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"io/fs"
 	"net/http"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicehq/sluice/gitops/deploy"
+	"github.com/sluicehq/sluice/gitops/validate"
 	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/store"
@@ -58,15 +57,25 @@ func (b *updatePipelineRequest) validate() []FieldError {
 	return nil
 }
 
-// revisionBody is one version of a pipeline's YAML, compiled when created.
+// revisionBody is one version of a pipeline: its YAML and the side files
+// it reads, made by a push or through the API, compiled when created.
 type revisionBody struct {
 	ID         uuid.UUID `json:"id"`
 	PipelineID uuid.UUID `json:"pipeline_id"`
 	Number     int       `json:"number"`
 	CommitSHA  string    `json:"commit_sha,omitempty"`
 	Message    string    `json:"message,omitempty"`
-	Source     string    `json:"source"`
-	// Digest is the SHA-256 of Source.
+	Author     string    `json:"author,omitempty"`
+	// Path is the pipeline file in the repository (pushes only).
+	Path string `json:"path,omitempty"`
+	// SideFiles are the repository files the pipeline reads, part of its
+	// bundle and digest.
+	SideFiles []string `json:"side_files"`
+	// Source is the YAML. Lists leave it out unless asked for with
+	// ?fields=source, so a page of revisions stays small.
+	Source string `json:"source,omitempty"`
+	// Digest is the SHA-256 of the revision's bundle (YAML and side files),
+	// which runners verify before they run it.
 	Digest    string     `json:"digest"`
 	CreatedBy *uuid.UUID `json:"created_by,omitempty"`
 	CreatedAt time.Time  `json:"created_at"`
@@ -75,10 +84,13 @@ type revisionBody struct {
 	StateResets []string `json:"state_resets,omitempty"`
 }
 
-const revisionColumns = "id, pipeline_id, number, commit_sha, message, source, digest, created_by, created_at"
+const revisionColumns = "id, pipeline_id, number, commit_sha, message, author, path, side_files, source, digest, created_by, created_at"
+
+// revisionListColumns leave the source out (an empty string in its place).
+const revisionListColumns = "id, pipeline_id, number, commit_sha, message, author, path, side_files, '', digest, created_by, created_at"
 
 func (v *revisionBody) scanDest() []any {
-	return []any{&v.ID, &v.PipelineID, &v.Number, &v.CommitSHA, &v.Message, &v.Source, &v.Digest, &v.CreatedBy, &v.CreatedAt}
+	return []any{&v.ID, &v.PipelineID, &v.Number, &v.CommitSHA, &v.Message, &v.Author, &v.Path, &v.SideFiles, &v.Source, &v.Digest, &v.CreatedBy, &v.CreatedAt}
 }
 
 type createRevisionRequest struct {
@@ -200,17 +212,12 @@ func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writePage(w, r, s.pool, "SELECT "+revisionColumns+" FROM revisions WHERE pipeline_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+	cols := revisionListColumns
+	if r.URL.Query().Get("fields") == "source" {
+		cols = revisionColumns
+	}
+	return writePage(w, r, s.pool, "SELECT "+cols+" FROM revisions WHERE pipeline_id = $1 AND id > $2 ORDER BY id LIMIT $3",
 		(*revisionBody).scanDest, func(v revisionBody) uuid.UUID { return v.ID }, p.ID)
-}
-
-// noFiles is the side-file tree of a revision made through the API: a
-// single YAML file, so steps that read files fail to compile with a clear
-// error. Git pushes bring the whole tree.
-type noFiles struct{}
-
-func (noFiles) Open(name string) (fs.File, error) {
-	return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 }
 
 // compileErrors turns compiler diagnostics into field errors on source,
@@ -243,10 +250,12 @@ func (s *Server) createRevision(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &body); err != nil {
 		return err
 	}
-	plan, err := (&pipeline.Compiler{Registry: s.reg, Files: noFiles{}}).Compile(p.Name+".yaml", []byte(body.Source))
+	file := p.Name + ".yaml"
+	compiled, err := validate.Compile(s.reg, map[string][]byte{file: []byte(body.Source)}, file)
 	if err != nil {
 		return compileErrors(err)
 	}
+	plan := compiled.Plan
 	if plan.Name != p.Name {
 		return invalidField("source", "metadata.name is %q but this pipeline is %q", plan.Name, p.Name)
 	}
@@ -255,26 +264,18 @@ func (s *Server) createRevision(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256([]byte(body.Source))
 	var createdBy *uuid.UUID
 	if pr := PrincipalFrom(ctx); pr.UserID != uuid.Nil {
 		createdBy = &pr.UserID
 	}
 	var v revisionBody
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		// Lock the pipeline so concurrent revisions get distinct numbers.
-		if _, err := tx.Exec(ctx, "SELECT 1 FROM pipelines WHERE id = $1 FOR UPDATE", p.ID); err != nil {
+		id, err := s.deploy.RecordRevision(ctx, tx, p.ProjectID, p.ID,
+			deploy.Commit{SHA: body.CommitSHA, Message: body.Message, By: createdBy}, *compiled)
+		if err != nil {
 			return err
 		}
-		err := tx.QueryRow(ctx, `INSERT INTO revisions (id, pipeline_id, project_id, number, commit_sha, message, source, digest, created_by)
-			VALUES ($1, $2, $3, (SELECT coalesce(max(number), 0) + 1 FROM revisions WHERE pipeline_id = $2), $4, $5, $6, $7, $8)
-			RETURNING `+revisionColumns, id, p.ID, p.ProjectID, body.CommitSHA, body.Message, body.Source, hex.EncodeToString(sum[:]), createdBy).
-			Scan(v.scanDest()...)
-		if err != nil {
+		if err := tx.QueryRow(ctx, "SELECT "+revisionColumns+" FROM revisions WHERE id = $1", id).Scan(v.scanDest()...); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, r, auditEntry{action: "revision.create", resourceType: "revision", resourceID: id.String(),
@@ -286,7 +287,7 @@ func (s *Server) createRevision(w http.ResponseWriter, r *http.Request) error {
 	for _, c := range resets {
 		v.StateResets = append(v.StateResets, c.Step+": "+c.Reason)
 	}
-	w.Header().Set("Location", "/api/v1/projects/"+p.ProjectID.String()+"/pipelines/"+p.ID.String()+"/revisions/"+id.String())
+	w.Header().Set("Location", "/api/v1/projects/"+p.ProjectID.String()+"/pipelines/"+p.ID.String()+"/revisions/"+v.ID.String())
 	return writeJSON(w, http.StatusCreated, v)
 }
 
@@ -295,16 +296,12 @@ func (s *Server) createRevision(w http.ResponseWriter, r *http.Request) error {
 // A latest revision that no longer compiles (the catalog changed) is not
 // compared.
 func (s *Server) checkState(ctx context.Context, p pipelineBody, plan *pipeline.Plan) ([]pipeline.StateChange, error) {
-	var prevSource string
-	err := s.pool.QueryRow(ctx, "SELECT source FROM revisions WHERE pipeline_id = $1 ORDER BY number DESC LIMIT 1", p.ID).Scan(&prevSource)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+	previous, err := s.deploy.Previous(ctx, p.ProjectID)
 	if err != nil {
 		return nil, err
 	}
-	prev, err := (&pipeline.Compiler{Registry: s.reg, Files: noFiles{}}).Compile(p.Name+".yaml", []byte(prevSource))
-	if err != nil {
+	prev := previous(p.Name)
+	if prev == nil {
 		return nil, nil
 	}
 	resets, err := pipeline.CheckState(prev, plan)

@@ -24,6 +24,8 @@ import (
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/docs"
+	"github.com/sluicehq/sluice/gitops/deploy"
+	"github.com/sluicehq/sluice/gitops/rollout"
 	"github.com/sluicehq/sluice/internal/identity"
 )
 
@@ -55,6 +57,11 @@ type Config struct {
 	// and 5s).
 	PasswordHashes   int
 	PasswordHashWait time.Duration
+	// Rollback rolls a rollout back: restores the previous revisions and
+	// writes a revert commit (the control plane's reconciler, which has
+	// the git server). Default: a reconciler without a git server, which
+	// restores the revisions only.
+	Rollback func(ctx context.Context, projectID, rolloutID uuid.UUID, reason string) error
 }
 
 // Server serves the API. It is an http.Handler.
@@ -70,6 +77,11 @@ type Server struct {
 	// operatorDocs are the catalog's generated Markdown pages by path,
 	// made once: the registry does not change while we serve.
 	operatorDocs map[string][]byte
+	// deploy records revisions, deployments and rollouts, as the git
+	// server does.
+	deploy *deploy.Store
+	// rollback is Config.Rollback or its default.
+	rollback func(ctx context.Context, projectID, rolloutID uuid.UUID, reason string) error
 }
 
 // New validates cfg and builds the router.
@@ -102,7 +114,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.PasswordHashWait = 5 * time.Second
 	}
 	s := &Server{cfg: cfg, pool: cfg.Pool, reg: cfg.Registry, log: cfg.Logger,
-		hasher: identity.NewHasher(cfg.PasswordHashes, cfg.PasswordHashWait)}
+		hasher: identity.NewHasher(cfg.PasswordHashes, cfg.PasswordHashWait), deploy: deploy.New(cfg.Pool, cfg.Registry)}
+	s.rollback = cfg.Rollback
+	if s.rollback == nil {
+		rec, err := rollout.New(cfg.Pool)
+		if err != nil {
+			return nil, err
+		}
+		s.rollback = rec.Rollback
+	}
 	pages, err := docs.Generate(cfg.Registry)
 	if err != nil {
 		return nil, fmt.Errorf("api: operator docs: %w", err)
@@ -118,6 +138,7 @@ func New(cfg Config) (*Server, error) {
 		s.fleetResource(),
 		s.pipelineResource(),
 		s.deploymentResource(),
+		s.rolloutResource(),
 		s.auditResource(),
 		s.operatorResource(),
 		s.openAPIResource(),

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sluicehq/sluice/catalog"
+	"github.com/sluicehq/sluice/gitops/agentserver"
+	"github.com/sluicehq/sluice/gitops/deploy"
+	"github.com/sluicehq/sluice/gitops/gitserver"
+	"github.com/sluicehq/sluice/gitops/gitstore"
+	"github.com/sluicehq/sluice/gitops/push"
+	"github.com/sluicehq/sluice/gitops/rollout"
+	"github.com/sluicehq/sluice/internal/api"
+	"github.com/sluicehq/sluice/internal/pgnotify"
+)
+
+// gitops is the control plane's GitOps half: the git server, the runner
+// protocol and the rollout reconciler, over the same database as the API.
+type gitops struct {
+	repos      *gitstore.Store
+	git        *gitserver.Server
+	agents     *agentserver.Server
+	listener   *pgnotify.Listener
+	reconciler *rollout.Reconciler
+	reverter   *push.Reverter
+	hook       *push.Hook
+}
+
+func newGitOps(pool *pgxpool.Pool, reg *catalog.Registry, log *slog.Logger) (*gitops, error) {
+	store := deploy.New(pool, reg)
+	repos, err := gitstore.New(pool)
+	if err != nil {
+		return nil, err
+	}
+	g := &gitops{repos: repos, listener: pgnotify.New(pool, deploy.Channel, log), hook: push.New(store, reg)}
+	g.agents = agentserver.New(store, g.listener, log)
+	// The reverter's git server comes in attach: the git server needs the
+	// API's token checks, and the API needs rollback from here.
+	g.reverter = &push.Reverter{Repos: repos, Access: func(ctx context.Context, projectID uuid.UUID) (gitserver.Access, error) {
+		a := gitserver.Access{ProjectID: projectID, CanWrite: true}
+		err := pool.QueryRow(ctx, `SELECT o.name, p.name, p.deploy_branch FROM projects p JOIN organizations o ON o.id = p.org_id WHERE p.id = $1`,
+			projectID).Scan(&a.Org, &a.Project, &a.DeployBranch)
+		return a, err
+	}}
+	if g.reconciler, err = rollout.New(pool, rollout.Logger(log), rollout.WithReverter(g.reverter)); err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// attach builds the git server with the API's token checks.
+func (g *gitops) attach(srv *api.Server, log *slog.Logger) error {
+	auth := func(ctx context.Context, r *http.Request, org, project string, write bool) (gitserver.Access, error) {
+		ga, err := srv.GitAuthorize(ctx, r, org, project, write)
+		switch {
+		case errors.Is(err, api.ErrGitUnauthorized):
+			return gitserver.Access{}, gitserver.ErrUnauthorized
+		case errors.Is(err, api.ErrGitNotFound):
+			return gitserver.Access{}, gitserver.ErrNotFound
+		case errors.Is(err, api.ErrGitForbidden):
+			return gitserver.Access{}, gitserver.ErrForbidden
+		case err != nil:
+			return gitserver.Access{}, err
+		}
+		return gitserver.Access{ProjectID: ga.ProjectID, Org: ga.Org, Project: ga.Project, DeployBranch: ga.DeployBranch,
+			CanWrite: ga.Role.AtLeast("developer"), Principal: ga.UserID}, nil
+	}
+	git, err := gitserver.New(g.repos, auth, g.hook, gitserver.Logger(log))
+	if err != nil {
+		return err
+	}
+	g.git = git
+	g.reverter.Git = git
+	return nil
+}
+
+// rollback is the API's Config.Rollback: the reconciler with the git
+// server, so a rollback writes its revert commit.
+func (g *gitops) rollback(ctx context.Context, projectID, rolloutID uuid.UUID, reason string) error {
+	return g.reconciler.Rollback(ctx, projectID, rolloutID, reason)
+}
+
+// handler routes git, the runner protocol and the API.
+func (g *gitops) handler(apiHandler http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	// A push runs every test of the commit before it answers: give git
+	// longer than the API's one-minute write timeout.
+	git := http.StripPrefix("/git", g.git)
+	mux.Handle("/git/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(5 * time.Minute))
+		_ = rc.SetWriteDeadline(time.Now().Add(5 * time.Minute))
+		git.ServeHTTP(w, r)
+	}))
+	mux.Handle("/api/v1/agent/", g.agents)
+	mux.Handle("/", apiHandler)
+	return mux
+}
+
+// run runs the notification listener and the reconciler until ctx ends.
+func (g *gitops) run(ctx context.Context) {
+	go func() { _ = g.listener.Run(ctx) }()
+	go func() { _ = g.reconciler.Run(ctx) }()
+}
