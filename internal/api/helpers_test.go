@@ -205,7 +205,7 @@ type world struct {
 	fleetB, pipeB      string
 	revB, depB, tokenB string
 	// rolloutB is the rollout the deployment started.
-	rolloutB string
+	rolloutB           string
 	userB              string // a member (developer) of project B
 	userBPassword      string
 	viewerUser         string // a viewer member of project B
