@@ -30,7 +30,7 @@ import (
 func Register(r *catalog.Registry) error {
 	return r.Register(catalog.Spec{
 		Name:        "script",
-		Summary:     "Runs a JavaScript function on each record, with a time budget per record.",
+		Summary:     "Runs a JavaScript function on each record, with a time and a memory budget per record.",
 		Description: description,
 		Config:      schema,
 		Examples:    examples,
@@ -61,6 +61,17 @@ const description = "`script` runs custom logic written in JavaScript (ES5.1 wit
 	"`timeout`, and the next record is processed normally; an error thrown by the script, a call stack deeper than 10000 " +
 	"frames or a result that is not JSON gets reason `script`, with the message and the position " +
 	"of the throw; a result with more than a million values gets reason `oversize`.\n\n" +
+	"Each runtime has `memory` (a size such as `64MiB`, the default, at most `512MiB`). Built-ins that " +
+	"allocate a lot at once (`new ArrayBuffer(n)`, typed arrays, `repeat`, `padStart`, `join`, " +
+	"`fill`, `JSON.stringify`, `JSON.parse`, `apply`, ...) refuse sizes past it before allocating; array " +
+	"built-ins refuse arrays longer than the budget divided by 16 bytes, and `JSON.parse` texts longer " +
+	"than the budget divided by 32. A call during which the process heap grows by more than the " +
+	"budget is stopped when the process heap is also above 256MiB (or half of GOMEMLIMIT). Such a " +
+	"record goes to the DLQ with reason `resource` and the runtime is discarded; in top-level code " +
+	"it is an error when the pipeline is built. Top-level code has 1s. One regular-expression call " +
+	"(`exec`, `test`, `match`, `replace`, `split`, `search`, including replace callbacks) may run at " +
+	"most 100ms, whatever the timeout: backtracking patterns can run for hours, and a record whose " +
+	"call does gets reason `timeout`.\n\n" +
 	"Syntax errors are reported when the pipeline is built, at their line and column in the " +
 	"pipeline file (for `source: |` blocks) or in the script file."
 
@@ -84,6 +95,11 @@ const schema = `{
       "description": "Time budget of each call to process, as a Go duration (10ms, 250us, 1s); at most 2s, so that a runaway script (retried once) is caught well before the runner's stuck timeout. A record whose call runs longer goes to the DLQ with reason timeout.",
       "type": "string",
       "default": "10ms"
+    },
+    "memory": {
+      "description": "Memory budget of each JavaScript runtime, as a size (64MiB, 512KiB, 1GiB); from 1MiB to 512MiB. A record whose call allocates past it goes to the DLQ with reason resource; top-level code past it is a build error.",
+      "type": ["string", "integer"],
+      "default": "64MiB"
     }
   }
 }`
@@ -171,6 +187,7 @@ type operator struct {
 	prog    *goja.Program
 	name    string // the script's name in stack traces
 	timeout time.Duration
+	memory  int64 // bytes per runtime
 	pos     positioner
 	vms     sync.Pool // of *jsVM
 }
@@ -183,7 +200,7 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 	if b == nil {
 		b = &catalog.Build{}
 	}
-	op := &operator{timeout: defaultTimeout}
+	op := &operator{timeout: defaultTimeout, memory: defaultMemory}
 	var (
 		src       string
 		srcConf   catalog.Config
@@ -218,8 +235,19 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 				return nil, v.Errorf("timeout %s is too long: at most %s per record", v.String(), maxTimeout)
 			}
 			op.timeout = d
+		case "memory":
+			n, err := parseSize(v.String())
+			switch {
+			case !v.IsScalar() || err != nil:
+				return nil, v.Errorf("memory must be a size such as 64MiB or 512KiB, got %q", v.String())
+			case n < minMemory:
+				return nil, v.Errorf("memory %s is too small: at least %s", v.String(), formatSize(minMemory))
+			case n > maxMemory:
+				return nil, v.Errorf("memory %s is too large: at most %s per runtime", v.String(), formatSize(maxMemory))
+			}
+			op.memory = n
 		default:
-			return nil, diag.Errorf(f.NamePos, "unknown option %q: script takes source, file and timeout", f.Name)
+			return nil, diag.Errorf(f.NamePos, "unknown option %q: script takes source, file, timeout and memory", f.Name)
 		}
 	}
 	switch {
@@ -269,8 +297,18 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 	// define process is a configuration error.
 	vm, err := op.newVM()
 	if err != nil {
-		var ex *goja.Exception
-		if errors.As(err, &ex) && !errors.Is(err, errInit) {
+		var (
+			ex  *goja.Exception
+			lim *limitError
+		)
+		switch {
+		case errors.As(err, &lim):
+			line, col := op.framePos(lim.stack)
+			if lim.reason == catalog.ReasonResource {
+				return nil, op.pos.errorf(line, col, "the script's top-level code went past its memory budget of %s: %s", formatSize(op.memory), clip(lim.what))
+			}
+			return nil, op.pos.errorf(line, col, "the script's top-level code ran too long: %s", clip(lim.what))
+		case errors.As(err, &ex) && !errors.Is(err, errInit):
 			line, col := op.throwPos(ex)
 			return nil, op.pos.errorf(line, col, "the script's top-level code threw: %s", clip(exceptionText(ex)))
 		}
@@ -343,31 +381,45 @@ func (p positioner) where(line, col int) string {
 type jsVM struct {
 	rt      *goja.Runtime
 	process goja.Callable
+	memory  int64 // budget in bytes
 	timer   *time.Timer
 	// wg counts the armed interrupters (timer, context) that have not been
 	// disarmed, so that a late one cannot hit the next call.
 	wg   sync.WaitGroup
 	why  atomic.Pointer[error] // what interrupted the call, if anything
 	keys []string              // scratch for sorting object keys
+
+	joining       []*goja.Object // arrays being joined, to cut cycles
+	stringifyOrig func(goja.FunctionCall) goja.Value
 }
 
 func (o *operator) newVM() (*jsVM, error) {
-	vm := &jsVM{rt: goja.New()}
+	vm := &jsVM{rt: goja.New(), memory: o.memory}
 	vm.rt.SetMaxCallStackSize(maxCallStack)
 	// eval and new Function parse code at run time; without this a
 	// sourceMappingURL comment makes goja read any file of the host.
 	vm.rt.SetParserOptions(parser.WithDisableSourceMaps)
+	if err := vm.installGuards(); err != nil {
+		return nil, fmt.Errorf("JavaScript engine failure: %w", err)
+	}
 	vm.timer = time.AfterFunc(time.Hour, func() { vm.interrupt(errTimeout) })
 	vm.timer.Stop()
 
 	vm.wg.Add(1)
 	initTimer := time.AfterFunc(initTimeout, func() { vm.interrupt(errInit) })
+	var w watch
+	heapWatch.watch(vm, &w)
 	_, err := runSafely(func() (goja.Value, error) { return vm.rt.RunProgram(o.prog) })
+	heapWatch.stop(&w)
 	if initTimer.Stop() {
 		vm.wg.Done()
 	}
 	vm.wg.Wait()
-	if vm.why.Load() != nil {
+	if p := vm.why.Load(); p != nil {
+		var me *memoryError
+		if errors.As(*p, &me) {
+			return nil, &limitError{reason: catalog.ReasonResource, what: me.Error(), stack: interruptStack(err)}
+		}
 		return nil, fmt.Errorf("%w (%s)", errInit, initTimeout)
 	}
 	if err != nil {
@@ -386,14 +438,34 @@ func (o *operator) newVM() (*jsVM, error) {
 // context's goroutine and is counted in wg.
 func (vm *jsVM) interrupt(cause error) {
 	defer vm.wg.Done()
-	vm.why.Store(&cause)
+	vm.interruptNow(cause)
+}
+
+// interruptNow stops the running call with cause; the first cause is the
+// one reported. The watchdog calls it directly, synchronised by its lock.
+func (vm *jsVM) interruptNow(cause error) {
+	vm.why.CompareAndSwap(nil, &cause)
 	vm.rt.Interrupt(cause)
 }
 
-// runSafely turns a panic inside goja into an error.
+// interruptStack is where an interrupted call was.
+func interruptStack(err error) []goja.StackFrame {
+	var ie *goja.InterruptedError
+	if errors.As(err, &ie) {
+		return ie.Stack()
+	}
+	return nil
+}
+
+// runSafely turns a panic inside goja into an error; a guard's limitError
+// is returned as it is.
 func runSafely(f func() (goja.Value, error)) (v goja.Value, err error) {
 	defer func() {
 		if r := recover(); r != nil {
+			if lim, ok := r.(*limitError); ok {
+				v, err = nil, lim
+				return
+			}
 			v, err = nil, fmt.Errorf("JavaScript engine failure: %v", r)
 		}
 	}()
@@ -461,15 +533,23 @@ func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals [
 		stopCtx = context.AfterFunc(ctx, func() { vm.interrupt(context.Cause(ctx)) })
 	}
 
+	var w watch
+	heapWatch.watch(vm, &w)
+
 	var (
 		ex        *goja.Exception
 		engineErr error
+		lim       *limitError
 		overflow  bool
 		line, col int
 	)
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
+				if l, ok := p.(*limitError); ok {
+					lim = l
+					return
+				}
 				engineErr = fmt.Errorf("JavaScript engine failure: %v", p)
 			}
 		}()
@@ -503,6 +583,7 @@ func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals [
 		line, col = o.throwPos(ex)
 	}
 
+	heapWatch.stop(&w)
 	if vm.timer.Stop() {
 		vm.wg.Done()
 	}
@@ -514,16 +595,31 @@ func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals [
 	if p := vm.why.Load(); p != nil {
 		why = *p
 	}
-	// A runtime that was interrupted, overflowed its stack or failed
-	// inside the engine may hold half-run state: drop it.
-	reuse = why == nil && engineErr == nil && !overflow
+	// A runtime that was interrupted, overflowed its stack, hit a limit or
+	// failed inside the engine may hold half-run state (and memory): drop
+	// it.
+	reuse = why == nil && engineErr == nil && lim == nil && !overflow
 	vm.rt.ClearInterrupt()
 
+	var me *memoryError
 	switch {
+	case errors.As(why, &me):
+		if lim != nil { // a guard saw the interrupt first
+			line, col = o.framePos(lim.stack)
+		} else {
+			line, col = o.framePos(interruptStack(engineErr))
+		}
+		return nil, reuse, catalog.Rejectf(catalog.ReasonResource, "script went past its memory budget of %s: %s%s", formatSize(o.memory), me, o.pos.where(line, col))
 	case why == errTimeout:
 		return nil, reuse, catalog.Rejectf(catalog.ReasonTimeout, "script ran past its budget of %s (tried %d times)", o.timeout, attempts)
 	case why != nil:
 		return nil, reuse, fmt.Errorf("script interrupted: %w", why)
+	case lim != nil && lim.reason == catalog.ReasonResource:
+		line, col = o.framePos(lim.stack)
+		return nil, reuse, catalog.Rejectf(catalog.ReasonResource, "script went past its memory budget of %s: %s%s", formatSize(o.memory), clip(lim.what), o.pos.where(line, col))
+	case lim != nil:
+		line, col = o.framePos(lim.stack)
+		return nil, reuse, catalog.Rejectf(lim.reason, "%s%s", clip(lim.what), o.pos.where(line, col))
 	case overflow:
 		return nil, reuse, catalog.Rejectf(catalog.ReasonScript, "the call stack grew past %d frames%s", maxCallStack, o.pos.where(line, col))
 	case engineErr != nil:

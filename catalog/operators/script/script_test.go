@@ -336,7 +336,7 @@ func TestConstructorWithoutSchema(t *testing.T) {
 		{"{file: a.js, source: x}", "example.yaml:1:14: script takes source or file, not both"},
 		{"{source: [a]}", "example.yaml:1:10: source must be JavaScript code, as a string"},
 		{"{file: ''}", "example.yaml:1:8: file must be the path of a .js side file"},
-		{"{source: x, lang: js}", `example.yaml:1:13: unknown option "lang": script takes source, file and timeout`},
+		{"{source: x, lang: js}", `example.yaml:1:13: unknown option "lang": script takes source, file, timeout and memory`},
 		{"{timeout: [1], source: x}", `example.yaml:1:11: timeout must be a duration such as 10ms or 1s, got ""`},
 		{"file: scripts/missing.js", `example.yaml:1:7: cannot read "scripts/missing.js": open scripts/missing.js: file does not exist`},
 		{"file: scripts/bad.js", "scripts/bad.js:2:20: JavaScript syntax error: Unexpected token ;"},

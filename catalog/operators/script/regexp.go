@@ -1,0 +1,137 @@
+package script
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/dlclark/regexp2/v2"
+	"github.com/dop251/goja"
+
+	"github.com/sluicehq/sluice/catalog"
+)
+
+// Regular expressions.
+//
+// goja matches most patterns with Go's regexp, which runs in linear time.
+// Patterns Go's regexp cannot express (backreferences, lookaround) and
+// every match that starts past index 0 (lastIndex of a global or sticky
+// regexp) go to dlclark/regexp2, a backtracking engine: /^(a|a)*\1$/ on
+// forty letters runs for hours. Runtime.Interrupt cannot stop it (the
+// interpreter checks the flag between instructions, and a match is one), so
+// the time budget alone would let one record stall its pipeline forever.
+//
+// regexp2 has a per-match timeout, but goja neither exposes it nor reports
+// it: a match that times out silently becomes "no match". So:
+//
+//   - matchLimit is set as regexp2's DefaultMatchTimeout, once at start-up,
+//     and bounds every backtracking match in the process;
+//   - every entry point to matching (exec, test and the Symbol methods that
+//     String.prototype.match, replace, split, ... call) is wrapped, and a
+//     call that took matchLimit or longer ends the script's call with reason
+//     timeout, because its result may be a timed-out "no match". Never a
+//     silently wrong result.
+//
+// The limit is global (regexp2 reads it when a pattern is compiled, and
+// goja shares compiled patterns between runtimes), so it cannot follow each
+// step's timeout: one regexp call may take at most matchLimit, whatever the
+// step's budget, and a step whose budget is shorter overshoots by up to
+// matchLimit plus the clock period.
+const (
+	matchLimit = 100 * time.Millisecond
+	// matchClock is how often regexp2's clock ticks; its default (100ms)
+	// would add up to 200ms to matchLimit. The clock goroutine runs only
+	// while a match with a timeout does.
+	matchClock = 10 * time.Millisecond
+)
+
+// init configures regexp2 before any pattern exists: DefaultMatchTimeout is
+// read when a pattern compiles and the clock period by the clock goroutine,
+// so neither may change later. Nothing else in Sluice uses regexp2.
+func init() {
+	regexp2.DefaultMatchTimeout = matchLimit
+	regexp2.SetTimeoutCheckPeriod(matchClock)
+}
+
+// guardRegexps wraps the entry points to regexp matching of vm's runtime.
+func (vm *jsVM) guardRegexps() error {
+	g := vm.rt.GlobalObject()
+	proto := objectAt(g, "RegExp", "prototype")
+	for _, name := range []string{"exec", "test"} {
+		orig, err := native(proto, name)
+		if err != nil {
+			return err
+		}
+		if err := vm.replace(proto, name, vm.timedMatch(orig)); err != nil {
+			return err
+		}
+	}
+	symbols := objectAt(g, "Symbol")
+	for _, name := range []string{"match", "matchAll", "replace", "search", "split"} {
+		sym, ok := symbols.Get(name).(*goja.Symbol)
+		if !ok {
+			return fmt.Errorf("guarding regexps: no Symbol.%s", name)
+		}
+		wrap := vm.timedMatch
+		if name == "replace" {
+			wrap = func(orig func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value {
+				timed := vm.timedMatch(orig)
+				return func(call goja.FunctionCall) goja.Value {
+					if s, ok := primitiveString(call.Argument(0)); ok {
+						matches := 1.0
+						if this, ok := call.This.(*goja.Object); ok && strings.Contains(this.Get("flags").String(), "g") {
+							matches = float64(s.Length()) + 1
+						}
+						vm.checkReplace(s, matches, call.Argument(1), "RegExp.prototype[Symbol.replace]")
+					}
+					return timed(call)
+				}
+			}
+		}
+		if err := vm.replaceSymbol(proto, sym, wrap); err != nil {
+			return err
+		}
+	}
+	// matchAll's iterator matches in its next method, which no property
+	// of RegExp.prototype leads to.
+	it, err := vm.rt.RunString("Object.getPrototypeOf(/(?:)/g[Symbol.matchAll](''))")
+	if err != nil {
+		return fmt.Errorf("guarding regexps: %w", err)
+	}
+	itProto := it.(*goja.Object)
+	orig, err := native(itProto, "next")
+	if err != nil {
+		return err
+	}
+	return vm.replace(itProto, "next", vm.timedMatch(orig))
+}
+
+// replaceSymbol is replace for a symbol-keyed method.
+func (vm *jsVM) replaceSymbol(obj *goja.Object, sym *goja.Symbol, wrap func(func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value) error {
+	old, ok := obj.GetSymbol(sym).(*goja.Object)
+	if !ok {
+		return fmt.Errorf("guarding regexps: no method for %s", sym)
+	}
+	orig, ok := old.Export().(func(goja.FunctionCall) goja.Value)
+	if !ok {
+		return fmt.Errorf("guarding regexps: %s is not a built-in", sym)
+	}
+	fn := vm.rt.ToValue(wrap(orig)).(*goja.Object)
+	_ = fn.DefineDataProperty("name", old.Get("name"), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)
+	_ = fn.DefineDataProperty("length", old.Get("length"), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)
+	return obj.DefineDataPropertySymbol(sym, fn, goja.FLAG_TRUE, goja.FLAG_FALSE, goja.FLAG_TRUE)
+}
+
+// timedMatch wraps a matching built-in: a call that ran matchLimit or
+// longer may have had a match time out inside regexp2, which goja reports
+// as no match, so it cannot be trusted.
+func (vm *jsVM) timedMatch(orig func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value {
+	return func(call goja.FunctionCall) goja.Value {
+		start := time.Now()
+		v := orig(call)
+		if d := time.Since(start); d >= matchLimit {
+			panic(vm.limit(catalog.ReasonTimeout, "a regular expression ran for %s, past the %s one match may take", d.Round(time.Millisecond), matchLimit))
+		}
+		return v
+	}
+}

@@ -1,0 +1,2 @@
+// reason: resource
+var a = new Array(1e9).fill(0);

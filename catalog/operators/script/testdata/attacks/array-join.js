@@ -1,0 +1,2 @@
+// reason: resource
+var s = new Array(1e9).join("x");

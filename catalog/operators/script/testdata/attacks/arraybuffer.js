@@ -1,0 +1,2 @@
+// reason: resource
+var b = new ArrayBuffer(4e9);

@@ -1,0 +1,3 @@
+// reason: resource
+var s = "x";
+for (;;) s += s;

@@ -1,0 +1,2 @@
+// reason: resource
+var s = "".padStart(1e9, "ab");

@@ -1,0 +1,2 @@
+// reason: resource
+var s = "x".repeat(1e9);

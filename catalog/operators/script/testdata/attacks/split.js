@@ -1,0 +1,2 @@
+// reason: resource
+var parts = "x".repeat(1e7).split("");

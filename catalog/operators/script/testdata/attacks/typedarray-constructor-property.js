@@ -1,0 +1,3 @@
+// reason: resource
+var Ctor = new Uint8Array(1).constructor;
+var a = new Ctor(4e9);

@@ -1,0 +1,2 @@
+// reason: resource
+var a = new Float64Array(1e9);
