@@ -37,6 +37,10 @@ type Spec struct {
 	Examples []Example
 	// New builds the operator from a validated config.
 	New Constructor
+	// ScalarHint, when set, is advice added to the schema error of a step
+	// given a scalar it does not take, for operators people reach for by
+	// another meaning of their name (drop: ms > 10000, meant as a filter).
+	ScalarHint func(scalar string) string
 
 	schema *jsonschema.Schema
 	doc    any // Config decoded, for the combined schema

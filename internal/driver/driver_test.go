@@ -5,8 +5,10 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/all"
@@ -301,6 +303,33 @@ spec:
 		}
 		if got := header(dlq[i], engine.HeaderReason); got != "expression" {
 			t.Errorf("dead letter %d: reason %q", i, got)
+		}
+	}
+}
+
+// The test-file parser refuses the deep YAML attacks of the pipeline
+// compiler's testdata before parsing them, cheaply and with a position.
+func TestTestFileAttacksAreCheap(t *testing.T) {
+	files, err := filepath.Glob("../pipeline/testdata/attacks/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("attack files: %v, %v", files, err)
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		_, err = driver.ParseTestFile("x_test.yaml", data)
+		took := time.Since(start)
+		runtime.ReadMemStats(&after)
+		if err == nil || !strings.Contains(err.Error(), "nested deeper than") || !strings.HasPrefix(err.Error(), "x_test.yaml:") {
+			t.Errorf("%s: got %v, want the positioned depth limit", f, err)
+		}
+		if bytes := after.TotalAlloc - before.TotalAlloc; bytes > 8<<20 || took > 2*time.Second {
+			t.Errorf("%s: allocated %d bytes in %v; want under 8 MiB and 2s", f, bytes, took)
 		}
 	}
 }

@@ -19,8 +19,13 @@ import (
 func jsonCanonical(v any) ([]byte, error) { return json.Marshal(record.Plain(v)) }
 
 // ParseYAML parses one YAML document keeping positions. Syntax errors are
-// positioned at the offending token; duplicate keys are errors.
+// positioned at the offending token; duplicate keys are errors. Files over
+// MaxFileBytes or nested deeper than MaxDepth are refused before any
+// parser runs.
 func ParseYAML(name string, data []byte) (*catalog.Source, *yaml.Node, error) {
+	if err := checkLimits(name, data); err != nil {
+		return catalog.NewSource(name, nil), nil, err
+	}
 	src := catalog.NewSource(name, data)
 	var doc yaml.Node
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
@@ -55,7 +60,7 @@ func checkTags(src *catalog.Source, n *yaml.Node, errs *diag.List) {
 	if strings.HasPrefix(n.Tag, "!") && !strings.HasPrefix(n.Tag, "!!") {
 		text := strings.TrimSpace(n.Tag + " " + n.Value)
 		errs.Add(diag.Pos{}, diag.Errorf(catalog.NewConfig(src, n).Pos(),
-			"YAML reads %q as a tag, not text; quote it: '%s'", n.Tag, text))
+			"YAML reads %q as a tag, not text; quote the expression: %s", n.Tag, quoteYAML(text)))
 	}
 	for _, c := range n.Content {
 		checkTags(src, c, errs)
@@ -65,20 +70,44 @@ func checkTags(src *catalog.Source, n *yaml.Node, errs *diag.List) {
 // syntaxError positions a YAML syntax error. yaml.v3 reports only a line, so
 // the same input is parsed by goccy/go-yaml, whose errors carry the column of
 // the offending token.
+//
+// Either way, when the line holds an expression that YAML read as syntax
+// (a ternary's ": ", a leading * or &), the message says to quote it.
 func syntaxError(name string, data []byte, err error) error {
+	lines := strings.Split(string(data), "\n")
 	var v any
 	gerr := goccy.Unmarshal(data, &v)
 	var se *goccy.SyntaxError
 	if errors.As(gerr, &se) && se.Token != nil {
-		return diag.Errorf(diag.Pos{File: name, Line: se.Token.Position.Line, Column: se.Token.Position.Column},
-			"YAML syntax error: %s", se.Message)
+		line := se.Token.Position.Line
+		hint, _ := trapHint(lines, line)
+		return diag.Errorf(diag.Pos{File: name, Line: line, Column: se.Token.Position.Column},
+			"YAML syntax error: %s%s", se.Message, hint)
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 1
+	line, col := 1, 1
 	if _, scanErr := fmt.Sscanf(msg, "line %d:", &line); scanErr == nil {
 		msg = strings.TrimSpace(msg[strings.Index(msg, ":")+1:])
 	}
-	return diag.Errorf(diag.Pos{File: name, Line: line, Column: 1}, "YAML syntax error: %s", msg)
+	if strings.HasPrefix(msg, "did not find expected") {
+		// yaml.v3 reports these parser errors at the start of the
+		// collection being parsed, counting that line from 0: a flow
+		// mapping on line 7 is reported on line 6. Point at the
+		// collection.
+		line++
+		if line <= len(lines) {
+			if i := strings.IndexAny(lines[line-1], "{["); i >= 0 && strings.Contains(msg, "','") {
+				col = i + 1
+			} else {
+				col = len(lines[line-1]) - len(strings.TrimLeft(lines[line-1], " ")) + 1
+			}
+		}
+	}
+	hint, valueCol := trapHint(lines, line)
+	if col == 1 && hint != "" {
+		col = valueCol // yaml.v3 gives no column; the value is the culprit
+	}
+	return diag.Errorf(diag.Pos{File: name, Line: line, Column: col}, "YAML syntax error: %s%s", msg, hint)
 }
 
 func checkDuplicates(src *catalog.Source, n *yaml.Node, errs *diag.List) {
@@ -301,7 +330,11 @@ func (c *Compiler) compileStep(p *Plan, spec *catalog.Spec, name string, f *cata
 		return nil, err
 	}
 	if err := spec.Validate(record.Plain(v)); err != nil {
-		return nil, SchemaErrors(err, conf.Source(), conf.Node(), spec.SchemaDoc(), spec.Name).Err()
+		errs := SchemaErrors(err, conf.Source(), conf.Node(), spec.SchemaDoc(), spec.Name)
+		if spec.ScalarHint != nil && conf.IsScalar() && len(errs) > 0 {
+			errs[0].Msg += "; " + spec.ScalarHint(conf.String())
+		}
+		return nil, errs.Err()
 	}
 	op, err := spec.New(&catalog.Build{Pipeline: p.Name, Step: name, Files: c.Files}, conf)
 	if err != nil {

@@ -78,7 +78,7 @@ func TestEncodeJSONMatchesLibrary(t *testing.T) {
 		[]any{1.0, []any{map[string]any{"deep": []any{nil, false}}}},
 		map[string]any{"n": 1, "i64": int64(2), "s": []string{"a"}, "m": map[string]string{"x": "y"}}, // other Go types
 		42, int64(-7), "x", 0, -1, math.MaxInt64, math.MinInt64, Number("18446744073709551616"), Number("-1.5e3"),
-		map[string]any{"i": 4, "f": 4.0, "n": Number("123456789012345678901234567890"), "neg": -0.0},
+		map[string]any{"i": 4, "f": 4.0, "n": Number("123456789012345678901234567890"), "neg": math.Copysign(0, -1)},
 	}
 	for i := range 20 {
 		values = append(values, map[string]any{strings.Repeat("k", i): float64(i) * 1.1, "z" + strings.Repeat("a", i): i%2 == 0})

@@ -113,7 +113,7 @@ func TestEqualJSON(t *testing.T) {
 		{Number("9223372036854775808"), 9223372036854775808.0, true},
 		{Number("9223372036854775809"), 9223372036854775808.0, false},
 		{Number("100"), 100, true},
-		{0, -0.0, true},
+		{0, math.Copysign(0, -1), true},
 		{1, "1", false},
 		{1, 1.5, false},
 		{nil, 0, false},

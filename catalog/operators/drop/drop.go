@@ -33,6 +33,9 @@ func Register(r *catalog.Registry) error {
 			"Missing fields are not an error, nor is a path through a field that is not an object: there is " +
 			"nothing to remove. A value that is not a JSON object sends the record to the DLQ with reason `type`.",
 		Config: schema,
+		ScalarHint: func(s string) string {
+			return "drop removes fields; to drop records use filter: " + s
+		},
 		Examples: []catalog.Example{
 			{
 				Title:   "Remove personal data",
