@@ -27,7 +27,8 @@ func Register(r *catalog.Registry) error {
 			"A predicate that evaluates to `nil` (`flag` when the record has no `flag` field) counts as " +
 			"`false`, so the record is dropped, not sent to the DLQ. An expression that fails on a record " +
 			"sends the record to the DLQ with reason `expression`: comparing a missing field with `>=`, using a " +
-			"missing field as an operand of `&&`, or a predicate that returns a number. Guard optional fields " +
+			"missing field as an operand of `&&`, or a predicate that returns a number (`filter must evaluate to a " +
+			"bool, got float64 (1.5)`). Guard optional fields " +
 			"with `x != nil && x >= 0`. " +
 			"Values that are not objects are filtered too: their fields are all missing, but `value`, `key` and " +
 			"the other metadata names are available.",
@@ -60,6 +61,21 @@ func Register(r *catalog.Registry) error {
 					map[string]any{"speed": 120},
 				},
 				DLQ: []catalog.Reason{catalog.ReasonExpression, catalog.ReasonExpression},
+			},
+			{
+				Title: "Integer arithmetic",
+				Summary: "A JSON number without a fraction is an integer in expressions, so `%` works on it; " +
+					"`%` on a number with a fraction fails and sends the record to the DLQ.",
+				Step: "order_id % 10 == 0",
+				Input: []any{
+					map[string]any{"order_id": 1230},
+					map[string]any{"order_id": 1231},
+					map[string]any{"order_id": 12.5},
+				},
+				Output: []any{
+					map[string]any{"order_id": 1230},
+				},
+				DLQ: []catalog.Reason{catalog.ReasonExpression},
 			},
 			{
 				Title:   "Guard optional fields",

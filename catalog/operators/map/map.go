@@ -40,7 +40,8 @@ func Register(r *catalog.Registry) error {
 			"named, in the manner of Kafka Streams' `mapValues`; to keep the other fields, use `set`. " +
 			"The record's key, headers and timestamp are kept.\n\n" +
 			"Every expression sees the input record, not the fields computed before it. A field whose expression " +
-			"is `nil` (a missing input field) is present with a null value. Integers become JSON numbers, and " +
+			"is `nil` (a missing input field) is present with a null value. Numbers keep their kind " +
+			"(`id + 1` is an integer, `id / 2` and `speed * 3.6` are floats, written with a fraction), and " +
 			"objects and arrays are copied. Constant strings need quotes inside the expression: " +
 			"`source: '\"gps\"'`; `source: gps` reads the field `gps`.\n\n" +
 			"The input does not have to be an object: for a raw or array value the fields are all missing, but " +

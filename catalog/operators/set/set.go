@@ -38,8 +38,9 @@ func Register(r *catalog.Registry) error {
 			"timestamp are kept. A nested mapping sets fields inside a nested object and keeps that object's " +
 			"other fields; when the field is missing or is not an object, a new object replaces it.\n\n" +
 			"Every expression sees the record as it was before the step, so `{a: b, b: a}` swaps two fields. " +
-			"A field whose expression is `nil` is set to null, not removed (use `drop` for that). Integers become " +
-			"JSON numbers, and objects and arrays are copied. Constant strings need quotes inside the expression: " +
+			"A field whose expression is `nil` is set to null, not removed (use `drop` for that). Numbers keep " +
+			"their kind (`id + 1` is an integer, `id / 2` and `speed * 3.6` are floats, written with a fraction), " +
+			"and objects and arrays are copied. Constant strings need quotes inside the expression: " +
 			"`source: '\"gps\"'`.\n\n" +
 			"A value that is not a JSON object sends the record to the DLQ with reason `type`; an expression " +
 			"that fails sends it, unchanged, with reason `expression`.",

@@ -63,7 +63,9 @@ func Register(r *catalog.Registry) error {
 			"`window.start`, `window.end` and one field per aggregate, timestamped at the window's end. " +
 			"`emit: update` writes the current result after every record instead. " +
 			"A record whose windows have all closed goes to the DLQ with reason `late`; a non-numeric value for " +
-			"`sum`, `min`, `max`, `avg`, `percentiles` or a `top_n` ranking goes with reason `type`. Null inputs are skipped.\n\n" +
+			"`sum`, `min`, `max`, `avg`, `percentiles` or a `top_n` ranking goes with reason `type`. Null inputs are skipped. " +
+			"A `sum` of integers is an integer (one float input, or a sum past 64 bits, makes it a float); " +
+			"`min` and `max` are the input they pick, integer or float; `avg` and `percentiles` are floats.\n\n" +
 			"State lives in the task's store and its changelog: changing the key, the window or the aggregates " +
 			"makes it unreadable, which a new revision must accept with `reset: true`.",
 		Config: schema,
