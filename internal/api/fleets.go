@@ -23,17 +23,71 @@ type fleetBody struct {
 	Module  string `json:"module"`
 	Runners int    `json:"runners"`
 	// Settings are the module's variables.
-	Settings  json.RawMessage `json:"settings"`
-	Status    string          `json:"status"`
-	CreatedAt time.Time       `json:"created_at"`
-	UpdatedAt time.Time       `json:"updated_at"`
+	Settings json.RawMessage `json:"settings"`
+	Status   string          `json:"status"`
+	// Rollout is how new revisions reach the fleet's runners.
+	Rollout   rolloutPolicy `json:"rollout"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
 	version   int
 }
 
-const fleetColumns = "id, project_id, name, module, runners, settings, status, created_at, updated_at, version"
+const fleetColumns = "id, project_id, name, module, runners, settings, status, strategy, bake_seconds, max_dlq_ratio, created_at, updated_at, version"
 
 func (f *fleetBody) scanDest() []any {
-	return []any{&f.ID, &f.ProjectID, &f.Name, &f.Module, &f.Runners, &f.Settings, &f.Status, &f.CreatedAt, &f.UpdatedAt, &f.version}
+	return []any{&f.ID, &f.ProjectID, &f.Name, &f.Module, &f.Runners, &f.Settings, &f.Status,
+		&f.Rollout.Strategy, &f.Rollout.BakeSeconds, &f.Rollout.MaxDLQRatio, &f.CreatedAt, &f.UpdatedAt, &f.version}
+}
+
+// rolloutPolicy says how rollouts proceed on a fleet: the strategy
+// (all-at-once, rolling: one runner at a time, canary: one runner first,
+// then the rest), how long each step must stay healthy, and the share of
+// records sent to the DLQ that fails a step and rolls back.
+type rolloutPolicy struct {
+	Strategy    string  `json:"strategy"`
+	BakeSeconds int     `json:"bake_seconds"`
+	MaxDLQRatio float64 `json:"max_dlq_ratio"`
+}
+
+// rolloutPolicyPatch is a partial rolloutPolicy in a request.
+type rolloutPolicyPatch struct {
+	Strategy    *string  `json:"strategy"`
+	BakeSeconds *int     `json:"bake_seconds"`
+	MaxDLQRatio *float64 `json:"max_dlq_ratio"`
+}
+
+func (p *rolloutPolicyPatch) validate() []FieldError {
+	if p == nil {
+		return nil
+	}
+	var errs []FieldError
+	if p.Strategy != nil && *p.Strategy != "all-at-once" && *p.Strategy != "rolling" && *p.Strategy != "canary" {
+		errs = append(errs, FieldError{Field: "rollout.strategy", Detail: `must be "all-at-once", "rolling" or "canary"`})
+	}
+	if p.BakeSeconds != nil && (*p.BakeSeconds < 0 || *p.BakeSeconds > 86400) {
+		errs = append(errs, FieldError{Field: "rollout.bake_seconds", Detail: "must be from 0 to 86400"})
+	}
+	if p.MaxDLQRatio != nil && (*p.MaxDLQRatio < 0 || *p.MaxDLQRatio > 1) {
+		errs = append(errs, FieldError{Field: "rollout.max_dlq_ratio", Detail: "must be from 0 to 1"})
+	}
+	return errs
+}
+
+// fields returns the patch's values for SQL, nil where unset.
+func (p *rolloutPolicyPatch) fields() (strategy, bake, ratio any) {
+	if p == nil {
+		return nil, nil, nil
+	}
+	if p.Strategy != nil {
+		strategy = *p.Strategy
+	}
+	if p.BakeSeconds != nil {
+		bake = *p.BakeSeconds
+	}
+	if p.MaxDLQRatio != nil {
+		ratio = *p.MaxDLQRatio
+	}
+	return strategy, bake, ratio
 }
 
 var fleetModules = map[string]bool{"local": true, "kubernetes": true, "aws": true}
@@ -41,10 +95,11 @@ var fleetModules = map[string]bool{"local": true, "kubernetes": true, "aws": tru
 const maxRunners = 1000
 
 type createFleetRequest struct {
-	Name     string         `json:"name" required:"true"`
-	Module   string         `json:"module" required:"true"`
-	Runners  *int           `json:"runners"`
-	Settings map[string]any `json:"settings"`
+	Name     string              `json:"name" required:"true"`
+	Module   string              `json:"module" required:"true"`
+	Runners  *int                `json:"runners"`
+	Settings map[string]any      `json:"settings"`
+	Rollout  *rolloutPolicyPatch `json:"rollout"`
 }
 
 func (b *createFleetRequest) validate() []FieldError {
@@ -55,19 +110,21 @@ func (b *createFleetRequest) validate() []FieldError {
 	if b.Runners != nil && (*b.Runners < 0 || *b.Runners > maxRunners) {
 		errs = append(errs, FieldError{Field: "runners", Detail: "must be from 0 to 1000"})
 	}
-	return errs
+	return append(errs, b.Rollout.validate()...)
 }
 
 type updateFleetRequest struct {
-	Runners  *int           `json:"runners"`
-	Settings map[string]any `json:"settings"`
+	Runners  *int                `json:"runners"`
+	Settings map[string]any      `json:"settings"`
+	Rollout  *rolloutPolicyPatch `json:"rollout"`
 }
 
 func (b *updateFleetRequest) validate() []FieldError {
+	var errs []FieldError
 	if b.Runners != nil && (*b.Runners < 0 || *b.Runners > maxRunners) {
-		return []FieldError{{Field: "runners", Detail: "must be from 0 to 1000"}}
+		errs = append(errs, FieldError{Field: "runners", Detail: "must be from 0 to 1000"})
 	}
-	return nil
+	return append(errs, b.Rollout.validate()...)
 }
 
 func (s *Server) fleetResource() resource {
@@ -110,8 +167,10 @@ func (s *Server) createFleet(w http.ResponseWriter, r *http.Request) error {
 	}
 	var f fleetBody
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO fleets (id, project_id, name, module, runners, settings) VALUES ($1, $2, $3, $4, $5, $6)
-			RETURNING `+fleetColumns, id, pa.ID, body.Name, body.Module, *body.Runners, body.Settings).Scan(f.scanDest()...)
+		strategy, bake, ratio := body.Rollout.fields()
+		err := tx.QueryRow(ctx, `INSERT INTO fleets (id, project_id, name, module, runners, settings, strategy, bake_seconds, max_dlq_ratio)
+			VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, 'all-at-once'), coalesce($8, 30), coalesce($9, 0.05))
+			RETURNING `+fleetColumns, id, pa.ID, body.Name, body.Module, *body.Runners, body.Settings, strategy, bake, ratio).Scan(f.scanDest()...)
 		if _, dup := store.IsUniqueViolation(err); dup {
 			return conflict("the project has a fleet with this name", FieldError{Field: "name", Detail: "already taken"})
 		}
@@ -154,10 +213,12 @@ func (s *Server) updateFleet(w http.ResponseWriter, r *http.Request) error {
 		settings = body.Settings
 	}
 	var out fleetBody
+	strategy, bake, ratio := body.Rollout.fields()
 	err = s.updateVersioned(r, "fleet", auditEntry{action: "fleet.update", resourceType: "fleet",
-		details: map[string]any{"runners": body.Runners, "settings_changed": body.Settings != nil}}, out.scanDest(),
-		`UPDATE fleets SET runners = coalesce($3, runners), settings = coalesce($4, settings), updated_at = now(), version = version + 1
-		WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+fleetColumns, f.ID, body.Runners, settings)
+		details: map[string]any{"runners": body.Runners, "settings_changed": body.Settings != nil, "rollout": body.Rollout}}, out.scanDest(),
+		`UPDATE fleets SET runners = coalesce($3, runners), settings = coalesce($4, settings), strategy = coalesce($5, strategy),
+			bake_seconds = coalesce($6, bake_seconds), max_dlq_ratio = coalesce($7, max_dlq_ratio), updated_at = now(), version = version + 1
+		WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+fleetColumns, f.ID, body.Runners, settings, strategy, bake, ratio)
 	if err != nil {
 		return err
 	}
