@@ -111,11 +111,11 @@ func (d *fieldDecoder) build(i, depth int) (any, int) {
 	case c == 'n':
 		return nil, d.literal(i, "null")
 	case c == '-' || '0' <= c && c <= '9':
-		end := d.number(i)
+		end, float := d.scanNumber(i)
 		if end < 0 {
 			return nil, -1
 		}
-		v, ok := parseNumber(d.b[i:end])
+		v, ok := parseNumber(d.b[i:end], float)
 		if !ok {
 			return nil, -1
 		}
@@ -203,16 +203,10 @@ func hex4(b []byte) rune {
 // parseNumber decodes a number valid in the JSON grammar: an int when it
 // has neither fraction nor exponent and fits in int64, a Number holding
 // its text when it has neither but does not fit, and a float64 otherwise.
-// It returns false for a float64 out of range.
-func parseNumber(tok []byte) (any, bool) {
-	isInt := true
-	for _, c := range tok {
-		if c == '.' || c == 'e' || c == 'E' {
-			isInt = false
-			break
-		}
-	}
-	if isInt {
+// It returns false for a float64 out of range. float says whether tok has
+// a fraction or an exponent.
+func parseNumber(tok []byte, float bool) (any, bool) {
+	if !float {
 		// Up to 18 digits cannot overflow int64.
 		if n := len(tok); n <= 18 || n == 19 && tok[0] == '-' {
 			neg := tok[0] == '-'

@@ -330,8 +330,15 @@ func (d *fieldDecoder) literal(i int, lit string) int {
 // number checks the number at i against the JSON grammar, and, when it
 // has a fraction or an exponent and could be out of float64's range, that
 // it is not (DecodeJSON rejects such numbers; integers of any size are
-// kept).
+// kept). It returns the index after the number, or -1.
 func (d *fieldDecoder) number(i int) int {
+	end, _ := d.scanNumber(i)
+	return end
+}
+
+// scanNumber is number, also reporting whether the number has a fraction
+// or an exponent (is a float rather than an integer).
+func (d *fieldDecoder) scanNumber(i int) (end int, float bool) {
 	b := d.b
 	start := i
 	if b[i] == '-' {
@@ -348,13 +355,13 @@ func (d *fieldDecoder) number(i int) int {
 	if i < len(b) && b[i] == '0' {
 		i++
 	} else if digits() == 0 {
-		return -1
+		return -1, false
 	}
 	frac := i < len(b) && b[i] == '.'
 	if frac {
 		i++
 		if digits() == 0 {
-			return -1
+			return -1, false
 		}
 	}
 	exp := false
@@ -365,15 +372,15 @@ func (d *fieldDecoder) number(i int) int {
 			i++
 		}
 		if digits() == 0 {
-			return -1
+			return -1, false
 		}
 	}
 	if exp || frac && i-start > 300 {
 		if _, err := strconv.ParseFloat(bytesString(b[start:i]), 64); err != nil {
-			return -1
+			return -1, false
 		}
 	}
-	return i
+	return i, frac || exp
 }
 
 // exactPow10 are the powers of ten a float64 holds exactly.
