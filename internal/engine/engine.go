@@ -480,6 +480,6 @@ func ToTime(v any) (time.Time, error) {
 	case nil:
 		return time.Time{}, errors.New("timestamp is missing")
 	default:
-		return time.Time{}, fmt.Errorf("timestamp must be a time, an RFC 3339 string or epoch milliseconds, not %s", catalog.TypeName(v))
+		return time.Time{}, fmt.Errorf("timestamp must be a time, an RFC 3339 string or epoch milliseconds, got %s", record.Describe(v))
 	}
 }
