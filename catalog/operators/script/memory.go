@@ -305,6 +305,28 @@ func (vm *jsVM) guardConstructor(global *goja.Object, name string, elemSize int)
 			return obj
 		},
 	})).(*goja.Object)
+	// goja's instanceof does not see through a proxy of a constructor
+	// (OrdinaryHasInstance wants a function object): give the target a
+	// Symbol.hasInstance that walks the prototype chain, as the spec's
+	// does. It reads this.prototype, so subclasses (whose statics inherit
+	// from the proxy) get the right answer too.
+	hasInstance := vm.rt.ToValue(func(call goja.FunctionCall) goja.Value {
+		ctor, _ := call.This.(*goja.Object)
+		o, _ := call.Argument(0).(*goja.Object)
+		if ctor == nil || o == nil {
+			return vm.rt.ToValue(false)
+		}
+		proto, _ := ctor.Get("prototype").(*goja.Object)
+		for o = o.Prototype(); o != nil && proto != nil; o = o.Prototype() {
+			if o == proto {
+				return vm.rt.ToValue(true)
+			}
+		}
+		return vm.rt.ToValue(false)
+	})
+	if err := target.DefineDataPropertySymbol(goja.SymHasInstance, hasInstance, goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_FALSE); err != nil {
+		return err
+	}
 	proto := target.Get("prototype").(*goja.Object)
 	if err := proto.DefineDataProperty("constructor", proxy, goja.FLAG_TRUE, goja.FLAG_FALSE, goja.FLAG_TRUE); err != nil {
 		return err
@@ -434,7 +456,7 @@ func (vm *jsVM) join(call goja.FunctionCall) goja.Value {
 	n := int(o.Get("length").ToInteger())
 	sep := goja.String(asciiComma)
 	if s := call.Argument(0); !goja.IsUndefined(s) {
-		sep = s.ToString().(goja.String)
+		sep = vm.toString(s)
 	}
 	var (
 		buf   goja.StringBuilder
@@ -453,7 +475,7 @@ func (vm *jsVM) join(call goja.FunctionCall) goja.Value {
 		if e == nil || goja.IsUndefined(e) || goja.IsNull(e) {
 			continue
 		}
-		s := e.ToString().(goja.String)
+		s := vm.toString(e)
 		units += float64(s.Length())
 		vm.needString(units, "Array.prototype.join")
 		buf.WriteString(s)
@@ -462,6 +484,16 @@ func (vm *jsVM) join(call goja.FunctionCall) goja.Value {
 }
 
 var asciiComma = goja.StringFromUTF16([]uint16{','})
+
+// toString is ToString as a goja.String; goja's Value.ToString leaves
+// numbers and booleans as they are.
+func (vm *jsVM) toString(v goja.Value) goja.String {
+	s := v.ToString()
+	if gs, ok := s.(goja.String); ok {
+		return gs
+	}
+	return vm.rt.ToValue(s.String()).(goja.String)
+}
 
 // needString checks a string of units UTF-16 code units (counted as two
 // bytes each: goja keeps non-ASCII strings in UTF-16).

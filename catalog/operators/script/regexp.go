@@ -55,6 +55,13 @@ func init() {
 
 // guardRegexps wraps the entry points to regexp matching of vm's runtime.
 func (vm *jsVM) guardRegexps() error {
+	// matchAll's iterator matches in its next method, which no property
+	// of RegExp.prototype leads to. Found before anything is wrapped: the
+	// wrappers may refuse even this tiny match on a starved machine.
+	it, err := vm.rt.RunString("Object.getPrototypeOf(/(?:)/g[Symbol.matchAll](''))")
+	if err != nil {
+		return fmt.Errorf("guarding regexps: %w", err)
+	}
 	g := vm.rt.GlobalObject()
 	proto := objectAt(g, "RegExp", "prototype")
 	for _, name := range []string{"exec", "test"} {
@@ -92,13 +99,10 @@ func (vm *jsVM) guardRegexps() error {
 			return err
 		}
 	}
-	// matchAll's iterator matches in its next method, which no property
-	// of RegExp.prototype leads to.
-	it, err := vm.rt.RunString("Object.getPrototypeOf(/(?:)/g[Symbol.matchAll](''))")
-	if err != nil {
-		return fmt.Errorf("guarding regexps: %w", err)
+	itProto, ok := it.(*goja.Object)
+	if !ok {
+		return fmt.Errorf("guarding regexps: no RegExp string iterator")
 	}
-	itProto := it.(*goja.Object)
 	orig, err := native(itProto, "next")
 	if err != nil {
 		return err

@@ -30,7 +30,7 @@ import (
 func Register(r *catalog.Registry) error {
 	return r.Register(catalog.Spec{
 		Name:        "script",
-		Summary:     "Runs a JavaScript function on each record, with a time and a memory budget per record.",
+		Summary:     "Runs a JavaScript function on each record, with a time budget per record.",
 		Description: description,
 		Config:      schema,
 		Examples:    examples,
@@ -183,6 +183,15 @@ var (
 	errInit    = errors.New("top-level code ran past its budget")
 )
 
+// initTimeoutError is top-level code stopped by initTimeout, with where it
+// was.
+type initTimeoutError struct {
+	stack []goja.StackFrame
+}
+
+func (e *initTimeoutError) Error() string { return fmt.Sprintf("%v (%s)", errInit, initTimeout) }
+func (e *initTimeoutError) Unwrap() error { return errInit }
+
 type operator struct {
 	prog    *goja.Program
 	name    string // the script's name in stack traces
@@ -300,6 +309,7 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 		var (
 			ex  *goja.Exception
 			lim *limitError
+			ite *initTimeoutError
 		)
 		switch {
 		case errors.As(err, &lim):
@@ -308,7 +318,10 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 				return nil, op.pos.errorf(line, col, "the script's top-level code went past its memory budget of %s: %s", formatSize(op.memory), clip(lim.what))
 			}
 			return nil, op.pos.errorf(line, col, "the script's top-level code ran too long: %s", clip(lim.what))
-		case errors.As(err, &ex) && !errors.Is(err, errInit):
+		case errors.As(err, &ite):
+			line, col := op.framePos(ite.stack)
+			return nil, op.pos.errorf(line, col, "%v", err)
+		case errors.As(err, &ex):
 			line, col := op.throwPos(ex)
 			return nil, op.pos.errorf(line, col, "the script's top-level code threw: %s", clip(exceptionText(ex)))
 		}
@@ -382,6 +395,7 @@ type jsVM struct {
 	rt      *goja.Runtime
 	process goja.Callable
 	memory  int64 // budget in bytes
+	watch   watch // its registration with the heap watchdog, reused by every call
 	timer   *time.Timer
 	// wg counts the armed interrupters (timer, context) that have not been
 	// disarmed, so that a late one cannot hit the next call.
@@ -399,7 +413,7 @@ func (o *operator) newVM() (*jsVM, error) {
 	// eval and new Function parse code at run time; without this a
 	// sourceMappingURL comment makes goja read any file of the host.
 	vm.rt.SetParserOptions(parser.WithDisableSourceMaps)
-	if err := vm.installGuards(); err != nil {
+	if err := vm.installGuardsSafely(); err != nil {
 		return nil, fmt.Errorf("JavaScript engine failure: %w", err)
 	}
 	vm.timer = time.AfterFunc(time.Hour, func() { vm.interrupt(errTimeout) })
@@ -407,20 +421,26 @@ func (o *operator) newVM() (*jsVM, error) {
 
 	vm.wg.Add(1)
 	initTimer := time.AfterFunc(initTimeout, func() { vm.interrupt(errInit) })
-	var w watch
-	heapWatch.watch(vm, &w)
+	heapWatch.watch(vm)
 	_, err := runSafely(func() (goja.Value, error) { return vm.rt.RunProgram(o.prog) })
-	heapWatch.stop(&w)
+	heapWatch.stop(vm)
 	if initTimer.Stop() {
 		vm.wg.Done()
 	}
 	vm.wg.Wait()
 	if p := vm.why.Load(); p != nil {
+		// Where the code was when it was stopped: a guard's own stack if
+		// one saw the interrupt, else the interrupt's.
+		stack := interruptStack(err)
+		var lim *limitError
+		if errors.As(err, &lim) {
+			stack = lim.stack
+		}
 		var me *memoryError
 		if errors.As(*p, &me) {
-			return nil, &limitError{reason: catalog.ReasonResource, what: me.Error(), stack: interruptStack(err)}
+			return nil, &limitError{reason: catalog.ReasonResource, what: me.Error(), stack: stack}
 		}
-		return nil, fmt.Errorf("%w (%s)", errInit, initTimeout)
+		return nil, &initTimeoutError{stack: stack}
 	}
 	if err != nil {
 		return nil, err
@@ -432,6 +452,17 @@ func (o *operator) newVM() (*jsVM, error) {
 	}
 	vm.process = fn
 	return vm, nil
+}
+
+// installGuardsSafely is installGuards, with goja's panics (its API panics
+// on misuse) as errors.
+func (vm *jsVM) installGuardsSafely() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return vm.installGuards()
 }
 
 // interrupt stops the running call with cause; it runs on a timer's or a
@@ -483,7 +514,18 @@ func (o *operator) Process(ctx context.Context, r *record.Record, out catalog.Ou
 		if vm == nil {
 			var err error
 			if vm, err = o.newVM(); err != nil {
-				return catalog.Rejectf(catalog.ReasonScript, "starting the script: %s", clip(err.Error()))
+				// Top-level code ran at build time within its limits; if
+				// it does not now, the machine is starved (time) or the
+				// code depends on the record's timing: the record pays.
+				reason := catalog.ReasonScript
+				var lim *limitError
+				switch {
+				case errors.As(err, &lim):
+					reason = lim.reason
+				case errors.Is(err, errInit):
+					reason = catalog.ReasonTimeout
+				}
+				return catalog.Rejectf(reason, "starting the script: %s", clip(err.Error()))
 			}
 		}
 		var reuse bool
@@ -533,8 +575,7 @@ func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals [
 		stopCtx = context.AfterFunc(ctx, func() { vm.interrupt(context.Cause(ctx)) })
 	}
 
-	var w watch
-	heapWatch.watch(vm, &w)
+	heapWatch.watch(vm)
 
 	var (
 		ex        *goja.Exception
@@ -583,7 +624,7 @@ func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals [
 		line, col = o.throwPos(ex)
 	}
 
-	heapWatch.stop(&w)
+	heapWatch.stop(vm)
 	if vm.timer.Stop() {
 		vm.wg.Done()
 	}

@@ -304,7 +304,7 @@ func TestConfigErrors(t *testing.T) {
 		{"source: 'var process = 3;'", "example.yaml:1:9: the script must define function process(record)"},
 		{"source: |\n  var t = {};\n  t.x.y = 1;\n  function process(r) { return r; }",
 			"example.yaml:3:7: the script's top-level code threw: TypeError: Cannot convert undefined or null to object"},
-		{"source: 'while (true) {} function process(r) {}'", "example.yaml:1:9: top-level code ran past its budget (1s)"},
+		{"source: 'while (true) {} function process(r) {}'", "example.yaml:1:10: top-level code ran past its budget (1s)"},
 		{"{source: 'function process(r) {}', timeout: 0s}", "example.yaml:1:45: timeout must be positive, got 0s"},
 		{"{source: 'function process(r) {}', timeout: 3s}", "example.yaml:1:45: timeout 3s is too long: at most 2s per record"},
 		{"{source: 'function process(r) {}', timeout: soon}", `example.yaml:1:45: timeout must be a duration such as 10ms or 1s, got "soon"`},
@@ -459,3 +459,25 @@ type discard struct{}
 
 func (discard) Next(context.Context, *record.Record) error       { return nil }
 func (discard) To(context.Context, string, *record.Record) error { return nil }
+
+// BenchmarkStringify measures JSON.stringify of a record-sized object,
+// which the memory guard runs with a counting replacer.
+func BenchmarkStringify(b *testing.B) {
+	op := build(b, `source: |
+  function process(r) {
+    return JSON.stringify(r.value).length;
+  }`)
+	value := map[string]any{}
+	for i := range 20 {
+		value[fmt.Sprint("field", i)] = []any{float64(i), "some text", map[string]any{"nested": true}}
+	}
+	r := &record.Record{}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Value = value
+		if err := op.Process(ctx, r, discard{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

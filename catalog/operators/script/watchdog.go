@@ -78,7 +78,8 @@ func (d *watchdog) readHeap() uint64 {
 
 // watch registers a call of vm; the caller must call stop when the call
 // ends, after which the watchdog no longer touches vm.
-func (d *watchdog) watch(vm *jsVM, w *watch) {
+func (d *watchdog) watch(vm *jsVM) {
+	w := &vm.watch
 	w.vm, w.budget = vm, uint64(vm.memory)
 	d.mu.Lock()
 	if !d.running {
@@ -92,11 +93,11 @@ func (d *watchdog) watch(vm *jsVM, w *watch) {
 	d.mu.Unlock()
 }
 
-// stop unregisters w. Interrupts happen under the same lock, so none can
-// reach vm after stop returns.
-func (d *watchdog) stop(w *watch) {
+// stop unregisters vm's call. Interrupts happen under the same lock, so
+// none can reach vm after stop returns.
+func (d *watchdog) stop(vm *jsVM) {
 	d.mu.Lock()
-	delete(d.calls, w)
+	delete(d.calls, &vm.watch)
 	d.mu.Unlock()
 }
 
