@@ -82,6 +82,7 @@ build: ## Build every package, bin/runner and bin/controlplane
 	$(GO) build ./...
 	$(GO) build -o bin/runner ./cmd/runner
 	$(GO) build -o bin/controlplane ./cmd/controlplane
+	$(GO) build -o bin/sluice ./cmd/sluice
 
 # Flags for `controlplane dev`, e.g. make dev DEV_FLAGS='--listen 127.0.0.1:9090'.
 DEV_FLAGS ?=

@@ -151,7 +151,7 @@ func runRolloutWatch(ctx context.Context, cfg config, d deps, s *session) error 
 	fmt.Fprintf(d.stdout, "Rollout %s: %s to fleet %s (%s), pipelines %s\n", ro.ID, commit, clean(ro.Fleet),
 		orDash(ro.Strategy), orDash(clean(strings.Join(ro.Pipelines, ", "))))
 	var last int64
-	print := func(e apiclient.Event) error {
+	printEvent := func(e apiclient.Event) error {
 		if e.ID <= last {
 			return nil // replayed after a reconnect
 		}
@@ -161,9 +161,13 @@ func runRolloutWatch(ctx context.Context, cfg config, d deps, s *session) error 
 	}
 	var end apiclient.Rollout
 	for failures := 0; ; {
-		end, err = s.api.StreamEvents(ctx, s.project, id, print)
+		started := time.Now()
+		end, err = s.api.StreamEvents(ctx, s.project, id, printEvent)
 		if err == nil {
 			break
+		}
+		if time.Since(started) > 10*time.Second {
+			failures = 0 // it streamed for a while: a server's write timeout, not an outage
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()

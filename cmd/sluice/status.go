@@ -144,11 +144,24 @@ func printStatus(d deps, r statusReport) error {
 	if len(r.Pipelines) == 0 {
 		fmt.Fprintln(w, "  none yet: push a pipeline to the project's Git repository, or POST one to the API")
 	} else {
-		t := newTable(w, "NAME", "LATEST", "FLEET", "DEPLOYED", "STATUS", "MESSAGE")
+		// MESSAGE only when there is one to show: the API may not return
+		// deployment messages.
+		hasMessage := false
+		for _, p := range r.Pipelines {
+			for _, dep := range p.Deployments {
+				hasMessage = hasMessage || dep.Message != ""
+			}
+		}
+		header := []string{"NAME", "LATEST", "FLEET", "DEPLOYED", "STATUS"}
+		if hasMessage {
+			header = append(header, "MESSAGE")
+		}
+		t := newTable(w, header...)
+		row := func(cells ...string) { t.row(cells[:len(header)]...) }
 		for _, p := range r.Pipelines {
 			latest := revision(p.LatestRevision)
 			if len(p.Deployments) == 0 {
-				t.row(p.Name, orDash(latest), "-", "-", "not deployed", "")
+				row(p.Name, orDash(latest), "-", "-", "not deployed", "")
 			}
 			for i, dep := range p.Deployments {
 				name := p.Name
@@ -158,7 +171,7 @@ func printStatus(d deps, r statusReport) error {
 				if i == 0 {
 					latest = orDash(latest)
 				}
-				t.row(name, latest, dep.Fleet, revision(dep.Revision), dep.Status, dep.Message)
+				row(name, latest, dep.Fleet, revision(dep.Revision), dep.Status, dep.Message)
 			}
 		}
 		if err := t.flush(); err != nil {
