@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,10 +12,15 @@ import (
 )
 
 // table writes tab-separated rows as aligned columns.
-type table struct{ tw *tabwriter.Writer }
+type table struct {
+	w   io.Writer
+	buf bytes.Buffer
+	tw  *tabwriter.Writer
+}
 
 func newTable(w io.Writer, header ...string) *table {
-	t := &table{tw: tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)}
+	t := &table{w: w}
+	t.tw = tabwriter.NewWriter(&t.buf, 0, 0, 2, ' ', 0)
 	t.row(header...)
 	return t
 }
@@ -33,7 +39,21 @@ func (t *table) row(cells ...string) {
 	fmt.Fprint(t.tw, "\n")
 }
 
-func (t *table) flush() error { return t.tw.Flush() }
+// flush writes the table without the padding that empty last cells leave
+// at the ends of lines.
+func (t *table) flush() error {
+	if err := t.tw.Flush(); err != nil {
+		return err
+	}
+	var out strings.Builder
+	for line := range strings.Lines(t.buf.String()) {
+		out.WriteString(strings.TrimRight(line, " \n"))
+		out.WriteByte('\n')
+	}
+	t.buf.Reset()
+	_, err := io.WriteString(t.w, out.String())
+	return err
+}
 
 // clean puts s on one line and drops control characters (terminal escape
 // sequences included).
