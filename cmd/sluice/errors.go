@@ -31,6 +31,9 @@ func explain(err error) string {
 	}
 	fmt.Fprintf(&b, "%s (%d)", msg, ae.Status)
 	for _, f := range ae.Errors {
+		if len(ae.Errors) == 1 && msg == f.Field+": "+f.Detail && f.Line == 0 {
+			break // the detail says it already
+		}
 		fmt.Fprintf(&b, "\n  %s: %s", f.Field, f.Detail)
 		if f.Line > 0 {
 			fmt.Fprintf(&b, " (line %d, column %d)", f.Line, f.Column)

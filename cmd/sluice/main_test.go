@@ -4,15 +4,21 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +30,7 @@ import (
 	"github.com/sluicehq/sluice/gitops/rollout"
 	"github.com/sluicehq/sluice/internal/agentproto"
 	"github.com/sluicehq/sluice/internal/api"
+	"github.com/sluicehq/sluice/internal/apiclient"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/internal/store"
 )
@@ -447,6 +454,8 @@ func TestErrors(t *testing.T) {
 		{name: "unknown prefix", args: []string{"rollout", "pause", "ffff"}, code: 1, stderr: []string{`no rollout of the project has an ID starting with "ffff"`}},
 		{name: "not logged in", env: map[string]string{"SLUICE_TOKEN": ""}, args: []string{"status"}, code: 1, stderr: []string{"not logged in: run `sluice login`"}},
 		{name: "bad URL", env: map[string]string{"SLUICE_URL": "127.0.0.1:8080"}, args: []string{"status"}, code: 1, stderr: []string{"not a control plane URL"}},
+		{name: "invalid field", args: []string{"rollout", "rollback", p.rollout, "--reason", strings.Repeat("x", 2001)},
+			code: 1, stderr: []string{"sluice: reason: too long: at most 2000 bytes (422)\n"}},
 		{name: "usage", args: []string{"rollout", "rollback"}, code: 2, stderr: []string{"needs one rollout ID"}},
 		{name: "unknown command", args: []string{"deploy"}, code: 2, stderr: []string{`unknown command "deploy"`}},
 		{name: "bad output", args: []string{"status", "-o", "yaml"}, code: 2, stderr: []string{"want table or json"}},
@@ -501,6 +510,114 @@ func TestParseArgs(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%q: %+v, want %+v", tc.args, got, tc.want)
+		}
+	}
+}
+
+// On a terminal, login prompts for the URL and the token and turns echo
+// off while the token is typed, and on again after.
+func TestLoginPrompts(t *testing.T) {
+	p := newPlane(t)
+	c := newCLI(t)
+	c.stdin = p.url + "\n" + p.token + "\n"
+	var out, errs syncBuffer
+	d := c.deps(&out, &errs)
+	d.terminal = true
+	var echo []bool
+	d.setEcho = func(on bool) error { echo = append(echo, on); return nil }
+	if code := execute(context.Background(), []string{"login"}, d); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errs.String())
+	}
+	if want := []bool{false, true}; !slices.Equal(echo, want) {
+		t.Errorf("echo set to %v, want %v", echo, want)
+	}
+	for _, s := range []string{"Control plane URL [" + defaultURL + "]: ", "API token: "} {
+		if !strings.Contains(errs.String(), s) {
+			t.Errorf("no prompt %q in %q", s, errs.String())
+		}
+	}
+	if strings.Contains(out.String()+errs.String(), p.token) {
+		t.Error("the token was printed")
+	}
+	// Without stty, the prompt warns that the token shows.
+	c.stdin = "\n" + p.token + "\n"
+	d = c.deps(&out, &errs)
+	d.terminal = true
+	d.setEcho = func(bool) error { return errors.New("no stty") }
+	if code := execute(context.Background(), []string{"login"}, d); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out.String(), errs.String())
+	}
+	if !strings.Contains(errs.String(), "it will be visible as you type") {
+		t.Errorf("no warning that the token echoes: %q", errs.String())
+	}
+}
+
+// A stream that breaks before the rollout ends is reconnected, and the
+// events the server replays are not printed twice. The break is made by a
+// proxy in front of the real control plane that cuts the first stream
+// after one event.
+func TestWatchReconnects(t *testing.T) {
+	p := newPlane(t)
+	p.call("POST", "/api/v1/projects/"+p.project+"/rollouts/"+p.rollout+"/rollback", map[string]any{"reason": "test"}, 200)
+	events := p.call("GET", "/api/v1/projects/"+p.project+"/rollouts/"+p.rollout+"/events", nil, 200)["items"].([]any)
+	if len(events) < 2 {
+		t.Fatalf("want at least two events to tell a replay, got %v", events)
+	}
+	first, _ := json.Marshal(events[0])
+	target, _ := url.Parse(p.url)
+	real := httputil.NewSingleHostReverseProxy(target)
+	var cut atomic.Bool
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/events") && cut.CompareAndSwap(false, true) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "id: 1\ndata: %s\n\n", first)
+			return // the stream ends without "event: end"
+		}
+		real.ServeHTTP(w, r)
+	}))
+	defer proxy.Close()
+	c := p.cli()
+	c.env["SLUICE_URL"] = proxy.URL
+	r := c.run("rollout", "watch", p.rollout)
+	r.want(t, 1, "RolledBack (Degraded): test")
+	if !strings.Contains(r.stderr, "reconnecting") {
+		t.Errorf("stderr does not say it reconnected: %q", r.stderr)
+	}
+	msg := events[0].(map[string]any)["message"].(string)
+	if n := strings.Count(r.stdout, msg); n != 1 {
+		t.Errorf("the first event is printed %d times, want once:\n%s", n, r.stdout)
+	}
+	for _, e := range events[1:] {
+		if m := e.(map[string]any)["message"].(string); !strings.Contains(r.stdout, m) {
+			t.Errorf("event %q missing after the reconnect:\n%s", m, r.stdout)
+		}
+	}
+}
+
+// Field errors are listed under the detail, with a line and column for
+// pipeline sources; a single one the detail already states is not
+// repeated.
+func TestExplain(t *testing.T) {
+	cases := []struct {
+		err  error
+		want string
+	}{
+		{&apiclient.Error{Status: 422, Title: "Unprocessable Entity", Detail: "the request has invalid fields",
+			Errors: []apiclient.FieldError{{Field: "name", Detail: "required"}, {Field: "source", Detail: "unknown step", Line: 7, Column: 5}}},
+			"the request has invalid fields (422)\n  name: required\n  source: unknown step (line 7, column 5)"},
+		{&apiclient.Error{Status: 422, Detail: "reason: too long", Errors: []apiclient.FieldError{{Field: "reason", Detail: "too long"}}},
+			"reason: too long (422)"},
+		{&apiclient.Error{Status: 500, Title: "Internal Server Error", Detail: "an internal error occurred", RequestID: "req-1"},
+			"an internal error occurred (500)\n  request id req-1 (quote it when reporting the problem)"},
+		{&apiclient.Error{Status: 403, Detail: "needs the developer role"},
+			"needs the developer role (403)\n  the API token's role does not allow this; ask a project owner for a token with a stronger role"},
+		{&apiclient.Error{Status: 502}, "Bad Gateway (502)"},
+		{fmt.Errorf("listing: %w", &apiclient.Error{Status: 401, Detail: "this API token was revoked"}),
+			"this API token was revoked (401)\n  run `sluice login` to log in again (or set SLUICE_TOKEN)"},
+	}
+	for _, tc := range cases {
+		if got := explain(tc.err); got != tc.want {
+			t.Errorf("explain(%v):\n%s\nwant:\n%s", tc.err, got, tc.want)
 		}
 	}
 }
