@@ -369,12 +369,6 @@ type Event struct {
 	Message string    `json:"message"`
 }
 
-// Events lists a rollout's events so far.
-func (c *Client) Events(ctx context.Context, project, id string) ([]Event, error) {
-	var pg page[Event]
-	return pg.Items, c.do(ctx, http.MethodGet, rolloutPath(project, id)+"/events", nil, &pg)
-}
-
 // StreamEvents streams a rollout's events as server-sent events: it calls
 // onEvent for each, from the first, and returns the finished rollout when
 // the server ends the stream with it. A stream that ends early (the
