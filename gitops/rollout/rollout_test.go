@@ -305,3 +305,86 @@ func TestBundleScopedToFleet(t *testing.T) {
 		t.Error("a runner of another fleet read the bundle")
 	}
 }
+
+// pushFiles records a commit of the given pipeline files.
+func (f *fixture) pushFiles(files map[string][]byte) deploy.Summary {
+	f.t.Helper()
+	prev, err := f.store.Previous(f.ctx, f.project)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	res, err := validate.Check(f.ctx, all.New(), files, prev)
+	if err != nil || res.Failed {
+		f.t.Fatalf("validate: %v %v", err, res.Lines)
+	}
+	f.commits++
+	var sum deploy.Summary
+	f.tx(func(tx pgx.Tx) (err error) {
+		sum, err = f.store.RecordCommit(f.ctx, tx, f.project, deploy.Commit{SHA: fmt.Sprintf("%040d", f.commits)}, res.Pipelines)
+		return err
+	})
+	return sum
+}
+
+const withoutJoin = `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: orders}
+spec:
+  source: {topic: orders}
+  steps:
+    - set: {seen: true}
+  sink: {topic: orders.out}
+`
+
+const withJoin = `apiVersion: sluice/v1
+kind: Pipeline
+metadata: {name: orders}
+spec:
+  source: {topic: orders}
+  steps:
+    - join: {table: customers, on: customer_id, as: customer, type: left}
+  sink: {topic: orders.out}
+`
+
+// Adding a join changes the pipeline's consumer-group protocol, which old
+// and new members cannot share: the rollout first takes the pipeline off
+// every runner, and starts the new revision only once none runs the old.
+func TestGroupProtocolChangeStopsOldMembersFirst(t *testing.T) {
+	f := newFixture(t, "rolling", 2)
+	f.pushFiles(map[string][]byte{"pipelines/orders.yaml": []byte(withoutJoin)})
+	for range 6 {
+		f.pass()
+		f.report(zero, zero)
+	}
+	old := f.assigned()
+	sum := f.pushFiles(map[string][]byte{"pipelines/orders.yaml": []byte(withJoin)})
+	id := sum.Rollouts[0].ID
+	f.pass()
+	if phase, _, _ := f.rolloutState(id); phase != deploy.PhaseStopping {
+		t.Fatalf("phase %s, want Stopping\n%s", phase, f.events(id))
+	}
+	if got := f.assigned(); got[0] != "" || got[1] != "" {
+		t.Fatalf("while stopping, runners are told %v; want the pipeline on none", got)
+	}
+	// One runner still reports the old revision: nothing starts yet.
+	f.pass()
+	if phase, _, _ := f.rolloutState(id); phase != deploy.PhaseStopping {
+		t.Fatalf("phase %s before the old members stopped", phase)
+	}
+	f.report(zero, zero) // both now report no pipeline
+	f.pass()
+	got := f.assigned()
+	if got[0] == "" || got[0] == old[0] || got[1] != got[0] {
+		t.Fatalf("after stopping, runners are told %v; want the new revision everywhere (old %v)", got, old)
+	}
+	for range 6 {
+		f.report(zero, zero)
+		f.pass()
+	}
+	if phase, status, _ := f.rolloutState(id); phase != deploy.PhaseSucceeded || status != deploy.StatusSynced {
+		t.Fatalf("rollout %s/%s\n%s", phase, status, f.events(id))
+	}
+	if ev := f.events(id); !strings.Contains(ev, "stopping the old members of orders first") {
+		t.Errorf("events do not say why it stopped first:\n%s", ev)
+	}
+}
