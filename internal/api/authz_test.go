@@ -139,7 +139,7 @@ func fill(pattern string, w *world) string {
 	return strings.NewReplacer(
 		"{orgID}", w.orgB, "{projectID}", w.projB, "{fleetID}", w.fleetB, "{pipelineID}", w.pipeB,
 		"{revisionID}", w.revB, "{deploymentID}", w.depB, "{tokenID}", w.tokenB, "{userID}", w.userB,
-		"{rolloutID}", w.rolloutB, "{runnerID}", w.fleetB,
+		"{rolloutID}", w.rolloutB, "{runnerID}", w.fleetB, "{runNumber}", "1",
 		"{name}", "filter",
 	).Replace(pattern)
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -12,8 +13,8 @@ import (
 )
 
 // fleetBody is a fleet: a group of runners in the customer's cloud.
-// Provisioning (Terraform) fills Status in a later part; for now a fleet is
-// a record that deployments target.
+// Creating one plans it through Terraform (provisioning.go); Status is
+// what the last run left: pending, ready, failed or destroyed.
 type fleetBody struct {
 	ID        uuid.UUID `json:"id"`
 	ProjectID uuid.UUID `json:"project_id"`
@@ -131,7 +132,7 @@ func (s *Server) fleetResource() resource {
 	return resource{prefix: "/projects/{projectID}/fleets", tag: "fleets", routes: []route{
 		{method: http.MethodGet, path: "", op: "listFleets", summary: "List the project's fleets",
 			access: inProject, role: "viewer", resp: fleetBody{}, list: true, handle: s.listFleets},
-		{method: http.MethodPost, path: "", op: "createFleet", summary: "Record a fleet",
+		{method: http.MethodPost, path: "", op: "createFleet", summary: "Record a fleet and plan it (approve its first run to provision it)",
 			access: inProject, role: "owner", body: createFleetRequest{}, resp: fleetBody{}, status: http.StatusCreated, handle: s.createFleet},
 		{method: http.MethodGet, path: "/{fleetID}", op: "getFleet", summary: "Get a fleet",
 			access: inProject, role: "viewer", resp: fleetBody{}, handle: s.getFleet},
@@ -175,6 +176,10 @@ func (s *Server) createFleet(w http.ResponseWriter, r *http.Request) error {
 			return conflict("the project has a fleet with this name", FieldError{Field: "name", Detail: "already taken"})
 		}
 		if err != nil {
+			return err
+		}
+		// Creating a fleet plans it: the run waits for review (provisioning.go).
+		if _, err := s.openRun(ctx, tx, id, runRequest{reason: "create"}); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, r, auditEntry{action: "fleet.create", resourceType: "fleet", resourceID: id.String(),
@@ -229,6 +234,11 @@ func (s *Server) deleteFleet(w http.ResponseWriter, r *http.Request) error {
 	f, err := s.loadFleet(r)
 	if err != nil {
 		return err
+	}
+	if n, err := s.fleetHasResources(r.Context(), f.ID); err != nil {
+		return err
+	} else if n > 0 {
+		return conflict(fmt.Sprintf("Terraform manages %d resources of the fleet: destroy them first (POST .../destroy, then approve the run)", n))
 	}
 	return s.deleteVersioned(w, r, "fleets", f.ID, auditEntry{action: "fleet.delete", resourceType: "fleet",
 		details: map[string]any{"name": f.Name}})

@@ -136,6 +136,7 @@ func New(cfg Config) (*Server, error) {
 		s.memberResource(),
 		s.tokenResource(),
 		s.fleetResource(),
+		s.provisioningResource(),
 		s.pipelineResource(),
 		s.deploymentResource(),
 		s.rolloutResource(),
