@@ -30,6 +30,10 @@ type config struct {
 	shutdownWait  time.Duration
 	sweepInterval time.Duration
 	loginFailures int
+	// Provisioning: the terraform (or tofu) binary, the fleets' working
+	// directories, and (serve and dev) the runner the local module starts.
+	terraformPath string
+	fleetsDir     string
 	// dev only: the runner agent it starts.
 	runnerPath   string
 	runnerListen string
@@ -79,6 +83,11 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	level := fs.String("log-level", env("SLUICE_LOG_LEVEL", "info"), "debug, info, warn or error (SLUICE_LOG_LEVEL)")
 	fs.DurationVar(&cfg.shutdownWait, "shutdown-timeout", duration(getenv("SLUICE_SHUTDOWN_TIMEOUT"), 10*time.Second), "how long SIGTERM waits for requests in flight (SLUICE_SHUTDOWN_TIMEOUT)")
 	fs.DurationVar(&cfg.sweepInterval, "sweep-interval", 10*time.Minute, "how often expired sessions and idempotency records are deleted")
+	fs.StringVar(&cfg.terraformPath, "terraform", getenv("SLUICE_TERRAFORM"), "terraform or tofu binary for fleet runs (SLUICE_TERRAFORM); default: terraform, then tofu, on PATH, then .tools/bin")
+	fs.StringVar(&cfg.fleetsDir, "fleets-dir", getenv("SLUICE_FLEETS_DIR"), "directory of the fleets' Terraform working directories and local runners (SLUICE_FLEETS_DIR; default DATA-DIR/fleets)")
+	if cfg.command == "serve" {
+		fs.StringVar(&cfg.runnerPath, "runner", getenv("SLUICE_RUNNER"), "runner binary that fleets of the local module start (SLUICE_RUNNER; default: runner beside this binary, then $PATH)")
+	}
 	if cfg.command == "dev" {
 		fs.StringVar(&cfg.runnerPath, "runner", "", "dev: the runner binary to start as the dev fleet's agent (default: bin/runner beside this binary, then $PATH)")
 		fs.StringVar(&cfg.runnerListen, "runner-listen", "127.0.0.1:9464", "dev: address of the runner's ops server (/metrics, /status)")

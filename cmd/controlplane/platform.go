@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -19,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/gitops/rollout"
 	"github.com/sluicehq/sluice/internal/api"
 	"github.com/sluicehq/sluice/internal/pgnotify"
+	"github.com/sluicehq/sluice/provisioning/terraform"
 )
 
 // gitops is the control plane's GitOps half: the git server, the runner
@@ -108,4 +113,45 @@ func (g *gitops) handler(apiHandler http.Handler) http.Handler {
 func (g *gitops) run(ctx context.Context) {
 	go func() { _ = g.listener.Run(ctx) }()
 	go func() { _ = g.reconciler.Run(ctx) }()
+}
+
+// newProvisioning builds the reconciler of fleet runs (Terraform). A
+// missing terraform or runner binary is not fatal: the control plane
+// serves, and runs that need them fail saying what to install.
+func newProvisioning(ctx context.Context, cfg config, pool *pgxpool.Pool, log *slog.Logger) (*terraform.Reconciler, error) {
+	var dirs []string
+	if self, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Join(filepath.Dir(self), "..", ".tools", "bin"))
+	}
+	dirs = append(dirs, filepath.Join(".tools", "bin"))
+	bin, err := terraform.FindBinary(ctx, cfg.terraformPath, dirs...)
+	if err != nil {
+		log.Warn("provisioning: fleet runs will fail until terraform is installed", "err", err)
+	}
+	runner, err := findRunner(cfg.runnerPath)
+	if err != nil {
+		log.Warn("provisioning: fleets of the local module need the runner binary", "err", err)
+	}
+	root := cfg.fleetsDir
+	if root == "" {
+		root = filepath.Join(cfg.dataDir, "fleets")
+	}
+	return terraform.New(terraform.Config{Pool: pool, DatabaseURL: cfg.databaseURL, Root: root, Binary: bin,
+		ControlPlaneURL: controlPlaneURL(cfg), RunnerBinary: runner, Logger: log})
+}
+
+// controlPlaneURL is where runners reach the control plane: the public
+// URL, else the listen address (a wildcard host means this host).
+func controlPlaneURL(cfg config) string {
+	if cfg.publicURL != "" {
+		return strings.TrimRight(cfg.publicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(cfg.listen)
+	if err != nil {
+		return ""
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/sluicehq/sluice/internal/api"
 	"github.com/sluicehq/sluice/internal/store"
 	"github.com/sluicehq/sluice/migrations"
+	"github.com/sluicehq/sluice/provisioning/terraform"
 )
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
@@ -32,6 +33,7 @@ type controlPlane struct {
 	pool   *pgxpool.Pool
 	api    *api.Server
 	gitops *gitops
+	fleets *terraform.Reconciler
 	log    *slog.Logger
 }
 
@@ -65,7 +67,12 @@ func openControlPlane(ctx context.Context, cfg config, log *slog.Logger) (*contr
 		pool.Close()
 		return nil, err
 	}
-	return &controlPlane{pool: pool, api: srv, gitops: g, log: log}, nil
+	fleets, err := newProvisioning(ctx, cfg, pool, log)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &controlPlane{pool: pool, api: srv, gitops: g, fleets: fleets, log: log}, nil
 }
 
 func (cp *controlPlane) Close() { cp.pool.Close() }
@@ -73,6 +80,7 @@ func (cp *controlPlane) Close() { cp.pool.Close() }
 // serve serves until ctx ends, then drains requests for up to wait.
 func (cp *controlPlane) serve(ctx context.Context, l net.Listener, wait, sweep time.Duration) error {
 	cp.gitops.run(ctx)
+	go func() { _ = cp.fleets.Run(ctx) }()
 	srv := &http.Server{
 		Handler:           cp.gitops.handler(cp.api),
 		ReadHeaderTimeout: 10 * time.Second,
