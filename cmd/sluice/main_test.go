@@ -360,12 +360,8 @@ func TestWatchFinishedRollout(t *testing.T) {
 
 // Watch follows a rollout that is still going: events that happen while it
 // streams are printed, and it ends when the rollout does.
-//
-// It does not assert that each event arrives while the rollout runs: the
-// API's request logger (statusRecorder in internal/api/server.go) hides
-// http.Flusher, so the server's event stream reaches the client only when
-// the handler returns. Once that wrapper gets an Unwrap method, a
-// waitFor(t, &out, "paused by") after the pause below should hold.
+// Each event must arrive while the rollout still runs, so the stream is
+// flushed as it goes.
 func TestWatchFollowsActiveRollout(t *testing.T) {
 	p := newPlane(t)
 	c := p.cli()
@@ -376,6 +372,7 @@ func TestWatchFollowsActiveRollout(t *testing.T) {
 	go func() { done <- execute(ctx, []string{"rollout", "watch", p.rollout[:30]}, c.deps(&out, &errs)) }()
 	waitFor(t, &out, "Rollout "+p.rollout)
 	c.run("rollout", "pause", p.rollout).want(t, 0, "Paused rollout "+p.rollout)
+	waitFor(t, &out, "paused by")
 	c.run("rollout", "rollback", p.rollout, "--reason", "canary looks bad").want(t, 0,
 		"Rolled back rollout "+p.rollout+" on fleet edge: RolledBack (Degraded)", "Reason: canary looks bad")
 	select {

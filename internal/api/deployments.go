@@ -23,16 +23,18 @@ type deploymentBody struct {
 	RevisionID     uuid.UUID `json:"revision_id"`
 	RevisionNumber int       `json:"revision_number"`
 	Status         string    `json:"status"`
-	CreatedAt      time.Time `json:"created_at"`
-	UpdatedAt      time.Time `json:"updated_at"`
-	version        int
+	// Message says why, when it is not plain: a rollback's reason.
+	Message   string    `json:"message,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	version   int
 }
 
 const deploymentColumns = `d.id, d.project_id, d.fleet_id, d.pipeline_id, d.revision_id,
-	(SELECT number FROM revisions WHERE id = d.revision_id), d.status, d.created_at, d.updated_at, d.version`
+	(SELECT number FROM revisions WHERE id = d.revision_id), d.status, d.message, d.created_at, d.updated_at, d.version`
 
 func (d *deploymentBody) scanDest() []any {
-	return []any{&d.ID, &d.ProjectID, &d.FleetID, &d.PipelineID, &d.RevisionID, &d.RevisionNumber, &d.Status, &d.CreatedAt, &d.UpdatedAt, &d.version}
+	return []any{&d.ID, &d.ProjectID, &d.FleetID, &d.PipelineID, &d.RevisionID, &d.RevisionNumber, &d.Status, &d.Message, &d.CreatedAt, &d.UpdatedAt, &d.version}
 }
 
 type createDeploymentRequest struct {
