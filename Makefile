@@ -93,10 +93,22 @@ dev: setup ## Run the platform locally: PostgreSQL under .sluice/, the control p
 	$(GO) build -o bin/runner ./cmd/runner
 	./bin/controlplane dev $(DEV_FLAGS)
 
+# The packages of `make test`: everything but the end-to-end tests, which
+# run whole processes for minutes and have `make e2e`.
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e')
+
 .PHONY: test
-test: ## Run every test (race detector, shuffled, fuzz seed corpora), then the example pipelines' tests through the runner
-	$(GO) test $(TEST_FLAGS) ./...
+test: ## Run the fast tier: every package's tests but e2e (race detector, shuffled, fuzz seed corpora), then the example pipelines' tests
+	$(GO) test $(TEST_FLAGS) $(UNIT_PKGS)
 	$(GO) run ./cmd/runner test examples/
+
+# Flags for `go test` in `make e2e`: processes are killed, restarted and
+# kept down for a minute, so each test binary gets longer.
+E2E_FLAGS ?= -race -count=1 -timeout=15m
+
+.PHONY: e2e
+e2e: ## Run the end-to-end tests: runner crashes and fail-over, and the GitOps loop with real processes and the git CLI
+	$(GO) test $(E2E_FLAGS) ./e2e/...
 
 .PHONY: bench
 bench: ## Run the benchmarks; write bench/results/ and the table in docs/performance.md
