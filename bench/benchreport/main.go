@@ -21,7 +21,7 @@
 //
 // Run it from the repository root, usually through `make bench`:
 //
-//	go run ./bench/benchreport [-pkgs ./...] [-bench .] [-count 5] [-benchtime 1s]
+//	go run ./bench/benchreport [-pkgs ./...] [-bench .] [-count 5] [-benchtime 1s] [-timeout 60m]
 //
 // The exit status is non-zero when go test fails (results of the packages
 // that did run are still written); targets that are not met are reported but
@@ -55,6 +55,7 @@ type config struct {
 	bench     string   // -bench regexp
 	count     int      // -count
 	benchtime string   // -benchtime; empty for go test's default
+	timeout   string   // -timeout, per test binary
 	targets   string   // targets file
 	outDir    string   // directory for the JSON results
 	doc       string   // Markdown file whose generated section is rewritten
@@ -66,6 +67,10 @@ func main() {
 	flag.StringVar(&cfg.bench, "bench", ".", "regexp selecting the benchmarks to run (go test -bench)")
 	flag.IntVar(&cfg.count, "count", 5, "number of runs of each benchmark (go test -count)")
 	flag.StringVar(&cfg.benchtime, "benchtime", "", "run time of each benchmark, e.g. 2s or 1000x (go test -benchtime); empty for go's default")
+	// go test's default of 10m per test binary is too short for the
+	// packages whose benchmarks run for a minute each (bench/apiload,
+	// bench/gitops) at the default -count.
+	flag.StringVar(&cfg.timeout, "timeout", "60m", "time limit of each package's test binary (go test -timeout); 0 for none")
 	flag.StringVar(&cfg.targets, "targets", filepath.Join("bench", "targets.json"), "performance targets file")
 	flag.StringVar(&cfg.outDir, "out", filepath.Join("bench", "results"), "directory for the JSON results")
 	flag.StringVar(&cfg.doc, "doc", filepath.Join("docs", "performance.md"), "Markdown file whose generated section is rewritten")
@@ -98,6 +103,9 @@ func (c config) run(ctx context.Context) error {
 	args := []string{"test", "-run", "^$", "-bench", c.bench, "-benchmem", "-count", strconv.Itoa(c.count)}
 	if c.benchtime != "" {
 		args = append(args, "-benchtime", c.benchtime)
+	}
+	if c.timeout != "" {
+		args = append(args, "-timeout", c.timeout)
 	}
 	args = append(args, c.pkgs...)
 	fmt.Fprintln(os.Stderr, "benchreport: go", strings.Join(args, " "))
