@@ -294,3 +294,49 @@ func streamEvents(t *testing.T, url, token string) string {
 	}
 	return b.String()
 }
+
+// A failing apply ends the run failed, saying why in its error and log
+// (here a runner that exits at start on a bad flag); the fleet's lock is
+// released, so planning again with fixed settings works.
+func TestFailedFleetApplyThenRetry(t *testing.T) {
+	w := newFleetWorld(t)
+	brokers := kafkatest.Brokers(t)
+	c := w.owner
+	fleets := "/api/v1/projects/" + w.project + "/fleets"
+	fleet := c.do("POST", fleets, map[string]any{"name": "flaky", "module": "local", "runners": 1,
+		"settings": map[string]any{"kafka_brokers": brokers, "extra_args": []string{"--no-such-flag"}}}).want(201).str("id")
+	base := fleets + "/" + fleet
+	w.waitRun(t, fleet, 1, "planned")
+	c.do("POST", base+"/runs/1/approve", nil).want(200)
+	run := w.waitRun(t, fleet, 1, "failed")
+	if run["error_kind"] != "needs_human" || !strings.Contains(run["error"].(string), "exited at start") {
+		t.Errorf("failed run: %v: %v; want needs_human and the runner's exit", run["error_kind"], run["error"])
+	}
+	logs := string(c.do("GET", base+"/runs/1/logs", nil).want(200).body)
+	if !strings.Contains(logs, "no-such-flag") {
+		t.Errorf("the run's log does not show the runner's complaint:\n%s", logs)
+	}
+	if f := c.do("GET", base, nil).want(200).json(); f["status"] != "failed" {
+		t.Errorf("fleet status %v, want failed", f["status"])
+	}
+
+	c.do("PATCH", base, map[string]any{"settings": map[string]any{"kafka_brokers": brokers}}).want(200)
+	c.do("POST", base+"/runs", nil).want(201)
+	w.waitRun(t, fleet, 2, "planned")
+	c.do("POST", base+"/runs/2/approve", nil).want(200)
+	w.waitRun(t, fleet, 2, "applied")
+	kafkatest.Eventually(t, 20*time.Second, "1 live runner", func() bool { return w.liveRunners(fleet) == 1 })
+
+	c.do("POST", base+"/destroy", nil).want(201)
+	w.waitRun(t, fleet, 3, "planned")
+	// Discarding a plan ends the run; a cancelled one too.
+	c.do("POST", base+"/runs/3/discard", nil).want(200)
+	wantProblem(t, c.do("POST", base+"/runs/3/approve", nil), http.StatusConflict, "approving a discarded run")
+	c.do("POST", base+"/destroy", nil).want(201)
+	w.waitRun(t, fleet, 4, "planned")
+	c.do("POST", base+"/runs/4/approve", nil).want(200)
+	w.waitRun(t, fleet, 4, "applied")
+	if left := pidsUnder(t, w.root); len(left) != 0 {
+		t.Errorf("pid files left: %v", left)
+	}
+}

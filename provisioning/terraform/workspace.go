@@ -148,7 +148,7 @@ func escapeTemplates(v any) any {
 // terraform returns a terraform-exec handle on the workspace writing its
 // output to log. The environment is this process's without what
 // terraform-exec manages, plus the backend's connection string.
-func (w *Workspace) terraform(log io.Writer) (*tfexec.Terraform, error) {
+func (w *Workspace) terraform(ctx context.Context, log io.Writer) (*tfexec.Terraform, error) {
 	if w.Binary.Path == "" {
 		return nil, needsHuman("prepare", "", ErrNoBinary)
 	}
@@ -174,6 +174,11 @@ func (w *Workspace) terraform(log io.Writer) (*tfexec.Terraform, error) {
 	if err := tf.SetEnv(env); err != nil {
 		return nil, needsHuman("prepare", "", err)
 	}
+	// terraform-exec checks the version before most commands; ask now,
+	// with the answer cached, so that it does not land in the log.
+	if _, _, err := tf.Version(ctx, false); err != nil {
+		return nil, classify(ctx, "prepare", NeedsHuman, "", err)
+	}
 	tf.SetStdout(log)
 	tf.SetStderr(log)
 	return tf, nil
@@ -182,7 +187,7 @@ func (w *Workspace) terraform(log io.Writer) (*tfexec.Terraform, error) {
 // Init initialises the workspace with the pg backend in schema Schema
 // (terraform creates it).
 func (w *Workspace) Init(ctx context.Context, log io.Writer) error {
-	tf, err := w.terraform(log)
+	tf, err := w.terraform(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -195,7 +200,7 @@ func (w *Workspace) Init(ctx context.Context, log io.Writer) error {
 // the saved plan holds them, so it is written readable by its owner only.
 // Messages stream to log as lines.
 func (w *Workspace) Plan(ctx context.Context, planFile string, destroy bool, secrets map[string]string, log io.Writer) (Summary, error) {
-	tf, err := w.terraform(log)
+	tf, err := w.terraform(ctx, log)
 	if err != nil {
 		return Summary{}, err
 	}
@@ -252,7 +257,7 @@ func (w *Workspace) Apply(ctx context.Context, planFile, digest string, log io.W
 	if got != digest {
 		return needsHuman("apply", "plan again and review the new plan", fmt.Errorf("the plan file changed since it was reviewed (sha256 %s, reviewed %s)", got, digest))
 	}
-	tf, err := w.terraform(log)
+	tf, err := w.terraform(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -264,7 +269,7 @@ func (w *Workspace) Apply(ctx context.Context, planFile, digest string, log io.W
 
 // Resources counts the managed resources in the fleet's state.
 func (w *Workspace) Resources(ctx context.Context) (int, error) {
-	tf, err := w.terraform(io.Discard)
+	tf, err := w.terraform(ctx, io.Discard)
 	if err != nil {
 		return 0, err
 	}
@@ -297,7 +302,7 @@ func (w *Workspace) Resources(ctx context.Context) (int, error) {
 // Outputs reads the root module's outputs (the fleet module's, passed
 // through) after an apply.
 func (w *Workspace) Outputs(ctx context.Context) (map[string]json.RawMessage, error) {
-	tf, err := w.terraform(io.Discard)
+	tf, err := w.terraform(ctx, io.Discard)
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,7 @@ fi
 [ -z "$SLUICE_BOOTSTRAP_TOKEN" ] && unset SLUICE_BOOTSTRAP_TOKEN
 
 echo "--- $(date -u +%Y-%m-%dT%H:%M:%SZ) starting $RUNNER_NAME" >>"$LOG_FILE"
+offset=$(($(wc -c <"$LOG_FILE") + 1))
 setsid "$RUNNER_BINARY" "$@" </dev/null >>"$LOG_FILE" 2>&1 &
 pid=$!
 echo "$pid" >"$PID_FILE"
@@ -50,8 +51,8 @@ while [ $i -lt 10 ]; do
 	sleep 0.2
 	if ! alive "$pid"; then
 		rm -f "$PID_FILE"
-		echo "$RUNNER_NAME: the runner exited at start; the end of $LOG_FILE:" >&2
-		tail -n 20 "$LOG_FILE" >&2
+		echo "$RUNNER_NAME: the runner exited at start; its output ($LOG_FILE):" >&2
+		tail -c "+$offset" "$LOG_FILE" | head -n 15 >&2
 		exit 1
 	fi
 	i=$((i + 1))
