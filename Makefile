@@ -19,6 +19,11 @@ APT_PACKAGES := postgresql kcat git ca-certificates curl
 TOOLS_BIN := $(CURDIR)/.tools/bin
 STATICCHECK_VERSION := v0.8.2
 STATICCHECK := $(TOOLS_BIN)/staticcheck
+# Terraform for fleet provisioning: the last MPL release, built from source
+# into .tools/bin when neither terraform nor tofu is on PATH.
+TERRAFORM_VERSION := v1.5.7
+TERRAFORM_ON_PATH := $(shell command -v terraform || command -v tofu)
+TERRAFORM := $(if $(TERRAFORM_ON_PATH),,$(TOOLS_BIN)/terraform)
 
 # Flags for `go test` in `make test`; override for a quick run, e.g.
 # make test TEST_FLAGS='-count=1 -run TestCompile'. The timeout (per test
@@ -58,8 +63,9 @@ setup-apt:
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}" </dev/null
 
 .PHONY: setup-tools
-setup-tools: $(STATICCHECK)
+setup-tools: $(STATICCHECK) $(TERRAFORM)
 	@echo "setup: Go tools present in .tools/bin: staticcheck $(STATICCHECK_VERSION)"
+	@echo "setup: terraform: $(if $(TERRAFORM_ON_PATH),$(TERRAFORM_ON_PATH) (on PATH),$(TERRAFORM) $(TERRAFORM_VERSION))"
 
 # Each tool is installed when its binary is missing or older than the stamp
 # of its pinned version, so bumping a version reinstalls it and a second
@@ -75,6 +81,19 @@ $(STATICCHECK): $(STATICCHECK_STAMP)
 	@echo "setup: installing staticcheck $(STATICCHECK_VERSION) into .tools/bin"
 	@mkdir -p $(TOOLS_BIN)
 	GOBIN=$(TOOLS_BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	@touch $@
+
+TERRAFORM_STAMP := .tools/versions/terraform-$(TERRAFORM_VERSION)
+
+$(TERRAFORM_STAMP):
+	@mkdir -p $(@D)
+	@rm -f $(@D)/terraform-*
+	@touch $@
+
+$(TOOLS_BIN)/terraform: $(TERRAFORM_STAMP)
+	@echo "setup: installing terraform $(TERRAFORM_VERSION) into .tools/bin (no terraform or tofu on PATH)"
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/hashicorp/terraform@$(TERRAFORM_VERSION)
 	@touch $@
 
 .PHONY: build
