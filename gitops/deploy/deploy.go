@@ -313,6 +313,22 @@ func (s *Store) SetTargets(ctx context.Context, tx pgx.Tx, fleetID uuid.UUID, ta
 		if it.to != nil && it.from != nil && *it.to == *it.from && (it.stableBefore == nil || *it.stableBefore == *it.to) {
 			continue
 		}
+		if it.to != nil && it.from != nil && it.deploymentRow {
+			same, err := sameBundle(ctx, tx, *it.from, *it.to)
+			if err != nil {
+				return uuid.Nil, err
+			}
+			if same {
+				// A new revision with the bundle that runs (a revert, or a
+				// commit that changed other pipelines): runners see the same
+				// digest, so record it without a rollout.
+				if _, err := tx.Exec(ctx, `UPDATE deployments SET revision_id = $3, stable_revision_id = NULL, updated_at = now(),
+					version = version + 1 WHERE fleet_id = $1 AND pipeline_id = $2`, fleetID, pid, it.to); err != nil {
+					return uuid.Nil, err
+				}
+				continue
+			}
+		}
 		if it.to != nil && it.from != nil {
 			rc, err := s.protocolChanges(ctx, tx, *it.from, *it.to)
 			if err != nil {
@@ -370,6 +386,13 @@ func (s *Store) SetTargets(ctx context.Context, tx pgx.Tx, fleetID uuid.UUID, ta
 		return uuid.Nil, err
 	}
 	return id, BumpGeneration(ctx, tx, fleetID)
+}
+
+// sameBundle reports whether two revisions deploy the same bundle.
+func sameBundle(ctx context.Context, tx pgx.Tx, a, b uuid.UUID) (bool, error) {
+	var same bool
+	err := tx.QueryRow(ctx, `SELECT (SELECT digest FROM revisions WHERE id = $1) = (SELECT digest FROM revisions WHERE id = $2)`, a, b).Scan(&same)
+	return same, err
 }
 
 func rolloutStartMessage(strategy string, n int, info RolloutInfo) string {

@@ -60,6 +60,10 @@ type Reconciler struct {
 	// minRecords is how many records a bake must see before the dead
 	// letter ratio counts.
 	minRecords uint64
+	// statusEvery is how often deployment statuses are refreshed from
+	// reports; lastStatus is when they last were.
+	statusEvery time.Duration
+	lastStatus  time.Time
 }
 
 // Opt configures a Reconciler.
@@ -72,6 +76,12 @@ func Interval(d time.Duration) Opt { return func(r *Reconciler) { r.interval = d
 // (default three heartbeats).
 func LiveFor(d time.Duration) Opt { return func(r *Reconciler) { r.liveFor = d } }
 
+// StatusEvery sets how often deployment statuses are refreshed from the
+// runners' reports outside rollouts (default 2s; 0 refreshes on every
+// pass). The refresh reads every live runner's report, so it runs less
+// often than rollouts advance.
+func StatusEvery(d time.Duration) Opt { return func(r *Reconciler) { r.statusEvery = d } }
+
 // Logger sets the logger (default: discard).
 func Logger(l *slog.Logger) Opt { return func(r *Reconciler) { r.log = l } }
 
@@ -82,7 +92,7 @@ func WithReverter(rv Reverter) Opt { return func(r *Reconciler) { r.reverter = r
 // New returns a reconciler over pool.
 func New(pool *pgxpool.Pool, opts ...Opt) (*Reconciler, error) {
 	r := &Reconciler{pool: pool, log: slog.New(slog.DiscardHandler), interval: 250 * time.Millisecond,
-		liveFor: 3 * agentproto.HeartbeatInterval, convergeTimeout: 2 * time.Minute, minRecords: 10}
+		liveFor: 3 * agentproto.HeartbeatInterval, convergeTimeout: 2 * time.Minute, minRecords: 10, statusEvery: 2 * time.Second}
 	for _, o := range opts {
 		o(r)
 	}
@@ -164,8 +174,11 @@ func (r *Reconciler) Pass(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("rollout %s: %w", id, err))
 		}
 	}
-	if err := r.refreshStatuses(ctx); err != nil {
-		errs = append(errs, err)
+	if time.Since(r.lastStatus) >= r.statusEvery {
+		if err := r.refreshStatuses(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		r.lastStatus = time.Now()
 	}
 	return errors.Join(errs...)
 }
@@ -366,20 +379,22 @@ func (r *Reconciler) advance(st *state) {
 	if st.now.Sub(bakeStart) < st.bake {
 		return
 	}
-	if len(batch) > 0 || len(st.runners) > 0 {
+	if len(batch) > 0 {
 		names := make([]string, len(batch))
 		for i, rs := range batch {
 			names[i] = rs.name
 		}
-		if len(names) > 0 {
-			st.event("runner%s %s healthy for %s", plural(len(names)), strings.Join(names, ", "), st.bake)
-		}
+		st.event("runner%s %s healthy for %s", plural(len(names)), strings.Join(names, ", "), st.bake)
 	}
 	if !r.promoteNext(st) {
 		st.phase = deploy.PhaseSucceeded
 		st.status = deploy.StatusSynced
 		st.finished = true
-		st.event("rollout succeeded: every runner runs the new revision")
+		if len(st.runners) == 0 {
+			st.event("rollout done: no runner is live; runners take the new revision when they connect")
+		} else {
+			st.event("rollout succeeded: every runner runs the new revision")
+		}
 	}
 }
 

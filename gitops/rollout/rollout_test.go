@@ -80,7 +80,7 @@ func newFixture(t *testing.T, strategy string, runners int) *fixture {
 	if _, err := f.store.Register(ctx, tok.Secret, agentproto.RegisterRequest{Name: "extra"}); err == nil {
 		t.Fatal("a spent bootstrap token registered another runner")
 	}
-	f.rec, err = rollout.New(pool, rollout.LiveFor(time.Minute))
+	f.rec, err = rollout.New(pool, rollout.LiveFor(time.Minute), rollout.StatusEvery(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,6 +242,15 @@ func TestCanaryRollsBackOnDLQ(t *testing.T) {
 	}
 	if ev := f.events(id); !strings.Contains(ev, "promoting canary runner r1") || !strings.Contains(ev, "rolling back") {
 		t.Errorf("events do not tell the story:\n%s", ev)
+	}
+	// The revert commit brings back the good bundle: a new revision, but
+	// runners already run those bytes, so no rollout restarts anything.
+	revert := f.push(1)
+	if len(revert.Changed) != 1 || len(revert.Rollouts) != 0 {
+		t.Errorf("the revert's push: %+v; want a new revision and no rollout", revert)
+	}
+	if got := f.assigned(); got[0] != v1[0] {
+		t.Errorf("after the revert runners are told %v", got)
 	}
 	// Once every runner reports the previous revision again, the
 	// deployment is Synced to it and still says why.
