@@ -26,7 +26,7 @@ type runConfig struct {
 func (c *runConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.pipelines, "pipelines", "", "directory of pipeline files (*.yaml except *_test.yaml); required")
 	fs.DurationVar(&c.reload, "reload-interval", time.Second, "how often the pipelines directory is checked for changes")
-	c.runtimeConfig.register(fs, ".sluice/state", "directory of the on-disk state of pipelines with `state: {store: disk}`; deleting it loses nothing (state is restored from the changelog topics)")
+	c.runtimeConfig.register(fs, ".sluice/state", "`directory` of the on-disk state of pipelines with state: {store: disk}; deleting it loses nothing (state is restored from the changelog topics)")
 }
 
 // validate checks what can be checked without touching the network.

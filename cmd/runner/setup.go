@@ -24,6 +24,11 @@ import (
 	"github.com/sluicehq/sluice/internal/runtime"
 )
 
+// defaultListen is the ops server's default address: loopback only, since
+// /metrics and /status name pipelines and topics and nothing authenticates
+// them. `--listen :9464` exposes it on every interface.
+const defaultListen = "127.0.0.1:9464"
+
 // passwordEnv holds the SASL password; it is never a flag, so it does not
 // show in process listings or shell history.
 const passwordEnv = "SLUICE_SASL_PASSWORD"
@@ -67,7 +72,7 @@ func (c *runtimeConfig) register(fs *flag.FlagSet, stateDir, stateDirHelp string
 	})
 	fs.StringVar(&c.embeddedAddr, "embedded-addr", embedded.DefaultAddr, "address of the embedded Kafka cluster (without --brokers)")
 	fs.BoolVar(&c.embeddedAuto, "embedded-auto-create-topics", false, "let clients of the embedded cluster create topics by producing to them")
-	fs.StringVar(&c.listen, "listen", ":9464", "address of the ops HTTP server (/metrics, /healthz, /readyz, /status)")
+	fs.StringVar(&c.listen, "listen", defaultListen, "`address` of the ops HTTP server (/metrics, /healthz, /readyz, /status); loopback only by default, since it has no authentication and names pipelines and topics: --listen :9464 serves every interface (as a Prometheus scrape from another host or pod needs)")
 	fs.DurationVar(&c.commitInterval, "commit-interval", 100*time.Millisecond, "how long one transaction (or offset commit) collects records")
 	fs.StringVar(&c.instanceID, "instance-id", "", "this runner's ID among runners sharing pipelines; part of transactional IDs (default random)")
 	fs.DurationVar(&c.shutdown, "shutdown-timeout", 30*time.Second, "on SIGTERM, how long pipelines get to finish in-flight work, commit and leave their groups")
