@@ -37,7 +37,7 @@ type idleResult struct {
 	heldMin             int64   // fewest long-polls held at a sample of the window
 	errors              int64
 	anon, file          int64 // control plane at the end of the window: RssAnon and RssFile, bytes
-	heapLive, heapGoal  int64 // control plane's heap after its last GC, and the goal it set, bytes
+	heapLive, heapGoal  int64 // control plane's heap after its last GC, and the goal that GC ran for, bytes
 	gcs                 int   // control plane GCs in the window
 }
 
@@ -168,10 +168,10 @@ func runIdle(tb testing.TB, cfg idleConfig) idleResult {
 		tb.Errorf("%d failed agent calls in the window (first: %v)", res.errors, stats.FirstErr())
 	}
 	tb.Logf("%d runners, long-poll wait %v, heartbeat %v, %v window: control plane RSS max %.1f MiB (end %.1f = anon %.1f + file %.1f; peak since start %.1f), "+
-		"Go heap live after the last GC %.1f MiB (goal %.1f; %d GCs in the window, %d in all), CPU %.2f%% of a core; "+
+		"Go heap live after the last GC %.1f MiB (that GC's goal %.1f MiB, %.0f s before the window's end; %d GCs in the window, %d in all), CPU %.2f%% of a core; "+
 		"PostgreSQL CPU %.2f%%; %.1f agent requests/s; fewest long-polls held %d; polls answered %d, status reports %d, bundles %d",
 		cfg.runners, cfg.wait, cfg.heartbeat, elapsed.Round(time.Millisecond), mib(res.rssMax), mib(res.rssEnd), mib(res.anon), mib(res.file), mib(res.hwm),
-		mib(res.heapLive), mib(res.heapGoal), res.gcs, gc.n, res.cpuPct,
+		mib(res.heapLive), mib(res.heapGoal), last.At.Sub(gc.at).Seconds(), res.gcs, gc.n, res.cpuPct,
 		res.pgCPUPct, res.reqPerSec, res.heldMin, stats.Polls.Load(), stats.Heartbeats.Load(), stats.Bundles.Load())
 	return res
 }

@@ -189,9 +189,11 @@ type platform struct {
 
 // gcLine is what one line of GODEBUG=gctrace=1 says about the heap.
 type gcLine struct {
-	n          int   // GCs so far
-	live, goal int64 // heap marked live, and the next heap goal, bytes
-	at         time.Time
+	n int // GCs so far
+	// start is the heap when the GC started, live what it marked live
+	// and goal the heap goal it ran for (not the next one), in bytes.
+	start, live, goal int64
+	at                time.Time
 }
 
 // gcTraceRE matches a gctrace line's "gc 12 @..." and "4->6->5 MB, 5 MB goal".
@@ -265,10 +267,11 @@ func startPlatform(tb testing.TB, o platformOptions) *platform {
 			}
 			if m := gcTraceRE.FindStringSubmatch(line); m != nil {
 				n, _ := strconv.Atoi(m[1])
+				start, _ := strconv.ParseInt(m[2], 10, 64)
 				live, _ := strconv.ParseInt(m[4], 10, 64)
 				goal, _ := strconv.ParseInt(m[5], 10, 64)
 				p.gcMu.Lock()
-				p.gc = gcLine{n: n, live: live << 20, goal: goal << 20, at: at}
+				p.gc = gcLine{n: n, start: start << 20, live: live << 20, goal: goal << 20, at: at}
 				p.gcMu.Unlock()
 			}
 		},
