@@ -1,6 +1,8 @@
-// Command controlplane is Sluice's control plane: the REST API over
-// PostgreSQL (`controlplane serve`), and `controlplane dev`, which also
-// starts a private PostgreSQL under .sluice/ for a one-command local setup.
+// Command controlplane is Sluice's control plane: the REST API, the git
+// server, the runner protocol and the rollout reconciler over PostgreSQL
+// (`controlplane serve`), and `controlplane dev`, which also starts a
+// private PostgreSQL under .sluice/ and a runner for a one-command local
+// platform.
 package main
 
 import (
@@ -17,10 +19,14 @@ import (
 const usage = `controlplane: Sluice's control plane.
 
 Usage:
-  controlplane serve [flags]   serve the API; needs DATABASE_URL (or --database-url)
+  controlplane serve [flags]   serve the API (/api/v1), git repositories (/git/) and
+                               the runner protocol; needs DATABASE_URL (or --database-url)
   controlplane dev [flags]     like serve, but without DATABASE_URL starts a private
-                               PostgreSQL under .sluice/postgres and creates a first
-                               administrator, project and API token on first run
+                               PostgreSQL under .sluice/postgres; on first run creates an
+                               administrator, the project "playground" with an example
+                               pipeline in its repository, an API token and the fleet
+                               "dev"; starts a runner agent in that fleet on the
+                               runner's embedded Kafka (or KAFKA_BROKERS)
   controlplane version         print the version
 
 Run controlplane serve -h or controlplane dev -h for the flags. Every flag
