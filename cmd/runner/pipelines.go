@@ -5,11 +5,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/internal/diag"
@@ -33,6 +36,13 @@ type pipelineDir struct {
 	files map[string]*pipelineFile
 	// supported refuses plans the runtime cannot run (runtime.CheckPlan).
 	supported func(*pipeline.Plan) error
+	// skipped maps the paths the last scan did not read (a FIFO, a
+	// device, a symlink out of the directory) to why; newSkips reports
+	// each once.
+	skipped  map[string]string
+	reported map[string]string
+	// read reads a listed file (readPipelineFile; tests hold it up).
+	read func(path string) ([]byte, error)
 }
 
 // fileError is why one file's latest content is not running.
@@ -64,19 +74,47 @@ func (fe fileError) messages() []string {
 }
 
 func newPipelineDir(dir string, reg *catalog.Registry) *pipelineDir {
-	return &pipelineDir{dir: dir, reg: reg, files: map[string]*pipelineFile{}, supported: runtime.CheckPlan}
+	return &pipelineDir{dir: dir, reg: reg, files: map[string]*pipelineFile{}, supported: runtime.CheckPlan,
+		skipped: map[string]string{}, reported: map[string]string{}, read: readPipelineFile}
+}
+
+// newSkips returns "path: reason" for each path the last scan skipped that
+// was not reported for that reason before.
+func (d *pipelineDir) newSkips() []string {
+	var out []string
+	for p, why := range d.skipped {
+		if d.reported[p] != why {
+			out = append(out, p+": "+why)
+		}
+	}
+	d.reported = maps.Clone(d.skipped)
+	sort.Strings(out)
+	return out
 }
 
 // discoverPipelines lists the pipeline files under dir as `runner test`
 // does: *.yaml and *.yml except *_test.yaml, skipping hidden directories.
-func discoverPipelines(dir string) ([]string, error) {
+// Only regular files are pipelines: a FIFO would block the reader, a
+// device could be endless, and a symbolic link is followed only to a
+// regular file inside dir, so a link cannot make the runner read (and log
+// the content of) a file elsewhere. skipped says why each other candidate
+// was left out.
+func discoverPipelines(dir string) (files []string, skipped map[string]string, err error) {
 	info, err := os.Stat(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !info.IsDir() {
-		return nil, fmt.Errorf("%s is not a directory", dir)
+		return nil, nil, fmt.Errorf("%s is not a directory", dir)
 	}
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if root, err = filepath.Abs(root); err != nil {
+		return nil, nil, err
+	}
+	skipped = map[string]string{}
 	var out []string
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -93,12 +131,84 @@ func discoverPipelines(dir string) ([]string, error) {
 		case strings.HasPrefix(base, "."): // editor swap and backup files
 		case strings.HasSuffix(base, "_test.yaml"), strings.HasSuffix(base, "_test.yml"):
 		case strings.HasSuffix(base, ".yaml"), strings.HasSuffix(base, ".yml"):
+			if why := notRegular(root, path, d.Type()); why != "" {
+				skipped[path] = why
+				return nil
+			}
 			out = append(out, path)
 		}
 		return nil
 	})
 	sort.Strings(out)
-	return out, err
+	return out, skipped, err
+}
+
+// notRegular says why path, of type typ (not followed), is not read as a
+// pipeline file, or "" when it is: a regular file, or a symbolic link to
+// a regular file inside root (dir with its links resolved, absolute).
+func notRegular(root, path string, typ fs.FileMode) string {
+	if typ&fs.ModeSymlink != 0 {
+		target, err := filepath.EvalSymlinks(path)
+		if err != nil {
+			return "symbolic link that does not resolve: " + err.Error()
+		}
+		if target, err = filepath.Abs(target); err != nil {
+			return err.Error()
+		}
+		if rel, err := filepath.Rel(root, target); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return "symbolic link to " + target + ", outside the pipelines directory"
+		}
+		fi, err := os.Stat(target)
+		if err != nil {
+			return err.Error()
+		}
+		typ = fi.Mode().Type()
+	}
+	if typ.IsRegular() {
+		return ""
+	}
+	return "not a regular file (" + fileKind(typ) + ")"
+}
+
+func fileKind(typ fs.FileMode) string {
+	switch {
+	case typ&fs.ModeNamedPipe != 0:
+		return "a named pipe"
+	case typ&fs.ModeCharDevice != 0:
+		return "a character device"
+	case typ&fs.ModeDevice != 0:
+		return "a device"
+	case typ&fs.ModeSocket != 0:
+		return "a socket"
+	case typ.IsDir():
+		return "a directory"
+	}
+	return typ.String()
+}
+
+// readPipelineFile reads a file discoverPipelines listed. The file may have
+// been replaced since: it is opened without blocking (a FIFO put in its
+// place would otherwise wait for a writer), checked to be a regular file,
+// and read up to the compiler's size limit.
+func readPipelineFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file (%s); skipped", path, fileKind(fi.Mode().Type()))
+	}
+	if fi.Size() > pipeline.MaxFileBytes {
+		return nil, fmt.Errorf("%s: file is %d bytes, over the limit of %d (1 MiB); split it into several files", path, fi.Size(), pipeline.MaxFileBytes)
+	}
+	// The size may grow after the Stat: read one byte past the limit, so
+	// the compiler sees a file that is too big and says so.
+	return io.ReadAll(io.LimitReader(f, pipeline.MaxFileBytes+1))
 }
 
 // revision names a file's content: the short hex of its sha256.
@@ -114,10 +224,11 @@ func revision(data []byte) string {
 // start from empty (`reset: true`, or a stateful step removed). err is for
 // an unreadable directory.
 func (d *pipelineDir) scan() (changed bool, errs []fileError, resets []string, err error) {
-	files, err := discoverPipelines(d.dir)
+	files, skipped, err := discoverPipelines(d.dir)
 	if err != nil {
 		return false, nil, nil, err
 	}
+	d.skipped = skipped
 	present := map[string]bool{}
 	for _, f := range files {
 		present[f] = true
@@ -131,7 +242,7 @@ func (d *pipelineDir) scan() (changed bool, errs []fileError, resets []string, e
 		}
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := d.read(f)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) { // deleted since the walk
 				if pf, ok := d.files[f]; ok {

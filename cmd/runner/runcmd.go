@@ -47,12 +47,27 @@ func (c *runConfig) validate() error {
 // --shutdown-timeout. stdout gets one summary line per pipeline started;
 // stderr gets compile errors and the logs.
 func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdout, stderr io.Writer) error {
+	return runDir(ctx, c, newPipelineDir(c.pipelines, reg), stdout, stderr)
+}
+
+// runDir is runPipelines on a pipelineDir made by the caller.
+func runDir(ctx context.Context, c runConfig, dir *pipelineDir, stdout, stderr io.Writer) error {
 	log := c.logger(stderr)
 
 	// Compile first: a broken file should fail the start before anything
 	// listens or connects.
-	dir := newPipelineDir(c.pipelines, reg)
-	if _, errs, _, err := dir.scan(); err != nil {
+	var first scanResult
+	select {
+	case first = <-scanAsync(dir):
+	case <-ctx.Done():
+		// A signal during a scan that hangs (a stalled network file
+		// system) ends the command at once; the scan is abandoned.
+		return nil
+	}
+	for _, m := range dir.newSkips() {
+		log.Warn("skipped in the pipelines directory: "+m, "dir", c.pipelines)
+	}
+	if err, errs := first.err, first.errs; err != nil {
 		return fmt.Errorf("--pipelines: %w", err)
 	} else if len(errs) > 0 {
 		for _, fe := range errs {
@@ -69,12 +84,24 @@ func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdou
 
 		t := time.NewTicker(c.reload)
 		defer t.Stop()
+		// Scans run on their own goroutine, one at a time, so that a
+		// signal is never kept waiting by one; the loop alone touches dir
+		// between them.
+		var scanned <-chan scanResult
 		for {
 			select {
 			case <-ctx.Done():
 				return nil
 			case <-t.C:
-				changed, errs, resets, err := dir.scan()
+				if scanned == nil {
+					scanned = scanAsync(dir)
+				}
+			case res := <-scanned:
+				scanned = nil
+				for _, m := range dir.newSkips() {
+					log.Warn("skipped in the pipelines directory: "+m, "dir", c.pipelines)
+				}
+				changed, errs, resets, err := res.changed, res.errs, res.resets, res.err
 				if err != nil {
 					log.Error("reading the pipelines directory", "dir", c.pipelines, "err", err)
 					continue
@@ -97,6 +124,25 @@ func runPipelines(ctx context.Context, c runConfig, reg *catalog.Registry, stdou
 			}
 		}
 	})
+}
+
+// scanResult is what pipelineDir.scan returned.
+type scanResult struct {
+	changed bool
+	errs    []fileError
+	resets  []string
+	err     error
+}
+
+// scanAsync scans dir on a goroutine of its own and sends the result.
+func scanAsync(dir *pipelineDir) <-chan scanResult {
+	ch := make(chan scanResult, 1)
+	go func() {
+		var r scanResult
+		r.changed, r.errs, r.resets, r.err = dir.scan()
+		ch <- r
+	}()
+	return ch
 }
 
 // reloader applies the directory's good revisions to the runtime and
