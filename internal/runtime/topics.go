@@ -59,9 +59,22 @@ func (rt *Runtime) ensureTopics(ctx context.Context, plan *pipeline.Plan) error 
 		}
 		stageParts[i] = n
 	}
+	// Create only what is missing: a principal without the right to
+	// create topics runs pipelines whose topics were created beforehand,
+	// and a start costs no CreateTopics request.
+	exists, err := rt.existingTopics(ctx, writtenTopics(plan))
+	if err != nil {
+		return err
+	}
+	create := func(topic string, n int32, configs map[string]*string) error {
+		if exists[topic] {
+			return nil
+		}
+		return rt.createTopic(ctx, topic, n, configs)
+	}
 	for i, st := range plan.Stages {
 		if i > 0 {
-			if err := rt.createTopic(ctx, st.Input, stageParts[i], nil); err != nil {
+			if err := create(st.Input, stageParts[i], nil); err != nil {
 				return err
 			}
 		}
@@ -89,7 +102,7 @@ func (rt *Runtime) ensureTopics(ctx context.Context, plan *pipeline.Plan) error 
 				continue
 			}
 			// Compacted: a restore reads the last value of every key.
-			if err := rt.createTopic(ctx, ChangelogTopic(plan.Name, step.Name), stageParts[i], map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}); err != nil {
+			if err := create(ChangelogTopic(plan.Name, step.Name), stageParts[i], map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}); err != nil {
 				return err
 			}
 		}
@@ -102,11 +115,43 @@ func (rt *Runtime) ensureTopics(ctx context.Context, plan *pipeline.Plan) error 
 		if rt.cfg.partitions > 0 {
 			n = rt.cfg.partitions
 		}
-		if err := rt.createTopic(ctx, t, n, nil); err != nil {
+		if err := create(t, n, nil); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writtenTopics lists every topic the plan writes: outputs, the DLQ,
+// repartition topics and changelogs.
+func writtenTopics(plan *pipeline.Plan) []string {
+	out := plan.Topics()
+	for i, st := range plan.Stages {
+		if i > 0 {
+			out = append(out, st.Input)
+		}
+		for _, step := range st.Steps {
+			if step.Stateful {
+				out = append(out, ChangelogTopic(plan.Name, step.Name))
+			}
+		}
+	}
+	return out
+}
+
+// existingTopics reports which of topics exist and can be described.
+func (rt *Runtime) existingTopics(ctx context.Context, topics []string) (map[string]bool, error) {
+	td, err := rt.admin.ListTopics(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("looking up %s: %w", strings.Join(topics, ", "), err)
+	}
+	out := map[string]bool{}
+	for _, t := range topics {
+		if d, ok := td[t]; ok && d.Err == nil {
+			out[t] = true
+		}
+	}
+	return out, nil
 }
 
 // partitionCounts looks up the partition counts of the topics the plan
@@ -159,7 +204,15 @@ func (rt *Runtime) createTopic(ctx context.Context, topic string, n int32, confi
 		return fmt.Errorf("creating %s: %w", topic, err)
 	}
 	for _, r := range resp {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+		switch {
+		case r.Err == nil, errors.Is(r.Err, kerr.TopicAlreadyExists):
+		case errors.Is(r.Err, kerr.TopicAuthorizationFailed), errors.Is(r.Err, kerr.ClusterAuthorizationFailed):
+			// Someone may have created it since it was looked up.
+			if exists, lerr := rt.existingTopics(ctx, []string{topic}); lerr == nil && exists[topic] {
+				return nil
+			}
+			return fmt.Errorf("topic %s does not exist, and this runner's Kafka principal may not create it (%w): create the topic, or allow the principal to create it", topic, r.Err)
+		default:
 			return fmt.Errorf("creating %s: %w", topic, r.Err)
 		}
 	}
