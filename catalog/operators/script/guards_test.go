@@ -69,17 +69,19 @@ func TestMemoryOption(t *testing.T) {
 		{"{source: 'function process(r) {}', memory: 64}", "example.yaml:1:44: memory 64 is too small: at least 1MiB"},
 		{"{source: 'function process(r) {}', memory: 1GiB}", "example.yaml:1:44: memory 1GiB is too large: at most 512MiB per runtime"},
 		{"{source: 'function process(r) {}', memory: lots}", `example.yaml:1:44: memory must be a size such as 64MiB or 512KiB, got "lots"`},
-		{"{source: 'new ArrayBuffer(3 << 20); function process(r) {}', memory: 2MiB}",
-			"example.yaml:1:11: the script's top-level code went past its memory budget of 2MiB: new ArrayBuffer(3145728) would take 3MiB"},
+		{"{source: '\"x\".repeat(3 << 19); function process(r) {}', memory: 2MiB}",
+			"example.yaml:1:21: the script's top-level code went past its memory budget of 2MiB: String.prototype.repeat(1572864) would take 3MiB"},
+		{"{source: 'new Uint8Array(1 << 16); function process(r) {}', memory: 2MiB}",
+			"example.yaml:1:11: the script's top-level code went past its memory budget of 2MiB: new Uint8Array(65536) would take 4MiB"},
 	} {
 		if _, err := operatortest.Build(reg, "script", tc.step); err == nil || err.Error() != tc.want {
 			t.Errorf("%s:\n got %v\nwant %s", tc.step, err, tc.want)
 		}
 	}
 	for _, step := range []string{
-		"{source: 'new ArrayBuffer(3 << 20); function process(r) {}', memory: 4MiB}",
-		"{source: 'new ArrayBuffer(3e6); function process(r) {}', memory: 3MB}",
-		"{source: 'new ArrayBuffer(1 << 20); function process(r) {}', memory: 1048576}",
+		"{source: '\"x\".repeat(3 << 19); function process(r) {}', memory: 4MiB}",
+		"{source: '\"x\".repeat(1.4e6); function process(r) {}', memory: 3MB}",
+		"{source: '\"x\".repeat(1 << 19); new Uint8Array(1 << 14); function process(r) {}', memory: 1048576}",
 	} {
 		if _, err := operatortest.Build(reg, "script", step); err != nil {
 			t.Errorf("%s: %v", step, err)

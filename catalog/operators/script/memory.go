@@ -39,6 +39,9 @@ const (
 	// jsonExpansion is how much larger than its text the values JSON.parse
 	// builds can be ("[[],[],...]" turns 3 bytes into an array object).
 	jsonExpansion = 32
+	// indexCost is what one element of a typed array costs once listed as
+	// a property (a key string, a value and a map entry).
+	indexCost = 64
 )
 
 // limitError is what guards panic with. It is a Go value, not a JavaScript
@@ -121,7 +124,7 @@ func (vm *jsVM) installGuards() error {
 	wrap(strProto, "repeat", func(call goja.FunctionCall) {
 		n := call.Argument(0).ToFloat()
 		if n > 0 {
-			vm.need(float64(stringLength(call.This))*n*2, "String.prototype.repeat(%s)", strconv.FormatFloat(n, 'g', -1, 64))
+			vm.need(float64(stringLength(call.This))*n*2, "String.prototype.repeat(%s)", strconv.FormatFloat(n, 'f', -1, 64))
 		}
 	})
 	// split makes one string per piece; replace and replaceAll write the
@@ -187,6 +190,36 @@ func (vm *jsVM) installGuards() error {
 			}
 		})
 	}
+	// Spreading ([...a], f(...a)) asks the value for its iterator and then
+	// walks it inside one instruction, which no interrupt can stop: check
+	// the length where the iterator is made. (goja's fast paths for
+	// unmodified array iterators are then skipped; the result is the same.)
+	checkIter := func(what string, check func(goja.Value)) func(func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value {
+		return func(orig func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value {
+			return func(call goja.FunctionCall) goja.Value {
+				check(call.This)
+				return orig(call)
+			}
+		}
+	}
+	for _, name := range []string{"keys", "entries"} {
+		wrap(arrProto, name, func(call goja.FunctionCall) { vm.checkLength(call.This, "Array.prototype."+name) })
+	}
+	// values and Symbol.iterator are one function object: wrap it once.
+	values := checkIter("Array.prototype.values", func(v goja.Value) { vm.checkLength(v, "spreading an array") })
+	if err := vm.replaceSymbol(arrProto, goja.SymIterator, values); err != nil {
+		return err
+	}
+	if err := arrProto.DefineDataProperty("values", arrProto.GetSymbol(goja.SymIterator), goja.FLAG_TRUE, goja.FLAG_FALSE, goja.FLAG_TRUE); err != nil {
+		return err
+	}
+	if err := vm.replaceSymbol(strProto, goja.SymIterator, checkIter("String.prototype[Symbol.iterator]", func(v goja.Value) {
+		if s, ok := primitiveString(v); ok {
+			vm.need(float64(s.Length())*valueSize*3, "spreading a string of %d characters", s.Length())
+		}
+	})); err != nil {
+		return err
+	}
 	if err := vm.replace(arrProto, "join", vm.join); err != nil {
 		return err
 	}
@@ -212,8 +245,28 @@ func (vm *jsVM) installGuards() error {
 			vm.checkIndexed(call.Argument(0), "Object."+name)
 		})
 	}
+	wrap(object, "assign", func(call goja.FunctionCall) {
+		for _, src := range call.Arguments[min(1, len(call.Arguments)):] {
+			vm.checkIndexed(src, "Object.assign")
+		}
+	})
 	wrap(reflect, "ownKeys", func(call goja.FunctionCall) {
 		vm.checkIndexed(call.Argument(0), "Reflect.ownKeys")
+	})
+
+	// %TypedArray%.prototype.join (and toString, which calls it) writes
+	// up to 24 characters per element.
+	typedProto := objectAt(g, "Uint8Array", "prototype").Prototype()
+	wrap(typedProto, "join", func(call goja.FunctionCall) {
+		obj, ok := call.This.(*goja.Object)
+		if !ok {
+			return
+		}
+		sep := 1.0
+		if s, ok := call.Argument(0).(goja.String); ok {
+			sep = float64(s.Length())
+		}
+		vm.needString(obj.Get("length").ToFloat()*(24+sep), "%TypedArray%.prototype.join")
 	})
 
 	json := objectAt(g, "JSON")
@@ -296,7 +349,12 @@ func (vm *jsVM) guardConstructor(global *goja.Object, name string, elemSize int)
 	proxy := vm.rt.ToValue(vm.rt.NewProxy(target, &goja.ProxyTrapConfig{
 		Construct: func(_ *goja.Object, args []goja.Value, newTarget *goja.Object) *goja.Object {
 			if len(args) > 0 {
-				vm.need(float64(vm.elements(args[0]))*float64(elemSize), "new %s(%s)", name, argText(args[0]))
+				// Every element of a buffer (viewed as bytes) or typed
+				// array can become a property in one instruction that
+				// nothing interrupts (object spread {...t}), so elements
+				// are counted at what a property costs, besides the bytes.
+				n := vm.elements(args[0])
+				vm.need(math.Max(n*float64(elemSize), n*indexCost), "new %s(%s)", name, argText(args[0]))
 			}
 			obj, err := construct(newTarget, args...)
 			if err != nil {

@@ -114,11 +114,11 @@ func (vm *jsVM) guardRegexps() error {
 func (vm *jsVM) replaceSymbol(obj *goja.Object, sym *goja.Symbol, wrap func(func(goja.FunctionCall) goja.Value) func(goja.FunctionCall) goja.Value) error {
 	old, ok := obj.GetSymbol(sym).(*goja.Object)
 	if !ok {
-		return fmt.Errorf("guarding regexps: no method for %s", sym)
+		return fmt.Errorf("guarding: no method for %s", sym)
 	}
 	orig, ok := old.Export().(func(goja.FunctionCall) goja.Value)
 	if !ok {
-		return fmt.Errorf("guarding regexps: %s is not a built-in", sym)
+		return fmt.Errorf("guarding: %s is not a built-in", sym)
 	}
 	fn := vm.rt.ToValue(wrap(orig)).(*goja.Object)
 	_ = fn.DefineDataProperty("name", old.Get("name"), goja.FLAG_FALSE, goja.FLAG_FALSE, goja.FLAG_TRUE)

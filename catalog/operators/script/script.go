@@ -63,9 +63,10 @@ const description = "`script` runs custom logic written in JavaScript (ES5.1 wit
 	"of the throw; a result with more than a million values gets reason `oversize`.\n\n" +
 	"Each runtime has `memory` (a size such as `64MiB`, the default, at most `512MiB`). Built-ins that " +
 	"allocate a lot at once (`new ArrayBuffer(n)`, typed arrays, `repeat`, `padStart`, `join`, " +
-	"`fill`, `JSON.stringify`, `JSON.parse`, `apply`, ...) refuse sizes past it before allocating; array " +
-	"built-ins refuse arrays longer than the budget divided by 16 bytes, and `JSON.parse` texts longer " +
-	"than the budget divided by 32. A call during which the process heap grows by more than the " +
+	"`fill`, `JSON.stringify`, `JSON.parse`, `apply`, spreading, ...) refuse sizes past it before " +
+	"allocating: array built-ins and spreading take arrays of up to the budget divided by 16 elements, " +
+	"typed arrays and buffers hold up to the budget divided by 64 elements, and `JSON.parse` takes texts " +
+	"of up to the budget divided by 32 characters. A call during which the process heap grows by more than the " +
 	"budget is stopped when the process heap is also above 256MiB (or half of GOMEMLIMIT). Such a " +
 	"record goes to the DLQ with reason `resource` and the runtime is discarded; in top-level code " +
 	"it is an error when the pipeline is built. Top-level code has 1s. One regular-expression call " +

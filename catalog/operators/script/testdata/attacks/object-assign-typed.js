@@ -1,0 +1,2 @@
+// reason: resource
+var o = Object.assign({}, new Uint8Array(60 << 20));

@@ -1,0 +1,4 @@
+// reason: resource
+var a = [];
+a.length = 1e8;
+Math.max(...a);

@@ -1,0 +1,2 @@
+// reason: resource
+var b = [..."x".repeat(1e7)];

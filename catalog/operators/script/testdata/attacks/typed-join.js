@@ -1,0 +1,2 @@
+// reason: resource
+var s = new Uint8Array(60 << 20).join(",");
