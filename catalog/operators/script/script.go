@@ -919,10 +919,16 @@ func primitive(v any, where string) (any, error) {
 	case nil, string, bool:
 		return t, nil
 	case int64:
-		return float64(t), nil
+		return int(t), nil
 	case float64:
 		if math.IsNaN(t) || math.IsInf(t, 0) {
 			return nil, notJSON(strconv.FormatFloat(t, 'g', -1, 64), where)
+		}
+		// JavaScript has one number type and JSON.stringify writes a whole
+		// one without a fraction: so do we (an int), within the integers a
+		// double holds exactly.
+		if t == math.Trunc(t) && math.Abs(t) <= 1<<53 {
+			return int(t), nil
 		}
 		return t, nil
 	case *big.Int:
