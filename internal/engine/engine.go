@@ -74,6 +74,10 @@ type Stage struct {
 	stores        StoreFactory
 	tasksMu       sync.Mutex
 	tasks         map[int32]*task
+
+	// in is the message Process is on, in a stage that ends in a
+	// repartition: its records carry it to the next stage (HeaderInput).
+	in *Message
 }
 
 // FieldDemander is implemented by operators that read only some top-level
@@ -285,10 +289,27 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 	if err != nil {
 		return &outputError{reason: catalog.ReasonType, err: err}
 	}
-	if err := s.emit(ctx, Message{Topic: topic, Key: key, Value: val, Headers: r.Headers, Timestamp: r.Timestamp}); err != nil {
+	headers := r.Headers
+	if rp := s.stage.Repartition; rp != nil && topic == rp.Topic && s.in != nil {
+		headers = s.withOrigin(headers, val)
+	}
+	if err := s.emit(ctx, Message{Topic: topic, Key: key, Value: val, Headers: headers, Timestamp: r.Timestamp}); err != nil {
 		return &EmitError{Err: err}
 	}
 	return nil
+}
+
+// withOrigin returns hs (not changed) and the HeaderInput header naming
+// the original input of the message Process is on: the one it carries
+// (a later stage's input), or that message itself.
+func (s *Stage) withOrigin(hs []record.Header, val []byte) []record.Header {
+	origin, ok := originHeader(s.in.Headers)
+	if !ok || s.stage.Index == 0 {
+		origin = appendOrigin(nil, s.in, val, s.maxBytes)
+	}
+	out := make([]record.Header, len(hs), len(hs)+1)
+	copy(out, hs)
+	return append(out, record.Header{Key: HeaderInput, Value: origin})
 }
 
 // Process runs one input message through the stage. A message that fails
@@ -298,6 +319,10 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 func (s *Stage) Process(ctx context.Context, m Message) error {
 	if s.tableLinks != nil && s.IsTable(m.Topic) {
 		return s.processTable(ctx, m)
+	}
+	if s.stage.Repartition != nil {
+		s.in = &m
+		defer func() { s.in = nil }()
 	}
 	r, err := s.Decode(m)
 	if err == nil && s.stateful() {
@@ -341,7 +366,18 @@ func Reason(err error) catalog.Reason {
 
 // DeadLetter builds the DLQ message for input m that failed with err: the
 // original bytes, untouched so they can be replayed, and headers saying why.
+// A repartition record is dead-lettered as the input it came from
+// (HeaderInput): key, value, timestamp, headers and source.
 func (s *Stage) DeadLetter(m Message, err error) Message {
+	if s.stage.Index > 0 {
+		if b, ok := originHeader(m.Headers); ok {
+			if o, oerr := decodeOrigin(b, &m); oerr == nil {
+				m = o
+			} else {
+				m.Headers = withoutOrigin(m.Headers)
+			}
+		}
+	}
 	h := append([]record.Header(nil), m.Headers...)
 	h = append(h,
 		record.Header{Key: HeaderReason, Value: []byte(Reason(err))},
@@ -376,6 +412,9 @@ func errorText(err error) string {
 // and the key already computed.
 func (s *Stage) Decode(m Message) (*record.Record, error) {
 	r := &record.Record{Headers: m.Headers, Timestamp: m.Timestamp, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	if s.stage.Index > 0 {
+		r.Headers = withoutOrigin(m.Headers)
+	}
 	if m.Key != nil {
 		r.SetRawKey(m.Key)
 	}
