@@ -337,7 +337,7 @@ func TestWatchFinishedRollout(t *testing.T) {
 		p := newPlane(t)
 		p.succeed()
 		r := p.cli().run("rollout", "watch") // the newest
-		r.want(t, 0, "Rollout "+p.rollout+": an API change to fleet edge", "rollout succeeded", "Succeeded (Synced)")
+		r.want(t, 0, "Rollout "+p.rollout+": an API change to fleet edge", "rollout done", "Succeeded (Synced)")
 		// Each event line starts with its time.
 		var events int
 		for _, l := range strings.Split(r.stdout, "\n") {

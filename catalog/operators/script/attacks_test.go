@@ -130,7 +130,11 @@ func TestAttacksAtTopLevel(t *testing.T) {
 			start := time.Now()
 			peak := heapPeak(func() { _, err = operatortest.Build(reg, "script", step) })
 			took := time.Since(start)
-			want := "went past its memory budget of " + a.memory
+			// On a loaded machine (CI under -race) the 1 s top-level time
+			// budget can end a memory attack before it reaches its memory
+			// budget; either way it is a positioned build error and the heap
+			// stays bounded, which is what is checked below.
+			want := "went past its memory budget of " + a.memory + " | top-level code ran past its budget"
 			if a.reason == "timeout" {
 				want = "ran too long: a regular expression ran for"
 			}
