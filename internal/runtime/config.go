@@ -31,6 +31,7 @@ type config struct {
 	maxPoll        int
 	stateDir       string
 	idleTimeout    time.Duration
+	lag            lagConfig // lag.go
 }
 
 // Brokers sets the seed brokers. Required.

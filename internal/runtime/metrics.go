@@ -16,6 +16,10 @@ import (
 //	sluice_pipeline_restarts_total{pipeline}           restarts after a failure
 //	sluice_pipeline_partitions{pipeline}               partitions (tasks) assigned here
 //	sluice_pipeline_group_lost_total{pipeline}         removals from the consumer group (rejoined, not restarted)
+//
+// The lag and skew series (sluice_*_lag_*, sluice_*_time_lag_seconds,
+// sluice_partition_hot_key_share, ...) are observability.Metrics, listed
+// in that package's doc and set by each pipeline's lag tracker (lag.go).
 type metrics struct {
 	in         *prometheus.CounterVec
 	out        *prometheus.CounterVec

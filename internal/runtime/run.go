@@ -16,6 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/observability"
 )
 
 // WaitError means the pipeline cannot start yet and will retry by itself
@@ -80,6 +81,11 @@ type run struct {
 	// resets names the stateful steps whose state this revision starts
 	// from empty; done by the first attempt that gets that far.
 	resets []string
+
+	// lag samples the group's lag and counts hot keys (lag.go); stageOf
+	// maps each stage's input topic to its index.
+	lag     *lagTracker
+	stageOf map[string]int
 }
 
 func newRun(rt *Runtime, p Pipeline) *run {
@@ -89,7 +95,10 @@ func newRun(rt *Runtime, p Pipeline) *run {
 	ru.st = newStores(ru)
 	ru.tb = newTables(ru)
 	ru.inCounters = map[string]prometheus.Counter{}
+	ru.lag = ru.newLagTracker()
+	ru.stageOf = map[string]int{}
 	for _, st := range p.Plan.Stages {
+		ru.stageOf[st.Input] = st.Index
 		// A stage counts the records of its side inputs with its stream's.
 		c := rt.metrics.in.WithLabelValues(p.Plan.Name, strconv.Itoa(st.Index))
 		ru.inCounters[st.Input] = c
@@ -152,6 +161,10 @@ func (ru *run) status() Status {
 	return st
 }
 
+// lagView is the last lag sample; status adds it outside ru.mu, which
+// the tracker takes to ask which tasks this runner holds.
+func (ru *run) lagView() *observability.PipelineLag { return ru.lag.view() }
+
 // loop runs attempts until the pipeline is stopped, backing off after
 // failures. A long healthy run resets the back-off.
 func (ru *run) loop() {
@@ -160,6 +173,12 @@ func (ru *run) loop() {
 		defer ru.st.closeAll()
 	}
 	log := ru.rt.cfg.logger.With("pipeline", ru.p.Plan.Name, "revision", ru.p.Revision)
+	lagDone := make(chan struct{})
+	go func() {
+		defer close(lagDone)
+		ru.lag.run(ru.ctx, log.Warn)
+	}()
+	defer func() { <-lagDone }() // before done closes: a stopped run leaves no sampler behind
 	failures, waits := 0, 0
 	for {
 		started := time.Now()
@@ -399,6 +418,7 @@ func (ru *run) inputs() []string {
 
 // polled is called with every poll's fetches before they are processed.
 func (ru *run) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) error {
+	ru.lag.observe(f, ru.stageOf)
 	if ru.tb == nil {
 		return nil
 	}

@@ -35,6 +35,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/observability"
 )
 
 // Pipeline is one pipeline the runtime should run.
@@ -80,6 +81,9 @@ type Status struct {
 	// Restores is the progress of the last restore of each state store
 	// this runner holds (stateful pipelines only).
 	Restores []RestoreStatus `json:"restores,omitempty"`
+	// Lag is the pipeline's lag and skew on every stage and partition,
+	// as of its last sample (lag.go); nil before the first.
+	Lag *observability.PipelineLag `json:"lag,omitempty"`
 }
 
 // Runtime runs pipelines. Create it with New; stop it with Close.
@@ -89,6 +93,7 @@ type Runtime struct {
 	stateMetrics *state.Metrics
 	restorer     *state.Restorer
 	admin        *kadm.Client
+	lagMetrics   *observability.Metrics
 
 	applyMu sync.Mutex
 	mu      sync.Mutex
@@ -120,6 +125,10 @@ func New(opts ...Opt) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: metrics: %w", err)
 	}
+	lm, err := observability.NewMetrics(cfg.registerer)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: metrics: %w", err)
+	}
 	restorer, err := state.NewRestorer(state.Brokers(cfg.brokers...), state.KafkaOptions(append([]kgo.Opt{kgo.DisableClientMetrics()}, cfg.kafkaOpts...)...))
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
@@ -129,7 +138,7 @@ func New(opts ...Opt) (*Runtime, error) {
 		restorer.Close()
 		return nil, fmt.Errorf("runtime: kafka client: %w", err)
 	}
-	return &Runtime{cfg: cfg, metrics: m, stateMetrics: sm, restorer: restorer, admin: kadm.NewClient(cl), running: map[string]*run{}}, nil
+	return &Runtime{cfg: cfg, metrics: m, stateMetrics: sm, restorer: restorer, admin: kadm.NewClient(cl), lagMetrics: lm, running: map[string]*run{}}, nil
 }
 
 // Apply makes the running set equal desired: pipelines not running start,
@@ -186,6 +195,7 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 		if _, keep := want[ru.p.Plan.Name]; !keep {
 			r.metrics.forget(ru.p.Plan.Name)
 			r.stateMetrics.Forget(ru.p.Plan.Name)
+			r.lagMetrics.Forget(ru.p.Plan.Name)
 		}
 	}
 	r.mu.Lock()
@@ -239,7 +249,9 @@ func (r *Runtime) Status() []Status {
 	r.mu.Unlock()
 	out := make([]Status, 0, len(runs))
 	for _, ru := range runs {
-		out = append(out, ru.status())
+		st := ru.status()
+		st.Lag = ru.lagView()
+		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out

@@ -1,0 +1,80 @@
+package runtime_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/internal/runtime"
+	"github.com/sluicehq/sluice/internal/sketch"
+	"github.com/sluicehq/sluice/observability"
+)
+
+// A producer sends 30% of its records with one key: that key's hash is the
+// pipeline's top hot key, on the partition the key hashes to, on this
+// runner's task; and once the pipeline has caught up its lag view shows
+// every partition committed with zero lag.
+func TestLagHotKeyThroughRuntime(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	in := kafkatest.Topic(t, "hot-in")
+	kafkatest.CreateTopic(t, brokers, in, 4)
+	p := plan(t, "hot", `  source: {topic: `+in+`}
+  steps:
+    - map: {n: n}
+  sink: {topic: `+in+`-out}
+`)
+	rt := newRuntime(t, brokers, runtime.LagInterval(50*time.Millisecond))
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	var rs []*kgo.Record
+	for i := range 1000 {
+		key := fmt.Sprintf("user-%d", i)
+		if i%10 < 3 {
+			key = "whale"
+		}
+		rs = append(rs, &kgo.Record{Topic: in, Key: []byte(key), Value: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	cl := kafkatest.Client(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	results := cl.ProduceSync(ctx, rs...)
+	if err := results.FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var whalePartition int32 = -1
+	for _, r := range results {
+		if string(r.Record.Key) == "whale" {
+			whalePartition = r.Record.Partition
+		}
+	}
+	wantHash := fmt.Sprintf("%016x", sketch.Hash64([]byte("whale")))
+	var lag *observability.PipelineLag
+	kafkatest.Eventually(t, 30*time.Second, "the hot key in the lag view, and the pipeline caught up", func() bool {
+		st := rt.Status()
+		if len(st) != 1 || st[0].Lag == nil || len(st[0].Lag.HotKeys) == 0 {
+			return false
+		}
+		lag = st[0].Lag
+		return lag.Stages[0].Lag == 0 && len(lag.Stages[0].Partitions) == 4 && lag.Stages[0].Partitions[0].Committed >= 0
+	})
+	top := lag.HotKeys[0]
+	if top.Hash != wantHash || top.Partition != whalePartition || top.Topic != in || top.Stage != 0 {
+		t.Fatalf("top hot key %+v, want hash %s on partition %d", top, wantHash, whalePartition)
+	}
+	if top.Share < 0.3 {
+		t.Errorf("the whale has %.2f of its task's records; it sent 30%% of all, so at least that of its partition", top.Share)
+	}
+	for _, pl := range lag.Stages[0].Partitions {
+		if !pl.Owned || pl.Lag != 0 || pl.TimeLagMs != 0 {
+			t.Errorf("partition %+v: want owned by the only runner, caught up", pl)
+		}
+	}
+	if lag.Status != observability.StatusOK {
+		t.Errorf("status %s, want OK", lag.Status)
+	}
+}
