@@ -118,3 +118,45 @@ type PipelineLag struct {
 	Stages     []StageLag `json:"stages"`
 	HotKeys    []HotKey   `json:"hot_keys,omitempty"`
 }
+
+// MaxReportPartitions bounds the partitions a stage carries in a report.
+const MaxReportPartitions = 256
+
+// ForReport returns a copy of l to send to the control plane: each stage
+// keeps its summary, and the partitions this runner holds plus those
+// that are not fine (status other than OK, no commit, compacted gap),
+// which the runner holding them may not be alive to report; at most
+// MaxReportPartitions per stage. Every runner samples every partition,
+// so the rest are in the reports of the runners that hold them.
+func (l *PipelineLag) ForReport() *PipelineLag {
+	if l == nil {
+		return nil
+	}
+	out := *l
+	out.Stages = make([]StageLag, len(l.Stages))
+	for i, st := range l.Stages {
+		var keep []PartitionLag
+		for _, p := range st.Partitions {
+			if len(keep) < MaxReportPartitions && (p.Owned || p.Status != StatusOK || p.State == StateNoCommit || p.State == StateCompactedGap) {
+				keep = append(keep, p)
+			}
+		}
+		st.Partitions = keep
+		out.Stages[i] = st
+	}
+	return &out
+}
+
+// WithoutPartitions returns a copy of l with only the stage summaries.
+func (l *PipelineLag) WithoutPartitions() *PipelineLag {
+	if l == nil {
+		return nil
+	}
+	out := *l
+	out.Stages = make([]StageLag, len(l.Stages))
+	for i, st := range l.Stages {
+		st.Partitions = nil
+		out.Stages[i] = st
+	}
+	return &out
+}

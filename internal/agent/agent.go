@@ -518,8 +518,10 @@ func (a *Agent) report(ctx context.Context) {
 			Processed:  s.Processed,
 			DeadLetter: s.DeadLetter,
 			Since:      s.Since,
+			Lag:        s.Lag.ForReport(),
 		})
 	}
+	fitLag(rep)
 	if err := a.client.status(ctx, cred, rep); err != nil && ctx.Err() == nil {
 		a.setErr(err)
 	}

@@ -39,6 +39,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/sluicehq/sluice/observability"
 )
 
 // Paths of the agent API, relative to the control plane's URL.
@@ -115,8 +117,8 @@ func (a Assignment) RevisionLabel() string {
 }
 
 // StatusReport is what a runner posts: the generation it has applied and
-// how each pipeline runs. Only counts, states and error messages cross the
-// boundary, never record keys or values.
+// how each pipeline runs. Only counts, offsets, timestamps, states, error
+// messages and key hashes cross the boundary, never record keys or values.
 type StatusReport struct {
 	// Generation is the generation of the assignments last applied.
 	Generation int64  `json:"generation"`
@@ -143,6 +145,12 @@ type PipelineStatus struct {
 	Processed  uint64    `json:"processed"`
 	DeadLetter uint64    `json:"dead_letter"`
 	Since      time.Time `json:"since"`
+	// Lag is the pipeline's lag and skew as this runner last sampled it
+	// (absent from older runners and before the first sample): stage
+	// summaries over every partition, the partitions this runner holds,
+	// and hot keys as hashes. Offsets, counts, rates, timestamps and
+	// statuses only.
+	Lag *observability.PipelineLag `json:"lag,omitempty"`
 }
 
 // Bundle is everything one pipeline revision needs to run: its YAML and

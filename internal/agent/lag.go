@@ -1,0 +1,45 @@
+package agent
+
+import (
+	"encoding/json"
+	"sort"
+
+	"github.com/sluicehq/sluice/internal/agentproto"
+)
+
+// lagBudget is how much of a status report (the control plane takes
+// at most 256 KiB of JSON, gitops/deploy.MaxReportBytes) the pipelines' partition detail may
+// fill; over it, the pipelines with the most partitions report their
+// stage summaries only, so a runner with many pipelines never has its
+// heartbeat refused for its lag view.
+const lagBudget = 192 << 10
+
+// fitLag drops partition detail from rep's lag views, largest first,
+// until the report fits lagBudget.
+func fitLag(rep *agentproto.StatusReport) {
+	size := func() int {
+		b, _ := json.Marshal(rep)
+		return len(b)
+	}
+	if size() <= lagBudget {
+		return
+	}
+	idx := make([]int, 0, len(rep.Pipelines))
+	parts := make([]int, len(rep.Pipelines))
+	for i, p := range rep.Pipelines {
+		if p.Lag == nil {
+			continue
+		}
+		for _, st := range p.Lag.Stages {
+			parts[i] += len(st.Partitions)
+		}
+		idx = append(idx, i)
+	}
+	sort.Slice(idx, func(a, b int) bool { return parts[idx[a]] > parts[idx[b]] })
+	for _, i := range idx {
+		rep.Pipelines[i].Lag = rep.Pipelines[i].Lag.WithoutPartitions()
+		if size() <= lagBudget {
+			return
+		}
+	}
+}

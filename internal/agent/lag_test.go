@@ -1,0 +1,44 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/sluicehq/sluice/internal/agentproto"
+	"github.com/sluicehq/sluice/observability"
+)
+
+// A runner with many wide pipelines still posts a report the control plane
+// accepts: partition detail goes, stage summaries and hot keys stay.
+func TestLagReportFitsBudget(t *testing.T) {
+	rep := &agentproto.StatusReport{}
+	for i := range 60 {
+		var parts []observability.PartitionLag
+		for p := range int32(64) {
+			parts = append(parts, observability.PartitionLag{Partition: p, State: observability.StateActive, End: 1 << 40, Committed: 1 << 39,
+				Lag: 1 << 39, TimeLagMs: 123456, ConsumeRate: 1234.5, ProduceRate: 1234.5, Owned: true})
+		}
+		l := &observability.PipelineLag{SampledAt: time.Now(), Stages: []observability.StageLag{observability.SummarizeStage(0, "in", parts)},
+			HotKeys: []observability.HotKey{{Hash: "00ff00ff00ff00ff", Partition: 3, Count: 10, Records: 30, Share: 0.33}}}
+		observability.Rollup(l)
+		rep.Pipelines = append(rep.Pipelines, agentproto.PipelineStatus{Name: fmt.Sprintf("p%d", i), Lag: l.ForReport()})
+	}
+	fitLag(rep)
+	b, _ := json.Marshal(rep)
+	if len(b) > lagBudget {
+		t.Fatalf("report of %d bytes, budget %d", len(b), lagBudget)
+	}
+	for _, p := range rep.Pipelines {
+		if p.Lag == nil || len(p.Lag.Stages) != 1 || p.Lag.Stages[0].Lag != 64<<39 || len(p.Lag.HotKeys) != 1 {
+			t.Fatalf("pipeline %s lost its summary: %+v", p.Name, p.Lag)
+		}
+	}
+	small := &agentproto.StatusReport{Pipelines: rep.Pipelines[:1]}
+	small.Pipelines[0].Lag.Stages[0].Partitions = []observability.PartitionLag{{Partition: 0}}
+	fitLag(small)
+	if len(small.Pipelines[0].Lag.Stages[0].Partitions) != 1 {
+		t.Error("a small report lost its partitions")
+	}
+}
