@@ -1,5 +1,6 @@
 // Package route provides the route operator, which writes each record to the
-// sink topic of the first case it matches.
+// topic of the first case it matches, and copies of it to the topics of the
+// `also` cases it matches before that.
 package route
 
 import (
@@ -14,7 +15,7 @@ import (
 
 const schema = `{
   "$schema": "https://json-schema.org/draft/2020-12/schema",
-  "description": "The cases, tried in order; a record goes to the topic of the first case whose when is true. Records that match no case continue to the next step.",
+  "description": "The cases, tried in order; a record goes to the topic of the first case whose when is true, and a copy to the topic of every also case it matches on the way. Records that match no case without also continue to the next step.",
   "type": "array",
   "minItems": 1,
   "items": {
@@ -24,7 +25,8 @@ const schema = `{
     "required": ["to"],
     "properties": {
       "when": {"description": "A predicate over the record, such as level == \"error\". Without it the case matches every record, so it must be the last case.", "type": "string", "minLength": 1},
-      "to": {"description": "The Kafka topic that matching records are written to.", "type": "string", "minLength": 1}
+      "to": {"description": "The Kafka topic that matching records are written to.", "type": "string", "minLength": 1},
+      "also": {"description": "true: a matching record is written to the topic and also goes on, to the later cases and then the next step (fan-out). Default false: it is written to the topic only.", "type": "boolean"}
     }
   }
 }`
@@ -33,12 +35,18 @@ const schema = `{
 func Register(r *catalog.Registry) error {
 	return r.Register(catalog.Spec{
 		Name:    "route",
-		Summary: "Writes each record to the topic of the first case it matches.",
+		Summary: "Writes each record to the topic of the first case it matches; `also` cases write a copy and let it go on.",
 		Description: "The step is a list of cases `{when: <predicate>, to: <topic>}`, tried in order. A record " +
 			"is written to the topic of the first case whose predicate is true and goes no further in this " +
 			"pipeline; a record that matches no case continues to the next step (or the pipeline's sink). A last " +
 			"case without `when` matches every record that is left, as a default. The topics are part of the " +
 			"pipeline's plan, like its sink.\n\n" +
+			"A case with `also: true` does not stop the record: a matching record is written to its topic and goes " +
+			"on to the later cases and, unless one of those takes it, the next step. So one record can reach " +
+			"several topics (fan-out, like repeated `to()` in Kafka Streams): `- {when: ms > 1000, to: views.slow, " +
+			"also: true}` copies slow views to `views.slow` while every view still reaches the sink. All the copies " +
+			"are written in the input's transaction under exactly-once, so a reader sees all of them or none. An " +
+			"`also` case without `when` copies every record and may stand anywhere.\n\n" +
 			"As with `filter`, a predicate that is `nil` does not match, and a predicate that fails on a record " +
 			"sends it to the DLQ with reason `expression`, without trying the later cases.",
 		Config: schema,
@@ -78,6 +86,26 @@ func Register(r *catalog.Registry) error {
 				},
 				DLQ: []catalog.Reason{catalog.ReasonExpression},
 			},
+			{
+				Title: "Fan-out: a copy to another topic",
+				Summary: "Every view goes on to the sink; slow ones are also written to views.slow, and errors " +
+					"to views.errors as well. The output lists each record once per topic it reaches.",
+				Step: "- {when: ms > 1000, to: views.slow, also: true}\n" +
+					"- {when: status >= 500, to: views.errors, also: true}\n",
+				Input: []any{
+					map[string]any{"url": "/a", "ms": 120, "status": 200},
+					map[string]any{"url": "/b", "ms": 2500, "status": 200},
+					map[string]any{"url": "/c", "ms": 3000, "status": 503},
+				},
+				Output: []any{
+					map[string]any{"url": "/a", "ms": 120, "status": 200},
+					map[string]any{"url": "/b", "ms": 2500, "status": 200},
+					map[string]any{"url": "/b", "ms": 2500, "status": 200},
+					map[string]any{"url": "/c", "ms": 3000, "status": 503},
+					map[string]any{"url": "/c", "ms": 3000, "status": 503},
+					map[string]any{"url": "/c", "ms": 3000, "status": 503},
+				},
+			},
 		},
 		New: newRoute,
 	})
@@ -86,6 +114,7 @@ func Register(r *catalog.Registry) error {
 type routeCase struct {
 	when *expression.Program // nil matches everything
 	to   string
+	also bool // write a copy and go on
 }
 
 // router is a catalog.Router: the plan learns its topics from Topics.
@@ -117,7 +146,7 @@ func newRoute(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 			errs.Add(item.Pos(), err)
 			continue
 		}
-		if c.when == nil && i < len(items)-1 {
+		if c.when == nil && !c.also && i < len(items)-1 {
 			errs.Add(item.Pos(), item.Errorf("this case has no when, so it matches every record and the cases after it never match; move it last or add a when"))
 		}
 		rt.cases = append(rt.cases, c)
@@ -155,8 +184,12 @@ func compileCase(item catalog.Config) (routeCase, error) {
 				continue
 			}
 			c.to = f.Value.String()
+		case "also":
+			if err := f.Value.Decode(&c.also); err != nil {
+				errs.Add(f.Value.Pos(), f.Value.Errorf("also must be true or false, not %q", f.Value.String()))
+			}
 		default:
-			errs.Add(f.NamePos, diag.Errorf(f.NamePos, "unknown field %q; a case has when and to", f.Name))
+			errs.Add(f.NamePos, diag.Errorf(f.NamePos, "unknown field %q; a case has when, to and also", f.Name))
 		}
 	}
 	if !hasTo {
@@ -192,7 +225,10 @@ func (rt *router) FieldDemand(after []string, afterAll bool) ([]string, bool) {
 	return need, false
 }
 
-// Process writes r to the first matching case's topic, or passes it on.
+// Process writes r to the first matching case's topic, or passes it on;
+// a matching also case writes it and goes on. Output.To encodes the
+// record before it returns, so the steps after this one may change it in
+// place.
 func (rt *router) Process(ctx context.Context, r *record.Record, out catalog.Output) error {
 	for i := range rt.cases {
 		c := &rt.cases[i]
@@ -205,7 +241,12 @@ func (rt *router) Process(ctx context.Context, r *record.Record, out catalog.Out
 				continue
 			}
 		}
-		return out.To(ctx, c.to, r)
+		if !c.also {
+			return out.To(ctx, c.to, r)
+		}
+		if err := out.To(ctx, c.to, r); err != nil {
+			return err
+		}
 	}
 	return out.Next(ctx, r)
 }

@@ -27,6 +27,7 @@ func TestDestinations(t *testing.T) {
 	want := []string{
 		"logs.errors next logs.warnings next",
 		"alerts.speeding vehicles.normal",
+		"next views.slow next views.slow views.errors next",
 	}
 	for i, ex := range spec.Examples {
 		op, err := operatortest.Build(registry(t), "route", ex.Step)
@@ -88,6 +89,33 @@ func TestFirstMatchWins(t *testing.T) {
 	}
 }
 
+// An also case writes a copy and lets the record go on: to the later
+// cases, of which an exclusive one still takes it, and to the next step.
+// A failing predicate after a copy was written fails the record (the
+// engine dead-letters the input; the copy, like an explode's earlier
+// elements, stays written).
+func TestAlsoFansOut(t *testing.T) {
+	op, err := operatortest.Build(registry(t), "route",
+		"- {to: audit, also: true}\n- {when: n > 1, to: big, also: true}\n- {when: n > 2, to: huge}\n- {when: n > 0, to: small, also: false}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dests := &recorder{}
+	for _, r := range operatortest.Values(map[string]any{"n": 3}, map[string]any{"n": 2}, map[string]any{"n": 1}, map[string]any{"n": 0}) {
+		if err := op.Process(context.Background(), r, dests); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "[audit big huge audit big small audit small audit next]"
+	if got := fmt.Sprint(dests.got); got != want {
+		t.Fatalf("destinations %s, want %s", got, want)
+	}
+	res := operatortest.Process(context.Background(), op, operatortest.Values(map[string]any{"n": "x"}))
+	if len(res.Routed["audit"]) != 1 || len(res.DLQ) != 1 || len(res.Out) != 0 {
+		t.Fatalf("a failing predicate after a copy: routed %v, dlq %v, next %d", res.Routed, res.DLQ, len(res.Out))
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	tests := []struct{ step, want string }{
 		{"- {to: a}\n- {when: x, to: b}\n", "example.yaml:1:3: this case has no when, so it matches every record and the cases after it never match; move it last or add a when"},
@@ -97,6 +125,8 @@ func TestConfigErrors(t *testing.T) {
 		{"- {when: '1 + 1', to: a}", "example.yaml:1:11: expected bool, but got int"},
 		{"- {when: x}", "config does not match the schema: jsonschema validation failed with 'https://sluice.dev/schemas/operators/route.json#'\n- at '/0': missing property 'to'"},
 		{"- {to: a, topic: b}", "config does not match the schema: jsonschema validation failed with 'https://sluice.dev/schemas/operators/route.json#'\n- at '/0': additional properties 'topic' not allowed"},
+		{"- {to: a, also: yes please}", "config does not match the schema: jsonschema validation failed with 'https://sluice.dev/schemas/operators/route.json#'\n- at '/0/also': got string, want boolean"},
+		{"- {to: a, also: false}\n- {when: x, to: b}\n", "example.yaml:1:3: this case has no when, so it matches every record and the cases after it never match; move it last or add a when"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.step, func(t *testing.T) {
@@ -114,7 +144,8 @@ func TestConstructorWithoutSchema(t *testing.T) {
 		{"{to: a}", "p.yaml:1:1: expected a list of cases like {when: <predicate>, to: <topic>}, got a mapping"},
 		{"[a]", "p.yaml:1:2: expected a case like {when: <predicate>, to: <topic>}, got a scalar"},
 		{"- {when: x}", "p.yaml:1:3: this case has no to: name the topic its records are written to"},
-		{"- {to: a, topc: b}", `p.yaml:1:11: unknown field "topc"; a case has when and to`},
+		{"- {to: a, topc: b}", `p.yaml:1:11: unknown field "topc"; a case has when, to and also`},
+		{"- {to: a, also: maybe}", `p.yaml:1:17: also must be true or false, not "maybe"`},
 		{"- {to: [a]}", `p.yaml:1:8: "" is not a valid Kafka topic name: use letters, digits, '.', '_' and '-', at most 249`},
 		{"- {to: ..}", `p.yaml:1:8: ".." is not a valid Kafka topic name: use letters, digits, '.', '_' and '-', at most 249`},
 	}
