@@ -140,6 +140,7 @@ func New(cfg Config) (*Server, error) {
 		s.pipelineResource(),
 		s.deploymentResource(),
 		s.rolloutResource(),
+		s.observabilityResource(),
 		s.auditResource(),
 		s.operatorResource(),
 		s.openAPIResource(),

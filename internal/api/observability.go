@@ -1,0 +1,302 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sluicehq/sluice/internal/agentproto"
+	"github.com/sluicehq/sluice/observability"
+)
+
+// The pipeline-wide view of lag and skew (DESIGN.md §6, docs/observability.md):
+// the last reports of every runner of the fleets a pipeline is deployed
+// to, merged (observability.Merge), and the history the database keeps of
+// them (lag_samples, appended by a trigger when reports are stored).
+
+// History limits: the longest range served, and how many points a range
+// is thinned to (each point the worst of the samples it stands for).
+const (
+	maxLagRange     = 24 * time.Hour
+	defaultLagRange = time.Hour
+	maxLagPoints    = 720
+)
+
+// lagRunnerBody is one runner's part in a pipeline's view.
+type lagRunnerBody struct {
+	ID   uuid.UUID `json:"id"`
+	Name string    `json:"name"`
+	Live bool      `json:"live"`
+	// State is the pipeline's state on the runner (running, failed, ...).
+	State string `json:"state"`
+	// Partitions are the source partitions (tasks) it holds.
+	Partitions []int32 `json:"partitions"`
+	// SampledAt is when it last sampled the lag (absent before the first
+	// sample, or from runners that predate lag reports).
+	SampledAt *time.Time `json:"sampled_at,omitempty"`
+}
+
+// lagPointBody is one sample of a pipeline's lag history.
+type lagPointBody struct {
+	At         time.Time                `json:"at"`
+	Status     string                   `json:"status"`
+	Lag        int64                    `json:"lag"`
+	EventAgeMs int64                    `json:"event_age_ms"`
+	Stages     []observability.StageLag `json:"stages"`
+}
+
+// lagBody is GET .../lag: the merged current view and its history.
+type lagBody struct {
+	PipelineID uuid.UUID `json:"pipeline_id"`
+	Pipeline   string    `json:"pipeline"`
+	// Current is the merged view of the runners' last reports; null when no
+	// runner has reported lag for the pipeline.
+	Current *observability.PipelineLag `json:"current"`
+	// Stale is true when no live runner reported: Current is the last view
+	// a runner gave before it went quiet.
+	Stale   bool            `json:"stale"`
+	Runners []lagRunnerBody `json:"runners"`
+	Since   time.Time       `json:"since"`
+	Until   time.Time       `json:"until"`
+	// History is one point per 10 s (thinned to at most 720), oldest first.
+	History []lagPointBody `json:"history"`
+}
+
+// skewBody is GET .../skew.
+type skewBody struct {
+	PipelineID uuid.UUID `json:"pipeline_id"`
+	Pipeline   string    `json:"pipeline"`
+	observability.SkewView
+}
+
+// stageHealthBody is one stage in a health answer.
+type stageHealthBody struct {
+	Stage        int    `json:"stage"`
+	Topic        string `json:"topic"`
+	Status       string `json:"status"`
+	Lag          int64  `json:"lag"`
+	MaxTimeLagMs int64  `json:"max_time_lag_ms"`
+	Reason       string `json:"reason,omitempty"`
+}
+
+// healthBody is GET .../health: the roll-up in one answer.
+type healthBody struct {
+	PipelineID uuid.UUID `json:"pipeline_id"`
+	Pipeline   string    `json:"pipeline"`
+	// Status is the worst stage's Burrow status, or UNKNOWN when no runner
+	// has reported lag; Healthy is Status == OK with a live runner.
+	Status      string                 `json:"status"`
+	Healthy     bool                   `json:"healthy"`
+	Stale       bool                   `json:"stale"`
+	LiveRunners int                    `json:"live_runners"`
+	SampledAt   *time.Time             `json:"sampled_at,omitempty"`
+	EventAgeMs  int64                  `json:"event_age_ms"`
+	Slowest     *observability.Slowest `json:"slowest,omitempty"`
+	Stages      []stageHealthBody      `json:"stages"`
+}
+
+func (s *Server) observabilityResource() resource {
+	return resource{prefix: "/projects/{projectID}/pipelines/{pipelineID}", tag: "observability", routes: []route{
+		{method: http.MethodGet, path: "/lag", op: "getPipelineLag", summary: "A pipeline's lag on every stage and partition, merged from its runners, with its history (?since=&until=, RFC 3339, at most 24h; default the last hour)",
+			access: inProject, role: "viewer", resp: lagBody{}, handle: s.getPipelineLag},
+		{method: http.MethodGet, path: "/skew", op: "getPipelineSkew", summary: "A pipeline's partition skew, runner imbalance and hot keys (as hashes)",
+			access: inProject, role: "viewer", resp: skewBody{}, handle: s.getPipelineSkew},
+		{method: http.MethodGet, path: "/health", op: "getPipelineHealth", summary: "A pipeline's lag status (Burrow's rules), event age and slowest stage with the reason",
+			access: inProject, role: "viewer", resp: healthBody{}, handle: s.getPipelineHealth},
+	}}
+}
+
+// pipelineView is a pipeline's merged view and the reports it came from.
+type pipelineView struct {
+	id      uuid.UUID
+	name    string
+	lag     *observability.PipelineLag
+	stale   bool
+	live    int
+	runners []lagRunnerBody
+	reports []observability.RunnerReport // live runners only: their tasks are current
+}
+
+// loadView merges the last reports of the runners of every fleet the
+// pipeline is deployed to. Every fleet's runners of a pipeline share its
+// consumer group, so they are one view. Without a live runner, the last
+// reports of the others still show the lag, marked stale.
+func (s *Server) loadView(r *http.Request) (pipelineView, error) {
+	p, err := s.loadPipeline(r)
+	if err != nil {
+		return pipelineView{}, err
+	}
+	v := pipelineView{id: p.ID, name: p.Name, runners: []lagRunnerBody{}}
+	rows, err := s.pool.Query(r.Context(), `SELECT u.id, u.name, u.last_seen_at > now() - interval '30 seconds', u.report
+		FROM runners u WHERE u.revoked_at IS NULL AND u.fleet_id IN (SELECT fleet_id FROM deployments WHERE pipeline_id = $1)
+		ORDER BY u.name, u.id`, p.ID)
+	if err != nil {
+		return v, err
+	}
+	defer rows.Close()
+	var live, all []observability.RunnerReport
+	for rows.Next() {
+		var (
+			id   uuid.UUID
+			name string
+			ok   bool
+			rep  agentproto.StatusReport
+		)
+		if err := rows.Scan(&id, &name, &ok, &rep); err != nil {
+			return v, err
+		}
+		for _, ps := range rep.Pipelines {
+			if ps.Name != p.Name {
+				continue
+			}
+			rb := lagRunnerBody{ID: id, Name: name, Live: ok, State: ps.State, Partitions: ps.Partitions}
+			if rb.Partitions == nil {
+				rb.Partitions = []int32{}
+			}
+			if ps.Lag != nil {
+				at := ps.Lag.SampledAt
+				rb.SampledAt = &at
+			}
+			v.runners = append(v.runners, rb)
+			rr := observability.RunnerReport{Runner: name, Partitions: ps.Partitions, Lag: ps.Lag}
+			all = append(all, rr)
+			if ok {
+				live = append(live, rr)
+				v.live++
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return v, err
+	}
+	v.reports = live
+	v.lag = observability.Merge(live)
+	if v.lag == nil {
+		v.lag = observability.Merge(all)
+		v.stale = v.lag != nil
+	}
+	return v, nil
+}
+
+func (s *Server) getPipelineLag(w http.ResponseWriter, r *http.Request) error {
+	until, since, err := lagRange(r)
+	if err != nil {
+		return err
+	}
+	v, err := s.loadView(r)
+	if err != nil {
+		return err
+	}
+	hist, err := s.lagHistory(r.Context(), v.id, since, until)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, lagBody{PipelineID: v.id, Pipeline: v.name, Current: v.lag, Stale: v.stale,
+		Runners: v.runners, Since: since, Until: until, History: hist})
+}
+
+func (s *Server) getPipelineSkew(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.loadView(r)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, skewBody{PipelineID: v.id, Pipeline: v.name, SkewView: observability.Skew(v.lag, v.reports)})
+}
+
+func (s *Server) getPipelineHealth(w http.ResponseWriter, r *http.Request) error {
+	v, err := s.loadView(r)
+	if err != nil {
+		return err
+	}
+	h := healthBody{PipelineID: v.id, Pipeline: v.name, Status: "UNKNOWN", Stale: v.stale, LiveRunners: v.live, Stages: []stageHealthBody{}}
+	if v.lag != nil {
+		at := v.lag.SampledAt
+		h.Status, h.SampledAt, h.EventAgeMs, h.Slowest = v.lag.Status.String(), &at, v.lag.EventAgeMs, v.lag.Slowest
+		h.Healthy = v.lag.Status == observability.StatusOK && !v.stale
+		for _, st := range v.lag.Stages {
+			h.Stages = append(h.Stages, stageHealthBody{Stage: st.Stage, Topic: st.Topic, Status: st.Status.String(),
+				Lag: st.Lag, MaxTimeLagMs: st.MaxTimeLagMs, Reason: st.Reason})
+		}
+	}
+	return writeJSON(w, http.StatusOK, h)
+}
+
+// lagRange reads ?since= and ?until= (RFC 3339): until defaults to now,
+// since to an hour before until; the range may not pass 24 hours.
+func lagRange(r *http.Request) (until, since time.Time, err error) {
+	q := r.URL.Query()
+	until = time.Now().UTC()
+	if u := q.Get("until"); u != "" {
+		if until, err = time.Parse(time.RFC3339, u); err != nil {
+			return until, since, invalidField("until", "must be an RFC 3339 time like 2026-01-02T15:04:05Z")
+		}
+	}
+	since = until.Add(-defaultLagRange)
+	if sv := q.Get("since"); sv != "" {
+		if since, err = time.Parse(time.RFC3339, sv); err != nil {
+			return until, since, invalidField("since", "must be an RFC 3339 time like 2026-01-02T15:04:05Z")
+		}
+	}
+	switch {
+	case !since.Before(until):
+		return until, since, invalidField("since", "must be before until")
+	case until.Sub(since) > maxLagRange:
+		return until, since, invalidField("since", "the range may span at most 24h (the history kept)")
+	}
+	return until, since, nil
+}
+
+// lagHistory reads the samples in [since, until], thinned to maxLagPoints:
+// each point stands for consecutive samples and is the one of them with
+// the worst status, then the largest event age, so thinning never hides a
+// problem.
+func (s *Server) lagHistory(ctx context.Context, pipeline uuid.UUID, since, until time.Time) ([]lagPointBody, error) {
+	rows, err := s.pool.Query(ctx, `SELECT at, status, lag, event_age_ms, stages FROM lag_samples
+		WHERE pipeline_id = $1 AND at >= $2 AND at <= $3 ORDER BY bucket`, pipeline, since, until)
+	if err != nil {
+		return nil, err
+	}
+	pts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (lagPointBody, error) {
+		var (
+			p      lagPointBody
+			stages []byte
+		)
+		if err := row.Scan(&p.At, &p.Status, &p.Lag, &p.EventAgeMs, &stages); err != nil {
+			return p, err
+		}
+		if err := json.Unmarshal(stages, &p.Stages); err != nil {
+			p.Stages = []observability.StageLag{} // a runner's bad summary; the totals stand
+		}
+		return p, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(pts) <= maxLagPoints {
+		if pts == nil {
+			pts = []lagPointBody{}
+		}
+		return pts, nil
+	}
+	per := (len(pts) + maxLagPoints - 1) / maxLagPoints
+	out := make([]lagPointBody, 0, maxLagPoints)
+	for i := 0; i < len(pts); i += per {
+		group := pts[i:min(i+per, len(pts))]
+		sort.SliceStable(group, func(a, b int) bool {
+			sa, _ := observability.ParseStatus(group[a].Status)
+			sb, _ := observability.ParseStatus(group[b].Status)
+			if sa != sb {
+				return sa > sb
+			}
+			return group[a].EventAgeMs > group[b].EventAgeMs
+		})
+		out = append(out, group[0])
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].At.Before(out[b].At) })
+	return out, nil
+}

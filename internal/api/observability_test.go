@@ -1,0 +1,187 @@
+package api_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sluicehq/sluice/internal/agentproto"
+	"github.com/sluicehq/sluice/observability"
+)
+
+// addRunner registers a runner in fleet directly in the database and
+// stores rep as its last report, as the agent server does.
+func addRunner(t *testing.T, e *env, fleet, name string, rep agentproto.StatusReport) uuid.UUID {
+	t.Helper()
+	id := uuid.New()
+	hash := make([]byte, 32)
+	_, _ = rand.Read(hash)
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `INSERT INTO runners (id, fleet_id, name, credential_hash) VALUES ($1, $2, $3, $4)`, id, fleet, name, hash); err != nil {
+		t.Fatal(err)
+	}
+	report(t, e, id, rep)
+	return id
+}
+
+func report(t *testing.T, e *env, runner uuid.UUID, rep agentproto.StatusReport) {
+	t.Helper()
+	data, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(context.Background(), `UPDATE runners SET report = $2, last_seen_at = now() WHERE id = $1`, runner, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runnerLag is one runner's report of pipeline "orders" (one stage, four
+// partitions, every runner samples all four): it holds owned, and
+// partition 3 falls behind with a hot key.
+func runnerLag(at time.Time, owned []int32, hot bool) agentproto.StatusReport {
+	var parts []observability.PartitionLag
+	for p := range int32(4) {
+		pl := observability.PartitionLag{Partition: p, State: observability.StateActive, End: 1000, Committed: 990, Lag: 10, TimeLagMs: 500, ConsumeRate: 100}
+		if p == 3 {
+			pl.Committed, pl.Lag, pl.TimeLagMs, pl.Status, pl.Reason = 600, 400, 42000, observability.StatusWarning, "lag not decreasing over the window"
+		}
+		for _, o := range owned {
+			pl.Owned = pl.Owned || o == p
+		}
+		parts = append(parts, pl)
+	}
+	l := &observability.PipelineLag{SampledAt: at, Stages: []observability.StageLag{observability.SummarizeStage(0, "orders", parts)}}
+	if hot {
+		l.HotKeys = []observability.HotKey{{Hash: "c0ffee00c0ffee00", Stage: 0, Topic: "orders", Partition: 3, Count: 300, Records: 1000, Share: 0.3}}
+	}
+	observability.Rollup(l)
+	return agentproto.StatusReport{Generation: 1, Pipelines: []agentproto.PipelineStatus{{Name: "orders", State: "running", Partitions: owned, Lag: l.ForReport()}}}
+}
+
+// Two runners of the fleet each hold two partitions: the lag, skew and
+// health endpoints merge their reports into one view of the pipeline,
+// and the history keeps one sample per 10 s whatever the number of
+// runners.
+func TestLagAPI(t *testing.T) {
+	e := newEnv(t)
+	w := e.world()
+	now := time.Now().UTC()
+	r1 := addRunner(t, e, w.fleetB, "runner-1", runnerLag(now, []int32{0, 1}, false))
+	addRunner(t, e, w.fleetB, "runner-2", runnerLag(now.Add(time.Second), []int32{2, 3}, true))
+	c := e.tokenClient(w.viewerB)
+	base := "/api/v1/projects/" + w.projB + "/pipelines/" + w.pipeB
+
+	var lag struct {
+		Current *observability.PipelineLag `json:"current"`
+		Stale   bool                       `json:"stale"`
+		Runners []struct {
+			Name       string  `json:"name"`
+			Live       bool    `json:"live"`
+			Partitions []int32 `json:"partitions"`
+		} `json:"runners"`
+		History []struct {
+			Status     string `json:"status"`
+			Lag        int64  `json:"lag"`
+			EventAgeMs int64  `json:"event_age_ms"`
+		} `json:"history"`
+	}
+	if err := json.Unmarshal(c.do("GET", base+"/lag", nil).want(200).body, &lag); err != nil {
+		t.Fatal(err)
+	}
+	if lag.Current == nil || lag.Stale || len(lag.Runners) != 2 || !lag.Runners[0].Live {
+		t.Fatalf("lag view %+v", lag)
+	}
+	st := lag.Current.Stages[0]
+	if len(st.Partitions) != 4 || st.Lag != 430 || st.Status != observability.StatusWarning {
+		t.Fatalf("stage %+v", st)
+	}
+	for _, p := range st.Partitions {
+		if !p.Owned {
+			t.Errorf("partition %d not taken from the runner holding it", p.Partition)
+		}
+	}
+	if len(lag.History) != 1 || lag.History[0].Status != "WARNING" || lag.History[0].Lag != 430 || lag.History[0].EventAgeMs != 42000 {
+		t.Fatalf("history %+v: want one sample (two reports in one 10 s bucket)", lag.History)
+	}
+
+	h := c.do("GET", base+"/health", nil).want(200).json()
+	slowest, _ := h["slowest"].(map[string]any)
+	if h["status"] != "WARNING" || h["healthy"] != false || slowest == nil || slowest["topic"] != "orders" || h["live_runners"] != float64(2) {
+		t.Fatalf("health %v", h)
+	}
+
+	var skew observability.SkewView
+	if err := json.Unmarshal(c.do("GET", base+"/skew", nil).want(200).body, &skew); err != nil {
+		t.Fatal(err)
+	}
+	if len(skew.HotKeys) != 1 || skew.HotKeys[0].Runner != "runner-2" || skew.HotKeys[0].Partition != 3 {
+		t.Fatalf("hot keys %+v", skew.HotKeys)
+	}
+	if skew.Stages[0].MaxLagPartition != 3 || len(skew.Stages[0].Flagged) != 1 || skew.RunnerImbalance != 1 {
+		t.Fatalf("skew %+v", skew)
+	}
+
+	// Ranges: bad times and ranges beyond the history are refused.
+	for _, q := range []string{"since=yesterday", "until=2026-13-01T00:00:00Z",
+		"since=" + url.QueryEscape(now.Add(-25*time.Hour).Format(time.RFC3339)),
+		"since=" + url.QueryEscape(now.Add(time.Hour).Format(time.RFC3339))} {
+		c.do("GET", base+"/lag?"+q, nil).want(422)
+	}
+	old := url.QueryEscape(now.Add(-23 * time.Hour).Format(time.RFC3339))
+	var empty struct {
+		History []any `json:"history"`
+	}
+	if err := json.Unmarshal(c.do("GET", base+"/lag?since="+old+"&until="+url.QueryEscape(now.Add(-22*time.Hour).Format(time.RFC3339)), nil).want(200).body, &empty); err != nil || len(empty.History) != 0 {
+		t.Fatalf("an empty range gave %v, %v", empty.History, err)
+	}
+
+	// A sample past 24 h is pruned when the next one is stored.
+	ctx := context.Background()
+	if _, err := e.pool.Exec(ctx, `INSERT INTO lag_samples (pipeline_id, bucket, at, status, lag, event_age_ms, stages)
+		VALUES ($1, floor(extract(epoch FROM now()) / 10)::bigint - 9000, now() - interval '25 hours', 'OK', 0, 0, '[]'),
+		       ($1, floor(extract(epoch FROM now()) / 10)::bigint - 100, now() - interval '1000 seconds', 'OK', 0, 0, '[]')`, w.pipeB); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.pool.Exec(ctx, `DELETE FROM lag_samples WHERE pipeline_id = $1 AND at > now() - interval '1 minute'`, w.pipeB); err != nil {
+		t.Fatal(err)
+	}
+	report(t, e, r1, runnerLag(now.Add(2*time.Second), []int32{0, 1}, false))
+	var n, stale int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE at < now() - interval '24 hours') FROM lag_samples WHERE pipeline_id = $1`, w.pipeB).Scan(&n, &stale); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 || stale != 0 {
+		t.Fatalf("%d samples, %d older than 24 h; want the new one and the 1000 s old one", n, stale)
+	}
+
+	// A report the trigger cannot read is still stored.
+	if _, err := e.pool.Exec(ctx, `UPDATE runners SET report = '{"pipelines":[{"name":"orders","lag":{"stages":[{"lag":"many"}]}}]}' WHERE id = $1`, r1); err != nil {
+		t.Fatalf("a malformed lag view failed the report: %v", err)
+	}
+}
+
+// With no live runner the last reports still show the lag, marked stale,
+// and health is not healthy.
+func TestLagAPIStale(t *testing.T) {
+	e := newEnv(t)
+	w := e.world()
+	id := addRunner(t, e, w.fleetB, "gone", runnerLag(time.Now(), []int32{0, 1, 2, 3}, false))
+	if _, err := e.pool.Exec(context.Background(), `UPDATE runners SET last_seen_at = now() - interval '5 minutes' WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	c := e.tokenClient(w.viewerB)
+	base := "/api/v1/projects/" + w.projB + "/pipelines/" + w.pipeB
+	h := c.do("GET", base+"/health", nil).want(200).json()
+	if h["stale"] != true || h["healthy"] != false || h["live_runners"] != float64(0) || h["status"] != "WARNING" {
+		t.Fatalf("health %v", h)
+	}
+	l := c.do("GET", base+"/lag", nil).want(200).json()
+	if l["current"] == nil || l["stale"] != true {
+		t.Fatalf("lag %v", l)
+	}
+}
