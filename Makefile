@@ -13,7 +13,7 @@ GO ?= go
 
 # Debian packages the build, the tests and `make dev` need. Later work adds
 # to this list (chromium for the IDE's browser tests, terraform, ...).
-APT_PACKAGES := postgresql kcat git ca-certificates curl
+APT_PACKAGES := postgresql kcat git ca-certificates curl prometheus
 
 # Pinned Go tools, installed into .tools/bin by `make setup`.
 TOOLS_BIN := $(CURDIR)/.tools/bin
@@ -120,6 +120,8 @@ UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e')
 test: ## Run the fast tier: every package's tests but e2e (race detector, shuffled, fuzz seed corpora), then the example pipelines' tests
 	$(GO) test $(TEST_FLAGS) $(UNIT_PKGS)
 	$(GO) run ./cmd/runner test examples/
+	@command -v promtool >/dev/null || { echo "promtool is missing (Debian package prometheus): run make setup"; exit 1; }
+	promtool check rules observability/prometheus/alerts.yaml
 
 # Flags for `go test` in `make e2e`: processes are killed, restarted and
 # kept down for a minute, so each test binary gets longer.

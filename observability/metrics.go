@@ -15,6 +15,7 @@ type Metrics struct {
 	stageLag, stageTimeLag, stageStatus, stageRate *prometheus.GaugeVec
 	partLag, partTimeLag, partRate, partKeyShare   *prometheus.GaugeVec
 	pipelineAge, pipelineStatus                    *prometheus.GaugeVec
+	names                                          []string
 }
 
 // NewMetrics makes the series and registers them with reg (none when reg
@@ -22,7 +23,9 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	stage := []string{"pipeline", "stage", "topic"}
 	part := []string{"pipeline", "stage", "partition"}
+	var names []string
 	g := func(name, help string, labels []string) *prometheus.GaugeVec {
+		names = append(names, name)
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
 	}
 	m := &Metrics{
@@ -37,6 +40,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		pipelineAge:    g("sluice_pipeline_event_age_seconds", "Age of the oldest record not yet through the pipeline: the largest time lag of its stages.", []string{"pipeline"}),
 		pipelineStatus: g("sluice_pipeline_lag_status", "Worst Burrow evaluation of the pipeline's stages: 0 OK, 1 WARNING, 2 STOPPED, 3 STALLED, 4 REWIND.", []string{"pipeline"}),
 	}
+	m.names = names
 	if reg == nil {
 		return m, nil
 	}
@@ -82,6 +86,9 @@ func (m *Metrics) Set(pipeline string, l PipelineLag) {
 		}
 	}
 }
+
+// Names lists the series' names.
+func (m *Metrics) Names() []string { return append([]string(nil), m.names...) }
 
 // Forget drops pipeline's series.
 func (m *Metrics) Forget(pipeline string) {

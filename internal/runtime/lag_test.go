@@ -3,9 +3,11 @@ package runtime_test
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kafkatest"
@@ -76,5 +78,40 @@ func TestLagHotKeyThroughRuntime(t *testing.T) {
 	}
 	if lag.Status != observability.StatusOK {
 		t.Errorf("status %s, want OK", lag.Status)
+	}
+}
+
+// namesRegisterer records the names of every series registered with it.
+type namesRegisterer struct {
+	prometheus.Registerer
+	names map[string]bool
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (r namesRegisterer) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 16)
+	go func() { c.Describe(ch); close(ch) }()
+	for d := range ch {
+		if m := fqName.FindStringSubmatch(d.String()); m != nil {
+			r.names[m[1]] = true
+		}
+	}
+	return r.Registerer.Register(c)
+}
+
+// The dashboards and alert rules in observability query only series a
+// runtime registers: a renamed metric fails here, not in someone's Grafana.
+func TestLagDashboardSeriesExist(t *testing.T) {
+	reg := namesRegisterer{prometheus.NewRegistry(), map[string]bool{}}
+	newRuntime(t, kafkatest.Brokers(t), runtime.Registerer(reg), runtime.LagInterval(-1))
+	series, err := observability.QueriedSeries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range series {
+		if !reg.names[s] {
+			t.Errorf("observability's files query %s, which the runtime does not register", s)
+		}
 	}
 }
