@@ -11,7 +11,8 @@
 // runner at a time. Each batch is promoted (its runners' desired state
 // becomes the target), must report the target running, then bakes for the
 // fleet's bake time while the gates hold: no pipeline failed and the dead
-// letter ratio stays under the fleet's limit. A failed gate rolls the
+// letter ratio stays under the fleet's limit, the pipeline's lag does not
+// stall, and it does not grow all through the bake. A failed gate rolls the
 // fleet back to the stable revisions at once and asks the Reverter for a
 // revert commit, so Git stays the source of truth.
 //
@@ -34,6 +35,7 @@ import (
 
 	"github.com/sluicehq/sluice/gitops/deploy"
 	"github.com/sluicehq/sluice/internal/agentproto"
+	"github.com/sluicehq/sluice/observability"
 )
 
 // lockKey is the advisory lock that makes one reconciler active.
@@ -235,6 +237,9 @@ type counts struct {
 	Processed  uint64 `json:"p"`
 	DeadLetter uint64 `json:"d"`
 	Restarts   int    `json:"r"`
+	// Lag is the pipeline's lag status when the bake began ("" when the
+	// runner reported none).
+	Lag string `json:"l,omitempty"`
 }
 
 func (s *state) event(format string, args ...any) {
@@ -362,7 +367,11 @@ func (r *Reconciler) advance(st *state) {
 			p, _ := rs.pipeline(it.name)
 			base, seen := st.baseline[key]
 			if !seen {
-				st.baseline[key] = counts{Processed: p.Processed, DeadLetter: p.DeadLetter, Restarts: p.Restarts}
+				base := counts{Processed: p.Processed, DeadLetter: p.DeadLetter, Restarts: p.Restarts}
+				if p.Lag != nil {
+					base.Lag = p.Lag.Status.String()
+				}
+				st.baseline[key] = base
 				bakeStart = st.now
 				st.stepStarted = st.now
 				continue
@@ -378,6 +387,18 @@ func (r *Reconciler) advance(st *state) {
 	}
 	if st.now.Sub(bakeStart) < st.bake {
 		return
+	}
+	// The lag trend is judged over the whole bake: lag that grew all along
+	// on a runner whose lag was fine when the bake began fails the step.
+	for _, rs := range batch {
+		for _, it := range st.items {
+			p, _ := rs.pipeline(it.name)
+			base := st.baseline[rs.id.String()+"/"+it.name]
+			if it.toDigest != "" && p.Lag != nil && p.Lag.Status == observability.StatusWarning && base.Lag == observability.StatusOK.String() {
+				r.rollBack(st, fmt.Sprintf("runner %s: pipeline %s's lag kept growing during the bake (%s)", rs.name, it.name, slowest(p.Lag)))
+				return
+			}
+		}
 	}
 	if len(batch) > 0 {
 		names := make([]string, len(batch))
@@ -406,6 +427,9 @@ func (r *Reconciler) gate(st *state, rs runnerState, it item, p agentproto.Pipel
 	}
 	if p.Restarts > base.Restarts+2 {
 		return fmt.Sprintf("runner %s: pipeline %s restarted %d times during the bake: %s", rs.name, it.name, p.Restarts-base.Restarts, p.Error)
+	}
+	if p.Lag != nil && p.Lag.Status == observability.StatusStalled {
+		return fmt.Sprintf("runner %s: pipeline %s stalled on the new revision: its group commits without moving on while records wait (%s)", rs.name, it.name, slowest(p.Lag))
 	}
 	if p.Processed < base.Processed || p.DeadLetter < base.DeadLetter {
 		return "" // the pipeline restarted its counters; judge on the next reports
@@ -641,6 +665,14 @@ func (r *Reconciler) refreshStatuses(ctx context.Context) error {
 	WHERE d.id = j.id AND d.status <> CASE WHEN j.failed THEN 'Degraded' WHEN j.synced THEN 'Synced' ELSE 'OutOfSync' END`,
 		fmt.Sprintf("%d milliseconds", r.liveFor.Milliseconds()))
 	return err
+}
+
+// slowest names a pipeline's slowest stage and why, for a gate's reason.
+func slowest(l *observability.PipelineLag) string {
+	if l.Slowest == nil {
+		return "lag " + l.Status.String()
+	}
+	return fmt.Sprintf("stage %d (%s): %s", l.Slowest.Stage, l.Slowest.Topic, l.Slowest.Reason)
 }
 
 func contains(ids []uuid.UUID, id uuid.UUID) bool {

@@ -18,6 +18,7 @@ import (
 	"github.com/sluicehq/sluice/internal/agentproto"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/observability"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -395,5 +396,67 @@ func TestGroupProtocolChangeStopsOldMembersFirst(t *testing.T) {
 	}
 	if ev := f.events(id); !strings.Contains(ev, "stopping the old members of orders first") {
 		t.Errorf("events do not say why it stopped first:\n%s", ev)
+	}
+}
+
+// reportLag makes every runner report what it is assigned, with processed
+// records and the lag status lag(i).
+func (f *fixture) reportLag(lag func(i int) observability.Status) {
+	f.t.Helper()
+	for i, r := range f.runners {
+		a, err := f.store.Assignments(f.ctx, r)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		rep := agentproto.StatusReport{Generation: a.Generation}
+		for _, p := range a.Pipelines {
+			l := &observability.PipelineLag{Status: lag(i), Slowest: &observability.Slowest{Topic: "orders", Status: lag(i), Reason: "lag 500 and rising"}}
+			rep.Pipelines = append(rep.Pipelines, agentproto.PipelineStatus{Name: p.Name, Digest: p.Digest, State: "running", Processed: 100, Lag: l})
+		}
+		if err := f.store.Report(f.ctx, r, rep); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+}
+
+// The lag gates: a canary whose group stalls is rolled back at once; one
+// whose lag grows all through the bake, from a healthy start, too.
+func TestLagGates(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		during observability.Status
+		want   string
+	}{
+		{"stalled", observability.StatusStalled, "stalled on the new revision"},
+		{"growing", observability.StatusWarning, "lag kept growing during the bake"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, "canary", 2)
+			f.push(1)
+			for range 6 {
+				f.pass()
+				f.report(zero, zero)
+			}
+			if _, err := f.pool.Exec(f.ctx, "UPDATE fleets SET bake_seconds = 1"); err != nil {
+				t.Fatal(err)
+			}
+			id := f.push(2).Rollouts[0].ID
+			f.pass() // promotes the canary
+			ok := func(int) observability.Status { return observability.StatusOK }
+			f.reportLag(ok)
+			f.pass() // the bake begins, lag OK
+			f.reportLag(func(i int) observability.Status {
+				if i == 0 {
+					return c.during
+				}
+				return observability.StatusOK
+			})
+			time.Sleep(1100 * time.Millisecond) // past the bake
+			f.pass()
+			phase, _, reason := f.rolloutState(id)
+			if phase != deploy.PhaseRolledBack || !strings.Contains(reason, c.want) || !strings.Contains(reason, "lag 500 and rising") {
+				t.Fatalf("rollout %s: %q; want RolledBack saying %q\n%s", phase, reason, c.want, f.events(id))
+			}
+		})
 	}
 }
