@@ -94,8 +94,9 @@ type HotKey struct {
 	Partition int32  `json:"partition"`
 	// Runner is the runner whose task saw it (filled by the control plane).
 	Runner string `json:"runner,omitempty"`
-	// Count over-estimates the key's records in the window by at most
-	// Error (Space-Saving's guarantee); Records is the task's total.
+	// Count over-estimates the key's sampled records in the window by at most
+	// Error (Space-Saving's guarantee); Records is the task's sampled total
+	// (runners sample every 4th offset).
 	Count   uint64 `json:"count"`
 	Error   uint64 `json:"error"`
 	Records uint64 `json:"records"`

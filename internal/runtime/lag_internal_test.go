@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -227,4 +229,85 @@ func TestLagNoCommitOnKfake(t *testing.T) {
 	if p0 := sc.partition(0); p0.State != observability.StateNoCommit || p0.Lag != 0 || p0.Status != observability.StatusOK {
 		t.Fatalf("got %+v, want no-commit with zero lag", p0)
 	}
+}
+
+// A two-stage pipeline whose second stage (its repartition topic) is
+// throttled: the pipeline is WARNING, the slowest stage is the second, and
+// the end-to-end event age (records keep their event time through the
+// repartition topic) is larger than the first stage's time lag.
+func TestLagTwoStagesSlowestOnKfake(t *testing.T) {
+	sc := newLagScenario(t)
+	repart := kafkatest.Topic(t, "lag-repartition")
+	kafkatest.CreateTopic(t, sc.brokers, repart, 2)
+	sc.lt.stages = append(sc.lt.stages, lagStage{index: 1, topic: repart})
+	sc.holding = true
+	commitTo := func(topic string, p int32, off int64) {
+		var os kadm.Offsets
+		os.AddOffset(topic, p, off, -1)
+		if resp, err := sc.adm.CommitOffsets(context.Background(), sc.group, os); err != nil || resp.Error() != nil {
+			t.Fatal(err, resp.Error())
+		}
+	}
+	var second []*kgo.Record
+	for p := range int32(2) {
+		commitTo(sc.topic, p, 0)
+		commitTo(repart, p, 0)
+	}
+	for i := range 8 {
+		// Stage 0 keeps up: everything produced is committed and handed on
+		// to the repartition topic with its event time.
+		sc.produce(0, 50)
+		commitTo(sc.topic, 0, int64(len(sc.produced[0])))
+		var rs []*kgo.Record
+		for _, r := range sc.produced[0][i*50:] {
+			rs = append(rs, &kgo.Record{Topic: repart, Partition: 0, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
+		}
+		if err := sc.prod.ProduceSync(context.Background(), rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		second = append(second, rs...)
+		// Stage 1 is throttled: 20 of every 50.
+		if i > 0 {
+			commitTo(repart, 0, int64(20*i))
+		}
+		sc.sample()
+	}
+	l := sc.last
+	if l.Status != observability.StatusWarning || l.Slowest == nil || l.Slowest.Stage != 1 || l.Slowest.Topic != repart {
+		t.Fatalf("pipeline %s, slowest %+v: want WARNING on stage 1", l.Status, l.Slowest)
+	}
+	if l.Stages[0].Status != observability.StatusOK || l.Stages[0].Lag != 0 {
+		t.Fatalf("stage 0 %+v: want caught up", l.Stages[0])
+	}
+	want := sc.clock.Sub(second[20*7].Timestamp).Milliseconds()
+	if l.EventAgeMs != want || l.EventAgeMs <= l.Stages[0].MaxTimeLagMs {
+		t.Fatalf("event age %d ms (stage 0 %d ms), want %d: the event time of repartition record %d", l.EventAgeMs, l.Stages[0].MaxTimeLagMs, want, 20*7)
+	}
+	if !strings.Contains(l.Slowest.Reason, "partition 0") {
+		t.Errorf("reason %q does not name the partition", l.Slowest.Reason)
+	}
+}
+
+// BenchmarkLagObserve is the per-record cost tracking adds to a poll: one
+// hash and one sketch update (reported as ns/record; compare with the
+// runner's per-record cost from BenchmarkRunnerExactlyOnce, and see
+// BenchmarkLagTrackingOverhead for the same-run comparison).
+func BenchmarkLagObserve(b *testing.B) {
+	lt := &lagTracker{cfg: lagConfig{}.withDefaults()}
+	lt.init()
+	var recs []*kgo.Record
+	for i := range 1000 {
+		key := fmt.Appendf(nil, "vehicle-%07d", (i*7919)%10000)
+		if i%10 < 3 {
+			key = []byte("vehicle-hot")
+		}
+		recs = append(recs, &kgo.Record{Topic: "in", Partition: 0, Offset: int64(i), Key: key})
+	}
+	f := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: "in", Partitions: []kgo.FetchPartition{{Partition: 0, Records: recs}}}}}}
+	stageOf := map[string]int{"in": 0}
+	b.ResetTimer()
+	for range b.N {
+		lt.observe(f, stageOf)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(recs)), "ns/record")
 }

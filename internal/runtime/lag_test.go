@@ -115,3 +115,32 @@ func TestLagDashboardSeriesExist(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLagTrackingOverhead runs the exactly-once benchmark pipeline
+// twice in one process, with lag and hot-key tracking off and on (sampling
+// every second, ten times the default rate), each on a fresh cluster, so
+// the two throughputs compare (target: on >= 0.97 x off; run it with
+// -count to see past the noise of a shared machine).
+func BenchmarkLagTrackingOverhead(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		opts []runtime.Opt
+	}{
+		{"off", []runtime.Opt{runtime.LagInterval(-1), runtime.HotKeys(-1, 0)}},
+		{"on", []runtime.Opt{runtime.LagInterval(time.Second)}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			c := newBenchCluster(b)
+			rt, err := runtime.New(append([]runtime.Opt{runtime.Brokers(c.brokers...), runtime.KafkaOptions(benchClientOpts...)}, tc.opts...)...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				_ = rt.Close(ctx)
+			})
+			benchThroughput(b, c, runner(rt, "exactly-once"), backlogInput, checkTransformed)
+		})
+	}
+}
