@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -24,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/internal/api"
 	"github.com/sluicehq/sluice/internal/pgnotify"
 	"github.com/sluicehq/sluice/provisioning/terraform"
+	"github.com/sluicehq/sluice/web"
 )
 
 // gitops is the control plane's GitOps half: the git server, the runner
@@ -105,8 +109,49 @@ func (g *gitops) handler(apiHandler http.Handler) http.Handler {
 		git.ServeHTTP(w, r)
 	}))
 	mux.Handle("/api/v1/agent/", g.agents)
-	mux.Handle("/", apiHandler)
+	mux.Handle("/api/", apiHandler)
+	// Everything else is the IDE's single-page app (make web builds it).
+	mux.Handle("/", web.Handler())
 	return mux
+}
+
+// ideRepository is the API's Config.Repository: the IDE reads the deploy
+// branch from the git store and commits through the git server, so an
+// IDE commit is validated and recorded exactly as a push.
+type ideRepository struct{ g *gitops }
+
+func (r ideRepository) Files(ctx context.Context, projectID uuid.UUID, branch string) (string, map[string][]byte, error) {
+	head, err := r.g.repos.Head(ctx, projectID, branch)
+	if errors.Is(err, gitstore.ErrRefNotFound) {
+		return "", map[string][]byte{}, nil
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	files, err := gitstore.TreeFiles(r.g.repos.Repo(ctx, projectID), head, push.MaxFiles, push.MaxBytes)
+	return head.String(), files, err
+}
+
+func (r ideRepository) Commit(ctx context.Context, c api.RepositoryCommit) (string, *api.RepositoryRejection, error) {
+	if r.g.git == nil {
+		return "", nil, errors.New("ide: the git server is not attached")
+	}
+	a := gitserver.Access{ProjectID: c.ProjectID, Org: c.Org, Project: c.Project, DeployBranch: c.Branch, CanWrite: true, Principal: c.UserID}
+	parent := plumbing.ZeroHash
+	if c.Parent != "" {
+		parent = plumbing.NewHash(c.Parent)
+	}
+	sha, rej, err := r.g.git.Commit(ctx, a, gitserver.CommitRequest{Branch: c.Branch, Parent: parent, Files: c.Files, Message: c.Message,
+		Author: object.Signature{Name: c.AuthorName, Email: c.Author}})
+	switch {
+	case errors.Is(err, gitstore.ErrStaleRef):
+		return "", nil, fmt.Errorf("%w: %w", api.ErrRepositoryMoved, err)
+	case err != nil:
+		return "", nil, err
+	case rej != nil:
+		return "", &api.RepositoryRejection{Reason: rej.Reason, Lines: rej.Lines}, nil
+	}
+	return sha.String(), nil, nil
 }
 
 // run runs the notification listener and the reconciler until ctx ends.

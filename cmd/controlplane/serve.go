@@ -55,7 +55,7 @@ func openControlPlane(ctx context.Context, cfg config, log *slog.Logger) (*contr
 		return nil, err
 	}
 	srv, err := api.New(api.Config{
-		Pool: pool, Registry: reg, Logger: log, Rollback: g.rollback,
+		Pool: pool, Registry: reg, Logger: log, Rollback: g.rollback, Repository: ideRepository{g},
 		SecureCookies: strings.HasPrefix(cfg.publicURL, "https://"), TrustProxy: cfg.trustProxy,
 		MaxBodyBytes: cfg.maxBodyBytes, SessionTTL: cfg.sessionTTL, LoginFailures: cfg.loginFailures,
 	})

@@ -62,6 +62,9 @@ type Config struct {
 	// the git server). Default: a reconciler without a git server, which
 	// restores the revisions only.
 	Rollback func(ctx context.Context, projectID, rolloutID uuid.UUID, reason string) error
+	// Repository reads and commits projects' repositories for the IDE
+	// (ide.go); nil answers the IDE's routes with 503.
+	Repository Repository
 }
 
 // Server serves the API. It is an http.Handler.
@@ -143,6 +146,7 @@ func New(cfg Config) (*Server, error) {
 		s.observabilityResource(),
 		s.auditResource(),
 		s.operatorResource(),
+		s.ideResource(),
 		s.openAPIResource(),
 	}
 	doc, err := s.buildOpenAPI()
