@@ -125,11 +125,8 @@ func (rt *Runtime) ensureTopics(ctx context.Context, plan *pipeline.Plan) error 
 // writtenTopics lists every topic the plan writes: outputs, the DLQ,
 // repartition topics and changelogs.
 func writtenTopics(plan *pipeline.Plan) []string {
-	out := plan.Topics()
-	for i, st := range plan.Stages {
-		if i > 0 {
-			out = append(out, st.Input)
-		}
+	out := plan.Topics() // repartition topics included
+	for _, st := range plan.Stages {
 		for _, step := range st.Steps {
 			if step.Stateful {
 				out = append(out, ChangelogTopic(plan.Name, step.Name))
@@ -139,13 +136,21 @@ func writtenTopics(plan *pipeline.Plan) []string {
 	return out
 }
 
-// existingTopics reports which of topics exist and can be described.
+// existingTopics reports which of topics exist and can be described. It
+// asks the cluster, not the admin client's metadata cache (which the
+// request refreshes): kadm's cached lookups would otherwise answer from
+// before a topic was created. A topic that may not be described fails
+// the whole lookup; then none counts as existing, and creating them
+// says what is wrong.
 func (rt *Runtime) existingTopics(ctx context.Context, topics []string) (map[string]bool, error) {
-	td, err := rt.admin.ListTopics(ctx, topics...)
+	out := map[string]bool{}
+	td, err := rt.admin.ListTopics(kadm.WithAuthorizedOps(ctx), topics...)
+	if errors.Is(err, kerr.TopicAuthorizationFailed) {
+		return out, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("looking up %s: %w", strings.Join(topics, ", "), err)
 	}
-	out := map[string]bool{}
 	for _, t := range topics {
 		if d, ok := td[t]; ok && d.Err == nil {
 			out[t] = true
@@ -205,7 +210,11 @@ func (rt *Runtime) createTopic(ctx context.Context, topic string, n int32, confi
 	}
 	for _, r := range resp {
 		switch {
-		case r.Err == nil, errors.Is(r.Err, kerr.TopicAlreadyExists):
+		case r.Err == nil:
+			// Refresh the metadata cache, which may remember the topic
+			// as missing from the lookup before.
+			_, _ = rt.existingTopics(ctx, []string{topic})
+		case errors.Is(r.Err, kerr.TopicAlreadyExists):
 		case errors.Is(r.Err, kerr.TopicAuthorizationFailed), errors.Is(r.Err, kerr.ClusterAuthorizationFailed):
 			// Someone may have created it since it was looked up.
 			if exists, lerr := rt.existingTopics(ctx, []string{topic}); lerr == nil && exists[topic] {
