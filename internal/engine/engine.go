@@ -13,6 +13,7 @@ import (
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -78,6 +79,19 @@ type Stage struct {
 	// in is the message Process is on, in a stage that ends in a
 	// repartition: its records carry it to the next stage (HeaderInput).
 	in *Message
+	// busy is 1 + the index in stage.Steps of the innermost step a record
+	// is in, 0 between steps; BusyStep reads it from another goroutine.
+	busy atomic.Int32
+}
+
+// BusyStep names the step the record being processed is in, innermost
+// first ("" when none is), for a watchdog that finds a record stuck. It
+// is safe to call while another goroutine processes.
+func (s *Stage) BusyStep() string {
+	if i := s.busy.Load(); i > 0 && int(i) <= len(s.stage.Steps) {
+		return s.stage.Steps[i-1].Name
+	}
+	return ""
 }
 
 // FieldDemander is implemented by operators that read only some top-level
@@ -134,7 +148,7 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	// operator; the last one writes the stage's output.
 	var next catalog.Output = &tail{s: s}
 	for i := len(s.stage.Steps) - 1; i >= 0; i-- {
-		l := &link{s: s, step: s.stage.Steps[i], next: next}
+		l := &link{s: s, step: s.stage.Steps[i], next: next, busy: int32(i + 1)}
 		if _, ok := l.step.Operator.(catalog.StatefulOperator); ok {
 			s.statefulLinks = append([]*link{l}, s.statefulLinks...)
 		}
@@ -204,6 +218,7 @@ type link struct {
 	s    *Stage
 	step *pipeline.Step
 	next catalog.Output
+	busy int32 // 1 + the step's index, for Stage.BusyStep
 }
 
 // stepError remembers which step failed, for the DLQ header.
@@ -216,6 +231,8 @@ func (e *stepError) Error() string { return e.step + ": " + e.err.Error() }
 func (e *stepError) Unwrap() error { return e.err }
 
 func (l *link) Next(ctx context.Context, r *record.Record) error {
+	prev := l.s.busy.Swap(l.busy)
+	defer l.s.busy.Store(prev)
 	var err error
 	if sop, ok := l.step.Operator.(catalog.StatefulOperator); ok {
 		err = l.processState(ctx, sop, r)

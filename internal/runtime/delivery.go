@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -30,7 +32,14 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
+	// A stop that finds a record stuck closes the session from another
+	// goroutine (run.stop): it leaves the group, and the transaction,
+	// never ended here, is aborted by the broker or fenced by the next
+	// revision's producer.
+	var closeOnce sync.Once
+	closeSess := func() { closeOnce.Do(sess.Close) }
+	defer closeSess()
+	ru.setAbandon(func() { go closeSess() })
 	// Load the producer ID before consuming: with the same instance ID as
 	// a runner that died, this fences it and aborts the transaction it
 	// left open. Otherwise that transaction's pending offset commit makes
@@ -264,7 +273,9 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 	// pipeline is stopping mid-batch). Closing the client then must not
 	// commit: the polled offsets include records that were not processed,
 	// and committing them would lose them.
-	abandoned := false
+	// It is also set by a stop that finds a record stuck (run.stop),
+	// which closes the client from another goroutine.
+	var abandoned atomic.Bool
 	opts := append(ru.baseOpts(ru.inputs()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
@@ -272,7 +283,7 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 		// owner does not repeat it. Close revokes too.
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, rev map[string][]int32) {
 			ru.assign(cl, rev, false)
-			if abandoned {
+			if abandoned.Load() {
 				return
 			}
 			if err := commit(ctx); err != nil && revokeErr == nil {
@@ -284,12 +295,17 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 	if err != nil {
 		return err
 	}
+	var closeOnce sync.Once
 	defer func() {
 		if err != nil {
-			abandoned = true
+			abandoned.Store(true)
 		}
-		cl.Close()
+		closeOnce.Do(cl.Close)
 	}()
+	ru.setAbandon(func() {
+		abandoned.Store(true)
+		go closeOnce.Do(cl.CloseAllowingRebalance)
+	})
 	prod.produce = cl.Produce
 	ru.setState(Running, nil)
 	last := time.Now()
@@ -342,7 +358,7 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 			dirty = dirty || advanced
 		}
 		if errors.Is(procErr, errStopping) {
-			abandoned = true
+			abandoned.Store(true)
 			cl.AllowRebalance()
 			return nil // not committed: the batch is processed again after the restart
 		}

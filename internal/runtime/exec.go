@@ -86,6 +86,10 @@ type lane struct {
 	// tell a record that stays in the chain from a lane that moves on,
 	// without taking the time for every record.
 	state atomic.Uint64
+	// rec and cur are the record in the chain and its stage, for the
+	// watchdog to name a stuck record and its step.
+	rec atomic.Pointer[kgo.Record]
+	cur atomic.Pointer[engine.Stage]
 }
 
 // chunk is a run of consecutive polled records and the outputs of
@@ -189,7 +193,9 @@ func (ex *executor) process(l *lane, r *kgo.Record) (err error) {
 			return fmt.Errorf("record from unexpected topic %s", r.Topic)
 		}
 		l.topic, l.stage, l.counter = r.Topic, st, ex.ru.inCounters[r.Topic]
+		l.cur.Store(st)
 	}
+	l.rec.Store(r)
 	seq := l.state.Load()>>1 + 1
 	l.state.Store(seq<<1 | 1)
 	defer func() {

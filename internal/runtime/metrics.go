@@ -16,6 +16,8 @@ import (
 //	sluice_pipeline_restarts_total{pipeline}           restarts after a failure
 //	sluice_pipeline_partitions{pipeline}               partitions (tasks) assigned here
 //	sluice_pipeline_group_lost_total{pipeline}         removals from the consumer group (rejoined, not restarted)
+//	sluice_pipeline_stuck{pipeline}                    1 while a record is stuck in the operator chain
+//	sluice_pipeline_stuck_total{pipeline}              records found stuck in the operator chain
 //
 // The lag and skew series (sluice_*_lag_*, sluice_*_time_lag_seconds,
 // sluice_partition_hot_key_share, ...) are observability.Metrics, listed
@@ -30,6 +32,8 @@ type metrics struct {
 	restarts   *prometheus.CounterVec
 	partitions *prometheus.GaugeVec
 	groupLost  *prometheus.CounterVec
+	stuck      *prometheus.GaugeVec
+	stuckTotal *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,11 +47,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		restarts:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_restarts_total", Help: "Restarts of a pipeline after a failure."}, []string{"pipeline"}),
 		partitions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_partitions", Help: "Input partitions (tasks) assigned to this runner."}, []string{"pipeline"}),
 		groupLost:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_group_lost_total", Help: "Times the runner found itself removed from the pipeline's consumer group (its heartbeats missed the session timeout) and rejoined."}, []string{"pipeline"}),
+		stuck:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "sluice_pipeline_stuck", Help: "1 while a record has been in the pipeline's operator chain longer than the stuck timeout."}, []string{"pipeline"}),
+		stuckTotal: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_pipeline_stuck_total", Help: "Records found in the pipeline's operator chain longer than the stuck timeout."}, []string{"pipeline"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions, m.groupLost} {
+	for _, c := range []prometheus.Collector{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions, m.groupLost, m.stuck, m.stuckTotal} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -59,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // going do not grow /metrics forever.
 func (m *metrics) forget(name string) {
 	l := prometheus.Labels{"pipeline": name}
-	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions, m.groupLost} {
+	for _, v := range []interface{ DeletePartialMatch(prometheus.Labels) int }{m.in, m.out, m.dlq, m.commits, m.commitSecs, m.up, m.restarts, m.partitions, m.groupLost, m.stuck, m.stuckTotal} {
 		v.DeletePartialMatch(l)
 	}
 }

@@ -38,6 +38,30 @@ func (e *PanicError) Error() string { return fmt.Sprintf("operator panicked: %v"
 // ErrStuck means one record spent longer than StuckAfter in the operator chain.
 var ErrStuck = errors.New("a record has been in the operator chain for too long; restarting the pipeline")
 
+// StuckError is a record found in the operator chain longer than
+// StuckAfter: the step it is in and where it was read. It is the
+// pipeline's failure from the moment it is found, also while an operator
+// that ignores its context holds the record; the pipeline restarts once
+// the step returns. It matches ErrStuck.
+type StuckError struct {
+	Step      string // "" when the record is between steps (decoding, writing)
+	Topic     string
+	Partition int32
+	Offset    int64
+	After     time.Duration // the stuck timeout
+}
+
+func (e *StuckError) Error() string {
+	step := "step " + e.Step
+	if e.Step == "" {
+		step = "the operator chain"
+	}
+	return fmt.Sprintf("the record at %s/%d offset %d has been in %s for more than %v; the pipeline restarts when the step returns",
+		e.Topic, e.Partition, e.Offset, step, e.After)
+}
+
+func (e *StuckError) Unwrap() error { return ErrStuck }
+
 // run is one pipeline's life in this process: its goroutine, its clients
 // and its status.
 type run struct {
@@ -66,6 +90,17 @@ type run struct {
 	// to size polls (see batch). Only the run's goroutine uses it.
 	perRecord time.Duration
 
+	// stuck is the current attempt's stuck record (guarded by mu), and
+	// abandon closes that attempt's client so that a stop need not wait
+	// for an operator that ignores its context; stuckSig wakes a stop
+	// when a record is found stuck. A run stopped that way is abandoned:
+	// its goroutine ends when the operator returns, and it no longer
+	// touches the gauges of its pipeline, which a new run may own.
+	stuck     *StuckError
+	abandon   func()
+	stuckSig  chan struct{}
+	abandoned atomic.Bool
+
 	processed atomic.Uint64
 	dead      atomic.Uint64
 
@@ -92,6 +127,7 @@ func newRun(rt *Runtime, p Pipeline) *run {
 	ctx, cancel := context.WithCancel(context.Background())
 	ru := &run{rt: rt, p: p, ctx: ctx, cancel: cancel, done: make(chan struct{}), state: Starting, since: time.Now(), parts: map[int32]bool{}}
 	ru.epochs = map[topicPartition]uint64{}
+	ru.stuckSig = make(chan struct{}, 1)
 	ru.st = newStores(ru)
 	ru.tb = newTables(ru)
 	ru.inCounters = map[string]prometheus.Counter{}
@@ -109,13 +145,70 @@ func newRun(rt *Runtime, p Pipeline) *run {
 	return ru
 }
 
+// stop stops the run, letting the record in flight finish, within ctx.
+// A run with a record stuck in the chain (found by the watchdog, now or
+// while stop waits) is abandoned instead of waited for: its client is
+// closed, which leaves the group and drops its open transaction, so the
+// pipeline's next revision, and other Applies, do not wait for an
+// operator that may never return.
 func (ru *run) stop(ctx context.Context) error {
 	ru.cancel()
+	for {
+		if ru.abandonIfStuck() {
+			return nil
+		}
+		select {
+		case <-ru.done:
+			return nil
+		case <-ru.stuckSig:
+		case <-ctx.Done():
+			return fmt.Errorf("pipeline %s did not stop in time: %w", ru.p.Plan.Name, ctx.Err())
+		}
+	}
+}
+
+func (ru *run) abandonIfStuck() bool {
+	ru.mu.Lock()
+	se, abandon := ru.stuck, ru.abandon
+	ru.abandon = nil
+	ru.mu.Unlock()
+	if se == nil {
+		return false
+	}
 	select {
 	case <-ru.done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("pipeline %s did not stop in time: %w", ru.p.Plan.Name, ctx.Err())
+		return true // it returned meanwhile
+	default:
+	}
+	ru.abandoned.Store(true)
+	ru.rt.cfg.logger.Warn("pipeline stopped with a record stuck in it; its goroutine is left behind until the step returns, and commits nothing",
+		"pipeline", ru.p.Plan.Name, "revision", ru.p.Revision, "err", se)
+	if abandon != nil {
+		abandon()
+	}
+	return true
+}
+
+// setAbandon sets how to close the attempt's client (nil when it ends).
+func (ru *run) setAbandon(f func()) {
+	ru.mu.Lock()
+	ru.abandon = f
+	ru.mu.Unlock()
+}
+
+// stuckFound makes a stuck record the pipeline's visible failure at once:
+// status, /readyz, metrics and the log.
+func (ru *run) stuckFound(se *StuckError) {
+	ru.mu.Lock()
+	ru.stuck = se
+	ru.mu.Unlock()
+	ru.rt.metrics.stuckTotal.WithLabelValues(ru.p.Plan.Name).Inc()
+	ru.rt.metrics.stuck.WithLabelValues(ru.p.Plan.Name).Set(1)
+	ru.rt.cfg.logger.Error("pipeline failed: a record is stuck", "pipeline", ru.p.Plan.Name, "revision", ru.p.Revision, "err", se)
+	ru.setState(Failed, se)
+	select {
+	case ru.stuckSig <- struct{}{}:
+	default:
 	}
 }
 
@@ -137,7 +230,9 @@ func (ru *run) setState(s State, err error) {
 	if s == Running || s == Starting {
 		up = 1
 	}
-	ru.rt.metrics.up.WithLabelValues(ru.p.Plan.Name).Set(up)
+	if !ru.abandoned.Load() {
+		ru.rt.metrics.up.WithLabelValues(ru.p.Plan.Name).Set(up)
+	}
 }
 
 func (ru *run) status() Status {
@@ -245,6 +340,10 @@ func (ru *run) backoff(failures int) time.Duration {
 
 func (ru *run) attempt() error {
 	ru.setState(Starting, nil)
+	if !ru.abandoned.Load() {
+		// A run it replaced may have left its record stuck.
+		ru.rt.metrics.stuck.WithLabelValues(ru.p.Plan.Name).Set(0)
+	}
 	if err := ru.rt.ensureTopics(ru.ctx, ru.p.Plan); err != nil {
 		return err
 	}
@@ -265,7 +364,7 @@ func (ru *run) attempt() error {
 	if err != nil {
 		return err
 	}
-	var stuck atomic.Bool
+	var stuck atomic.Pointer[StuckError]
 	go ru.watchdog(work, cancelWork, ex, &stuck)
 
 	if ru.p.Plan.Delivery == pipeline.AtLeastOnce {
@@ -273,8 +372,14 @@ func (ru *run) attempt() error {
 	} else {
 		err = ru.exactlyOnce(ex, &prod)
 	}
-	if stuck.Load() {
-		return ErrStuck
+	ru.mu.Lock()
+	ru.stuck, ru.abandon = nil, nil
+	ru.mu.Unlock()
+	if se := stuck.Load(); se != nil {
+		if !ru.abandoned.Load() {
+			ru.rt.metrics.stuck.WithLabelValues(ru.p.Plan.Name).Set(0)
+		}
+		return se
 	}
 	return err
 }
@@ -286,7 +391,7 @@ func (ru *run) attempt() error {
 // has had that record in it since at least the tick that first saw the
 // state: a record is reported stuck at most two ticks (one second) late,
 // and never early.
-func (ru *run) watchdog(work context.Context, cancel context.CancelFunc, ex *executor, stuck *atomic.Bool) {
+func (ru *run) watchdog(work context.Context, cancel context.CancelFunc, ex *executor, stuck *atomic.Pointer[StuckError]) {
 	limit := ru.rt.cfg.stepTimeout
 	t := time.NewTicker(min(limit/8+time.Millisecond, time.Second/2))
 	defer t.Stop()
@@ -305,7 +410,15 @@ func (ru *run) watchdog(work context.Context, cancel context.CancelFunc, ex *exe
 					continue
 				}
 				if now.Sub(since[i]) > limit {
-					stuck.Store(true)
+					se := &StuckError{After: limit, Offset: -1}
+					if r := l.rec.Load(); r != nil {
+						se.Topic, se.Partition, se.Offset = r.Topic, r.Partition, r.Offset
+					}
+					if st := l.cur.Load(); st != nil {
+						se.Step = st.BusyStep()
+					}
+					stuck.Store(se)
+					ru.stuckFound(se)
 					cancel()
 					return
 				}
@@ -381,7 +494,9 @@ func (ru *run) assign(cl *kgo.Client, m map[string][]int32, add bool) {
 		ru.assignments++
 	}
 	ru.mu.Unlock()
-	ru.rt.metrics.partitions.WithLabelValues(ru.p.Plan.Name).Set(float64(n))
+	if !ru.abandoned.Load() {
+		ru.rt.metrics.partitions.WithLabelValues(ru.p.Plan.Name).Set(float64(n))
+	}
 }
 
 // assigned lists the partitions of topic this runner holds.
