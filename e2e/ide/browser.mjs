@@ -1,0 +1,129 @@
+// The IDE's browser walk-through, driven by the Go test in ide_test.go:
+// playwright-core (from web/node_modules) drives Debian's chromium against
+// the control plane the test started. Each step writes a screenshot to
+// ARTIFACTS and fails with a message naming what it waited for.
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import fs from 'node:fs';
+import os from 'node:os';
+
+const { BASE_URL, EMAIL, PASSWORD, ARTIFACTS, WEB_DIR, CHROMIUM = '/usr/bin/chromium' } = process.env;
+const require = createRequire(path.join(WEB_DIR, 'package.json'));
+const { chromium } = require('playwright-core');
+
+const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-ide-chromium-'));
+// A fresh profile each run (playwright passes it as --user-data-dir).
+const browser = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  viewport: { width: 1400, height: 860 },
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync'],
+});
+const page = browser.pages()[0] ?? (await browser.newPage());
+const consoleErrors = [];
+page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+page.on('pageerror', (e) => consoleErrors.push(String(e)));
+page.setDefaultTimeout(20000);
+
+const shot = async (name) => {
+  await page.screenshot({ path: path.join(ARTIFACTS, name + '.png') });
+  console.log('screenshot', name);
+};
+const step = (s) => console.log('step:', s);
+const timings = [];
+
+try {
+  step('log in');
+  await page.goto(BASE_URL + '/');
+  await page.getByLabel('Email').fill(EMAIL);
+  await page.getByLabel('Password').fill(PASSWORD);
+  await shot('login');
+  await page.getByRole('button', { name: 'Sign in' }).click();
+
+  step('open pipelines/clicks.yaml');
+  await page.locator('.tree button[data-path="pipelines/clicks.yaml"]').click();
+  await page.locator('.monaco .view-lines').getByText('clicks.clean').waitFor();
+  await page.locator('#current-file', { hasText: 'pipelines/clicks.yaml' }).waitFor();
+  await shot('editor');
+
+  // Line 15 is "        page: lower(page)": drop its closing parenthesis.
+  step('introduce an error on line 15');
+  const lineText = await page.locator('.monaco .view-line').nth(14).innerText();
+  if (!lineText.includes('lower(page)')) throw new Error(`line 15 is ${JSON.stringify(lineText)}, not the map's page: lower(page)`);
+  await page.locator('.monaco .view-lines').click();
+  await page.keyboard.press('Control+Home');
+  for (let i = 0; i < 14; i++) await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('End');
+  let t0 = Date.now();
+  await page.keyboard.press('Backspace');
+  const problem = page.locator('#problems .loc').filter({ hasText: /^pipelines\/clicks\.yaml:15:\d+$/ });
+  await problem.first().waitFor();
+  const squiggle = page.locator('.monaco .squiggly-error').first();
+  await squiggle.waitFor();
+  timings.push(Date.now() - t0);
+  const message = await page.locator('#problems button.problem').first().innerText();
+  // The squiggle must sit on line 15: its box overlaps line number 15's.
+  const sq = await squiggle.boundingBox();
+  const ln = await page.locator('.monaco .line-numbers').filter({ hasText: /^15$/ }).boundingBox();
+  if (!sq || !ln || Math.abs(sq.y + sq.height / 2 - (ln.y + ln.height / 2)) > ln.height / 2) {
+    throw new Error(`the squiggle is not on line 15: squiggle ${JSON.stringify(sq)}, line 15 ${JSON.stringify(ln)}`);
+  }
+  await squiggle.hover({ force: true });
+  const hover = page.locator('.monaco-hover-content').filter({ hasText: message.split('\n')[0].replace(/^\S+ /, '').slice(0, 30) });
+  await hover.first().waitFor({ timeout: 10000 });
+  console.log('problem:', message.split('\n')[0]);
+  await shot('editor-error');
+
+  step('fix it');
+  await page.keyboard.press('Escape');
+  await page.locator('.monaco .view-lines').click();
+  await page.keyboard.press('Control+Home');
+  for (let i = 0; i < 14; i++) await page.keyboard.press('ArrowDown');
+  await page.keyboard.press('End');
+  t0 = Date.now();
+  await page.keyboard.type(')  # lower-cased for the dashboards');
+  await page.locator('#problems li', { hasText: 'No problems.' }).waitFor();
+  timings.push(Date.now() - t0);
+  if (await page.locator('.monaco .squiggly-error').count() > 0) {
+    await page.waitForFunction(() => document.querySelectorAll('.monaco .squiggly-error').length === 0);
+  }
+
+  step('run the tests');
+  t0 = Date.now();
+  await page.getByRole('button', { name: 'Run tests' }).click();
+  await page.locator('#test-output').filter({ hasText: /\d+ passed, 0 failed/ }).waitFor();
+  timings.push(Date.now() - t0);
+  const tests = await page.locator('#test-output').innerText();
+  if (!/^PASS /m.test(tests)) throw new Error('no PASS line in the test output:\n' + tests);
+  console.log('tests:', tests.split('\n').pop());
+  await shot('tests');
+
+  step('commit & deploy');
+  await page.getByLabel('Commit message').fill('clicks: say why page is lower-cased (from the IDE test)');
+  await page.getByRole('button', { name: 'Commit & deploy' }).click();
+  await page.locator('#commit-status').filter({ hasText: /^Committed [0-9a-f]{7}/ }).waitFor({ timeout: 90000 });
+  await page.locator('#rollout-events[data-final]').waitFor({ timeout: 120000 });
+  const final = await page.locator('#rollout-events li.final').innerText();
+  console.log('rollout:', final);
+  await shot('deploy');
+
+  step('pipelines list');
+  await page.getByRole('link', { name: 'Pipelines' }).click();
+  await page.locator('table.pipelines tbody tr').filter({ hasText: 'clicks' }).waitFor();
+  await shot('pipelines');
+
+  timings.sort((a, b) => a - b);
+  console.log('edit-to-feedback ms:', JSON.stringify(timings));
+  const csp = consoleErrors.filter((e) => /Content Security Policy|Refused to/.test(e));
+  if (csp.length) throw new Error('the page broke its Content-Security-Policy:\n' + csp.join('\n'));
+  console.log('ok');
+} catch (e) {
+  await shot('failure').catch(() => {});
+  console.error('FAILED:', e?.message ?? e);
+  if (consoleErrors.length) console.error('browser console errors:\n' + consoleErrors.join('\n'));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+  fs.rmSync(profile, { recursive: true, force: true });
+}

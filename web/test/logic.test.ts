@@ -1,0 +1,55 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { changedFiles, fileTree, markersFor, pipelineRows, problemText } from '../src/logic.js';
+
+test('markersFor underlines the word at the reported column of its file only', () => {
+  const text = 'a: 1\nspec:\n  steps:\n    - fliter: x\n';
+  const got = markersFor(
+    [
+      { file: 'pipelines/c.yaml', line: 4, column: 7, message: 'unknown operator', severity: 'error' },
+      { file: 'pipelines/other.yaml', line: 1, column: 1, message: 'elsewhere', severity: 'error' },
+    ],
+    'pipelines/c.yaml',
+    text,
+  );
+  assert.deepEqual(got, [{ startLineNumber: 4, startColumn: 7, endLineNumber: 4, endColumn: 14, message: 'unknown operator' }]);
+});
+
+test('markersFor clamps a stale position to the text', () => {
+  const got = markersFor([{ file: 'f', line: 99, column: 50, message: 'm', severity: 'error' }], 'f', 'ab\n  cd');
+  assert.equal(got[0].startLineNumber, 2);
+  assert.ok(got[0].endColumn > got[0].startColumn);
+});
+
+test('problemText prefers the first line of the detail', () => {
+  assert.equal(problemText(422, { title: 'Unprocessable Entity', detail: 'pipelines failed validation\nline 2' }), 'pipelines failed validation');
+  assert.equal(problemText(400, { errors: [{ field: 'message', detail: 'say why' }] }), 'message: say why');
+  assert.equal(problemText(502, undefined), 'HTTP 502');
+});
+
+test('pipelineRows joins deployments and shows the worst status', () => {
+  const rows = pipelineRows(
+    [
+      { id: '2', name: 'orders', latest_revision: 1 },
+      { id: '1', name: 'clicks', latest_revision: 3 },
+    ],
+    [
+      { pipeline_id: '1', fleet_id: 'f1', revision_number: 3, status: 'Synced' },
+      { pipeline_id: '1', fleet_id: 'f2', revision_number: 2, status: 'Progressing' },
+    ],
+    { f1: 'dev', f2: 'prod' },
+  );
+  assert.deepEqual(rows.map((r) => [r.name, r.status]), [['clicks', 'Progressing'], ['orders', 'Not deployed']]);
+  assert.equal(rows[0].deployments[1].fleet, 'prod');
+});
+
+test('changedFiles sends only what differs from the branch', () => {
+  const orig = new Map([['a', '1'], ['b', '2']]);
+  assert.deepEqual(changedFiles(orig, new Map([['a', '1'], ['b', '3'], ['c', 'new']])), { b: '3', c: 'new' });
+});
+
+test('fileTree nests directories before files', () => {
+  const t = fileTree(['README.md', 'pipelines/clicks.yaml', 'pipelines/lib/s.js']);
+  assert.deepEqual(t.map((n) => n.name), ['pipelines', 'README.md']);
+  assert.deepEqual(t[0].children!.map((n) => n.name), ['lib', 'clicks.yaml']);
+});
