@@ -35,7 +35,7 @@ func Merge(reports []RunnerReport) *PipelineLag {
 	}
 	out := *fresh.Lag
 	out.Stages = make([]StageLag, len(fresh.Lag.Stages))
-	out.HotKeys = nil
+	out.HotKeys, out.Restores = nil, nil
 	type pick struct {
 		p  PartitionLag
 		at time.Time
@@ -76,6 +76,22 @@ func Merge(reports []RunnerReport) *PipelineLag {
 			out.HotKeys = append(out.HotKeys, k)
 		}
 	}
+	for _, r := range reports {
+		if r.Lag == nil {
+			continue
+		}
+		for _, rs := range r.Lag.Restores {
+			rs.Runner = r.Runner
+			out.Restores = append(out.Restores, rs)
+		}
+	}
+	sort.SliceStable(out.Restores, func(i, j int) bool {
+		a, b := out.Restores[i], out.Restores[j]
+		if a.Step != b.Step {
+			return a.Step < b.Step
+		}
+		return a.Partition < b.Partition
+	})
 	sortHotKeys(out.HotKeys)
 	if len(out.HotKeys) > MaxHotKeys {
 		out.HotKeys = out.HotKeys[:MaxHotKeys]

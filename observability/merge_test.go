@@ -32,7 +32,12 @@ func TestLagMergeAndSkew(t *testing.T) {
 		}
 		return fresh(p)
 	}, []HotKey{{Hash: "00000000000000ff", Stage: 0, Topic: "in", Partition: 3, Count: 30, Records: 100, Share: 0.3}})}
+	a.Lag.Restores = []Restore{{Step: "count", Partition: 1, Restoring: true, Done: 5, Total: 10, Rate: 1, ETASeconds: 5}}
+	b.Lag.Restores = []Restore{{Step: "count", Partition: 0, Done: 7, Total: 7}}
 	m := Merge([]RunnerReport{b, a})
+	if len(m.Restores) != 2 || m.Restores[0].Runner != "b" || m.Restores[1].Runner != "a" || !m.Restores[1].Restoring {
+		t.Errorf("restores %+v: want both runners', by partition", m.Restores)
+	}
 	if m == nil || len(m.Stages) != 1 || len(m.Stages[0].Partitions) != 4 {
 		t.Fatalf("merged %+v", m)
 	}

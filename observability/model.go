@@ -118,6 +118,25 @@ type PipelineLag struct {
 	Slowest    *Slowest   `json:"slowest,omitempty"`
 	Stages     []StageLag `json:"stages"`
 	HotKeys    []HotKey   `json:"hot_keys,omitempty"`
+	// Restores is the progress of the last restore of each state store of
+	// the tasks this runner holds (stateful pipelines only).
+	Restores []Restore `json:"restores,omitempty"`
+}
+
+// Restore is the progress of restoring one task's state store from its
+// changelog.
+type Restore struct {
+	// Runner is the runner holding the task (filled by the control plane).
+	Runner    string `json:"runner,omitempty"`
+	Step      string `json:"step"`
+	Partition int32  `json:"partition"`
+	Restoring bool   `json:"restoring"`
+	// Done and Total count changelog offsets; Rate is offsets per second
+	// and ETASeconds the time left at that rate.
+	Done       int64   `json:"done"`
+	Total      int64   `json:"total"`
+	Rate       float64 `json:"rate"`
+	ETASeconds float64 `json:"eta_seconds"`
 }
 
 // MaxReportPartitions bounds the partitions a stage carries in a report.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,11 +42,13 @@ type lagRunnerBody struct {
 
 // lagPointBody is one sample of a pipeline's lag history.
 type lagPointBody struct {
-	At         time.Time                `json:"at"`
-	Status     string                   `json:"status"`
-	Lag        int64                    `json:"lag"`
-	EventAgeMs int64                    `json:"event_age_ms"`
-	Stages     []observability.StageLag `json:"stages"`
+	At         time.Time `json:"at"`
+	Status     string    `json:"status"`
+	Lag        int64     `json:"lag"`
+	EventAgeMs int64     `json:"event_age_ms"`
+	// Stages are the sample's stage summaries (StageLag without
+	// partitions), as stored.
+	Stages json.RawMessage `json:"stages"`
 }
 
 // lagBody is GET .../lag: the merged current view and its history.
@@ -98,6 +99,9 @@ type healthBody struct {
 	EventAgeMs  int64                  `json:"event_age_ms"`
 	Slowest     *observability.Slowest `json:"slowest,omitempty"`
 	Stages      []stageHealthBody      `json:"stages"`
+	// Restoring lists the state stores being restored from their
+	// changelogs, with progress and ETA: their tasks process nothing yet.
+	Restoring []observability.Restore `json:"restoring"`
 }
 
 func (s *Server) observabilityResource() resource {
@@ -213,7 +217,8 @@ func (s *Server) getPipelineHealth(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	h := healthBody{PipelineID: v.id, Pipeline: v.name, Status: "UNKNOWN", Stale: v.stale, LiveRunners: v.live, Stages: []stageHealthBody{}}
+	h := healthBody{PipelineID: v.id, Pipeline: v.name, Status: "UNKNOWN", Stale: v.stale, LiveRunners: v.live,
+		Stages: []stageHealthBody{}, Restoring: []observability.Restore{}}
 	if v.lag != nil {
 		at := v.lag.SampledAt
 		h.Status, h.SampledAt, h.EventAgeMs, h.Slowest = v.lag.Status.String(), &at, v.lag.EventAgeMs, v.lag.Slowest
@@ -221,6 +226,11 @@ func (s *Server) getPipelineHealth(w http.ResponseWriter, r *http.Request) error
 		for _, st := range v.lag.Stages {
 			h.Stages = append(h.Stages, stageHealthBody{Stage: st.Stage, Topic: st.Topic, Status: st.Status.String(),
 				Lag: st.Lag, MaxTimeLagMs: st.MaxTimeLagMs, Reason: st.Reason})
+		}
+		for _, rs := range v.lag.Restores {
+			if rs.Restoring {
+				h.Restoring = append(h.Restoring, rs)
+			}
 		}
 	}
 	return writeJSON(w, http.StatusOK, h)
@@ -251,52 +261,33 @@ func lagRange(r *http.Request) (until, since time.Time, err error) {
 	return until, since, nil
 }
 
-// lagHistory reads the samples in [since, until], thinned to maxLagPoints:
-// each point stands for consecutive samples and is the one of them with
-// the worst status, then the largest event age, so thinning never hides a
-// problem.
+// lagHistory reads the samples in [since, until], thinned to maxLagPoints
+// in the database: each point stands for a run of consecutive samples and
+// is the one of them with the worst status, then the largest event age, so
+// thinning never hides a problem. The stage summaries pass through as the
+// stored JSON.
 func (s *Server) lagHistory(ctx context.Context, pipeline uuid.UUID, since, until time.Time) ([]lagPointBody, error) {
-	rows, err := s.pool.Query(ctx, `SELECT at, status, lag, event_age_ms, stages FROM lag_samples
-		WHERE pipeline_id = $1 AND at >= $2 AND at <= $3 ORDER BY bucket`, pipeline, since, until)
+	rows, err := s.pool.Query(ctx, `WITH g AS (
+			SELECT bucket, status, event_age_ms,
+				(row_number() OVER (ORDER BY bucket) - 1) / greatest(ceil(count(*) OVER () / $6::numeric), 1)::bigint AS grp
+			FROM lag_samples WHERE pipeline_id = $1 AND bucket BETWEEN $2 AND $3 AND at >= $4 AND at <= $5),
+		pick AS (
+			SELECT DISTINCT ON (grp) bucket FROM g
+			ORDER BY grp, CASE status WHEN 'REWIND' THEN 4 WHEN 'STALLED' THEN 3 WHEN 'STOPPED' THEN 2 WHEN 'WARNING' THEN 1 ELSE 0 END DESC,
+				event_age_ms DESC)
+		SELECT l.at, l.status, l.lag, l.event_age_ms, l.stages FROM lag_samples l JOIN pick USING (bucket)
+		WHERE l.pipeline_id = $1 ORDER BY l.bucket`,
+		pipeline, since.Unix()/10, until.Unix()/10+1, since, until, maxLagPoints)
 	if err != nil {
 		return nil, err
 	}
 	pts, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (lagPointBody, error) {
-		var (
-			p      lagPointBody
-			stages []byte
-		)
-		if err := row.Scan(&p.At, &p.Status, &p.Lag, &p.EventAgeMs, &stages); err != nil {
-			return p, err
-		}
-		if err := json.Unmarshal(stages, &p.Stages); err != nil {
-			p.Stages = []observability.StageLag{} // a runner's bad summary; the totals stand
-		}
-		return p, nil
+		var p lagPointBody
+		err := row.Scan(&p.At, &p.Status, &p.Lag, &p.EventAgeMs, &p.Stages)
+		return p, err
 	})
-	if err != nil {
-		return nil, err
+	if pts == nil {
+		pts = []lagPointBody{}
 	}
-	if len(pts) <= maxLagPoints {
-		if pts == nil {
-			pts = []lagPointBody{}
-		}
-		return pts, nil
-	}
-	per := (len(pts) + maxLagPoints - 1) / maxLagPoints
-	out := make([]lagPointBody, 0, maxLagPoints)
-	for i := 0; i < len(pts); i += per {
-		group := pts[i:min(i+per, len(pts))]
-		sort.SliceStable(group, func(a, b int) bool {
-			sa, _ := observability.ParseStatus(group[a].Status)
-			sb, _ := observability.ParseStatus(group[b].Status)
-			if sa != sb {
-				return sa > sb
-			}
-			return group[a].EventAgeMs > group[b].EventAgeMs
-		})
-		out = append(out, group[0])
-	}
-	sort.Slice(out, func(a, b int) bool { return out[a].At.Before(out[b].At) })
-	return out, nil
+	return pts, err
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"net/url"
+	"sort"
 	"testing"
 	"time"
 
@@ -58,6 +60,7 @@ func runnerLag(at time.Time, owned []int32, hot bool) agentproto.StatusReport {
 	l := &observability.PipelineLag{SampledAt: at, Stages: []observability.StageLag{observability.SummarizeStage(0, "orders", parts)}}
 	if hot {
 		l.HotKeys = []observability.HotKey{{Hash: "c0ffee00c0ffee00", Stage: 0, Topic: "orders", Partition: 3, Count: 300, Records: 1000, Share: 0.3}}
+		l.Restores = []observability.Restore{{Step: "count", Partition: 3, Restoring: true, Done: 50, Total: 200, Rate: 10, ETASeconds: 15}}
 	}
 	observability.Rollup(l)
 	return agentproto.StatusReport{Generation: 1, Pipelines: []agentproto.PipelineStatus{{Name: "orders", State: "running", Partitions: owned, Lag: l.ForReport()}}}
@@ -113,6 +116,9 @@ func TestLagAPI(t *testing.T) {
 	slowest, _ := h["slowest"].(map[string]any)
 	if h["status"] != "WARNING" || h["healthy"] != false || slowest == nil || slowest["topic"] != "orders" || h["live_runners"] != float64(2) {
 		t.Fatalf("health %v", h)
+	}
+	if rs, _ := h["restoring"].([]any); len(rs) != 1 || rs[0].(map[string]any)["runner"] != "runner-2" || rs[0].(map[string]any)["eta_seconds"] != float64(15) {
+		t.Fatalf("restoring %v", h["restoring"])
 	}
 
 	var skew observability.SkewView
@@ -183,5 +189,110 @@ func TestLagAPIStale(t *testing.T) {
 	l := c.do("GET", base+"/lag", nil).want(200).json()
 	if l["current"] == nil || l["stale"] != true {
 		t.Fatalf("lag %v", l)
+	}
+}
+
+// BenchmarkLagAPIHistory is GET /lag over a full 24 h of history (8,640
+// samples of a two-stage pipeline) with two runners reporting 64
+// partitions each, and reports the p99 latency (target: < 50 ms).
+func BenchmarkLagAPIHistory(b *testing.B) {
+	e := newEnv(b)
+	w := e.world()
+	ctx := context.Background()
+	mk := func(owned []int32) agentproto.StatusReport {
+		var stages []observability.StageLag
+		for s := range 2 {
+			var parts []observability.PartitionLag
+			for p := range int32(64) {
+				parts = append(parts, observability.PartitionLag{Partition: p, State: observability.StateActive, End: 1 << 30, Committed: 1<<30 - 100,
+					Lag: 100, TimeLagMs: 1500, ConsumeRate: 2000, ProduceRate: 2000, Owned: int(p)%2 == int(owned[0])})
+			}
+			stages = append(stages, observability.SummarizeStage(s, fmt.Sprintf("topic-%d", s), parts))
+		}
+		l := &observability.PipelineLag{SampledAt: time.Now(), Stages: stages}
+		observability.Rollup(l)
+		return agentproto.StatusReport{Pipelines: []agentproto.PipelineStatus{{Name: "orders", State: "running", Partitions: owned, Lag: l}}}
+	}
+	addRunnerTB(b, e, w.fleetB, "r0", mk([]int32{0}))
+	addRunnerTB(b, e, w.fleetB, "r1", mk([]int32{1}))
+	if _, err := e.pool.Exec(ctx, `DELETE FROM lag_samples`); err != nil {
+		b.Fatal(err)
+	}
+	stages := `[{"stage":0,"topic":"topic-0","status":"OK","lag":6400,"max_time_lag_ms":1500,"consume_rate":128000,"produce_rate":128000},
+		{"stage":1,"topic":"topic-1","status":"OK","lag":6400,"max_time_lag_ms":1500,"consume_rate":128000,"produce_rate":128000}]`
+	if _, err := e.pool.Exec(ctx, `INSERT INTO lag_samples (pipeline_id, bucket, at, status, lag, event_age_ms, stages)
+		SELECT $1, floor(extract(epoch FROM now()) / 10)::bigint - i, now() - make_interval(secs => i * 10), 'OK', 12800, 1500, $2::jsonb
+		FROM generate_series(0, 8639) i`, w.pipeB, stages); err != nil {
+		b.Fatal(err)
+	}
+	c := e.tokenClient(w.viewerB)
+	path := "/api/v1/projects/" + w.projB + "/pipelines/" + w.pipeB + "/lag?since=" + url.QueryEscape(time.Now().Add(-24*time.Hour+time.Minute).UTC().Format(time.RFC3339))
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		r := c.do("GET", path, nil).want(200)
+		lat = append(lat, time.Since(start))
+		var body struct {
+			History []json.RawMessage `json:"history"`
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil || len(body.History) < 700 || len(body.History) > 720 {
+			b.Fatalf("%d points (%v), want 720 for 8,640 samples", len(body.History), err)
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+func addRunnerTB(b *testing.B, e *env, fleet, name string, rep agentproto.StatusReport) {
+	b.Helper()
+	data, err := json.Marshal(rep)
+	if err != nil {
+		b.Fatal(err)
+	}
+	hash := make([]byte, 32)
+	_, _ = rand.Read(hash)
+	if _, err := e.pool.Exec(context.Background(), `INSERT INTO runners (id, fleet_id, name, credential_hash, report) VALUES ($1, $2, $3, $4, $5)`,
+		uuid.New(), fleet, name, hash, data); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// A long range is thinned to at most 720 points, and thinning keeps the
+// worst sample of each run: one STALLED sample among 1,500 OK ones shows.
+func TestLagAPIHistoryThinning(t *testing.T) {
+	e := newEnv(t)
+	w := e.world()
+	if _, err := e.pool.Exec(context.Background(), `INSERT INTO lag_samples (pipeline_id, bucket, at, status, lag, event_age_ms, stages)
+		SELECT $1, floor(extract(epoch FROM now()) / 10)::bigint - i, now() - make_interval(secs => i * 10),
+			CASE WHEN i = 777 THEN 'STALLED' ELSE 'OK' END, i, 0, '[]'
+		FROM generate_series(1, 1500) i`, w.pipeB); err != nil {
+		t.Fatal(err)
+	}
+	c := e.tokenClient(w.viewerB)
+	since := url.QueryEscape(time.Now().Add(-5 * time.Hour).UTC().Format(time.RFC3339))
+	var body struct {
+		History []struct {
+			At     time.Time `json:"at"`
+			Status string    `json:"status"`
+			Lag    int64     `json:"lag"`
+		} `json:"history"`
+	}
+	if err := json.Unmarshal(c.do("GET", "/api/v1/projects/"+w.projB+"/pipelines/"+w.pipeB+"/lag?since="+since, nil).want(200).body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.History) != 500 { // runs of ceil(1500/720) = 3 samples
+		t.Fatalf("%d points for 1,500 samples, want 500 (at most 720)", len(body.History))
+	}
+	stalled := 0
+	for i, p := range body.History {
+		if i > 0 && !p.At.After(body.History[i-1].At) {
+			t.Fatalf("points out of order at %d", i)
+		}
+		if p.Status == "STALLED" {
+			stalled++
+		}
+	}
+	if stalled != 1 {
+		t.Fatalf("%d STALLED points, want the one sample kept", stalled)
 	}
 }

@@ -474,3 +474,20 @@ func (lt *lagTracker) view() *observability.PipelineLag {
 	v := *lt.last
 	return &v
 }
+
+// withRestores adds the restore progress of the stores this runner holds
+// (standby copies left out: their partitions are another runner's) to a
+// lag view, so it travels with it to the control plane.
+func withRestores(l *observability.PipelineLag, rs []RestoreStatus) *observability.PipelineLag {
+	if l == nil {
+		return nil
+	}
+	for _, r := range rs {
+		if r.Standby {
+			continue
+		}
+		l.Restores = append(l.Restores, observability.Restore{Step: r.Step, Partition: r.Partition, Restoring: r.Restoring,
+			Done: r.Done, Total: r.Total, Rate: r.Rate, ETASeconds: r.ETA})
+	}
+	return l
+}

@@ -250,7 +250,7 @@ func (r *Runtime) Status() []Status {
 	out := make([]Status, 0, len(runs))
 	for _, ru := range runs {
 		st := ru.status()
-		st.Lag = ru.lagView()
+		st.Lag = withRestores(ru.lagView(), st.Restores)
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
