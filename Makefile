@@ -13,7 +13,7 @@ GO ?= go
 
 # Debian packages the build, the tests and `make dev` need. Later work adds
 # to this list (chromium for the IDE's browser tests, terraform, ...).
-APT_PACKAGES := postgresql kcat git ca-certificates curl prometheus
+APT_PACKAGES := postgresql kcat git ca-certificates curl prometheus chromium
 
 # Pinned Go tools, installed into .tools/bin by `make setup`.
 TOOLS_BIN := $(CURDIR)/.tools/bin
@@ -45,7 +45,7 @@ help: ## List the targets
 	@echo "Variables: TEST_FLAGS='$(TEST_FLAGS)' FUZZTIME=$(FUZZTIME) DEV_FLAGS='$(DEV_FLAGS)'"
 
 .PHONY: setup
-setup: setup-apt setup-tools ## Install missing Debian packages and the pinned Go tools (idempotent)
+setup: setup-apt setup-tools setup-node ## Install missing Debian packages, the pinned Go tools and the IDE's npm packages (idempotent)
 
 .PHONY: setup-apt
 setup-apt:
@@ -61,6 +61,20 @@ setup-apt:
 	echo "setup: installing Debian packages: $${missing[*]}"; \
 	$(SUDO) apt-get update -qq; \
 	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$${missing[@]}" </dev/null
+
+# The IDE (web/) builds with Vite, which needs Node.js 20.19 or later and
+# npm; Debian 12's own nodejs is too old, so we check rather than install.
+NODE_MIN := 20.19
+
+.PHONY: setup-node
+setup-node:
+	@v=$$(node --version 2>/dev/null | sed 's/^v//'); \
+	if [[ -z "$$v" ]] || ! printf '%s\n%s\n' "$(NODE_MIN)" "$$v" | sort -V -C; then \
+		echo "setup: the IDE needs Node.js >= $(NODE_MIN) and npm (found: $${v:-none}); install them from https://nodejs.org or NodeSource"; \
+		exit 1; \
+	fi; \
+	echo "setup: node v$$v, npm $$(npm --version)"
+	@$(MAKE) --no-print-directory $(WEB_DEPS)
 
 .PHONY: setup-tools
 setup-tools: $(STATICCHECK) $(TERRAFORM)
@@ -96,6 +110,17 @@ $(TOOLS_BIN)/terraform: $(TERRAFORM_STAMP)
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/hashicorp/terraform@$(TERRAFORM_VERSION)
 	@touch $@
 
+# The IDE's npm packages, reinstalled (npm ci) when the lock file changes.
+WEB_DEPS := web/node_modules/.package-lock.json
+
+$(WEB_DEPS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: web
+web: $(WEB_DEPS) ## Build the IDE into web/dist/app, which bin/controlplane embeds (then make build); without it / serves a placeholder
+	cd web && npm run build
+
 .PHONY: build
 build: ## Build every package, bin/runner and bin/controlplane
 	$(GO) build ./...
@@ -117,18 +142,19 @@ dev: setup ## Run the platform locally: PostgreSQL under .sluice/, the control p
 UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e')
 
 .PHONY: test
-test: ## Run the fast tier: every package's tests but e2e (race detector, shuffled, fuzz seed corpora), then the example pipelines' tests
+test: $(WEB_DEPS) ## Run the fast tier: every package's tests but e2e (race detector, shuffled, fuzz seed corpora), the example pipelines' tests, the IDE's unit tests
 	$(GO) test $(TEST_FLAGS) $(UNIT_PKGS)
 	$(GO) run ./cmd/runner test examples/
 	@command -v promtool >/dev/null || { echo "promtool is missing (Debian package prometheus): run make setup"; exit 1; }
 	promtool check rules observability/prometheus/alerts.yaml
+	cd web && npm test
 
 # Flags for `go test` in `make e2e`: processes are killed, restarted and
 # kept down for a minute, so each test binary gets longer.
 E2E_FLAGS ?= -race -count=1 -timeout=15m
 
 .PHONY: e2e
-e2e: ## Run the end-to-end tests: runner crashes and fail-over, and the GitOps loop with real processes and the git CLI
+e2e: web ## Run the end-to-end tests: runner crashes and fail-over, the GitOps loop with real processes and the git CLI, the IDE in chromium
 	$(GO) test $(E2E_FLAGS) ./e2e/...
 
 .PHONY: bench
