@@ -93,19 +93,18 @@ type lagStage struct {
 // fed from polls. Sampling runs on its own goroutine; observe on the
 // run's; view on any.
 type lagTracker struct {
-	cfg     lagConfig
-	group   string
-	stages  []lagStage
-	admin   *kadm.Client
-	newRead func() (*kgo.Client, error)
+	cfg    lagConfig
+	group  string
+	stages []lagStage
+	admin  *kadm.Client
+	reader *headReader
 	// owned reports whether this runner holds the task of topic/partition.
 	owned   func(topic string, partition int32) bool
 	metrics *observability.Metrics
 	name    string
 
-	reader *kgo.Client // sampling goroutine only
-	parts  map[topicPartition]*observability.Partition
-	heads  map[topicPartition]head
+	parts map[topicPartition]*observability.Partition
+	heads map[topicPartition]head
 
 	mu   sync.Mutex
 	last *observability.PipelineLag
@@ -137,9 +136,7 @@ func (ru *run) newLagTracker() *lagTracker {
 		owned:   func(t string, p int32) bool { return ru.epoch(t, p) != 0 },
 		metrics: rt.lagMetrics,
 		name:    ru.p.Plan.Name,
-		newRead: func() (*kgo.Client, error) {
-			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(rt.cfg.brokers...)}, readerOpts(rt.cfg.kafkaOpts)...)...)
-		},
+		reader:  rt.heads,
 	}
 	for _, st := range ru.p.Plan.Stages {
 		lt.stages = append(lt.stages, lagStage{index: st.Index, topic: st.Input})
@@ -174,7 +171,6 @@ func (lt *lagTracker) run(ctx context.Context, log func(msg string, args ...any)
 	if lt.cfg.interval < 0 {
 		return
 	}
-	defer lt.close()
 	t := time.NewTicker(lt.cfg.interval)
 	defer t.Stop()
 	failing := false
@@ -193,15 +189,6 @@ func (lt *lagTracker) run(ctx context.Context, log func(msg string, args ...any)
 		case <-t.C:
 		}
 	}
-}
-
-func (lt *lagTracker) close() {
-	if lt.reader != nil {
-		lt.reader.Close()
-		lt.reader = nil
-	}
-	// The series stay: a restart on a new revision goes on with them, and
-	// Apply forgets a removed pipeline's.
 }
 
 // sample reads the group's offsets and the topics' ends, reads the heads
@@ -315,18 +302,51 @@ func (lt *lagTracker) sample(ctx context.Context) error {
 	return nil
 }
 
+// headReader reads the records at committed offsets for every pipeline of
+// a runtime, one read at a time, through one client that it makes the
+// first time it is needed: a runner with many pipelines keeps one extra
+// client, not one per pipeline.
+type headReader struct {
+	newClient func() (*kgo.Client, error)
+	mu        sync.Mutex
+	cl        *kgo.Client
+	closed    bool // by Runtime.Close: a straggling sampler makes no new client
+}
+
+func newHeadReader(brokers []string, extra []kgo.Opt) *headReader {
+	return &headReader{newClient: func() (*kgo.Client, error) {
+		return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, readerOpts(extra)...)...)
+	}}
+}
+
+func (h *headReader) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	if h.cl != nil {
+		h.cl.Close()
+		h.cl = nil
+	}
+}
+
 // readHeads reads, for each wanted partition, the first readable record
 // at or after its offset: its timestamp is the time lag's origin. Only
 // transaction markers up to the end mean the partition is drained (caught
 // up). A partition not resolved before the timeout keeps no head and is
 // read again next time.
 func (lt *lagTracker) readHeads(ctx context.Context, want map[string]map[int32]kgo.Offset, ends kadm.ListedOffsets) error {
-	if lt.reader == nil {
-		cl, err := lt.newRead()
+	h := lt.reader
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return errors.New("lag reader: the runtime is closed")
+	}
+	if h.cl == nil {
+		cl, err := h.newClient()
 		if err != nil {
 			return fmt.Errorf("lag reader: %w", err)
 		}
-		lt.reader = cl
+		h.cl = cl
 	}
 	pending := map[topicPartition]int64{}
 	remove := map[string][]int32{}
@@ -336,12 +356,12 @@ func (lt *lagTracker) readHeads(ctx context.Context, want map[string]map[int32]k
 			remove[t] = append(remove[t], p)
 		}
 	}
-	lt.reader.AddConsumePartitions(want)
-	defer lt.reader.RemoveConsumePartitions(remove)
+	h.cl.AddConsumePartitions(want)
+	defer h.cl.RemoveConsumePartitions(remove)
 	rctx, cancel := context.WithTimeout(ctx, headReadTimeout)
 	defer cancel()
 	for len(pending) > 0 {
-		f := lt.reader.PollFetches(rctx)
+		f := h.cl.PollFetches(rctx)
 		if rctx.Err() != nil {
 			break
 		}

@@ -45,12 +45,10 @@ func newLagScenario(t *testing.T) *lagScenario {
 		admin:  sc.adm,
 		owned:  func(string, int32) bool { return sc.holding },
 		name:   "lag-test",
-		newRead: func() (*kgo.Client, error) {
-			return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, readerOpts(nil)...)...)
-		},
+		reader: newHeadReader(brokers, nil),
 	}
 	sc.lt.init()
-	t.Cleanup(sc.lt.close)
+	t.Cleanup(sc.lt.reader.close)
 	return sc
 }
 

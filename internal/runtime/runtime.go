@@ -94,6 +94,7 @@ type Runtime struct {
 	restorer     *state.Restorer
 	admin        *kadm.Client
 	lagMetrics   *observability.Metrics
+	heads        *headReader // lag.go
 
 	applyMu sync.Mutex
 	mu      sync.Mutex
@@ -138,7 +139,8 @@ func New(opts ...Opt) (*Runtime, error) {
 		restorer.Close()
 		return nil, fmt.Errorf("runtime: kafka client: %w", err)
 	}
-	return &Runtime{cfg: cfg, metrics: m, stateMetrics: sm, restorer: restorer, admin: kadm.NewClient(cl), lagMetrics: lm, running: map[string]*run{}}, nil
+	return &Runtime{cfg: cfg, metrics: m, stateMetrics: sm, restorer: restorer, admin: kadm.NewClient(cl), lagMetrics: lm,
+		heads: newHeadReader(cfg.brokers, cfg.kafkaOpts), running: map[string]*run{}}, nil
 }
 
 // Apply makes the running set equal desired: pipelines not running start,
@@ -270,5 +272,6 @@ func (r *Runtime) Close(ctx context.Context) error {
 	err := stopAll(ctx, runs)
 	r.admin.Close()
 	r.restorer.Close()
+	r.heads.close()
 	return err
 }
