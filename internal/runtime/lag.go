@@ -308,20 +308,22 @@ func (lt *lagTracker) sample(ctx context.Context) error {
 // client, not one per pipeline.
 type headReader struct {
 	newClient func() (*kgo.Client, error)
-	mu        sync.Mutex
-	cl        *kgo.Client
-	closed    bool // by Runtime.Close: a straggling sampler makes no new client
+	// turn is held by the read in progress: taken with a select on the
+	// reader's ctx, so a stopping pipeline never waits out another's read.
+	turn   chan struct{}
+	cl     *kgo.Client
+	closed bool // by Runtime.Close: a straggling sampler makes no new client
 }
 
 func newHeadReader(brokers []string, extra []kgo.Opt) *headReader {
-	return &headReader{newClient: func() (*kgo.Client, error) {
+	return &headReader{turn: make(chan struct{}, 1), newClient: func() (*kgo.Client, error) {
 		return kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, readerOpts(extra)...)...)
 	}}
 }
 
 func (h *headReader) close() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.turn <- struct{}{}
+	defer func() { <-h.turn }()
 	h.closed = true
 	if h.cl != nil {
 		h.cl.Close()
@@ -336,8 +338,12 @@ func (h *headReader) close() {
 // read again next time.
 func (lt *lagTracker) readHeads(ctx context.Context, want map[string]map[int32]kgo.Offset, ends kadm.ListedOffsets) error {
 	h := lt.reader
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	select {
+	case h.turn <- struct{}{}:
+		defer func() { <-h.turn }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	if h.closed {
 		return errors.New("lag reader: the runtime is closed")
 	}
