@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/script"
 	selectop "github.com/sluicehq/sluice/catalog/operators/select"
 	"github.com/sluicehq/sluice/catalog/operators/set"
+	"github.com/sluicehq/sluice/catalog/operators/threshold"
 	"github.com/sluicehq/sluice/catalog/operators/window"
 )
 
@@ -40,6 +41,7 @@ var registrars = []func(*catalog.Registry) error{
 	script.Register,
 	selectop.Register,
 	set.Register,
+	threshold.Register,
 	window.Register,
 	window.RegisterTopN,
 }
