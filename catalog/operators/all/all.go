@@ -21,6 +21,7 @@ import (
 	selectop "github.com/sluicehq/sluice/catalog/operators/select"
 	"github.com/sluicehq/sluice/catalog/operators/set"
 	"github.com/sluicehq/sluice/catalog/operators/threshold"
+	"github.com/sluicehq/sluice/catalog/operators/velocity"
 	"github.com/sluicehq/sluice/catalog/operators/window"
 )
 
@@ -42,6 +43,7 @@ var registrars = []func(*catalog.Registry) error{
 	selectop.Register,
 	set.Register,
 	threshold.Register,
+	velocity.Register,
 	window.Register,
 	window.RegisterTopN,
 }
