@@ -45,7 +45,24 @@ try {
   await page.locator('.tree button[data-path="pipelines/clicks.yaml"]').click();
   await page.locator('.monaco .view-lines').getByText('clicks.clean').waitFor();
   await page.locator('#current-file', { hasText: 'pipelines/clicks.yaml' }).waitFor();
+  // A valid pipeline has no squiggle from the schema or the compiler (the
+  // YAML worker answers within a second or two).
+  await page.waitForTimeout(2000);
+  const noise = page.locator('.monaco .squiggly-warning, .monaco .squiggly-error, .monaco .squiggly-info');
+  if (await noise.count()) {
+    await noise.first().hover({ force: true });
+    await page.waitForTimeout(1500);
+    const text = await page.locator('.monaco-hover-content').allInnerTexts();
+    throw new Error(`clicks.yaml compiles but shows ${await noise.count()} squiggles: ${text.join(' | ')}`);
+  }
+  // The pipeline schema drives hover docs: spec.source is described.
+  step('hover docs from the schema');
+  await page.locator('.monaco .view-line').nth(9).getByText('source', { exact: true }).hover();
+  const doc = page.locator('.monaco-hover-content').filter({ hasText: 'input topic' });
+  await doc.first().waitFor({ timeout: 10000 });
+  console.log('hover:', (await doc.first().innerText()).split('\n')[0].slice(0, 100));
   await shot('editor');
+  await page.mouse.move(5, 5);
 
   // Line 15 is "        page: lower(page)": drop its closing parenthesis.
   step('introduce an error on line 15');

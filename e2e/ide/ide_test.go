@@ -197,7 +197,6 @@ func colours(t *testing.T, path string) int {
 	return len(seen)
 }
 
-
 func tail(s string, n int) string {
 	if len(s) > n {
 		return s[len(s)-n:]

@@ -20,8 +20,8 @@ import (
 
 // Repository is the IDE's way into a project's Git repository: the
 // control plane fills it with its git store and git server, so this
-// package holds no git logic. A nil Config.Repository answers the IDE's
-// routes with 503.
+// package holds no git logic. Without one (Config.Repository nil), the
+// IDE sees empty branches and cannot commit.
 type Repository interface {
 	// Files returns the commit branch points at and every file of its
 	// tree by slash path. A branch with no commit yet gives "" and no
@@ -68,6 +68,8 @@ const (
 type ideFile struct {
 	Path string `json:"path"`
 	Size int    `json:"size"`
+	// Content is the file's text, for the paths asked for with ?path=.
+	Content *string `json:"content,omitempty"`
 }
 
 type ideTreeBody struct {
@@ -76,12 +78,6 @@ type ideTreeBody struct {
 	// none yet.
 	Head  string    `json:"head"`
 	Files []ideFile `json:"files"`
-}
-
-type ideFileBody struct {
-	Path    string `json:"path"`
-	Head    string `json:"head"`
-	Content string `json:"content"`
 }
 
 type ideCheckRequest struct {
@@ -169,10 +165,8 @@ type ideCommitBody struct {
 
 func (s *Server) ideResource() resource {
 	return resource{prefix: "/projects/{projectID}/ide", tag: "ide", routes: []route{
-		{method: http.MethodGet, path: "/files", op: "listIDEFiles", summary: "List the files of the deploy branch's head",
+		{method: http.MethodGet, path: "/files", op: "listIDEFiles", summary: "List the files of the deploy branch's head; with ?path= (repeatable), only those files, with their content",
 			access: inProject, role: "viewer", resp: ideTreeBody{}, handle: s.ideFiles},
-		{method: http.MethodGet, path: "/file", op: "getIDEFile", summary: "Read one file (?path=) of the deploy branch's head",
-			access: inProject, role: "viewer", resp: ideFileBody{}, handle: s.ideFile},
 		{method: http.MethodPost, path: "/check", op: "checkIDEFiles", summary: "Compile the edited files over the deploy branch and run every *_test.yaml, as a push would",
 			access: inProject, role: "developer", body: ideCheckRequest{}, resp: ideCheckBody{}, handle: s.ideCheck},
 		{method: http.MethodPost, path: "/commit", op: "commitIDEFiles", summary: "Commit the edited files on the deploy branch through the same validation as git push (422 with the push's lines when refused)",
@@ -197,15 +191,20 @@ func (s *Server) ideProject(ctx context.Context, id uuid.UUID) (ideProject, erro
 	return p, err
 }
 
-// ideHead reads the deploy branch's head and files.
-func (s *Server) ideHead(r *http.Request) (ideProject, string, map[string][]byte, error) {
-	if s.cfg.Repository == nil {
-		return ideProject{}, "", nil, problem(http.StatusServiceUnavailable, "no-repository", "this control plane serves no Git repositories")
-	}
+// ideHead reads the deploy branch's head and files. Without a
+// Repository (API tests), reads and checks see an empty branch and commits
+// find no repository.
+func (s *Server) ideHead(r *http.Request, write bool) (ideProject, string, map[string][]byte, error) {
 	pa := projectFrom(r.Context())
 	p, err := s.ideProject(r.Context(), pa.ID)
 	if err != nil {
 		return p, "", nil, err
+	}
+	if s.cfg.Repository == nil {
+		if write {
+			return p, "", nil, notFound("Git repository (this control plane serves none)")
+		}
+		return p, "", map[string][]byte{}, nil
 	}
 	head, files, err := s.cfg.Repository.Files(r.Context(), pa.ID, p.branch)
 	if files == nil {
@@ -215,32 +214,32 @@ func (s *Server) ideHead(r *http.Request) (ideProject, string, map[string][]byte
 }
 
 func (s *Server) ideFiles(w http.ResponseWriter, r *http.Request) error {
-	p, head, files, err := s.ideHead(r)
+	want := r.URL.Query()["path"]
+	for _, name := range want {
+		if err := checkIDEPath(name); err != nil {
+			return invalidField("path", "%s", err.Error())
+		}
+	}
+	p, head, files, err := s.ideHead(r, false)
 	if err != nil {
 		return err
 	}
 	body := ideTreeBody{Branch: p.branch, Head: head, Files: []ideFile{}}
-	for name, data := range files {
-		body.Files = append(body.Files, ideFile{Path: name, Size: len(data)})
+	if len(want) == 0 {
+		for name, data := range files {
+			body.Files = append(body.Files, ideFile{Path: name, Size: len(data)})
+		}
+	}
+	for _, name := range want {
+		data, ok := files[name]
+		if !ok {
+			return notFound("file " + name + " on " + p.branch)
+		}
+		text := string(data)
+		body.Files = append(body.Files, ideFile{Path: name, Size: len(data), Content: &text})
 	}
 	sort.Slice(body.Files, func(i, j int) bool { return body.Files[i].Path < body.Files[j].Path })
 	return writeJSON(w, http.StatusOK, body)
-}
-
-func (s *Server) ideFile(w http.ResponseWriter, r *http.Request) error {
-	name := r.URL.Query().Get("path")
-	if err := checkIDEPath(name); err != nil {
-		return invalidField("path", "%s", err.Error())
-	}
-	_, head, files, err := s.ideHead(r)
-	if err != nil {
-		return err
-	}
-	data, ok := files[name]
-	if !ok {
-		return notFound("file " + name)
-	}
-	return writeJSON(w, http.StatusOK, ideFileBody{Path: name, Head: head, Content: string(data)})
 }
 
 // overlay lays the request's edits over the branch's files.
@@ -263,7 +262,7 @@ func (s *Server) ideCheck(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	_, head, files, err := s.ideHead(r)
+	_, head, files, err := s.ideHead(r, false)
 	if err != nil {
 		return err
 	}
@@ -294,7 +293,7 @@ func (s *Server) ideCommit(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	p, head, files, err := s.ideHead(r)
+	p, head, files, err := s.ideHead(r, true)
 	if err != nil {
 		return err
 	}

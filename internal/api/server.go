@@ -63,7 +63,7 @@ type Config struct {
 	// restores the revisions only.
 	Rollback func(ctx context.Context, projectID, rolloutID uuid.UUID, reason string) error
 	// Repository reads and commits projects' repositories for the IDE
-	// (ide.go); nil answers the IDE's routes with 503.
+	// (ide.go); nil shows empty branches and refuses commits (404).
 	Repository Repository
 }
 

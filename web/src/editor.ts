@@ -7,7 +7,7 @@ import { configureMonacoYaml } from 'monaco-yaml';
 import EditorWorker from 'monaco-editor/esm/vs/editor/editor.worker?worker';
 import YamlWorker from './yaml.worker?worker';
 import pipelineSchema from '../../docs/schema/pipeline.schema.json';
-import type { MarkerRange } from './logic';
+import { forYamlService, type MarkerRange } from './logic';
 
 (self as unknown as { MonacoEnvironment: monaco.Environment }).MonacoEnvironment = {
   getWorker(_id: string, label: string) {
@@ -23,6 +23,8 @@ const yaml = configureMonacoYaml(monaco, {
   schemas: [],
 });
 
+const schema = forYamlService(pipelineSchema) as object;
+
 /**
  * setPipelineFiles gives the pipeline schema to exactly these files: a
  * glob cannot tell clicks.yaml from clicks_test.yaml, whose shape differs.
@@ -33,7 +35,7 @@ export function setPipelineFiles(paths: string[]): void {
     validate: true,
     hover: true,
     completion: true,
-    schemas: [{ uri: 'sluice://schema/pipeline.schema.json', fileMatch: paths.map((p) => 'file:///' + p), schema: pipelineSchema as object }],
+    schemas: [{ uri: 'sluice://schema/pipeline.schema.json', fileMatch: paths.map((p) => 'file:///' + p), schema }],
   });
 }
 

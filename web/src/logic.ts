@@ -147,3 +147,28 @@ export function fileTree(paths: string[]): TreeNode[] {
   sort(root);
   return root.children!;
 }
+
+/**
+ * forYamlService adapts the generated schema (draft 2020-12) to the YAML
+ * service, which speaks draft 7 and resolves every "#/..." reference from
+ * the document's root: each operator's config schema is embedded with its
+ * own $id and $defs, so its local references are rewritten to JSON
+ * pointers from the root, and the $id and $schema keys are dropped (the
+ * service warns about both).
+ */
+export function forYamlService(v: unknown, pointer = '', base = ''): unknown {
+  if (Array.isArray(v)) return v.map((x, i) => forYamlService(x, `${pointer}/${i}`, base));
+  if (!v || typeof v !== 'object') return v;
+  const o = v as Record<string, unknown>;
+  if (pointer !== '' && typeof o.$id === 'string') base = pointer;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(o)) {
+    if (k === '$schema' || k === '$id') continue;
+    if (k === '$ref' && typeof x === 'string' && x.startsWith('#/') && base) {
+      out[k] = '#' + base + x.slice(1);
+      continue;
+    }
+    out[k] = forYamlService(x, `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, base);
+  }
+  return out;
+}

@@ -189,7 +189,7 @@ function renderLogin(): void {
 interface Tree {
   branch: string;
   head: string;
-  files: { path: string; size: number }[];
+  files: { path: string; size: number; content?: string }[];
 }
 
 interface CheckResult {
@@ -305,8 +305,8 @@ async function renderEditor(main: HTMLElement): Promise<void> {
   async function openFile(path: string, line?: number, column?: number): Promise<void> {
     if (!original.has(path)) {
       try {
-        const f = await api.get<{ content: string }>(projectPath('/ide/file?path=' + encodeURIComponent(path)));
-        original.set(path, f.content);
+        const f = await api.get<Tree>(projectPath('/ide/files?path=' + encodeURIComponent(path)));
+        original.set(path, f.files[0]?.content ?? '');
       } catch (e) {
         checkStatus.textContent = 'Cannot open ' + path + ': ' + errorText(e);
         return;

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { changedFiles, fileTree, markersFor, pipelineRows, problemText } from '../src/logic.js';
+import { changedFiles, fileTree, forYamlService, markersFor, pipelineRows, problemText } from '../src/logic.js';
 
 test('markersFor underlines the word at the reported column of its file only', () => {
   const text = 'a: 1\nspec:\n  steps:\n    - fliter: x\n';
@@ -52,4 +52,18 @@ test('fileTree nests directories before files', () => {
   const t = fileTree(['README.md', 'pipelines/clicks.yaml', 'pipelines/lib/s.js']);
   assert.deepEqual(t.map((n) => n.name), ['pipelines', 'README.md']);
   assert.deepEqual(t[0].children!.map((n) => n.name), ['lib', 'clicks.yaml']);
+});
+
+test('forYamlService roots the references of embedded schemas', () => {
+  const got = forYamlService({
+    $schema: 'https://json-schema.org/draft/2020-12/schema',
+    $defs: {
+      step: { oneOf: [{ properties: { set: { $id: 'https://x/set.json', $defs: { field: { type: 'string' } }, items: { $ref: '#/$defs/field' } } } }] },
+    },
+    properties: { a: { $ref: '#/$defs/step' } },
+  });
+  assert.deepEqual(got, {
+    $defs: { step: { oneOf: [{ properties: { set: { $defs: { field: { type: 'string' } }, items: { $ref: '#/$defs/step/oneOf/0/properties/set/$defs/field' } } } }] } },
+    properties: { a: { $ref: '#/$defs/step' } },
+  });
 });
