@@ -237,7 +237,7 @@ func TestRepoTargetsFile(t *testing.T) {
 	for _, tg := range targets {
 		ids[tg.ID] = true
 	}
-	if !ids["engine-vs-hand"] || !ids["compile-50-steps"] {
+	if !ids["runner-alo-vs-hand"] || !ids["runner-window-vs-f0"] || !ids["compile-50-steps"] {
 		t.Errorf("bench/targets.json ids: %v", ids)
 	}
 }

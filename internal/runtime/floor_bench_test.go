@@ -1,0 +1,425 @@
+package runtime_test
+
+// The re-based yardsticks of the runner's throughput targets (issue 11,
+// "Performance: re-based targets"), measured in the same run as R0 and the
+// runner benchmarks (bench_test.go, statebench_test.go) and with the same
+// setup: kfake in-process, the 200-byte record, 4 partitions, no
+// compression, benchRecords records pre-produced, records/s from the
+// group's assignment to the last output read_committed.
+//
+//   - H, hand-written (BenchmarkHandWritten*): the benchmark pipeline's
+//     filter + map written directly against franz-go, decoding each value
+//     into a typed Go struct and encoding one with github.com/goccy/go-json,
+//     the library the engine uses for typed work (internal/record), in the
+//     same delivery mode as the runner it is compared with.
+//   - F0, the I/O floor of a pipeline (BenchmarkFloor*): a franz-go consume
+//     -> produce in the pipeline's delivery mode that writes, for every
+//     input record, the records the pipeline writes for it, byte for byte,
+//     to the same topics (output and changelogs; these pipelines have no
+//     repartition), without decoding anything. What the pipeline writes is
+//     recorded once per benchmark process by running the pipeline itself
+//     over the same input (recordWrites, not timed): per partition, each
+//     written topic's records in order, handed out to the partition's input
+//     records in proportion (input j of n gets records [j*m/n, (j+1)*m/n)
+//     of m), so the floor writes the same number of records of the same
+//     sizes to the same partitions as the pipeline, at the same pace.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	gojson "github.com/goccy/go-json"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/runtime"
+)
+
+// floorCommitInterval is how often the exactly-once floor and hand-written
+// copies commit their transaction: the runtime's default commit interval.
+const floorCommitInterval = 100 * time.Millisecond
+
+// copyFunc turns one input record into the records to write for it.
+type copyFunc func(r *kgo.Record, emit func(*kgo.Record))
+
+// copier is a minimal franz-go consumer-group client that reads in
+// read_committed and writes what each input record turns into. At least
+// once, it produces a poll's records, flushes and commits the poll's
+// offsets, as R0 does; exactly once, it is a kgo.GroupTransactSession that
+// commits its transaction (outputs and offsets) every floorCommitInterval,
+// as the runtime does. The records it writes carry their partition.
+func copier(brokers []string, delivery, role string, transform copyFunc) passThrough {
+	return func(b *testing.B, in, _, iter string) (<-chan time.Time, func()) {
+		assigned := make(chan time.Time, 1)
+		var once sync.Once
+		group := fmt.Sprintf("bench-%s-%s-%s", role, benchRunID, iter)
+		opts := append([]kgo.Opt{
+			kgo.SeedBrokers(brokers...),
+			kgo.ConsumerGroup(group),
+			kgo.ConsumeTopics(in),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+				once.Do(func() { assigned <- time.Now() })
+			}),
+		}, benchClientOpts...)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		var closeClient func()
+		if delivery == "exactly-once" {
+			sess, err := kgo.NewGroupTransactSession(append(opts, kgo.TransactionalID(group))...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			closeClient = sess.Close
+			go func() { done <- copyTransactional(ctx, sess, transform) }()
+		} else {
+			cl, err := kgo.NewClient(append(opts, kgo.DisableAutoCommit())...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			closeClient = cl.Close
+			go func() { done <- copyAtLeastOnce(ctx, cl, transform) }()
+		}
+		return assigned, func() {
+			cancel()
+			if err := <-done; err != nil {
+				b.Errorf("%s: %v", role, err)
+			}
+			closeClient()
+		}
+	}
+}
+
+func copyAtLeastOnce(ctx context.Context, cl *kgo.Client, transform copyFunc) error {
+	var produceErr atomic.Value
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			produceErr.CompareAndSwap(nil, err)
+		}
+	}
+	emit := func(r *kgo.Record) { cl.Produce(ctx, r, promise) }
+	for {
+		f := cl.PollFetches(ctx)
+		if f.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		if err := f.Err0(); err != nil {
+			return err
+		}
+		f.EachRecord(func(r *kgo.Record) { transform(r, emit) })
+		if err := cl.Flush(ctx); err != nil {
+			return nil // canceled
+		}
+		if err, _ := produceErr.Load().(error); err != nil {
+			return err
+		}
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
+			return err
+		}
+	}
+}
+
+func copyTransactional(ctx context.Context, sess *kgo.GroupTransactSession, transform copyFunc) error {
+	var produceErr atomic.Value
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			produceErr.CompareAndSwap(nil, err)
+		}
+	}
+	emit := func(r *kgo.Record) { sess.Produce(ctx, r, promise) }
+	var began time.Time // zero when no transaction is open
+	for {
+		pollCtx, cancel := ctx, context.CancelFunc(func() {})
+		if !began.IsZero() {
+			pollCtx, cancel = context.WithDeadline(ctx, began.Add(floorCommitInterval))
+		}
+		f := sess.PollFetches(pollCtx)
+		cancel()
+		if f.IsClientClosed() || ctx.Err() != nil {
+			if !began.IsZero() {
+				_, _ = sess.End(context.Background(), kgo.TryAbort)
+			}
+			return nil
+		}
+		if err := f.Err0(); err != nil && pollCtx.Err() == nil {
+			return err
+		}
+		if f.NumRecords() > 0 && began.IsZero() {
+			if err := sess.Begin(); err != nil {
+				return err
+			}
+			began = time.Now()
+		}
+		f.EachRecord(func(r *kgo.Record) { transform(r, emit) })
+		if !began.IsZero() && time.Since(began) >= floorCommitInterval {
+			if _, err := sess.End(ctx, kgo.TryCommit); err != nil && ctx.Err() == nil {
+				return err
+			}
+			began = time.Time{}
+			if err, _ := produceErr.Load().(error); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handInput is the part of the benchmark record the hand-written filter +
+// map reads, as typed fields: a hand-written program declares what it
+// uses, and goccy skips the rest (as the engine decodes only the fields a
+// stage reads).
+type handInput struct {
+	VehicleID string   `json:"vehicle_id"`
+	Speed     float64  `json:"speed"`
+	Lat       *float64 `json:"lat"`
+	Fuel      float64  `json:"fuel"`
+	SentUS    int64    `json:"sent_us"`
+}
+
+// handOutput is what the benchmark pipeline's map writes, in the engine's
+// key order (sorted).
+type handOutput struct {
+	Kmh     float64 `json:"kmh"`
+	LowFuel bool    `json:"low_fuel"`
+	SentUS  int64   `json:"sent_us"`
+	Vehicle string  `json:"vehicle"`
+}
+
+// handFilterMap is benchPlan's filter + map hand-written: records that do
+// not decode are skipped (the engine dead-letters them; the benchmark has
+// none).
+func handFilterMap(out string) copyFunc {
+	return func(r *kgo.Record, emit func(*kgo.Record)) {
+		var v handInput
+		if err := gojson.Unmarshal(r.Value, &v); err != nil {
+			return
+		}
+		if !(v.Speed >= 0 && v.Lat != nil) {
+			return
+		}
+		value, err := gojson.MarshalWithOption(handOutput{Kmh: v.Speed * 3.6, LowFuel: v.Fuel < 0.2, SentUS: v.SentUS, Vehicle: v.VehicleID},
+			gojson.DisableHTMLEscape())
+		if err != nil {
+			return
+		}
+		emit(&kgo.Record{Topic: out, Partition: r.Partition, Key: r.Key, Value: value, Timestamp: r.Timestamp})
+	}
+}
+
+// BenchmarkHandWrittenAtLeastOnce is H for BenchmarkRunnerAtLeastOnce
+// (target: runner >= 1.0 x H records/s).
+func BenchmarkHandWrittenAtLeastOnce(b *testing.B) { benchHand(b, "at-least-once") }
+
+// BenchmarkHandWrittenExactlyOnce is H for BenchmarkRunnerExactlyOnce
+// (target: runner >= 1.0 x H records/s).
+func BenchmarkHandWrittenExactlyOnce(b *testing.B) { benchHand(b, "exactly-once") }
+
+func benchHand(b *testing.B, delivery string) {
+	c := newBenchCluster(b)
+	hand := func(b *testing.B, in, out, iter string) (<-chan time.Time, func()) {
+		return copier(c.brokers, delivery, "hand", handFilterMap(out))(b, in, out, iter)
+	}
+	benchThroughput(b, c, hand, backlogInput, checkTransformed)
+}
+
+// floorShape is a measured pipeline shape for F0: its pipeline and input.
+type floorShape struct {
+	name     string
+	delivery string
+	input    benchInput
+	plan     func(b *testing.B, name, in, out, iter string) *pipeline.Plan
+}
+
+func statelessShape(delivery string) floorShape {
+	return floorShape{
+		name: "filter-map-" + delivery, delivery: delivery, input: backlogInput,
+		plan: func(b *testing.B, name, in, out, _ string) *pipeline.Plan {
+			return benchPlan(b, name, in, out, delivery)
+		},
+	}
+}
+
+func statefulShape(sb *stateBench) floorShape {
+	return floorShape{name: sb.name, delivery: "exactly-once", input: sb.input, plan: sb.plan}
+}
+
+// writes is what a pipeline wrote for benchRecords inputs: per written
+// topic (the output first), per partition, its records in order.
+type writes struct {
+	topics [][][]*kgo.Record // [topic][partition] records
+}
+
+var (
+	recordedMu sync.Mutex
+	recorded   = map[string]*writes{} // by floorShape.name
+)
+
+// recordWrites runs shape's pipeline once over its input (not timed) and
+// returns what it wrote to its output and changelog topics, read
+// read_committed after the pipeline stopped. The recording is kept for the
+// process's later runs of the same shape.
+func recordWrites(b *testing.B, c *benchCluster, shape floorShape) *writes {
+	b.Helper()
+	recordedMu.Lock()
+	defer recordedMu.Unlock()
+	if w := recorded[shape.name]; w != nil {
+		return w
+	}
+	b.StopTimer()
+	defer b.StartTimer()
+	iter := "rec-" + shape.name
+	in := fmt.Sprintf("bench-in-%s-%s", benchRunID, iter)
+	out := fmt.Sprintf("bench-out-%s-%s", benchRunID, iter)
+	name := fmt.Sprintf("bench-%s-%s", benchRunID, iter)
+	c.createTopics(b, benchPartitions, in, out)
+	topics := []string{in, out, name + ".dlq"}
+	if created := shape.input.produce(b, c, in, iter); len(created) > 0 {
+		topics = append(topics, created...)
+	}
+	defer func() { c.deleteTopics(topics...) }()
+	rt, err := runtime.New(runtime.Brokers(c.brokers...), runtime.KafkaOptions(benchClientOpts...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		_ = rt.Close(ctx)
+	}()
+	p := shape.plan(b, name, in, out, iter)
+	written := []string{out}
+	for _, s := range p.Steps {
+		if s.Stateful {
+			written = append(written, runtime.ChangelogTopic(name, s.Name))
+		}
+	}
+	topics = append(topics, written[1:]...)
+	rd := startReader(b, c.brokers, out, shape.input.outputs, nil)
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "1"}}); err != nil {
+		b.Fatal(err)
+	}
+	if err := rd.wait(2 * time.Minute); err != nil {
+		b.Fatalf("recording %s: %v", shape.name, err)
+	}
+	stopChecked(b, rt, name)
+	w := &writes{}
+	for _, topic := range written {
+		parts := make([][]*kgo.Record, benchPartitions)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		_, err := kafkatest.ReadToEnd(ctx, c.brokers, topic, func(r *kgo.Record) error {
+			if int(r.Partition) >= len(parts) {
+				return fmt.Errorf("%s has partition %d, want %d partitions", topic, r.Partition, benchPartitions)
+			}
+			parts[r.Partition] = append(parts[r.Partition], &kgo.Record{Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp})
+			return nil
+		})
+		cancel()
+		if err != nil {
+			b.Fatalf("recording %s: %v", shape.name, err)
+		}
+		w.topics = append(w.topics, parts)
+	}
+	if n := countRecords(w.topics[0]); n != shape.input.outputs {
+		b.Fatalf("recording %s: %d outputs, want %d", shape.name, n, shape.input.outputs)
+	}
+	recorded[shape.name] = w
+	return w
+}
+
+func countRecords(parts [][]*kgo.Record) int {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	return n
+}
+
+// floor is F0 of shape: it writes the recorded records to the output topic
+// and to one compacted topic per recorded changelog, created per iteration.
+func floor(c *benchCluster, shape floorShape, w *writes) passThrough {
+	return func(b *testing.B, in, out, iter string) (<-chan time.Time, func()) {
+		// How many input records each partition has: the input is not
+		// transactional, so its end offsets.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		ends, err := c.adm.ListEndOffsets(ctx, in)
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		inputs := make([]int64, benchPartitions)
+		ends.Each(func(o kadm.ListedOffset) { inputs[o.Partition] = o.Offset })
+		topics := []string{out}
+		for i := 1; i < len(w.topics); i++ {
+			t := fmt.Sprintf("bench-f0-changelog-%s-%s-%d", benchRunID, iter, i)
+			c.createCompacted(b, t)
+			topics = append(topics, t)
+		}
+		write := func(r *kgo.Record, emit func(*kgo.Record)) {
+			n := inputs[r.Partition]
+			for t, parts := range w.topics {
+				recs := parts[r.Partition]
+				m := int64(len(recs))
+				for _, x := range recs[r.Offset*m/n : (r.Offset+1)*m/n] {
+					emit(&kgo.Record{Topic: topics[t], Partition: r.Partition, Key: x.Key, Value: x.Value, Headers: x.Headers, Timestamp: x.Timestamp})
+				}
+			}
+		}
+		assigned, stop := copier(c.brokers, shape.delivery, "f0-"+shape.name, write)(b, in, out, iter)
+		return assigned, func() {
+			stop()
+			c.deleteTopics(topics[1:]...)
+		}
+	}
+}
+
+func benchFloor(b *testing.B, shape floorShape, check func(b *testing.B, first []byte)) {
+	c := newBenchCluster(b)
+	w := recordWrites(b, c, shape)
+	benchThroughput(b, c, floor(c, shape, w), shape.input, check)
+}
+
+// BenchmarkFloorFilterMapAtLeastOnce is F0 of BenchmarkRunnerAtLeastOnce.
+func BenchmarkFloorFilterMapAtLeastOnce(b *testing.B) {
+	benchFloor(b, statelessShape("at-least-once"), checkTransformed)
+}
+
+// BenchmarkFloorFilterMapExactlyOnce is F0 of BenchmarkRunnerExactlyOnce.
+func BenchmarkFloorFilterMapExactlyOnce(b *testing.B) {
+	benchFloor(b, statelessShape("exactly-once"), checkTransformed)
+}
+
+// BenchmarkFloorWindowedCount is F0 of BenchmarkRunnerWindowedCount
+// (target: runner >= 0.6 x F0 records/s).
+func BenchmarkFloorWindowedCount(b *testing.B) {
+	sb := windowBench()
+	benchFloor(b, statefulShape(sb), nil)
+}
+
+// BenchmarkFloorWindowedCountFinal is F0 of
+// BenchmarkRunnerWindowedCountFinal (target: runner >= 0.6 x F0 records/s).
+func BenchmarkFloorWindowedCountFinal(b *testing.B) {
+	sb := windowFinalBench()
+	benchFloor(b, statefulShape(sb), nil)
+}
+
+// BenchmarkFloorDedupe is F0 of BenchmarkRunnerDedupe (target: runner >=
+// 0.6 x F0 records/s).
+func BenchmarkFloorDedupe(b *testing.B) {
+	sb := dedupeBench()
+	benchFloor(b, statefulShape(sb), nil)
+}
+
+// BenchmarkFloorJoin is F0 of BenchmarkRunnerJoin (target: runner >= 0.6 x
+// F0 records/s). It writes what the join writes; it does not read the
+// table (stateKeys rows, 5% of the stream's records), which the runner
+// reads into its store before it joins.
+func BenchmarkFloorJoin(b *testing.B) {
+	sb := joinBench()
+	benchFloor(b, statefulShape(sb), nil)
+}
