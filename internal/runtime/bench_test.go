@@ -39,8 +39,6 @@ import (
 const (
 	// benchRecords are pre-produced per iteration of a throughput benchmark.
 	benchRecords = 200_000
-	// benchPartitions is the partition count of every input and output topic.
-	benchPartitions = 4
 	// benchValueSize is the size of every input record value.
 	benchValueSize = 200
 	// idlePipelines are loaded by BenchmarkIdlePipelineMemory.
@@ -57,6 +55,20 @@ const (
 	// through the pipeline to find its maximum throughput.
 	latencyCalibrations = 2
 )
+
+// benchPartitions is the partition count of every input and output topic:
+// 4, or SLUICE_BENCH_PARTITIONS, to see how throughput scales with the
+// number of partitions (tasks).
+var benchPartitions = func() int32 {
+	if v := os.Getenv("SLUICE_BENCH_PARTITIONS"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil || n < 1 {
+			panic(fmt.Sprintf("SLUICE_BENCH_PARTITIONS %q: want a partition count", v))
+		}
+		return int32(n)
+	}
+	return 4
+}()
 
 // benchRunID keeps topic and group names apart between runs against a
 // shared real cluster (KAFKA_BROKERS).
@@ -453,7 +465,7 @@ func runner(rt *runtime.Runtime, delivery string) passThrough {
 		if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "1"}}); err != nil {
 			b.Fatal(err)
 		}
-		return watchAssigned(rt, name, benchPartitions), func() { stopChecked(b, rt, name) }
+		return watchAssigned(rt, name, int(benchPartitions)), func() { stopChecked(b, rt, name) }
 	}
 }
 
@@ -572,7 +584,7 @@ func BenchmarkLatencyP99(b *testing.B) {
 			b.Fatal(err)
 		}
 		select {
-		case <-watchAssigned(rt, name, benchPartitions):
+		case <-watchAssigned(rt, name, int(benchPartitions)):
 		case <-time.After(time.Minute):
 			b.Fatal("pipeline did not get its partitions")
 		}
@@ -639,7 +651,7 @@ func maxLiveRate(b *testing.B, c *benchCluster, rt *runtime.Runtime, rate float6
 		}
 	}()
 	select {
-	case <-watchAssigned(rt, name, benchPartitions):
+	case <-watchAssigned(rt, name, int(benchPartitions)):
 	case <-time.After(time.Minute):
 		b.Fatal("pipeline did not get its partitions")
 	}

@@ -138,7 +138,7 @@ func (sb *stateBench) runner(c *benchCluster, rt *runtime.Runtime) passThrough {
 		if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "1"}}); err != nil {
 			b.Fatal(err)
 		}
-		return watchAssigned(rt, name, benchPartitions), func() {
+		return watchAssigned(rt, name, int(benchPartitions)), func() {
 			topics := []string{p.DLQ}
 			for _, s := range p.Steps {
 				if s.Stateful {
