@@ -10,6 +10,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/drop"
 	"github.com/sluicehq/sluice/catalog/operators/explode"
 	"github.com/sluicehq/sluice/catalog/operators/filter"
+	"github.com/sluicehq/sluice/catalog/operators/geofence"
 	"github.com/sluicehq/sluice/catalog/operators/join"
 	mapop "github.com/sluicehq/sluice/catalog/operators/map"
 	"github.com/sluicehq/sluice/catalog/operators/mask"
@@ -32,6 +33,7 @@ var registrars = []func(*catalog.Registry) error{
 	drop.Register,
 	explode.Register,
 	filter.Register,
+	geofence.Register,
 	join.Register,
 	mapop.Register,
 	mask.Register,

@@ -50,7 +50,7 @@ func Register(r *catalog.Registry) error {
 			"boolean (or null) sends the reading to the DLQ with reason `expression`. State is one small entry per key " +
 			"with an episode going on, in the task's store, so it survives a restart.",
 		Config: schema,
-		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"for", "grace"}},
+		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"for"}},
 		Examples: []catalog.Example{
 			{
 				Title: "Overheating for five minutes",

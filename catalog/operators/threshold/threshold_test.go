@@ -10,10 +10,9 @@ import (
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/internal/keyed/keyedtest"
-	"github.com/sluicehq/sluice/internal/record"
-
 	"github.com/sluicehq/sluice/catalog/operators/threshold"
 	"github.com/sluicehq/sluice/catalog/operatortest"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 func TestExamples(t *testing.T) {

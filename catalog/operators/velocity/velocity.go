@@ -54,7 +54,7 @@ func Register(r *catalog.Registry) error {
 			"and amounts of its last `within`, in the task's store; a key's state is dropped once its newest record is " +
 			"`within` behind the event-time frontier.",
 		Config: schema,
-		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"within", "grace"}},
+		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"within"}},
 		Examples: []catalog.Example{
 			{
 				Title: "More than three payments by a card in ten minutes",
