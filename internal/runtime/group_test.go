@@ -92,7 +92,7 @@ func TestKickedFromGroup(t *testing.T) {
 			outs := kafkatest.ReadCommitted(t, brokers, "out", n, 60*time.Second)
 			if delivery == "exactly-once" {
 				// Anything beyond n would be a duplicate.
-				outs = kafkatest.ReadCommitted(t, brokers, "out", n+1, 2*time.Second)
+				outs = readAfterCommit(t, brokers, p.Plan, "out")
 			}
 			if delivery == "exactly-once" {
 				checkDoubled(t, outs, 0, n)
@@ -333,8 +333,7 @@ func TestProduceSequenceErrorRetried(t *testing.T) {
 	})
 	const n = 500
 	kafkatest.Produce(t, brokers, numbered("in", 0, n)...)
-	kafkatest.ReadCommitted(t, brokers, "out", n, 30*time.Second)
-	outs := kafkatest.ReadCommitted(t, brokers, "out", n+1, 2*time.Second) // anything beyond n is a duplicate
+	outs := readAfterCommit(t, brokers, p.Plan, "out") // anything beyond n is a duplicate
 	checkDoubled(t, outs, 0, n)
 	if !refused.Load() {
 		t.Fatal("no produce was refused")

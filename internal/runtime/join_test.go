@@ -156,9 +156,7 @@ func TestJoinStreamTable(t *testing.T) {
 				})
 				kafkatest.Produce(t, brokers, orders(in, n, key)...)
 			}
-			outs := kafkatest.ReadCommitted(t, brokers, out, n, 60*time.Second)
-			time.Sleep(300 * time.Millisecond) // anything more is a duplicate
-			outs = kafkatest.ReadCommitted(t, brokers, out, len(outs)+1, time.Second)
+			outs := readAfterCommit(t, brokers, p, out) // anything beyond n is a duplicate
 			checkEnriched(t, outs, n)
 
 			held := 0
@@ -286,9 +284,7 @@ func TestJoinStreamStream(t *testing.T) {
 	rt2 := newRuntime(t, brokers, runtime.InstanceID("b"))
 	apply(rt2)
 	kafkatest.Produce(t, brokers, batch(n/2, n)...)
-	outs := kafkatest.ReadCommitted(t, brokers, "matched", n, 60*time.Second)
-	time.Sleep(300 * time.Millisecond) // anything more is a duplicate
-	outs = kafkatest.ReadCommitted(t, brokers, "matched", len(outs)+1, time.Second)
+	outs := readAfterCommit(t, brokers, p, "matched") // anything beyond n is a duplicate
 	seen := map[string]bool{}
 	for _, r := range outs {
 		var v struct {

@@ -188,10 +188,9 @@ func TestStatefulRestarts(t *testing.T) {
 			waitConsumedAll(t, brokers, group, name+"-dedupe-repartition", n+n/10)
 			kafkatest.Produce(t, brokers, flushRecords(in)...)
 			want := countsOracle(n)
-			outs := kafkatest.ReadCommitted(t, brokers, out, len(want), 30*time.Second)
-			// Anything after the expected windows would be a duplicate.
-			time.Sleep(300 * time.Millisecond)
-			outs = kafkatest.ReadCommitted(t, brokers, out, len(outs)+1, time.Second)
+			// Every output once the flush is committed: anything after the
+			// expected windows would be a duplicate.
+			outs := readAfterCommit(t, brokers, p, out)
 			compareCounts(t, windowResults(t, outs), want)
 			st := statusOf(t, rt2, name)
 			if len(st.Restores) == 0 {
@@ -227,6 +226,65 @@ func waitConsumedAll(t testing.TB, brokers []string, group, topic string, n int)
 		}
 		return true
 	})
+}
+
+// waitCaughtUp waits until group has committed offsets past the last record
+// of each topic, in the order given: a pipeline's stages in order, so that
+// a repartition topic is read once the stage writing it has committed its
+// whole input and will write no more. The last record is found by reading
+// each topic to its end offsets: a transactional topic's end offset is one
+// past its last commit marker, which no consumer commits past.
+func waitCaughtUp(t testing.TB, brokers []string, group string, topics ...string) {
+	t.Helper()
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	for _, topic := range topics {
+		next := map[int32]int64{} // by partition: the offset after the last record
+		readToEnd(t, brokers, topic, func(r *kgo.Record) {
+			next[r.Partition] = max(next[r.Partition], r.Offset+1)
+		})
+		kafkatest.Eventually(t, 30*time.Second, group+" committing all of "+topic, func() bool {
+			offs, err := adm.FetchOffsets(context.Background(), group)
+			if err != nil {
+				return false
+			}
+			for p, o := range next {
+				c, ok := offs.Lookup(topic, p)
+				if !ok || c.Err != nil || c.At < o {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
+// readToEnd reads topic read_committed up to its end offsets, handing each
+// record to each, and fails the test if it cannot.
+func readToEnd(t testing.TB, brokers []string, topic string, each func(*kgo.Record)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kafkatest.ReadToEnd(ctx, brokers, topic, func(r *kgo.Record) error { each(r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// readAfterCommit waits until p's group has committed everything p reads
+// (waitCaughtUp over every stage's input and side inputs) and returns all
+// that topic, an output of p, then holds: every output exactly as often
+// as it was committed, so a duplicate shows without waiting for more to
+// come.
+func readAfterCommit(t testing.TB, brokers []string, p *pipeline.Plan, topic string) []*kgo.Record {
+	t.Helper()
+	var topics []string
+	for _, st := range p.Stages {
+		topics = append(topics, st.Input)
+		topics = append(topics, st.Tables...)
+	}
+	waitCaughtUp(t, brokers, "sluice-"+p.Name, topics...)
+	var out []*kgo.Record
+	readToEnd(t, brokers, topic, func(r *kgo.Record) { out = append(out, r) })
+	return out
 }
 
 // A window on a partition that goes quiet closes once the task has been
@@ -361,9 +419,9 @@ func TestStatefulReset(t *testing.T) {
 		flush = append(flush, records(1, fmt.Sprintf("flush-%d", i), stateBase.Add(24*time.Hour))...)
 	}
 	kafkatest.Produce(t, brokers, flush...)
-	outs := kafkatest.ReadCommitted(t, brokers, "reset-out", 1, 20*time.Second)
-	time.Sleep(300 * time.Millisecond)
-	outs = kafkatest.ReadCommitted(t, brokers, "reset-out", len(outs)+1, time.Second)
+	waitCaughtUp(t, brokers, "sluice-reset", "reset-in", "reset-window-repartition")
+	var outs []*kgo.Record
+	readToEnd(t, brokers, "reset-out", func(r *kgo.Record) { outs = append(outs, r) })
 	got := windowResults(t, outs)
 	if want := map[string]int{"a@" + stateBase.Format(time.RFC3339Nano): 50}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("windows %v, want %v: only the records since the reset", got, want)
