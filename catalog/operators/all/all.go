@@ -20,6 +20,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/route"
 	"github.com/sluicehq/sluice/catalog/operators/script"
 	selectop "github.com/sluicehq/sluice/catalog/operators/select"
+	"github.com/sluicehq/sluice/catalog/operators/sequence"
 	"github.com/sluicehq/sluice/catalog/operators/set"
 	"github.com/sluicehq/sluice/catalog/operators/threshold"
 	"github.com/sluicehq/sluice/catalog/operators/velocity"
@@ -43,6 +44,8 @@ var registrars = []func(*catalog.Registry) error{
 	route.Register,
 	script.Register,
 	selectop.Register,
+	sequence.Register,
+	sequence.RegisterAbsence,
 	set.Register,
 	threshold.Register,
 	velocity.Register,

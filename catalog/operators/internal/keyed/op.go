@@ -148,3 +148,14 @@ func Send(ctx context.Context, out catalog.Output, emits []Emit) error {
 func FormatTime(ms int64) string {
 	return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano)
 }
+
+// Advance moves the runner to the task's stream time (as a record that
+// needs no state of its own does, so that other keys' timers fire on time)
+// and emits what that fires.
+func (s *Step) Advance(ctx context.Context, task catalog.Task, r *record.Record, out catalog.Output) error {
+	emits, err := s.Runner.Advance(task.Store(), millis(task.StreamTime(), r.Timestamp))
+	if e := Send(ctx, out, emits); e != nil {
+		return e
+	}
+	return err
+}
