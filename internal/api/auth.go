@@ -82,7 +82,7 @@ func (s *Server) tokenPrincipal(ctx context.Context, header string) (*Principal,
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now()
+	now := s.cfg.Now()
 	switch {
 	case revoked != nil:
 		return nil, unauthorized("this API token was revoked")

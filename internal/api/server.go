@@ -65,6 +65,9 @@ type Config struct {
 	// Repository reads and commits projects' repositories for the IDE
 	// (ide.go); nil shows empty branches and refuses commits (404).
 	Repository Repository
+	// Now is the clock API tokens' expiry is checked against (default
+	// time.Now); tests set one to expire a token without waiting.
+	Now func() time.Time
 }
 
 // Server serves the API. It is an http.Handler.
@@ -103,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.SessionTTL <= 0 {
 		cfg.SessionTTL = 12 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	if cfg.LoginFailures <= 0 {
 		cfg.LoginFailures = 10
