@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -310,15 +309,15 @@ func waitConsumed(t *testing.T, adm *kadm.Client, group, topic string, n int, ti
 	}
 }
 
-// readOutputs reads topic from the start with read_committed and counts
-// each output id, checking that every value is the map's result for its
-// id. Call it once everything is committed: it reads until it has n
-// outputs and then until nothing more comes for a second (to see any
-// duplicates), or until nothing comes for 10s (to report losses).
+// readOutputs reads topic from the start with read_committed up to its end
+// offsets and counts each output id, checking that every value is the
+// map's result for its id. Call it once the group has committed the whole
+// input and the runner has stopped: then the topic holds every output it
+// will ever hold, so losses and duplicates show without waiting for more.
 func readOutputs(t *testing.T, brokers []string, topic string, n int) (counts []int, total int) {
 	t.Helper()
 	counts = make([]int, n)
-	readCommitted(t, brokers, topic, 10*time.Second, func() bool { return total >= n }, func(r *kgo.Record) error {
+	readCommitted(t, brokers, topic, func(r *kgo.Record) error {
 		var v struct {
 			ID   *int
 			Code int
@@ -336,42 +335,19 @@ func readOutputs(t *testing.T, brokers []string, topic string, n int) (counts []
 	return counts, total
 }
 
-// readCommitted reads topic from the start with read_committed, handing
-// each record to each (whose error fails the test), until nothing comes
-// for a second once done reports true, or for wait before (a topic that
-// does not exist reads as empty). It fails after two minutes of records.
-func readCommitted(t *testing.T, brokers []string, topic string, wait time.Duration, done func() bool, each func(*kgo.Record) error) {
+// readCommitted reads topic from the start with read_committed up to the
+// end offsets it has when called (kafkatest.ReadToEnd), handing each
+// record to each (whose error fails the test); a topic that does not exist
+// reads as empty. Call it once every transaction writing topic is decided
+// (after the group has committed what produces them): an open one makes
+// it fail after two minutes.
+func readCommitted(t *testing.T, brokers []string, topic string, each func(*kgo.Record) error) {
 	t.Helper()
-	cl := kafkatest.Client(t, brokers, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
-		quiet := wait
-		if done() {
-			quiet = time.Second
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), quiet)
-		f := cl.PollFetches(ctx)
-		cancel()
-		if f.NumRecords() == 0 {
-			return
-		}
-		for _, fe := range f.Errors() {
-			if !errors.Is(fe.Err, context.DeadlineExceeded) {
-				t.Fatalf("reading %s: %v", topic, fe.Err)
-			}
-		}
-		var bad error
-		f.EachRecord(func(r *kgo.Record) {
-			if bad == nil {
-				bad = each(r)
-			}
-		})
-		if bad != nil {
-			t.Fatal(bad)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := kafkatest.ReadToEnd(ctx, brokers, topic, each); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("reading %s: still reading after 2 minutes", topic)
 }
 
 // checkOutputs asserts every id in [0, n) was output, exactly once when

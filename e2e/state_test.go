@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -219,6 +220,41 @@ func waitStageConsumed(t *testing.T, brokers []string, adm *kadm.Client, group, 
 	}
 }
 
+// waitAllCommitted waits until group has committed offsets past the last
+// record of each topic, in the order given: a pipeline's input and then
+// its repartition topics in stage order, so that each is read once the
+// stage writing it has committed its whole input and will write no more.
+// The last record is found by reading the topic up to its end offsets: a
+// transactional topic's end offset is one past its last commit marker,
+// which no consumer commits past.
+func waitAllCommitted(t *testing.T, brokers []string, adm *kadm.Client, group string, timeout time.Duration, logs func() string, topics ...string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for _, topic := range topics {
+		next := map[int32]int64{}
+		readCommitted(t, brokers, topic, func(r *kgo.Record) error {
+			next[r.Partition] = max(next[r.Partition], r.Offset+1)
+			return nil
+		})
+		for {
+			offs, err := adm.FetchOffsetsForTopics(context.Background(), group, topic)
+			done := err == nil && offs.Error() == nil
+			for p, o := range next {
+				if c, ok := offs.Lookup(topic, p); !done || !ok || c.At < o {
+					done = false
+				}
+			}
+			if done {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("group %s has not committed all of %s after %v\n%s%s", group, topic, timeout, groupReport(adm, group, topic), logs())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
 // flushAndCheck waits until every input record is through the dedupe
 // stage, so that the flush records come after all of them everywhere,
 // produces the flush, and checks the windows against the oracle.
@@ -237,8 +273,11 @@ func flushAndCheck(t *testing.T, brokers []string, adm *kadm.Client, name string
 	if afterFlush != nil {
 		afterFlush()
 	}
+	// Every stage has committed the flush: the output holds every window
+	// result it will hold, so a duplicate shows when it is read.
+	waitAllCommitted(t, brokers, adm, group, 3*time.Minute, logs, c.topic, name+"-dedupe-repartition", c.lastStage(name))
 	want := c.oracle()
-	got := readWindows(t, brokers, out, len(want))
+	got := readWindows(t, brokers, out)
 	bad := 0
 	for k, n := range want {
 		if g, ok := got[k]; !ok || len(g) != 1 || g[0] != n {
@@ -263,14 +302,12 @@ func flushAndCheck(t *testing.T, brokers []string, adm *kadm.Client, name string
 	t.Logf("all %d windows emitted exactly once with the oracle's counts", len(want))
 }
 
-// readWindows reads the window results read_committed until it has n and
-// nothing more comes for a second (so duplicates show), by "key@start";
-// flush windows are skipped.
-func readWindows(t *testing.T, brokers []string, topic string, n int) map[string][]int {
+// readWindows reads the window results read_committed up to the end
+// offsets (so duplicates show), by "key@start"; flush windows are skipped.
+func readWindows(t *testing.T, brokers []string, topic string) map[string][]int {
 	t.Helper()
 	got := map[string][]int{}
-	total := 0
-	readCommitted(t, brokers, topic, 20*time.Second, func() bool { return total >= n }, func(r *kgo.Record) error {
+	readCommitted(t, brokers, topic, func(r *kgo.Record) error {
 		if strings.HasPrefix(string(r.Key), "flush") {
 			return nil
 		}
@@ -288,7 +325,6 @@ func readWindows(t *testing.T, brokers []string, topic string, n int) map[string
 		}
 		k := string(r.Key) + "@" + v.Window.Start
 		got[k] = append(got[k], *v.N)
-		total++
 		return nil
 	})
 	return got
@@ -300,12 +336,12 @@ func scanKey(k string, i *int) bool {
 	return err == nil
 }
 
-// readAll reads what topic holds, read_committed, until it is quiet for a
-// second; nothing if it does not exist.
+// readAll reads what topic holds, read_committed, up to its end offsets;
+// nothing if it does not exist.
 func readAll(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
 	var out []*kgo.Record
-	readCommitted(t, brokers, topic, time.Second, func() bool { return true }, func(r *kgo.Record) error {
+	readCommitted(t, brokers, topic, func(r *kgo.Record) error {
 		out = append(out, r)
 		return nil
 	})
@@ -418,7 +454,10 @@ func TestStatefulCrash(t *testing.T) {
 	flushAndCheck(t, brokers, adm, name, c, out, logs, func() {
 		time.Sleep(time.Duration(rng.Int64N(int64(600 * time.Millisecond))))
 		last.kill()
-		t.Logf("kill -9 #6 at %v, after the flush: %d window results committed", time.Since(start).Round(time.Millisecond), len(readAll(t, brokers, out)))
+		// The killed runner's transaction stays open until the next one
+		// fences it, so this counts what a second's read finds.
+		t.Logf("kill -9 #6 at %v, after the flush: %d window results committed", time.Since(start).Round(time.Millisecond),
+			len(kafkatest.ReadCommitted(t, brokers, out, math.MaxInt, time.Second)))
 		last = startRunner(t, "runner #7", dir, args...)
 		all = append(all, last)
 	})
