@@ -1,6 +1,9 @@
 package script
 
-import "testing"
+import (
+	"math"
+	"testing"
+)
 
 // A JavaScript number comes out as JSON.stringify would write it: whole
 // numbers without a fraction (an int), others as floats, so a script that
@@ -10,7 +13,7 @@ func TestNumbersKeepJavaScriptsForm(t *testing.T) {
 		in   any
 		want any
 	}{
-		{int64(13), 13}, {float64(13), 13}, {-0.0, 0}, {1.5, 1.5},
+		{int64(13), 13}, {float64(13), 13}, {math.Copysign(0, -1), 0}, {1.5, 1.5},
 		{float64(1 << 53), 1 << 53}, {float64(1 << 60), float64(1 << 60)},
 	} {
 		got, err := primitive(c.in, "value")
