@@ -6,11 +6,13 @@ package all
 import (
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/aggregate"
+	"github.com/sluicehq/sluice/catalog/operators/anomaly"
 	"github.com/sluicehq/sluice/catalog/operators/dedupe"
 	"github.com/sluicehq/sluice/catalog/operators/drop"
 	"github.com/sluicehq/sluice/catalog/operators/explode"
 	"github.com/sluicehq/sluice/catalog/operators/filter"
 	"github.com/sluicehq/sluice/catalog/operators/geofence"
+	"github.com/sluicehq/sluice/catalog/operators/heartbeat"
 	"github.com/sluicehq/sluice/catalog/operators/join"
 	mapop "github.com/sluicehq/sluice/catalog/operators/map"
 	"github.com/sluicehq/sluice/catalog/operators/mask"
@@ -30,11 +32,13 @@ import (
 // registrars lists every operator package's Register function.
 var registrars = []func(*catalog.Registry) error{
 	aggregate.Register,
+	anomaly.Register,
 	dedupe.Register,
 	drop.Register,
 	explode.Register,
 	filter.Register,
 	geofence.Register,
+	heartbeat.Register,
 	join.Register,
 	mapop.Register,
 	mask.Register,

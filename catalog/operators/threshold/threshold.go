@@ -25,7 +25,7 @@ const schema = `{
     "clear": {"type": "string", "minLength": 1, "description": "Predicate that ends an episode, such as temperature < 75 (hysteresis: readings in between keep the episode going). Default: the negation of when."},
     "for": {"type": "string", "description": "How long an episode must last, in event time, before the alert: a duration like 30s or 5m."},
     "grace": {"type": "string", "description": "How far behind the stream time a reading may arrive and still be applied in event-time order (0s for none). Required: there is no hidden default. Readings further behind go to the DLQ with reason late."},
-    "value": {"type": "string", "minLength": 1, "description": "Expression for the reading to report: the latest one in the alert, the clearing one in a clear event."},
+    "value": {"type": "string", "minLength": 1, "description": "Expression for the reading to report as reading: the latest one in the alert, the clearing one in a clear event."},
     "emit": {"enum": ["alerts", "transitions"], "default": "alerts", "description": "alerts: only alert events. transitions: also a clear event when an alerted episode ends."}
   }
 }`
@@ -41,10 +41,10 @@ func Register(r *catalog.Registry) error {
 			"threshold do not start and end episodes). Between readings the last one holds.\n\n" +
 			"Once an episode has lasted `for` (its start plus `for` is reached by the event-time frontier, the stream " +
 			"time minus `grace`, with no reading clearing it before), one `alert` is emitted with event time " +
-			"start + `for`: `{event: alert, key, since, at, value}`. A reading clearing the episode at exactly " +
+			"start + `for`: `{event: alert, key, since, at, reading}`, where `reading` is the `value` of the latest reading. A reading clearing the episode at exactly " +
 			"start + `for` comes after the alert (the condition held for the whole duration). No other alert " +
 			"comes for the key until the episode ends and a new one starts: that is the re-arm. With " +
-			"`emit: transitions` the end of an alerted episode emits `{event: clear, key, since, at, duration_ms, value}`.\n\n" +
+			"`emit: transitions` the end of an alerted episode emits `{event: clear, key, since, at, duration_ms, reading}` with the clearing reading.\n\n" +
 			"Outputs are keyed by the grouping key. Readings up to `grace` behind the stream time are reordered by " +
 			"event time; a reading further behind goes to the DLQ with reason `late`. A `when` or `clear` that is not a " +
 			"boolean (or null) sends the reading to the DLQ with reason `expression`. State is one small entry per key " +
@@ -65,7 +65,7 @@ func Register(r *catalog.Registry) error {
 					map[string]any{"sensor": "s1", "temp": 86, "ts": "2026-01-01T10:06:00Z"},
 				},
 				Output: []any{
-					map[string]any{"event": "alert", "key": "s1", "since": "2026-01-01T10:00:00Z", "at": "2026-01-01T10:05:00Z", "value": 88},
+					map[string]any{"event": "alert", "key": "s1", "since": "2026-01-01T10:00:00Z", "at": "2026-01-01T10:05:00Z", "reading": 88},
 				},
 			},
 			{
@@ -81,9 +81,9 @@ func Register(r *catalog.Registry) error {
 					map[string]any{"temp": 81, "ts": "2026-01-01T10:09:00Z"},
 				},
 				Output: []any{
-					map[string]any{"event": "alert", "key": "", "since": "2026-01-01T10:00:00Z", "at": "2026-01-01T10:02:00Z", "value": 78},
-					map[string]any{"event": "clear", "key": "", "since": "2026-01-01T10:00:00Z", "at": "2026-01-01T10:08:00Z", "duration_ms": 480000, "value": 74},
-					map[string]any{"event": "alert", "key": "", "since": "2026-01-01T10:09:00Z", "at": "2026-01-01T10:11:00Z", "value": 81},
+					map[string]any{"event": "alert", "key": "", "since": "2026-01-01T10:00:00Z", "at": "2026-01-01T10:02:00Z", "reading": 78},
+					map[string]any{"event": "clear", "key": "", "since": "2026-01-01T10:00:00Z", "at": "2026-01-01T10:08:00Z", "duration_ms": 480000, "reading": 74},
+					map[string]any{"event": "alert", "key": "", "since": "2026-01-01T10:09:00Z", "at": "2026-01-01T10:11:00Z", "reading": 81},
 				},
 			},
 			{
@@ -98,7 +98,7 @@ func Register(r *catalog.Registry) error {
 					map[string]any{"sensor": "s1", "temp": 90, "ts": "2026-01-01T10:05:00Z"},
 				},
 				Output: []any{
-					map[string]any{"event": "alert", "key": "s1", "since": "2026-01-01T10:01:00Z", "at": "2026-01-01T10:03:00Z", "value": nil},
+					map[string]any{"event": "alert", "key": "s1", "since": "2026-01-01T10:01:00Z", "at": "2026-01-01T10:03:00Z", "reading": nil},
 				},
 				DLQ: []catalog.Reason{catalog.ReasonLate},
 			},
@@ -238,7 +238,7 @@ func (m *machine) Event(key, st []byte, t int64, payload []byte) (keyed.Result, 
 		if ep.Alerted && m.transitions {
 			res.Out = []keyed.Emit{{Time: t, Value: map[string]any{
 				"event": "clear", "key": string(key), "since": keyed.FormatTime(ep.Since), "at": keyed.FormatTime(t),
-				"duration_ms": int(t - ep.Since), "value": decodeValue(rd.Value),
+				"duration_ms": int(t - ep.Since), "reading": decodeValue(rd.Value),
 			}}}
 		}
 		return res, nil
@@ -255,7 +255,7 @@ func (m *machine) Timer(key, st []byte, at int64) (keyed.Result, error) {
 	ep.Alerted = true
 	return m.save(ep, []keyed.Emit{{Time: at, Value: map[string]any{
 		"event": "alert", "key": string(key), "since": keyed.FormatTime(ep.Since), "at": keyed.FormatTime(at),
-		"value": decodeValue(ep.Last),
+		"reading": decodeValue(ep.Last),
 	}}})
 }
 

@@ -71,11 +71,11 @@ func oracle(in []*record.Record, d time.Duration) []string {
 			}
 			if end < 0 || !rs[end].Timestamp.Before(since.Add(d)) {
 				at := since.Add(d)
-				evs = append(evs, event{at, fmt.Sprintf(`%s@%s {"at":"%s","event":"alert","key":"%s","since":"%s","value":%v}`, s, f(at), f(at), s, f(since), last)})
+				evs = append(evs, event{at, fmt.Sprintf(`%s@%s {"at":"%s","event":"alert","key":"%s","reading":%v,"since":"%s"}`, s, f(at), f(at), s, last, f(since))})
 				if end >= 0 {
 					e := rs[end].Timestamp
-					evs = append(evs, event{e, fmt.Sprintf(`%s@%s {"at":"%s","duration_ms":%d,"event":"clear","key":"%s","since":"%s","value":%v}`,
-						s, f(e), f(e), e.Sub(since).Milliseconds(), s, f(since), rs[end].Value.(map[string]any)["temp"])})
+					evs = append(evs, event{e, fmt.Sprintf(`%s@%s {"at":"%s","duration_ms":%d,"event":"clear","key":"%s","reading":%v,"since":"%s"}`,
+						s, f(e), f(e), e.Sub(since).Milliseconds(), s, rs[end].Value.(map[string]any)["temp"], f(since))})
 				}
 			}
 			if end < 0 {
