@@ -6,9 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // moduleFS holds the HCL modules, copied into each fleet's working
@@ -31,16 +33,10 @@ type ModuleSpec struct {
 	References []string
 }
 
-var (
-	blockRE = regexp.MustCompile(`^(variable|output) "([A-Za-z0-9_-]+)" \{`)
-	defRE   = regexp.MustCompile(`^  default\s+=`)
-	refRE   = regexp.MustCompile(`\bvar\.([A-Za-z0-9_]+)`)
-)
-
-// ReadModule reads the variables and outputs a module declares. Module
-// files are `terraform fmt`-clean (a test checks it), so top-level blocks
-// start at column 0 and their attributes at column 2: a line scanner is
-// enough, without an HCL parser.
+// ReadModule reads the variables and outputs a module declares, and the
+// variables its expressions use, by parsing its HCL (hashicorp/hcl/v2):
+// the kubernetes and aws modules cannot be `terraform validate`d offline,
+// so this is how their contract with the driver is checked.
 func ReadModule(name string) (ModuleSpec, error) {
 	if !slices.Contains(Modules, name) {
 		return ModuleSpec{}, fmt.Errorf("no module %q: use one of %s", name, strings.Join(Modules, ", "))
@@ -63,28 +59,33 @@ func readModule(fsys fs.FS, dir string) (ModuleSpec, error) {
 		if err != nil {
 			return spec, err
 		}
-		var kind, name string
-		for line := range strings.Lines(string(b)) {
-			line = strings.TrimRight(line, "\n")
-			for _, m := range refRE.FindAllStringSubmatch(line, -1) {
-				refs[m[1]] = true
+		file, diags := hclsyntax.ParseConfig(b, f, hcl.InitialPos)
+		if diags.HasErrors() {
+			return spec, fmt.Errorf("module %s: %w", dir, diags)
+		}
+		body := file.Body.(*hclsyntax.Body)
+		for _, blk := range body.Blocks {
+			if len(blk.Labels) != 1 {
+				continue
 			}
-			if m := blockRE.FindStringSubmatch(line); m != nil {
-				kind, name = m[1], m[2]
-				if kind == "variable" {
-					spec.Variables[name] = true
-				} else {
-					spec.Outputs = append(spec.Outputs, name)
+			switch blk.Type {
+			case "variable":
+				_, hasDefault := blk.Body.Attributes["default"]
+				spec.Variables[blk.Labels[0]] = !hasDefault
+			case "output":
+				spec.Outputs = append(spec.Outputs, blk.Labels[0])
+			}
+		}
+		diags = hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
+			if e, ok := n.(*hclsyntax.ScopeTraversalExpr); ok && e.Traversal.RootName() == "var" && len(e.Traversal) > 1 {
+				if a, ok := e.Traversal[1].(hcl.TraverseAttr); ok {
+					refs[a.Name] = true
 				}
-				continue
 			}
-			if line == "}" {
-				kind = ""
-				continue
-			}
-			if kind == "variable" && defRE.MatchString(line) {
-				spec.Variables[name] = false
-			}
+			return nil
+		})
+		if diags.HasErrors() {
+			return spec, fmt.Errorf("module %s: %w", dir, diags)
 		}
 	}
 	for r := range refs {

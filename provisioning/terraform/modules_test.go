@@ -16,7 +16,7 @@ import (
 // The driver sets variables and reads outputs by name; the kubernetes and
 // aws modules cannot be validated here (terraform validate needs their
 // providers, which are downloaded), so this checks the contract from the
-// HCL: every variable the driver sets is declared, every required one is
+// HCL, parsed with hashicorp/hcl/v2: every variable the driver sets is declared, every required one is
 // set by the driver or by the settings the module's README lists, every
 // var.x a module uses is declared, and the output the driver reads exists.
 func TestModulesDeclareWhatTheDriverUses(t *testing.T) {
@@ -46,6 +46,13 @@ func TestModulesDeclareWhatTheDriverUses(t *testing.T) {
 			for v, required := range spec.Variables {
 				if _, set := in.Vars[v]; required && !set {
 					t.Errorf("required variable %s is not set by the driver or the minimal settings", v)
+				}
+			}
+			// The parse finds what every module must use: guards against a
+			// reader that finds nothing and so passes everything.
+			for _, v := range []string{"control_plane_url", "bootstrap_token", "runner_count"} {
+				if !slices.Contains(spec.References, v) {
+					t.Errorf("the module never uses var.%s (references found: %v)", v, spec.References)
 				}
 			}
 			for _, ref := range spec.References {
