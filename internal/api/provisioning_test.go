@@ -215,6 +215,27 @@ func TestLocalFleetThroughTerraform(t *testing.T) {
 		t.Errorf("apply progress %v, want 2 of 2", p)
 	}
 	kafkatest.Eventually(t, 20*time.Second, "2 live runners", func() bool { return w.liveRunners(fleet) == 2 })
+	// The runners take assignments: a pipeline deployed to the fleet runs
+	// on both, at the deployed revision.
+	kafkatest.CreateTopic(t, brokers, "orders", 2)
+	pipe := c.do("POST", "/api/v1/projects/"+w.project+"/pipelines", map[string]any{"name": "orders"}).want(201).str("id")
+	digest := c.do("POST", "/api/v1/projects/"+w.project+"/pipelines/"+pipe+"/revisions",
+		map[string]any{"source": fmt.Sprintf(examplePipeline, "orders")}).want(201).str("digest")
+	c.do("POST", "/api/v1/projects/"+w.project+"/deployments", map[string]any{"fleet_id": fleet, "pipeline_id": pipe}).want(201)
+	kafkatest.Eventually(t, 30*time.Second, "both runners to run the deployed pipeline", func() bool {
+		n := 0
+		for _, it := range c.do("GET", base+"/runners", nil).want(200).json()["items"].([]any) {
+			rep, _ := it.(map[string]any)["report"].(map[string]any)
+			pls, _ := rep["pipelines"].([]any)
+			for _, pl := range pls {
+				pl := pl.(map[string]any)
+				if pl["name"] == "orders" && pl["digest"] == digest && pl["state"] == "running" {
+					n++
+				}
+			}
+		}
+		return n == 2
+	})
 	wantProblem(t, c.do("DELETE", base, nil), http.StatusConflict, "deleting a provisioned fleet")
 
 	// Scale to 3: exactly one runner to add; the two running stay.
