@@ -72,13 +72,13 @@ func (s *Server) deploymentResource() resource {
 	return resource{prefix: "/projects/{projectID}/deployments", tag: "deployments", routes: []route{
 		{method: http.MethodGet, path: "", op: "listDeployments", summary: "List the project's deployments",
 			access: inProject, role: "viewer", resp: deploymentBody{}, list: true, handle: s.listDeployments},
-		{method: http.MethodPost, path: "", op: "createDeployment", summary: "Deploy a pipeline revision to a fleet",
+		{method: http.MethodPost, path: "", op: "createDeployment", summary: "Deploy a pipeline revision to a fleet: record it as the target and start a rollout to the fleet's runners",
 			access: inProject, role: "developer", body: createDeploymentRequest{}, resp: deploymentBody{}, status: http.StatusCreated, handle: s.createDeployment},
 		{method: http.MethodGet, path: "/{deploymentID}", op: "getDeployment", summary: "Get a deployment",
 			access: inProject, role: "viewer", resp: deploymentBody{}, handle: s.getDeployment},
-		{method: http.MethodPatch, path: "/{deploymentID}", op: "updateDeployment", summary: "Move a deployment to another revision",
+		{method: http.MethodPatch, path: "/{deploymentID}", op: "updateDeployment", summary: "Move a deployment to another revision and start a rollout of it",
 			access: inProject, role: "developer", body: updateDeploymentRequest{}, resp: deploymentBody{}, handle: s.updateDeployment},
-		{method: http.MethodDelete, path: "/{deploymentID}", op: "deleteDeployment", summary: "Stop deploying a pipeline to a fleet",
+		{method: http.MethodDelete, path: "/{deploymentID}", op: "deleteDeployment", summary: "Stop deploying a pipeline to a fleet: start a rollout that stops it on the fleet's runners",
 			access: inProject, role: "developer", handle: s.deleteDeployment},
 	}}
 }

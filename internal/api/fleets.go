@@ -136,9 +136,9 @@ func (s *Server) fleetResource() resource {
 			access: inProject, role: "owner", body: createFleetRequest{}, resp: fleetBody{}, status: http.StatusCreated, handle: s.createFleet},
 		{method: http.MethodGet, path: "/{fleetID}", op: "getFleet", summary: "Get a fleet",
 			access: inProject, role: "viewer", resp: fleetBody{}, handle: s.getFleet},
-		{method: http.MethodPatch, path: "/{fleetID}", op: "updateFleet", summary: "Change a fleet's size or settings",
+		{method: http.MethodPatch, path: "/{fleetID}", op: "updateFleet", summary: "Record a fleet's desired size, Terraform settings or rollout policy: the policy applies to its next rollout, size and settings to its next provisioning run (POST .../runs plans one)",
 			access: inProject, role: "owner", body: updateFleetRequest{}, resp: fleetBody{}, handle: s.updateFleet},
-		{method: http.MethodDelete, path: "/{fleetID}", op: "deleteFleet", summary: "Delete a fleet and its deployments",
+		{method: http.MethodDelete, path: "/{fleetID}", op: "deleteFleet", summary: "Delete a fleet's record and its deployments; refused while Terraform manages resources of it (destroy them first)",
 			access: inProject, role: "owner", handle: s.deleteFleet},
 	}}
 }
