@@ -355,8 +355,13 @@ func TestFailedFleetApplyThenRetry(t *testing.T) {
 	wantProblem(t, c.do("POST", base+"/runs/3/approve", nil), http.StatusConflict, "approving a discarded run")
 	c.do("POST", base+"/destroy", nil).want(201)
 	w.waitRun(t, fleet, 4, "planned")
-	c.do("POST", base+"/runs/4/approve", nil).want(200)
-	w.waitRun(t, fleet, 4, "applied")
+	c.do("POST", base+"/runs/4/cancel", nil).want(200)
+	w.waitRun(t, fleet, 4, "cancelled")
+	wantProblem(t, c.do("POST", base+"/runs/4/approve", nil), http.StatusConflict, "approving a cancelled run")
+	c.do("POST", base+"/destroy", nil).want(201)
+	w.waitRun(t, fleet, 5, "planned")
+	c.do("POST", base+"/runs/5/approve", nil).want(200)
+	w.waitRun(t, fleet, 5, "applied")
 	if left := pidsUnder(t, w.root); len(left) != 0 {
 		t.Errorf("pid files left: %v", left)
 	}
