@@ -23,7 +23,9 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/script"
 	selectop "github.com/sluicehq/sluice/catalog/operators/select"
 	"github.com/sluicehq/sluice/catalog/operators/sequence"
+	"github.com/sluicehq/sluice/catalog/operators/sessionize"
 	"github.com/sluicehq/sluice/catalog/operators/set"
+	"github.com/sluicehq/sluice/catalog/operators/spike"
 	"github.com/sluicehq/sluice/catalog/operators/threshold"
 	"github.com/sluicehq/sluice/catalog/operators/velocity"
 	"github.com/sluicehq/sluice/catalog/operators/window"
@@ -50,7 +52,9 @@ var registrars = []func(*catalog.Registry) error{
 	selectop.Register,
 	sequence.Register,
 	sequence.RegisterAbsence,
+	sessionize.Register,
 	set.Register,
+	spike.Register,
 	threshold.Register,
 	velocity.Register,
 	window.Register,
