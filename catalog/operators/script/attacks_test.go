@@ -173,11 +173,15 @@ func TestAttacksInProcess(t *testing.T) {
 					map[string]any{"attack": true}, map[string]any{"n": 1.0}))
 			})
 			took := time.Since(start)
-			if fmt.Sprint(res.DLQ) != "["+a.reason+"]" {
+			// On a starved machine (CI under -race) the 2 s time budget can
+			// end a memory attack before its memory budget does: the record
+			// still goes to the DLQ and the heap peak below still bounds the
+			// memory it reached.
+			if got := fmt.Sprint(res.DLQ); got != "["+a.reason+"]" && (a.reason != "resource" || got != "[timeout]") {
 				t.Fatalf("DLQ: got %v (%v), want [%s]", res.DLQ, res.Errs, a.reason)
 			}
 			if msg := res.Errs[0].Error(); !strings.Contains(msg, " at example.yaml:") ||
-				a.reason == "resource" && !strings.Contains(msg, "memory budget of "+a.memory) {
+				res.DLQ[0] == "resource" && !strings.Contains(msg, "memory budget of "+a.memory) {
 				t.Errorf("message: %s", msg)
 			}
 			if !record.EqualJSON(values(res), []any{2.0}) {
