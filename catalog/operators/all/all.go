@@ -27,6 +27,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/set"
 	"github.com/sluicehq/sluice/catalog/operators/spike"
 	"github.com/sluicehq/sluice/catalog/operators/threshold"
+	"github.com/sluicehq/sluice/catalog/operators/trip"
 	"github.com/sluicehq/sluice/catalog/operators/velocity"
 	"github.com/sluicehq/sluice/catalog/operators/window"
 )
@@ -56,6 +57,7 @@ var registrars = []func(*catalog.Registry) error{
 	set.Register,
 	spike.Register,
 	threshold.Register,
+	trip.Register,
 	velocity.Register,
 	window.Register,
 	window.RegisterTopN,
