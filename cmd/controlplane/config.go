@@ -34,6 +34,10 @@ type config struct {
 	// directories, and (serve and dev) the runner the local module starts.
 	terraformPath string
 	fleetsDir     string
+	// memoryLimit is the Go runtime's soft memory limit (0: leave it to
+	// GOMEMLIMIT). Push validation and the API run project members'
+	// scripts; the scripts' memory watchdog acts at half this limit.
+	memoryLimit int64
 	// dev only: the runner agent it starts.
 	runnerPath   string
 	runnerListen string
@@ -88,6 +92,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	if cfg.command == "serve" {
 		fs.StringVar(&cfg.runnerPath, "runner", getenv("SLUICE_RUNNER"), "runner binary that fleets of the local module start (SLUICE_RUNNER; default: runner beside this binary, then $PATH)")
 	}
+	memLimit := fs.String("memory-limit", env("SLUICE_MEMORY_LIMIT", "384MiB"), "soft memory limit of the process, like 384MiB or 2GiB (SLUICE_MEMORY_LIMIT); GOMEMLIMIT, when set, wins. Scripts that project members push run inside the control plane, and their memory watchdog acts at half of it")
 	if cfg.command == "dev" {
 		fs.StringVar(&cfg.runnerPath, "runner", "", "dev: the runner binary to start as the dev fleet's agent (default: bin/runner beside this binary, then $PATH)")
 		fs.StringVar(&cfg.runnerListen, "runner-listen", "127.0.0.1:9464", "dev: address of the runner's ops server (/metrics, /status)")
@@ -104,6 +109,13 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 		return cfg, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	cfg.adminPassword = getenv("SLUICE_ADMIN_PASSWORD")
+	if getenv("GOMEMLIMIT") == "" {
+		n, err := parseSize(*memLimit)
+		if err != nil || n < 64<<20 {
+			return cfg, fmt.Errorf("--memory-limit %q: use a size of at least 64MiB, like 384MiB or 2GiB", *memLimit)
+		}
+		cfg.memoryLimit = n
+	}
 	cfg.maxConns, cfg.maxBodyBytes = *maxConns, *maxBody
 	if err := cfg.logLevel.UnmarshalText([]byte(*level)); err != nil {
 		return cfg, fmt.Errorf("--log-level: %w", err)
@@ -124,6 +136,23 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 		return cfg, errors.New("--max-conns must be at least 2")
 	}
 	return cfg, nil
+}
+
+// parseSize reads a size with a binary unit (KiB, MiB, GiB) or plain bytes.
+func parseSize(s string) (int64, error) {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"", 1}} {
+		if num, ok := strings.CutSuffix(s, u.suffix); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+			if err != nil || n < 0 || n > (1<<62)/u.mult {
+				return 0, fmt.Errorf("size %q", s)
+			}
+			return n * u.mult, nil
+		}
+	}
+	return 0, fmt.Errorf("size %q", s)
 }
 
 func atoi(s string, def int) int {

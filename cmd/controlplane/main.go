@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -60,6 +61,9 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+	if cfg.memoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.memoryLimit)
+	}
 	switch cfg.command {
 	case "version":
 		_, err := fmt.Fprintln(stdout, "controlplane", version)
