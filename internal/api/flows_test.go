@@ -485,7 +485,17 @@ func TestExamplesAsRevisions(t *testing.T) {
 			t.Fatalf("%s: no metadata.name", f)
 		}
 		id := c.do("POST", "/api/v1/projects/"+w.projB+"/pipelines", map[string]any{"name": string(m[1])}).want(201).str("id")
-		c.do("POST", "/api/v1/projects/"+w.projB+"/pipelines/"+id+"/revisions", map[string]any{"source": string(src)}).want(201)
+		r := c.do("POST", "/api/v1/projects/"+w.projB+"/pipelines/"+id+"/revisions", map[string]any{"source": string(src)})
+		// A revision made through the API is one file: an example that
+		// reads side files (zones, scripts) is refused, saying which file
+		// it could not read; a git push brings them.
+		if side, _ := filepath.Glob(filepath.Join(filepath.Dir(f), "*/*")); len(side) > 0 && r.status == 422 {
+			if !strings.Contains(string(r.body), "cannot read") {
+				t.Errorf("%s: %s", f, r.body)
+			}
+			continue
+		}
+		r.want(201)
 		n++
 	}
 	if n < 3 {
