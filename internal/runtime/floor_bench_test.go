@@ -328,6 +328,16 @@ func recordWrites(b *testing.B, c *benchCluster, shape floorShape) *writes {
 	if n := countRecords(w.topics[0]); n != shape.input.outputs {
 		b.Fatalf("recording %s: %d outputs, want %d", shape.name, n, shape.input.outputs)
 	}
+	for i, parts := range w.topics {
+		n, size := 0, 0
+		for _, p := range parts {
+			for _, r := range p {
+				n++
+				size += len(r.Key) + len(r.Value)
+			}
+		}
+		b.Logf("%s writes to %s: %d records for %d inputs, %.0f bytes of key and value on average", shape.name, written[i], n, benchRecords, float64(size)/float64(max(n, 1)))
+	}
 	recorded[shape.name] = w
 	return w
 }
