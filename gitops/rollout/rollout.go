@@ -394,7 +394,8 @@ func (r *Reconciler) advance(st *state) {
 		for _, it := range st.items {
 			p, _ := rs.pipeline(it.name)
 			base := st.baseline[rs.id.String()+"/"+it.name]
-			if it.toDigest != "" && p.Lag != nil && p.Lag.Status == observability.StatusWarning && base.Lag == observability.StatusOK.String() {
+			if it.toDigest != "" && p.Lag != nil && p.Lag.Status == observability.StatusWarning && base.Lag == observability.StatusOK.String() &&
+				p.Lag.EventAgeMs >= lagGateAge.Milliseconds() {
 				r.rollBack(st, fmt.Sprintf("runner %s: pipeline %s's lag kept growing during the bake (%s)", rs.name, it.name, slowest(p.Lag)))
 				return
 			}
@@ -428,7 +429,7 @@ func (r *Reconciler) gate(st *state, rs runnerState, it item, p agentproto.Pipel
 	if p.Restarts > base.Restarts+2 {
 		return fmt.Sprintf("runner %s: pipeline %s restarted %d times during the bake: %s", rs.name, it.name, p.Restarts-base.Restarts, p.Error)
 	}
-	if p.Lag != nil && p.Lag.Status == observability.StatusStalled {
+	if p.Lag != nil && p.Lag.Status == observability.StatusStalled && p.Lag.EventAgeMs >= lagGateAge.Milliseconds() {
 		return fmt.Sprintf("runner %s: pipeline %s stalled on the new revision: its group commits without moving on while records wait (%s)", rs.name, it.name, slowest(p.Lag))
 	}
 	if p.Processed < base.Processed || p.DeadLetter < base.DeadLetter {
@@ -666,6 +667,12 @@ func (r *Reconciler) refreshStatuses(ctx context.Context) error {
 		fmt.Sprintf("%d milliseconds", r.liveFor.Milliseconds()))
 	return err
 }
+
+// lagGateAge is how far behind (the pipeline's oldest waiting record) a
+// stalled or growing lag must be before it fails a rollout step: a lag of a
+// record or two, milliseconds old, that the sampling window calls stalled
+// is no reason to roll back.
+const lagGateAge = 10 * time.Second
 
 // slowest names a pipeline's slowest stage and why, for a gate's reason.
 func slowest(l *observability.PipelineLag) string {

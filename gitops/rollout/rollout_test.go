@@ -401,7 +401,7 @@ func TestGroupProtocolChangeStopsOldMembersFirst(t *testing.T) {
 
 // reportLag makes every runner report what it is assigned, with processed
 // records and the lag status lag(i).
-func (f *fixture) reportLag(lag func(i int) observability.Status) {
+func (f *fixture) reportLag(lag func(i int) observability.Status, age int64) {
 	f.t.Helper()
 	for i, r := range f.runners {
 		a, err := f.store.Assignments(f.ctx, r)
@@ -410,7 +410,7 @@ func (f *fixture) reportLag(lag func(i int) observability.Status) {
 		}
 		rep := agentproto.StatusReport{Generation: a.Generation}
 		for _, p := range a.Pipelines {
-			l := &observability.PipelineLag{Status: lag(i), Slowest: &observability.Slowest{Topic: "orders", Status: lag(i), Reason: "lag 500 and rising"}}
+			l := &observability.PipelineLag{Status: lag(i), EventAgeMs: age, Slowest: &observability.Slowest{Topic: "orders", Status: lag(i), Reason: "lag 500 and rising"}}
 			rep.Pipelines = append(rep.Pipelines, agentproto.PipelineStatus{Name: p.Name, Digest: p.Digest, State: "running", Processed: 100, Lag: l})
 		}
 		if err := f.store.Report(f.ctx, r, rep); err != nil {
@@ -420,15 +420,19 @@ func (f *fixture) reportLag(lag func(i int) observability.Status) {
 }
 
 // The lag gates: a canary whose group stalls is rolled back at once; one
-// whose lag grows all through the bake, from a healthy start, too.
+// whose lag grows all through the bake, from a healthy start, too. A lag
+// only milliseconds behind fails neither.
 func TestLagGates(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		during observability.Status
+		age    int64
 		want   string
 	}{
-		{"stalled", observability.StatusStalled, "stalled on the new revision"},
-		{"growing", observability.StatusWarning, "lag kept growing during the bake"},
+		{"stalled", observability.StatusStalled, 60_000, "stalled on the new revision"},
+		{"growing", observability.StatusWarning, 60_000, "lag kept growing during the bake"},
+		{"stalled but fresh", observability.StatusStalled, 50, ""},
+		{"growing but fresh", observability.StatusWarning, 50, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, "canary", 2)
@@ -443,17 +447,23 @@ func TestLagGates(t *testing.T) {
 			id := f.push(2).Rollouts[0].ID
 			f.pass() // promotes the canary
 			ok := func(int) observability.Status { return observability.StatusOK }
-			f.reportLag(ok)
+			f.reportLag(ok, 0)
 			f.pass() // the bake begins, lag OK
 			f.reportLag(func(i int) observability.Status {
 				if i == 0 {
 					return c.during
 				}
 				return observability.StatusOK
-			})
+			}, c.age)
 			time.Sleep(1100 * time.Millisecond) // past the bake
 			f.pass()
 			phase, _, reason := f.rolloutState(id)
+			if c.want == "" {
+				if phase == deploy.PhaseRolledBack {
+					t.Fatalf("a fresh lag rolled back: %q", reason)
+				}
+				return
+			}
 			if phase != deploy.PhaseRolledBack || !strings.Contains(reason, c.want) || !strings.Contains(reason, "lag 500 and rising") {
 				t.Fatalf("rollout %s: %q; want RolledBack saying %q\n%s", phase, reason, c.want, f.events(id))
 			}
