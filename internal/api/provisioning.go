@@ -402,47 +402,34 @@ func (s *Server) fleetRunLogs(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeJSON(w, http.StatusOK, map[string]any{"items": all})
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
+	stream := startEventStream(w)
 	var last int64
 	lastProgress := ""
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
+	stream.poll(ctx, func() (bool, error) {
 		lines, err := s.runLogs(ctx, run.ID, last)
 		if err != nil {
-			return nil // the stream has started; the client sees it end
+			return false, err
 		}
 		for _, l := range lines {
-			data, _ := json.Marshal(l)
-			fmt.Fprintf(w, "id: %d\ndata: %s\n\n", l.ID, data)
+			stream.send("", l.ID, l)
 			last = l.ID
 		}
 		cur, err := s.loadFleetRun(r)
 		if err != nil {
-			return nil
+			return false, err
 		}
-		progress, _ := json.Marshal(map[string]any{"state": cur.State, "phase": cur.Phase, "done": cur.Progress.Done, "total": cur.Progress.Total})
-		if string(progress) != lastProgress {
-			fmt.Fprintf(w, "event: progress\ndata: %s\n\n", progress)
-			lastProgress = string(progress)
+		progress := map[string]any{"state": cur.State, "phase": cur.Phase, "done": cur.Progress.Done, "total": cur.Progress.Total}
+		if b, _ := json.Marshal(progress); string(b) != lastProgress {
+			stream.send("progress", 0, progress)
+			lastProgress = string(b)
 		}
 		if len(lines) == 0 && cur.waiting() {
-			data, _ := json.Marshal(cur)
-			fmt.Fprintf(w, "event: end\ndata: %s\n\n", data)
-			_ = rc.Flush()
-			return nil
+			stream.send("end", 0, cur)
+			return true, nil
 		}
-		_ = rc.Flush()
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+		return false, nil
+	})
+	return nil
 }
 
 // fleetHasResources is whether Terraform still manages resources of the

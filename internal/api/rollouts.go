@@ -1,9 +1,7 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -248,43 +246,31 @@ func (s *Server) rolloutEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeJSON(w, http.StatusOK, map[string]any{"items": evs})
 	}
-	rc := http.NewResponseController(w)
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
+	stream := startEventStream(w)
 	var last int64
-	t := time.NewTicker(250 * time.Millisecond)
-	defer t.Stop()
-	for {
+	stream.poll(r.Context(), func() (bool, error) {
 		evs, err := s.events(r, ro.ID, last)
 		if err != nil {
-			return nil // the stream has started; the client sees it end
+			return false, err
 		}
 		for _, e := range evs {
-			data, _ := json.Marshal(e)
-			fmt.Fprintf(w, "id: %d\ndata: %s\n\n", e.ID, data)
+			stream.send("", e.ID, e)
 			last = e.ID
 		}
-		if len(evs) == 0 {
-			cur, err := s.loadRollout(r)
-			if err != nil {
-				return nil
-			}
-			if cur.FinishedAt != nil {
-				data, _ := json.Marshal(cur)
-				fmt.Fprintf(w, "event: end\ndata: %s\n\n", data)
-				_ = rc.Flush()
-				return nil
-			}
+		if len(evs) > 0 {
+			return false, nil
 		}
-		_ = rc.Flush()
-		select {
-		case <-r.Context().Done():
-			return nil
-		case <-t.C:
+		cur, err := s.loadRollout(r)
+		if err != nil {
+			return false, err
 		}
-	}
+		if cur.FinishedAt != nil {
+			stream.send("end", 0, cur)
+			return true, nil
+		}
+		return false, nil
+	})
+	return nil
 }
 
 func (s *Server) rollbackRollout(w http.ResponseWriter, r *http.Request) error {
