@@ -230,8 +230,8 @@ func TestQuickStart(t *testing.T) {
 	dev := startProc(t, "controlplane dev", []string{"DATABASE_URL=", "KAFKA_BROKERS="}, bin.controlplane, "dev",
 		"--data-dir", filepath.Join(dir, ".sluice"), "--listen", addr, "--runner", bin.runner,
 		"--runner-listen", freeAddr(t), "--embedded-addr", kafka)
-	dev.waitFor(t, urlRE, 90*time.Second)
-	out := dev.output()
+	dev.WaitFor(t, urlRE, 90*time.Second)
+	out := dev.Output()
 	for _, want := range []string{"set -a; . ", "git clone -c credential.helper=", "kcat -P -b " + kafka + " -t clicks", "kcat -C -b " + kafka + " -t clicks.clean"} {
 		if !strings.Contains(out, want) {
 			t.Fatalf("make dev does not print %q:\n%s", want, out)
@@ -287,8 +287,8 @@ func TestQuickStart(t *testing.T) {
 		return strings.Contains(o, `"slow":true`)
 	})
 	waitOutput(`"slow":true`)
-	dev.stop(t)
-	if !strings.Contains(dev.output(), "runner stopped") {
-		t.Errorf("controlplane dev did not stop its runner:\n%s", tail(dev.output(), 2000))
+	dev.Stop(t)
+	if !strings.Contains(dev.Output(), "runner stopped") {
+		t.Errorf("controlplane dev did not stop its runner:\n%s", tail(dev.Output(), 2000))
 	}
 }

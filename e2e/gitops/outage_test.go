@@ -48,17 +48,17 @@ func TestControlPlaneOutage(t *testing.T) {
 	kafkatest.Eventually(t, 60*time.Second, "outputs before the outage", func() bool { return len(outputs(t, brokers, "clicks.clean")) > 0 })
 
 	// Down: the control plane, then its database.
-	p.cp.stop(t)
+	p.cp.Stop(t)
 	if err := pg.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
 	down := time.Now()
 	// A runner restarted while the control plane is down resumes from its
 	// cache of assignments and bundles.
-	a2.kill()
+	a2.Kill()
 	a2 = p.startAgent("runner-2", a2.dataDir, false)
 	kafkatest.Eventually(t, 30*time.Second, "runner-2 to start clicks from its cache", func() bool {
-		return strings.Contains(a2.output(), `"pipeline started"`) && strings.Contains(a2.output(), digest[:12])
+		return strings.Contains(a2.Output(), `"pipeline started"`) && strings.Contains(a2.Output(), digest[:12])
 	})
 	time.Sleep(outage - time.Since(down))
 	f.stop()
@@ -71,7 +71,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	if got := len(outputs(t, brokers, "clicks.clean")); got != sent {
 		t.Fatalf("%d outputs for %d inputs", got, sent)
 	}
-	if !a1.running() || !a2.running() {
+	if !a1.Alive() || !a2.Alive() {
 		t.Fatal("a runner exited during the outage")
 	}
 
@@ -96,13 +96,4 @@ func TestControlPlaneOutage(t *testing.T) {
 		p.api("GET", "/deployments", nil, &deps)
 		return len(deps.Items) == 1 && deps.Items[0].Status == "Synced"
 	})
-}
-
-func (a *agent) running() bool {
-	select {
-	case <-a.done:
-		return false
-	default:
-		return true
-	}
 }

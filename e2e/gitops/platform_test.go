@@ -5,13 +5,11 @@
 package gitops
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,12 +17,12 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/e2e/proctest"
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 )
@@ -33,118 +31,26 @@ import (
 var bin struct{ controlplane, runner string }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-gitops-e2e-")
+	paths, cleanup, err := proctest.Build("controlplane", "runner")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	_ = os.Chmod(dir, 0o755)
-	bin.controlplane = filepath.Join(dir, "controlplane")
-	bin.runner = filepath.Join(dir, "runner")
-	for pkg, out := range map[string]string{"./cmd/controlplane": bin.controlplane, "./cmd/runner": bin.runner} {
-		cmd := exec.Command("go", "build", "-o", out, "github.com/sluicehq/sluice/"+strings.TrimPrefix(pkg, "./"))
-		if b, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, b)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
+	bin.controlplane, bin.runner = paths["controlplane"], paths["runner"]
 	code := pgtest.Run(m)
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
 }
 
-// proc is a subprocess whose output the test reads.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
+// proc, startProc, freeAddr and tail are proctest's, under the names
+// these tests use.
+type proc = proctest.Proc
 
-func startProc(t *testing.T, name string, env []string, path string, args ...string) *proc {
-	t.Helper()
-	p := &proc{name: name, cmd: exec.Command(path, args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	go func() { _ = p.cmd.Wait(); pw.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		p.kill()
-		if t.Failed() {
-			t.Logf("%s output (last 6 KiB):\n%s", name, tail(p.output(), 6<<10))
-		}
-	})
-	return p
-}
-
-func (p *proc) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
-
-func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-// stop sends SIGTERM and waits for the exit.
-func (p *proc) stop(t *testing.T) {
-	t.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(45 * time.Second):
-		t.Fatalf("%s did not stop within 45s of SIGTERM", p.name)
-	}
-}
-
-// waitFor returns re's first submatch in the output once it is there.
-func (p *proc) waitFor(t *testing.T, re *regexp.Regexp, timeout time.Duration) string {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if m := re.FindStringSubmatch(p.output()); m != nil {
-			return m[1]
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("%s exited before printing %s", p.name, re)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s printed no %s within %s", p.name, re, timeout)
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
-}
-
-// freeAddr is a loopback address nothing listens on right now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+var (
+	startProc = proctest.Start
+	freeAddr  = func(t *testing.T) string { return proctest.FreeAddr(t) }
+	tail      = proctest.Tail
+)
 
 var urlRE = regexp.MustCompile(`(?m)^\s+URL:\s+(\S+)`)
 
@@ -166,15 +72,7 @@ func startPlatform(t *testing.T, dbURL string, brokers []string) *platform {
 	t.Helper()
 	p := &platform{t: t, addr: freeAddr(t), dataDir: t.TempDir(), dbURL: dbURL, brokers: brokers}
 	p.startControlPlane()
-	data, err := os.ReadFile(filepath.Join(p.dataDir, "credentials"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.creds = map[string]string{}
-	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
-		k, v, _ := strings.Cut(line, "=")
-		p.creds[k] = v
-	}
+	p.creds = proctest.Credentials(t, filepath.Join(p.dataDir, "credentials"))
 	var fleets struct {
 		Items []struct{ ID, Name string } `json:"items"`
 	}
@@ -194,7 +92,7 @@ func (p *platform) startControlPlane() {
 	p.t.Helper()
 	p.cp = startProc(p.t, "controlplane", nil, bin.controlplane, "dev", "--no-runner", "--database-url", p.dbURL,
 		"--data-dir", p.dataDir, "--listen", p.addr)
-	p.base = p.cp.waitFor(p.t, urlRE, 60*time.Second)
+	p.base = p.cp.WaitFor(p.t, urlRE, 60*time.Second)
 }
 
 // api calls the project's REST API with the owner token; path is relative
@@ -241,7 +139,7 @@ func (p *platform) bootstrapToken(fleet string) string {
 
 // agent is a `runner agent` process and its data directory.
 type agent struct {
-	*proc
+	*proctest.Proc
 	name, dataDir string
 }
 
@@ -254,7 +152,7 @@ func (p *platform) startAgent(name, dataDir string, register bool) *agent {
 		env = []string{"SLUICE_BOOTSTRAP_TOKEN=" + p.bootstrapToken(p.fleet)}
 	}
 	a := &agent{name: name, dataDir: dataDir}
-	a.proc = startProc(p.t, name, env, bin.runner, "agent", "--control-plane", p.base, "--data-dir", dataDir, "--name", name,
+	a.Proc = startProc(p.t, name, env, bin.runner, "agent", "--control-plane", p.base, "--data-dir", dataDir, "--name", name,
 		"--listen", "127.0.0.1:0", "--brokers", strings.Join(p.brokers, ","), "--session-timeout", "6s",
 		"--commit-interval", "50ms", "--log-format", "json")
 	return a

@@ -8,20 +8,16 @@
 package hostile
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -30,6 +26,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/e2e/proctest"
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 )
@@ -37,97 +34,15 @@ import (
 var bin struct{ controlplane, runner string }
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "sluice-hostile-")
+	paths, cleanup, err := proctest.Build("controlplane", "runner")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bin.controlplane, bin.runner = filepath.Join(dir, "controlplane"), filepath.Join(dir, "runner")
-	for pkg, out := range map[string]string{"cmd/controlplane": bin.controlplane, "cmd/runner": bin.runner} {
-		if b, err := exec.Command("go", "build", "-o", out, "github.com/sluicehq/sluice/"+pkg).CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, b)
-			os.Exit(1)
-		}
-	}
+	bin.controlplane, bin.runner = paths["controlplane"], paths["runner"]
 	code := pgtest.Run(m)
-	os.RemoveAll(dir)
+	cleanup()
 	os.Exit(code)
-}
-
-// proc is a subprocess with its output kept for the test.
-type proc struct {
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
-	done chan struct{}
-}
-
-func start(t *testing.T, env []string, path string, args ...string) *proc {
-	t.Helper()
-	p := &proc{cmd: exec.Command(path, args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	p.cmd.Stdout, p.cmd.Stderr = pw, pw
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			p.mu.Lock()
-			p.out.WriteString(sc.Text() + "\n")
-			p.mu.Unlock()
-		}
-	}()
-	go func() { _ = p.cmd.Wait(); pw.Close(); close(p.done) }()
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			out := p.output()
-			if len(out) > 6000 {
-				out = out[len(out)-6000:]
-			}
-			t.Logf("%s output (tail):\n%s", filepath.Base(path), out)
-		}
-	})
-	return p
-}
-
-func (p *proc) output() string { p.mu.Lock(); defer p.mu.Unlock(); return p.out.String() }
-
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// peakRSS is the process's high-water mark of resident memory (VmHWM).
-func (p *proc) peakRSS(t *testing.T) int64 {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b)
-	if m == nil {
-		t.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
-	}
-	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
-	return kb << 10
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // client calls the API with a token.
@@ -206,8 +121,8 @@ spec:
 // while another project works, then checks the process's peak memory.
 func TestHostileTenant(t *testing.T) {
 	dataDir := t.TempDir()
-	addr := freeAddr(t)
-	cp := start(t, nil, bin.controlplane, "dev", "--no-runner", "--database-url", pgtest.NewDatabase(t),
+	addr := proctest.FreeAddr(t)
+	cp := proctest.Start(t, "controlplane", nil, bin.controlplane, "dev", "--no-runner", "--database-url", pgtest.NewDatabase(t),
 		"--data-dir", dataDir, "--listen", addr)
 	base := "http://" + addr
 	kafkatest.Eventually(t, 60*time.Second, "the control plane", func() bool {
@@ -217,15 +132,7 @@ func TestHostileTenant(t *testing.T) {
 		}
 		return err == nil && resp.StatusCode == 200
 	})
-	creds := map[string]string{}
-	b, err := os.ReadFile(filepath.Join(dataDir, "credentials"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-		k, v, _ := strings.Cut(l, "=")
-		creds[k] = v
-	}
+	creds := proctest.Credentials(t, filepath.Join(dataDir, "credentials"))
 	attacker := client{t: t, base: base, token: creds["SLUICE_TOKEN"]}
 	projA := "/api/v1/projects/" + creds["SLUICE_PROJECT_ID"]
 
@@ -307,9 +214,9 @@ func TestHostileTenant(t *testing.T) {
 		id := attacker.must("POST", projA+"/pipelines", map[string]any{"name": pname}, 201)["id"].(string)
 		status, out := attacker.do("POST", projA+"/pipelines/"+id+"/revisions", map[string]any{"source": scriptPipeline(pname, code)})
 		if status != 422 || !strings.Contains(out, "budget") && !strings.Contains(out, "ran too long") {
-			t.Errorf("script attack %s: %d %s; want 422 naming the budget or the time limit", name, status, tail(out))
+			t.Errorf("script attack %s: %d %s; want 422 naming the budget or the time limit", name, status, brief(out))
 		}
-		if !cp.alive() {
+		if !cp.Alive() {
 			t.Fatalf("the control plane died on script attack %s", name)
 		}
 	}
@@ -324,7 +231,7 @@ func TestHostileTenant(t *testing.T) {
 		start := time.Now()
 		status, out := attacker.do("POST", projA+"/pipelines/"+id+"/revisions", map[string]any{"source": string(src)})
 		if status != 422 || time.Since(start) > 10*time.Second {
-			t.Errorf("YAML attack %s: %d in %s: %s", filepath.Base(f), status, time.Since(start), tail(out))
+			t.Errorf("YAML attack %s: %d in %s: %s", filepath.Base(f), status, time.Since(start), brief(out))
 		}
 	}
 	// 3. The same through git push: refused with the position, main unmoved.
@@ -383,7 +290,7 @@ func TestHostileTenant(t *testing.T) {
 
 	close(stop)
 	wg.Wait()
-	if !cp.alive() {
+	if !cp.Alive() {
 		t.Fatal("the control plane died")
 	}
 	if bad.Load() > 0 {
@@ -392,14 +299,14 @@ func TestHostileTenant(t *testing.T) {
 	if served := ok.Load() - before; served < 20 {
 		t.Errorf("the victim project got only %d requests through during the attacks", served)
 	}
-	peak := cp.peakRSS(t)
+	peak := cp.PeakRSS(t)
 	t.Logf("control plane peak RSS during the attacks: %d MiB; victim requests served: %d", peak>>20, ok.Load()-before)
 	if peak > 512<<20 {
 		t.Errorf("the control plane's peak RSS was %d MiB, over 512 MiB", peak>>20)
 	}
 }
 
-func tail(s string) string {
+func brief(s string) string {
 	if len(s) > 300 {
 		return s[:300] + "…"
 	}
@@ -444,9 +351,9 @@ spec:
 			t.Fatal(err)
 		}
 	}
-	r := start(t, nil, bin.runner, "run", "--pipelines", dir, "--brokers", strings.Join(brokers, ","), "--listen", "127.0.0.1:0")
+	r := proctest.Start(t, "runner", nil, bin.runner, "run", "--pipelines", dir, "--brokers", strings.Join(brokers, ","), "--listen", "127.0.0.1:0")
 	kafkatest.Eventually(t, 60*time.Second, "both pipelines to start", func() bool {
-		return strings.Count(r.output(), "pipeline ") >= 2 && strings.Contains(r.output(), "pipeline events")
+		return strings.Count(r.Output(), "pipeline ") >= 2 && strings.Contains(r.Output(), "pipeline events")
 	})
 
 	cl := kafkatest.Client(t, brokers)
@@ -487,10 +394,10 @@ spec:
 	if len(outs) != len(attacks) {
 		t.Errorf("the attacked pipeline passed %d of its %d good records", len(outs), len(attacks))
 	}
-	if !r.alive() {
+	if !r.Alive() {
 		t.Fatal("the runner died")
 	}
-	peak := r.peakRSS(t)
+	peak := r.PeakRSS(t)
 	t.Logf("runner peak RSS during the attacks: %d MiB; dead letters %v", peak>>20, reasons)
 	// The script watchdog acts once the heap passes 256 MiB; a string
 	// that doubles in one step, on a machine too busy to run the watchdog
