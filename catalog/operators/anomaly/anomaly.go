@@ -130,7 +130,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	if err != nil {
 		return err
 	}
-	x, ok := Number(v)
+	x, ok := keyed.Number(v)
 	if !ok {
 		return catalog.Rejectf(catalog.ReasonType, "anomaly value %s must be a number, got %s", o.value.Source(), record.Describe(v))
 	}
@@ -143,19 +143,6 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		return err
 	}
 	return o.Ingest(ctx, task, key, r, payload, out)
-}
-
-// Number returns v as a float64 when it is a finite number.
-func Number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case float64:
-		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
-	}
-	return 0, false
 }
 
 // Stats are a key's moving statistics.

@@ -218,7 +218,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		if err != nil {
 			return err
 		}
-		x, ok := number(v)
+		x, ok := keyed.Number(v)
 		if !ok || math.Abs(x) > f.lim {
 			return catalog.Rejectf(catalog.ReasonType, "geofence %s must be a number within ±%v degrees, got %s", f.prog.Source(), f.lim, record.Describe(v))
 		}
@@ -239,18 +239,6 @@ func (o *op) FieldDemand(after []string, afterAll bool) ([]string, bool) {
 		names, all = o.By.FieldsAnd(names, all)
 	}
 	return names, all
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case float64:
-		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
-	}
-	return 0, false
 }
 
 // visits is an entity's state: the zones it is in, since when, and whether

@@ -114,16 +114,9 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		return err
 	}
 	var s sample
-	switch n := v.(type) {
-	case int:
-		s.X = float64(n)
-	case float64:
-		s.X = n
-	default:
-		return catalog.Rejectf(catalog.ReasonType, "spike value %s must be a number, got %s", o.value.Source(), record.Describe(v))
-	}
-	if math.IsNaN(s.X) || math.IsInf(s.X, 0) {
-		return catalog.Rejectf(catalog.ReasonType, "spike value %s must be a finite number", o.value.Source())
+	var ok bool
+	if s.X, ok = keyed.Number(v); !ok {
+		return catalog.Rejectf(catalog.ReasonType, "spike value %s must be a finite number, got %s", o.value.Source(), record.Describe(v))
 	}
 	if s.Value, err = record.EncodeJSON(record.Plain(r.Value)); err != nil {
 		return catalog.Reject(catalog.ReasonType, err)

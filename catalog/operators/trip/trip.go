@@ -129,16 +129,6 @@ type fix struct {
 	On       bool    `json:",omitempty"`
 }
 
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case float64:
-		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
-	}
-	return 0, false
-}
-
 // ProcessTask reads the position, speed and ignition now, so bad ones send
 // this record to the DLQ, and hands them to the vehicle's trip.
 func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Record, out catalog.Output) error {
@@ -159,7 +149,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		if err != nil {
 			return err
 		}
-		x, ok := number(v)
+		x, ok := keyed.Number(v)
 		if !ok || math.Abs(x) > c.lim {
 			return catalog.Rejectf(catalog.ReasonType, "trip %s must be a number within ±%v, got %s", c.p.Source(), c.lim, record.Describe(v))
 		}

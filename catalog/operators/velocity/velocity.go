@@ -8,7 +8,6 @@ package velocity
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -170,7 +169,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		if err != nil {
 			return err
 		}
-		f, ok := number(v)
+		f, ok := keyed.Number(v)
 		if !ok {
 			return catalog.Rejectf(catalog.ReasonType, "velocity amount %s must be a number, got %s", o.amount.Source(), record.Describe(v))
 		}
@@ -184,22 +183,6 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		return err
 	}
 	return o.Ingest(ctx, task, key, r, payload, out)
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int:
-		return float64(n), true
-	case int64:
-		return float64(n), true
-	case float64:
-		return n, !math.IsNaN(n) && !math.IsInf(n, 0)
-	case record.Number:
-		var f float64
-		_, err := fmt.Sscan(string(n), &f)
-		return f, err == nil
-	}
-	return 0, false
 }
 
 // window is a key's state: its records of the last within, oldest first.
