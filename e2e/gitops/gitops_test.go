@@ -56,15 +56,24 @@ func TestPushToRollback(t *testing.T) {
 		two := p.waitRunners(3, "clicks", func(d string) bool { return d != seed }, 60*time.Second)
 		// Every partition, so every runner that owns one, writes the new
 		// revision's field.
-		kafkatest.Eventually(t, 60*time.Second, "outputs with rev two on every partition", func() bool {
-			seen := map[int32]bool{}
+		var seen map[int32]bool
+		deadline := time.Now().Add(90 * time.Second)
+		for len(seen) < 3 {
+			if time.Now().After(deadline) {
+				// Say who held what, for a failure that is not ours to see
+				// again: which runner ran which partitions, and at what.
+				for _, r := range p.runners() {
+					t.Logf("runner %s live=%v: %+v", r.Name, r.Live, r.Report.Pipelines)
+				}
+				t.Fatalf("outputs with rev two on partitions %v only, after 90s", seen)
+			}
+			seen = map[int32]bool{}
 			for _, r := range outputs(t, brokers, "clicks.clean") {
 				if strings.Contains(string(r.Value), `"rev":"two"`) {
 					seen[r.Partition] = true
 				}
 			}
-			return len(seen) == 3
-		})
+		}
 		if two == seed {
 			t.Fatal("the digest did not change")
 		}

@@ -166,6 +166,7 @@ type runnerView struct {
 	Report     struct {
 		Pipelines []struct {
 			Name, Digest, State, Error string
+			Partitions                 []int32
 			Processed                  uint64
 			DeadLetter                 uint64 `json:"dead_letter"`
 		} `json:"pipelines"`
