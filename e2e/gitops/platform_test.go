@@ -309,13 +309,7 @@ func (f *feeder) count() int { f.mu.Lock(); defer f.mu.Unlock(); return f.sent }
 // outputs reads every committed record of topic so far.
 func outputs(t *testing.T, brokers []string, topic string) []*kgo.Record {
 	t.Helper()
-	return read(t, brokers, topic, kgo.ReadCommitted())
-}
-
-// read reads every record of topic so far at an isolation level.
-func read(t *testing.T, brokers []string, topic string, level kgo.IsolationLevel) []*kgo.Record {
-	t.Helper()
-	cl := kafkatest.Client(t, brokers, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(level),
+	cl := kafkatest.Client(t, brokers, kgo.ConsumeTopics(topic), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
