@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +17,11 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/gitops/validate"
+	"github.com/sluicehq/sluice/internal/diag"
+	"github.com/sluicehq/sluice/internal/driver"
+	"github.com/sluicehq/sluice/internal/engine"
+	"github.com/sluicehq/sluice/internal/pipeline"
+	"github.com/sluicehq/sluice/internal/record"
 )
 
 // Repository is the IDE's way into a project's Git repository: the
@@ -169,6 +175,8 @@ func (s *Server) ideResource() resource {
 			access: inProject, role: "viewer", resp: ideTreeBody{}, handle: s.ideFiles},
 		{method: http.MethodPost, path: "/check", op: "checkIDEFiles", summary: "Compile the edited files over the deploy branch and run every *_test.yaml, as a push would",
 			access: inProject, role: "developer", body: ideCheckRequest{}, resp: ideCheckBody{}, handle: s.ideCheck},
+		{method: http.MethodPost, path: "/try", op: "tryIDEPipeline", summary: "Run one pipeline of the edited files on sample records on the in-memory driver, as its tests run: the outputs and dead letters with their reasons (422 when it does not compile)",
+			access: inProject, role: "developer", body: ideTryRequest{}, resp: ideTryBody{}, handle: s.ideTry},
 		{method: http.MethodPost, path: "/commit", op: "commitIDEFiles", summary: "Commit the edited files on the deploy branch through the same validation as git push (422 with the push's lines when refused)",
 			access: inProject, role: "developer", body: ideCommitRequest{}, resp: ideCommitBody{}, status: http.StatusCreated, handle: s.ideCommit},
 	}}
@@ -387,4 +395,291 @@ func shortSHA(s string) string {
 func firstLineOf(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
+}
+
+// Limits of a "try it" run: records in one request, and how long they may
+// take together (scripts have their own budgets inside that).
+const (
+	ideTryMaxRecords = 1000
+	ideTryTimeout    = 10 * time.Second
+)
+
+type ideTryRequest struct {
+	// Files and Deleted are the edits laid over the deploy branch, as for
+	// check.
+	ideCheckRequest
+	// Pipeline is the path of the pipeline file to run.
+	Pipeline string `json:"pipeline" required:"true"`
+	// Records are produced to the pipeline's source topic in order.
+	Records []ideTryRecord `json:"records" required:"true"`
+	// Advance moves the virtual clock after the last record, as a Go
+	// duration (e.g. 1m), closing the windows it passes.
+	Advance string `json:"advance"`
+}
+
+// ideTryRecord is one sample record.
+type ideTryRecord struct {
+	// Key is the record's key: a string as it is, anything else as JSON.
+	Key any `json:"key"`
+	// Value is the record's value as JSON; for a raw source, a JSON string
+	// is its bytes. null is a tombstone.
+	Value   json.RawMessage   `json:"value"`
+	Headers map[string]string `json:"headers"`
+	// Timestamp defaults to the virtual clock (2026-01-01T00:00:00Z).
+	Timestamp *time.Time `json:"timestamp"`
+}
+
+func (b *ideTryRequest) validate() []FieldError {
+	errs := b.ideCheckRequest.validate()
+	if err := checkIDEPath(b.Pipeline); err != nil {
+		errs = append(errs, FieldError{Field: "pipeline", Detail: err.Error()})
+	}
+	if len(b.Records) == 0 || len(b.Records) > ideTryMaxRecords {
+		errs = append(errs, FieldError{Field: "records", Detail: fmt.Sprintf("send 1 to %d records", ideTryMaxRecords)})
+	}
+	for i, r := range b.Records {
+		if len(r.Value) > 0 && !json.Valid(r.Value) {
+			errs = append(errs, FieldError{Field: fmt.Sprintf("records[%d].value", i), Detail: "is not JSON"})
+		}
+	}
+	if b.Advance != "" {
+		if d, err := time.ParseDuration(b.Advance); err != nil || d < 0 || d > 366*24*time.Hour {
+			errs = append(errs, FieldError{Field: "advance", Detail: "must be a duration like 1m, at most a year"})
+		}
+	}
+	return errs
+}
+
+// ideTryOutput is one record the pipeline wrote.
+type ideTryOutput struct {
+	Topic string `json:"topic"`
+	// Key is null for a record without a key.
+	Key *string `json:"key"`
+	// Value is the record's value: JSON as written, or a string for raw
+	// output (and for output that is not JSON).
+	Value     json.RawMessage   `json:"value"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Timestamp time.Time         `json:"timestamp"`
+}
+
+// ideTryDeadLetter is one record sent to the DLQ.
+type ideTryDeadLetter struct {
+	// Reason is the DLQ reason (sluice.reason), Error the message and Step
+	// the step that refused the record.
+	Reason string `json:"reason"`
+	Error  string `json:"error"`
+	Step   string `json:"step,omitempty"`
+	// Input is the index of the sample record it came from, -1 when the
+	// driver cannot tell.
+	Input   int               `json:"input"`
+	Key     *string           `json:"key"`
+	Value   json.RawMessage   `json:"value"`
+	Headers map[string]string `json:"headers,omitempty"`
+}
+
+type ideTryBody struct {
+	Pipeline string `json:"pipeline"`
+	// Outputs are in the order written: the sink's records and those of
+	// steps that write to other topics.
+	Outputs []ideTryOutput     `json:"outputs"`
+	DLQ     []ideTryDeadLetter `json:"dlq"`
+	// Errors are records the driver could not process at all (an operator
+	// failed), as "record N: message".
+	Errors     []string `json:"errors"`
+	DurationMS float64  `json:"duration_ms"`
+}
+
+// ideTry compiles one pipeline of the edited files and runs the sample
+// records through it on the in-memory driver, the way its tests run.
+func (s *Server) ideTry(w http.ResponseWriter, r *http.Request) error {
+	var req ideTryRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	_, _, files, err := s.ideHead(r, false)
+	if err != nil {
+		return err
+	}
+	all := req.overlay(files)
+	if _, ok := all[req.Pipeline]; !ok {
+		return invalidField("pipeline", "no file %s in the edited files or on the branch", req.Pipeline)
+	}
+	start := time.Now()
+	p, err := validate.Compile(s.reg, all, req.Pipeline)
+	if err != nil {
+		lines := compileLines(req.Pipeline, err)
+		var fields []FieldError
+		for _, d := range diagnostics(lines) {
+			fields = append(fields, FieldError{Field: d.File, Detail: d.Message, Line: d.Line, Column: d.Column})
+		}
+		return problem(http.StatusUnprocessableEntity, "does-not-compile", req.Pipeline+" does not compile\n"+strings.Join(lines, "\n"), fields...)
+	}
+	plan := p.Plan
+	d, err := driver.New(plan)
+	if err != nil {
+		return problem(http.StatusUnprocessableEntity, "does-not-compile", req.Pipeline+": "+err.Error())
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), ideTryTimeout)
+	defer cancel()
+	body := ideTryBody{Pipeline: plan.Name, Outputs: []ideTryOutput{}, DLQ: []ideTryDeadLetter{}, Errors: []string{}}
+	for i, rec := range req.Records {
+		if err := ctx.Err(); err != nil {
+			body.Errors = append(body.Errors, fmt.Sprintf("record %d and later: not run, the records of one try may take %s together", i+1, ideTryTimeout))
+			break
+		}
+		m, err := tryMessage(plan, rec)
+		if err == nil {
+			err = d.Produce(ctx, m)
+		}
+		if err != nil {
+			body.Errors = append(body.Errors, fmt.Sprintf("record %d: %v", i+1, err))
+		}
+	}
+	if req.Advance != "" {
+		adv, _ := time.ParseDuration(req.Advance)
+		if err := d.Advance(ctx, adv); err != nil {
+			body.Errors = append(body.Errors, "advancing the clock: "+err.Error())
+		}
+	}
+	topics := []string{plan.Sink.Topic}
+	seen := map[string]bool{plan.Sink.Topic: true, plan.DLQ: true}
+	for _, st := range plan.Steps {
+		for _, t := range st.Topics {
+			if !seen[t] {
+				seen[t] = true
+				topics = append(topics, t)
+			}
+		}
+	}
+	for _, t := range topics {
+		format := pipeline.FormatJSON
+		if t == plan.Sink.Topic {
+			format = plan.Sink.Format
+		}
+		for _, m := range d.Topic(t) {
+			body.Outputs = append(body.Outputs, ideTryOutput{Topic: t, Key: tryKey(m.Key), Value: tryValue(m.Value, format),
+				Headers: tryHeaders(m.Headers), Timestamp: m.Timestamp})
+		}
+	}
+	for _, m := range d.Topic(plan.DLQ) {
+		dl := ideTryDeadLetter{Input: -1, Key: tryKey(m.Key), Value: tryValue(m.Value, plan.Source.Format), Headers: map[string]string{}}
+		for _, h := range m.Headers {
+			switch h.Key {
+			case engine.HeaderReason:
+				dl.Reason = string(h.Value)
+			case engine.HeaderError:
+				dl.Error = string(h.Value)
+			case engine.HeaderStep:
+				dl.Step = string(h.Value)
+			case engine.HeaderSource:
+				dl.Input = sourceIndex(plan.Source.Topic, string(h.Value))
+				dl.Headers[h.Key] = string(h.Value)
+			default:
+				dl.Headers[h.Key] = string(h.Value)
+			}
+		}
+		body.DLQ = append(body.DLQ, dl)
+	}
+	body.DurationMS = float64(time.Since(start).Microseconds()) / 1000
+	return writeJSON(w, http.StatusOK, body)
+}
+
+// tryMessage builds the source record for a sample, as a test's input is.
+func tryMessage(plan *pipeline.Plan, rec ideTryRecord) (engine.Message, error) {
+	var m engine.Message
+	key, err := record.KeyBytes(rec.Key)
+	if err != nil {
+		return m, err
+	}
+	m.Key = key
+	if v := rec.Value; len(v) > 0 && string(v) != "null" {
+		var str string
+		if plan.Source.Format == pipeline.FormatRaw && json.Unmarshal(v, &str) == nil {
+			m.Value = []byte(str)
+		} else {
+			m.Value = append([]byte(nil), v...)
+		}
+	}
+	for k, v := range rec.Headers {
+		m.Headers = append(m.Headers, record.Header{Key: k, Value: []byte(v)})
+	}
+	sort.Slice(m.Headers, func(i, j int) bool { return m.Headers[i].Key < m.Headers[j].Key })
+	if rec.Timestamp != nil {
+		m.Timestamp = *rec.Timestamp
+	}
+	return m, nil
+}
+
+func tryKey(k []byte) *string {
+	if k == nil {
+		return nil
+	}
+	s := string(k)
+	return &s
+}
+
+// tryValue shows a value: JSON as it is when the format is JSON and the
+// bytes are JSON, otherwise as a JSON string.
+func tryValue(v []byte, format string) json.RawMessage {
+	if v == nil {
+		return json.RawMessage("null")
+	}
+	if format != pipeline.FormatRaw && json.Valid(v) {
+		return json.RawMessage(v)
+	}
+	b, _ := json.Marshal(string(v))
+	return b
+}
+
+func tryHeaders(hs []record.Header) map[string]string {
+	if len(hs) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(hs))
+	for _, h := range hs {
+		out[h.Key] = string(h.Value)
+	}
+	return out
+}
+
+// sourceIndex reads the offset from a dead letter's sluice.source header
+// ("topic/partition/offset"): in the driver, an offset of the source topic
+// is the sample's index. A later stage's dead letter names its repartition
+// topic instead: -1.
+func sourceIndex(source, header string) int {
+	rest, ok := strings.CutPrefix(header, source+"/")
+	if !ok {
+		return -1
+	}
+	_, off, ok := strings.Cut(rest, "/")
+	if !ok {
+		return -1
+	}
+	n, err := strconv.Atoi(off)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// compileLines turns a compile error into one line per diagnostic, as
+// validation prints them.
+func compileLines(file string, err error) []string {
+	var l diag.List
+	if errors.As(err, &l) {
+		out := make([]string, len(l))
+		for i, e := range l {
+			out[i] = e.Error()
+		}
+		return out
+	}
+	var e *diag.Error
+	if errors.As(err, &e) {
+		return []string{e.Error()}
+	}
+	msg := err.Error()
+	if !strings.HasPrefix(msg, file) {
+		msg = file + ": " + msg
+	}
+	return []string{msg}
 }
