@@ -8,11 +8,13 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/aggregate"
 	"github.com/sluicehq/sluice/catalog/operators/anomaly"
 	"github.com/sluicehq/sluice/catalog/operators/dedupe"
+	"github.com/sluicehq/sluice/catalog/operators/drivingevents"
 	"github.com/sluicehq/sluice/catalog/operators/drop"
 	"github.com/sluicehq/sluice/catalog/operators/explode"
 	"github.com/sluicehq/sluice/catalog/operators/filter"
 	"github.com/sluicehq/sluice/catalog/operators/geofence"
 	"github.com/sluicehq/sluice/catalog/operators/heartbeat"
+	"github.com/sluicehq/sluice/catalog/operators/idle"
 	"github.com/sluicehq/sluice/catalog/operators/join"
 	mapop "github.com/sluicehq/sluice/catalog/operators/map"
 	"github.com/sluicehq/sluice/catalog/operators/mask"
@@ -37,11 +39,13 @@ var registrars = []func(*catalog.Registry) error{
 	aggregate.Register,
 	anomaly.Register,
 	dedupe.Register,
+	drivingevents.Register,
 	drop.Register,
 	explode.Register,
 	filter.Register,
 	geofence.Register,
 	heartbeat.Register,
+	idle.Register,
 	join.Register,
 	mapop.Register,
 	mask.Register,

@@ -7,7 +7,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operatortest"
 )
 
-var want = []string{"absence", "aggregate", "anomaly", "dedupe", "drop", "explode", "filter", "geofence", "heartbeat", "join", "map", "mask", "parse", "rekey", "rename", "route", "script", "select", "sequence", "sessionize", "set", "spike", "threshold", "top_n", "trip", "velocity", "window"}
+var want = []string{"absence", "aggregate", "anomaly", "dedupe", "driving_events", "drop", "explode", "filter", "geofence", "heartbeat", "idle", "join", "map", "mask", "parse", "rekey", "rename", "route", "script", "select", "sequence", "sessionize", "set", "spike", "threshold", "top_n", "trip", "velocity", "window"}
 
 func TestNew(t *testing.T) {
 	if got := strings.Join(New().Names(), " "); got != strings.Join(want, " ") {
