@@ -116,6 +116,20 @@ func (r *Registry) Register(s Spec) error {
 	if _, dup := r.specs[s.Name]; dup {
 		return fmt.Errorf("operator %q is already registered", s.Name)
 	}
+	return r.add(s)
+}
+
+// Replace swaps a registered operator for s, checked as Register checks
+// it: an isolated build of an operator (scripts run in child processes)
+// replaces the in-process one. Registries cloned from r keep the old one.
+func (r *Registry) Replace(s Spec) error {
+	if _, ok := r.specs[s.Name]; !ok {
+		return fmt.Errorf("operator %q is not registered", s.Name)
+	}
+	return r.add(s)
+}
+
+func (r *Registry) add(s Spec) error {
 	if s.New == nil {
 		return fmt.Errorf("operator %q has no constructor", s.Name)
 	}
