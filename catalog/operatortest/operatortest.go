@@ -47,6 +47,7 @@ type Result struct {
 	Out    []*record.Record            // passed to the next step, in order
 	Routed map[string][]*record.Record // written to sink topics by To
 	All    []*record.Record            // everything emitted, in emission order
+	Topics []string                    // parallel to All: the sink topic, "" for the next step
 	DLQ    []catalog.Reason            // one per rejected input, in order
 	Errs   []error                     // the rejection errors, parallel to DLQ
 }
@@ -56,6 +57,7 @@ type collector struct{ res *Result }
 func (c collector) Next(_ context.Context, r *record.Record) error {
 	c.res.Out = append(c.res.Out, r)
 	c.res.All = append(c.res.All, r)
+	c.res.Topics = append(c.res.Topics, "")
 	return nil
 }
 
@@ -65,6 +67,7 @@ func (c collector) To(_ context.Context, topic string, r *record.Record) error {
 	}
 	c.res.Routed[topic] = append(c.res.Routed[topic], r)
 	c.res.All = append(c.res.All, r)
+	c.res.Topics = append(c.res.Topics, topic)
 	return nil
 }
 
@@ -114,11 +117,13 @@ func (t *memTask) StreamTime() time.Time { return t.streamTime }
 
 // Values wraps plain values as records. An object's "ts" field, when it is
 // an RFC 3339 time, becomes the record's timestamp (its event time), as a
-// pipeline's `source.timestamp: ts` would make it.
+// pipeline's `source.timestamp: ts` would make it. Objects and lists are
+// copied, so operators that change records in place (set, mask) leave vs
+// as they were for the next run.
 func Values(vs ...any) []*record.Record {
 	out := make([]*record.Record, len(vs))
 	for i, v := range vs {
-		r := &record.Record{Value: record.Plain(v), Topic: "in", Offset: int64(i)}
+		r := &record.Record{Value: deepCopy(record.Plain(v)), Topic: "in", Offset: int64(i)}
 		if m, ok := r.Value.(map[string]any); ok {
 			if s, ok := m["ts"].(string); ok {
 				if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
@@ -175,4 +180,22 @@ func Registry(t testing.TB, register func(*catalog.Registry) error) *catalog.Reg
 		t.Fatal(err)
 	}
 	return reg
+}
+
+func deepCopy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = deepCopy(e)
+		}
+		return l
+	}
+	return v
 }

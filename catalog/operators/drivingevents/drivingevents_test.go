@@ -16,8 +16,8 @@ import (
 	"github.com/sluicehq/sluice/internal/record"
 )
 
-func TestExamples(t *testing.T) {
-	operatortest.RunExamples(t, operatortest.Registry(t, drivingevents.Register), "driving_events")
+func TestConformance(t *testing.T) {
+	operatortest.Conform(t, operatortest.Registry(t, drivingevents.Register), "driving_events")
 }
 
 func TestConfigErrors(t *testing.T) {

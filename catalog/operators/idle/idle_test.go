@@ -15,8 +15,8 @@ import (
 	"github.com/sluicehq/sluice/internal/record"
 )
 
-func TestExamples(t *testing.T) {
-	operatortest.RunExamples(t, operatortest.Registry(t, idle.Register), "idle")
+func TestConformance(t *testing.T) {
+	operatortest.Conform(t, operatortest.Registry(t, idle.Register), "idle")
 }
 
 func TestConfigErrors(t *testing.T) {
