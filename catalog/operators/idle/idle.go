@@ -59,7 +59,7 @@ func Register(r *catalog.Registry) error {
 			"speed or position of the wrong type sends the record to the DLQ with reason `type`; an ignition that is " +
 			"not a boolean with reason `expression`. State is one small entry per idle vehicle, in the task's store.",
 		Config: schema,
-		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"radius_m"}},
+		State:  &catalog.StateSpec{KeyField: "by", ShapeFields: []string{"for"}},
 		Examples: []catalog.Example{
 			{
 				Title: "A truck idling at the loading dock",
