@@ -35,7 +35,7 @@ func Merge(reports []RunnerReport) *PipelineLag {
 	}
 	out := *fresh.Lag
 	out.Stages = make([]StageLag, len(fresh.Lag.Stages))
-	out.HotKeys, out.Restores = nil, nil
+	out.HotKeys, out.Restores, out.Stores = nil, nil, nil
 	type pick struct {
 		p  PartitionLag
 		at time.Time
@@ -85,6 +85,22 @@ func Merge(reports []RunnerReport) *PipelineLag {
 			out.Restores = append(out.Restores, rs)
 		}
 	}
+	for _, r := range reports {
+		if r.Lag == nil {
+			continue
+		}
+		for _, ss := range r.Lag.Stores {
+			ss.Runner = r.Runner
+			out.Stores = append(out.Stores, ss)
+		}
+	}
+	sort.SliceStable(out.Stores, func(i, j int) bool {
+		a, b := out.Stores[i], out.Stores[j]
+		if a.Step != b.Step {
+			return a.Step < b.Step
+		}
+		return a.Partition < b.Partition
+	})
 	sort.SliceStable(out.Restores, func(i, j int) bool {
 		a, b := out.Restores[i], out.Restores[j]
 		if a.Step != b.Step {

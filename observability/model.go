@@ -121,6 +121,39 @@ type PipelineLag struct {
 	// Restores is the progress of the last restore of each state store of
 	// the tasks this runner holds (stateful pipelines only).
 	Restores []Restore `json:"restores,omitempty"`
+	// Stores is the size of each state store of the tasks this runner
+	// holds (stateful pipelines only).
+	Stores []StoreSize `json:"stores,omitempty"`
+	// Source says where the view comes from: empty (or SourceRunner) for a
+	// runner of the pipeline, SourceMonitor when no live runner reported
+	// it and the fleet's monitor runner sampled its consumer group
+	// instead (no hot keys, restores or store sizes then: those need the
+	// tasks).
+	Source string `json:"source,omitempty"`
+}
+
+// Sources of a view.
+const (
+	SourceRunner  = "runner"
+	SourceMonitor = "monitor"
+)
+
+// StoreSize is the size of one task's state store.
+type StoreSize struct {
+	// Runner is the runner holding the task (filled by the control plane).
+	Runner    string `json:"runner,omitempty"`
+	Step      string `json:"step"`
+	Partition int32  `json:"partition"`
+	// Kind is "memory" or "disk".
+	Kind string `json:"kind"`
+	// Keys and Bytes are the store's live keys and their size: exact for
+	// a memory store (key and value bytes); for a disk store, Bytes is
+	// the space it takes on disk plus its memtables and Keys is estimated
+	// from its tables' entry counts (overwritten keys not yet compacted
+	// count more than once), and Estimated is true.
+	Keys      int64 `json:"keys"`
+	Bytes     int64 `json:"bytes"`
+	Estimated bool  `json:"estimated,omitempty"`
 }
 
 // Restore is the progress of restoring one task's state store from its

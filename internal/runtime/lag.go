@@ -501,13 +501,14 @@ func (lt *lagTracker) view() *observability.PipelineLag {
 	return &v
 }
 
-// withRestores adds the restore progress of the stores this runner holds
-// (standby copies left out: their partitions are another runner's) to a
-// lag view, so it travels with it to the control plane.
-func withRestores(l *observability.PipelineLag, rs []RestoreStatus) *observability.PipelineLag {
+// withState adds the restore progress and the sizes of the stores this
+// runner holds (standby copies left out: their partitions are another
+// runner's) to a lag view, so they travel with it to the control plane.
+func withState(l *observability.PipelineLag, rs []RestoreStatus, sizes []observability.StoreSize) *observability.PipelineLag {
 	if l == nil {
 		return nil
 	}
+	l.Stores = sizes
 	for _, r := range rs {
 		if r.Standby {
 			continue

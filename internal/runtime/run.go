@@ -252,6 +252,7 @@ func (ru *run) status() Status {
 	}
 	if ru.st != nil {
 		st.Restores = ru.st.restores()
+		st.Stores = ru.st.storeSizes()
 	}
 	return st
 }

@@ -81,6 +81,10 @@ type Status struct {
 	// Restores is the progress of the last restore of each state store
 	// this runner holds (stateful pipelines only).
 	Restores []RestoreStatus `json:"restores,omitempty"`
+	// Stores is the size of each state store of the tasks this runner
+	// holds, measured after a commit at most every 5 s (stateful
+	// pipelines only).
+	Stores []observability.StoreSize `json:"stores,omitempty"`
 	// Lag is the pipeline's lag and skew on every stage and partition,
 	// as of its last sample (lag.go); nil before the first.
 	Lag *observability.PipelineLag `json:"lag,omitempty"`
@@ -252,7 +256,7 @@ func (r *Runtime) Status() []Status {
 	out := make([]Status, 0, len(runs))
 	for _, ru := range runs {
 		st := ru.status()
-		st.Lag = withRestores(ru.lagView(), st.Restores)
+		st.Lag = withState(ru.lagView(), st.Restores, st.Stores)
 		out = append(out, st)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

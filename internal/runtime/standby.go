@@ -32,6 +32,9 @@ type warmStore struct {
 // transactions; an unstable group (a rebalance going on) is left for the
 // next round.
 func (s *stores) keepWarm(ctx context.Context, cl *kgo.Client) error {
+	// Between transactions, with nothing polled: the sizes of a pipeline
+	// that went quiet after its last commit are measured here.
+	s.measure(time.Now())
 	n := s.ru.p.Plan.Standbys
 	if n <= 0 || time.Since(s.warmedAt) < standbyEvery {
 		return nil

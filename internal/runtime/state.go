@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/observability"
 )
 
 // ChangelogTopic is the compacted topic that backs the state of a pipeline's
@@ -89,11 +90,20 @@ type stores struct {
 	mu           sync.Mutex
 	progress     map[storeID]state.Progress
 	warmProgress map[storeID]state.Progress
+	// sizes are the open stores' sizes, measured by the run's goroutine
+	// after a commit at most every sizeEvery (sizedAt).
+	sizes   map[storeID]state.Size
+	sizedAt time.Time
 }
+
+// sizeEvery is how often a pipeline measures its stores' sizes: a disk
+// store's estimate reads its tables' properties.
+const sizeEvery = 5 * time.Second
 
 func newStores(ru *run) *stores {
 	s := &stores{ru: ru, steps: map[string][]string{}, open: map[storeID]*taskStore{}, lastSeen: map[topicPartition]time.Time{}, lastIdle: map[topicPartition]time.Time{},
-		progress: map[storeID]state.Progress{}, warm: map[storeID]*warmStore{}, warmProgress: map[storeID]state.Progress{}}
+		progress: map[storeID]state.Progress{}, warm: map[storeID]*warmStore{}, warmProgress: map[storeID]state.Progress{},
+		sizes: map[storeID]state.Size{}}
 	for _, st := range ru.p.Plan.Stages {
 		for _, step := range st.Steps {
 			if step.Stateful {
@@ -248,6 +258,7 @@ func (s *stores) dropRevoked(ex *executor) {
 			delete(s.open, id)
 			s.mu.Lock()
 			delete(s.progress, id)
+			delete(s.sizes, id)
 			s.mu.Unlock()
 		} else {
 			s.close(ts)
@@ -268,6 +279,7 @@ func (s *stores) close(ts *taskStore) {
 	delete(s.open, ts.id)
 	s.mu.Lock()
 	delete(s.progress, ts.id)
+	delete(s.sizes, ts.id)
 	s.mu.Unlock()
 }
 
@@ -348,7 +360,50 @@ func (s *stores) ended(ex *executor, committed bool) error {
 			st.DropTask(ts.id.partition)
 		}
 	}
+	if committed {
+		s.measure(time.Now())
+	}
 	return errors.Join(errs...)
+}
+
+// measure notes the open stores' sizes for Status, at most every
+// sizeEvery. It runs on the run's goroutine, the only one that uses the
+// stores.
+func (s *stores) measure(now time.Time) {
+	if now.Sub(s.sizedAt) < sizeEvery {
+		return
+	}
+	s.sizedAt = now
+	sizes := make(map[storeID]state.Size, len(s.open))
+	for id, ts := range s.open {
+		if sz, ok := ts.base.(state.Sizer); ok {
+			sizes[id] = sz.Size()
+		}
+	}
+	s.mu.Lock()
+	s.sizes = sizes
+	s.mu.Unlock()
+}
+
+// storeSizes reports the open stores' last measured sizes, for Status.
+func (s *stores) storeSizes() []observability.StoreSize {
+	kind := "memory"
+	if s.ru.p.Plan.StateStore == pipeline.StoreDisk {
+		kind = "disk"
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]observability.StoreSize, 0, len(s.sizes))
+	for id, sz := range s.sizes {
+		out = append(out, observability.StoreSize{Step: id.step, Partition: id.partition, Kind: kind, Keys: sz.Keys, Bytes: sz.Bytes, Estimated: sz.Estimated})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Step != out[j].Step {
+			return out[i].Step < out[j].Step
+		}
+		return out[i].Partition < out[j].Partition
+	})
+	return out
 }
 
 // restores reports the progress of the stores' last restores, for Status.

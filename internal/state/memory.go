@@ -22,6 +22,7 @@ type Memory struct {
 	sorted []indexed // indexed keys in order; may include dead ones
 	added  []string  // keys not yet indexed; may repeat or be gone
 	dead   int       // dead entries in m
+	bytes  int64     // key and value bytes of the live entries (Size)
 	cp     Checkpoint
 	closed bool
 }
@@ -73,7 +74,9 @@ func (s *Memory) put(key, value []byte) {
 		if e.dead {
 			e.dead = false
 			s.dead--
+			s.bytes += int64(len(key))
 		}
+		s.bytes += int64(len(value) - len(e.v))
 		// Reusing the old value's buffer saves an allocation per update
 		// (most writes of a state store are updates); the Store contract
 		// makes a value from Get valid only until the next write.
@@ -87,6 +90,7 @@ func (s *Memory) put(key, value []byte) {
 	}
 	v := make([]byte, len(value))
 	copy(v, value)
+	s.bytes += int64(len(key) + len(value))
 	k := string(key)
 	s.m[k] = &memEntry{v: v}
 	s.added = append(s.added, k)
@@ -110,6 +114,7 @@ func (s *Memory) delete(key []byte) {
 	if e == nil || e.dead {
 		return
 	}
+	s.bytes -= int64(len(key) + len(e.v))
 	if !e.indexed {
 		delete(s.m, string(key))
 		return

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -86,6 +87,9 @@ type Pebble struct {
 	wiped  string
 	kbuf   []byte // scratch for prefixed keys
 	closed bool
+	// unflushed is the keys set less the keys deleted since the last
+	// flush, for Size (flushes end on Pebble's goroutines).
+	unflushed atomic.Int64
 }
 
 var _ Committer = (*Pebble)(nil)
@@ -140,6 +144,9 @@ func (p *Pebble) open() error {
 		MemTableSize:       p.cfg.memTableSize,
 		Cache:              cache,
 		Logger:             pebbleLogger{p.cfg.logger},
+		EventListener: &pebble.EventListener{FlushEnd: func(pebble.FlushInfo) {
+			p.unflushed.Store(0)
+		}},
 	}
 	// A state store is read-modify-write: most Puts follow a Get of the
 	// same key, often a missing one, which a bloom filter answers without
@@ -202,6 +209,7 @@ func (p *Pebble) wipe(reason string) error {
 		return fmt.Errorf("state: wiping %s: %w", p.dir, err)
 	}
 	p.cp, p.wiped = Checkpoint{}, reason
+	p.unflushed.Store(0)
 	return p.open()
 }
 
@@ -237,6 +245,7 @@ func (p *Pebble) Put(key, value []byte) error {
 	if p.closed {
 		return ErrClosed
 	}
+	p.unflushed.Add(1)
 	return p.db.Set(p.key(key), value, pebble.NoSync)
 }
 
@@ -245,6 +254,7 @@ func (p *Pebble) Delete(key []byte) error {
 	if p.closed {
 		return ErrClosed
 	}
+	p.unflushed.Add(-1)
 	return p.db.Delete(p.key(key), pebble.NoSync)
 }
 
@@ -310,6 +320,15 @@ func (p *Pebble) Apply(changes []Change, cp Checkpoint) error {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return err
 	}
+	var n int64
+	for _, c := range changes {
+		if c.Value == nil {
+			n--
+		} else {
+			n++
+		}
+	}
+	p.unflushed.Add(n)
 	p.cp = cp
 	return nil
 }
