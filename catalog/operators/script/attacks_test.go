@@ -124,13 +124,26 @@ const peakLimit = 3 << 29
 // may still point at it for one more collection.
 const liveLimit = 512 << 20
 
+// isolatedPeakLimit is how much the heap of a process whose scripts run in
+// hosts may grow during an attack: the attack's memory is the host's.
+const isolatedPeakLimit = 32 << 20
+
 // TestAttacksAtTopLevel runs every attack as top-level code, which runs
 // when a pipeline is compiled (control plane API, runner plan and test):
-// it must be a positioned build error, with the process still up.
+// it must be a positioned build error, with the process still up. In
+// isolated mode the attack's host may die instead, which is the same
+// error at the script config's position.
 func TestAttacksAtTopLevel(t *testing.T) {
-	reg := registry(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testAttacksAtTopLevel(t, m) })
+	}
+}
+
+func testAttacksAtTopLevel(t *testing.T, m mode) {
+	reg := m.registry(t)
 	for _, a := range loadAttacks(t) {
 		t.Run(a.name, func(t *testing.T) {
+			base := liveHeap()
 			step := "memory: " + a.memory + "\nsource: |\n" + indent(a.code, "  ") + "\n  function process(r) { return r.value; }\n"
 			var err error
 			start := time.Now()
@@ -150,11 +163,15 @@ func TestAttacksAtTopLevel(t *testing.T) {
 			if err == nil || !containsAny(err.Error(), strings.Split(want, " | ")) {
 				t.Fatalf("got %v, want an error containing %q", err, want)
 			}
-			if !strings.HasPrefix(err.Error(), "example.yaml:") || strings.HasPrefix(err.Error(), "example.yaml:2:9:") {
+			died := m.isolated && strings.Contains(err.Error(), "its process")
+			if !strings.HasPrefix(err.Error(), "example.yaml:") || strings.HasPrefix(err.Error(), "example.yaml:2:9:") && !died {
 				t.Errorf("error is not positioned at the attack: %v", err)
 			}
 			if peak > peakLimit {
 				t.Errorf("heap peaked at %dMiB", peak>>20)
+			}
+			if m.isolated && peak > base+isolatedPeakLimit {
+				t.Errorf("heap grew by %dMiB in isolated mode", (peak-base)>>20)
 			}
 			if live := liveHeap(); live > liveLimit {
 				t.Errorf("live heap after the attack: %dMiB", live>>20)
@@ -166,11 +183,18 @@ func TestAttacksAtTopLevel(t *testing.T) {
 
 // TestAttacksInProcess runs every attack inside process: the record goes
 // to the DLQ with the attack's reason, and the next record is processed
-// normally by a fresh runtime.
+// normally by a fresh runtime (a fresh host in isolated mode).
 func TestAttacksInProcess(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { testAttacksInProcess(t, m) })
+	}
+}
+
+func testAttacksInProcess(t *testing.T, m mode) {
 	for _, a := range loadAttacks(t) {
 		t.Run(a.name, func(t *testing.T) {
-			op := build(t, "timeout: 2s\nmemory: "+a.memory+"\nsource: |\n  function process(r) {\n    if (r.value.attack) {\n"+
+			base := liveHeap()
+			op := m.build(t, "timeout: 2s\nmemory: "+a.memory+"\nsource: |\n  function process(r) {\n    if (r.value.attack) {\n"+
 				indent(a.code, "      ")+"\n    }\n    return r.value.n + 1;\n  }\n")
 			var res *operatortest.Result
 			start := time.Now()
@@ -202,6 +226,9 @@ func TestAttacksInProcess(t *testing.T) {
 			}
 			if peak > peakLimit {
 				t.Errorf("heap peaked at %dMiB", peak>>20)
+			}
+			if m.isolated && peak > base+isolatedPeakLimit {
+				t.Errorf("heap grew by %dMiB in isolated mode", (peak-base)>>20)
 			}
 			if live := liveHeap(); live > liveLimit {
 				t.Errorf("live heap after the attack: %dMiB", live>>20)

@@ -200,12 +200,33 @@ type operator struct {
 	memory  int64 // bytes per runtime
 	pos     positioner
 	vms     sync.Pool // of *jsVM
+	// iso is set when the script runs in child processes (isolate.go);
+	// prog and vms are then unused.
+	iso *isolated
 }
 
-// New builds a script operator from its config.
+// New builds a script operator from its config that runs the script in
+// this process.
 func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
+	op, src, err := parse(b, conf)
+	if err != nil {
+		return nil, err
+	}
+	// Start one runtime now: top-level code that throws, loops or does not
+	// define process is a configuration error.
+	vm, f := op.load(src)
+	if f != nil {
+		return nil, op.compileError(f)
+	}
+	op.vms.Put(vm)
+	return op, nil
+}
+
+// parse reads a step's config into an operator without its program, and
+// returns the script's source.
+func parse(b *catalog.Build, conf catalog.Config) (*operator, string, error) {
 	if !conf.IsMap() {
-		return nil, conf.Errorf("script needs a mapping such as {source: ...} or {file: ...}, got a %s", conf.KindName())
+		return nil, "", conf.Errorf("script needs a mapping such as {source: ...} or {file: ...}, got a %s", conf.KindName())
 	}
 	if b == nil {
 		b = &catalog.Build{}
@@ -222,7 +243,7 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 	for _, f := range conf.Fields() {
 		v := f.Value
 		if given[f.Name] {
-			return nil, diag.Errorf(f.NamePos, "%s is given twice", f.Name)
+			return nil, "", diag.Errorf(f.NamePos, "%s is given twice", f.Name)
 		}
 		given[f.Name] = true
 		switch f.Name {
@@ -238,41 +259,41 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 			d, err := time.ParseDuration(v.String())
 			switch {
 			case !v.IsScalar() || err != nil:
-				return nil, v.Errorf("timeout must be a duration such as 10ms or 1s, got %q", v.String())
+				return nil, "", v.Errorf("timeout must be a duration such as 10ms or 1s, got %q", v.String())
 			case d <= 0:
-				return nil, v.Errorf("timeout must be positive, got %s", v.String())
+				return nil, "", v.Errorf("timeout must be positive, got %s", v.String())
 			case d > maxTimeout:
-				return nil, v.Errorf("timeout %s is too long: at most %s per record", v.String(), maxTimeout)
+				return nil, "", v.Errorf("timeout %s is too long: at most %s per record", v.String(), maxTimeout)
 			}
 			op.timeout = d
 		case "memory":
 			n, err := parseSize(v.String())
 			switch {
 			case !v.IsScalar() || err != nil:
-				return nil, v.Errorf("memory must be a size such as 64MiB or 512KiB, got %q", v.String())
+				return nil, "", v.Errorf("memory must be a size such as 64MiB or 512KiB, got %q", v.String())
 			case n < minMemory:
-				return nil, v.Errorf("memory %s is too small: at least %s", v.String(), formatSize(minMemory))
+				return nil, "", v.Errorf("memory %s is too small: at least %s", v.String(), formatSize(minMemory))
 			case n > maxMemory:
-				return nil, v.Errorf("memory %s is too large: at most %s per runtime", v.String(), formatSize(maxMemory))
+				return nil, "", v.Errorf("memory %s is too large: at most %s per runtime", v.String(), formatSize(maxMemory))
 			}
 			op.memory = n
 		default:
-			return nil, diag.Errorf(f.NamePos, "unknown option %q: script takes source, file, timeout and memory", f.Name)
+			return nil, "", diag.Errorf(f.NamePos, "unknown option %q: script takes source, file, timeout and memory", f.Name)
 		}
 	}
 	switch {
 	case found == 0:
-		return nil, conf.Errorf("script needs source (JavaScript code) or file (a .js side file)")
+		return nil, "", conf.Errorf("script needs source (JavaScript code) or file (a .js side file)")
 	case found > 1:
 		second := srcField
 		if fileField.NamePos.Line > srcField.NamePos.Line ||
 			fileField.NamePos.Line == srcField.NamePos.Line && fileField.NamePos.Column > srcField.NamePos.Column {
 			second = fileField
 		}
-		return nil, diag.Errorf(second.NamePos, "script takes source or file, not both")
+		return nil, "", diag.Errorf(second.NamePos, "script takes source or file, not both")
 	case srcField != nil:
 		if !srcConf.IsScalar() || srcConf.String() == "" {
-			return nil, srcConf.Errorf("source must be JavaScript code, as a string")
+			return nil, "", srcConf.Errorf("source must be JavaScript code, as a string")
 		}
 		src = srcConf.String()
 		op.name = "source"
@@ -280,11 +301,11 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 	default:
 		fc := fileField.Value
 		if !fc.IsScalar() || fc.String() == "" {
-			return nil, fc.Errorf("file must be the path of a .js side file")
+			return nil, "", fc.Errorf("file must be the path of a .js side file")
 		}
 		data, err := b.ReadFile(fc)
 		if err != nil {
-			return nil, err
+			return nil, "", err
 		}
 		src = string(data)
 		// Side files are rooted where the pipeline files are, so the
@@ -294,42 +315,49 @@ func New(b *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 		op.pos = positioner{at: fc, file: op.name}
 	}
 
-	prog, err := compile(op.name, src)
+	return op, src, nil
+}
+
+// load compiles src and starts a runtime, which runs the top-level code.
+func (o *operator) load(src string) (*jsVM, *failure) {
+	prog, err := compile(o.name, src)
 	if err != nil {
 		var pe *parser.Error
 		if errors.As(err, &pe) {
-			return nil, op.pos.errorf(pe.Position.Line, pe.Position.Column, "JavaScript syntax error: %s", pe.Message)
+			return nil, &failure{Text: "JavaScript syntax error: " + pe.Message, Line: pe.Position.Line, Col: pe.Position.Column}
 		}
-		return nil, op.pos.errorf(0, 0, "JavaScript error: %v", err)
+		return nil, &failure{Text: "JavaScript error: " + err.Error()}
 	}
-	op.prog = prog
-	// Start one runtime now: top-level code that throws, loops or does not
-	// define process is a configuration error.
-	vm, err := op.newVM()
+	o.prog = prog
+	vm, err := o.newVM()
 	if err != nil {
-		var (
-			ex  *goja.Exception
-			lim *limitError
-			ite *initTimeoutError
-		)
-		switch {
-		case errors.As(err, &lim):
-			line, col := op.framePos(lim.stack)
-			if lim.reason == catalog.ReasonResource {
-				return nil, op.pos.errorf(line, col, "the script's top-level code went past its memory budget of %s: %s", formatSize(op.memory), clip(lim.what))
-			}
-			return nil, op.pos.errorf(line, col, "the script's top-level code ran too long: %s", clip(lim.what))
-		case errors.As(err, &ite):
-			line, col := op.framePos(ite.stack)
-			return nil, op.pos.errorf(line, col, "%v", err)
-		case errors.As(err, &ex):
-			line, col := op.throwPos(ex)
-			return nil, op.pos.errorf(line, col, "the script's top-level code threw: %s", clip(exceptionText(ex)))
-		}
-		return nil, op.pos.errorf(0, 0, "%v", err)
+		return nil, o.initFailure(err)
 	}
-	op.vms.Put(vm)
-	return op, nil
+	return vm, nil
+}
+
+// initFailure describes why top-level code failed.
+func (o *operator) initFailure(err error) *failure {
+	var (
+		ex  *goja.Exception
+		lim *limitError
+		ite *initTimeoutError
+	)
+	switch {
+	case errors.As(err, &lim):
+		line, col := o.framePos(lim.stack)
+		if lim.reason == catalog.ReasonResource {
+			return &failure{Reason: lim.reason, Text: fmt.Sprintf("the script's top-level code went past its memory budget of %s: %s", formatSize(o.memory), clip(lim.what)), Line: line, Col: col}
+		}
+		return &failure{Reason: lim.reason, Text: "the script's top-level code ran too long: " + clip(lim.what), Line: line, Col: col}
+	case errors.As(err, &ite):
+		line, col := o.framePos(ite.stack)
+		return &failure{Reason: catalog.ReasonTimeout, Text: err.Error(), Line: line, Col: col}
+	case errors.As(err, &ex):
+		line, col := o.throwPos(ex)
+		return &failure{Reason: catalog.ReasonScript, Text: "the script's top-level code threw: " + clip(exceptionText(ex)), Line: line, Col: col}
+	}
+	return &failure{Reason: catalog.ReasonScript, Text: err.Error()}
 }
 
 // compile parses and compiles src without ever touching the host's files:
@@ -382,12 +410,43 @@ func (p positioner) pos(line, col int) diag.Pos {
 	return p.at.PosAt(line, col)
 }
 
-// where renders a script position for messages.
+// where renders a script position for messages: nothing for line 0, the
+// config node's position for a negative line.
 func (p positioner) where(line, col int) string {
-	if line <= 0 {
+	if line == 0 {
 		return ""
 	}
 	return " at " + p.pos(line, col).String()
+}
+
+// failure is why a script failed, before it is placed for users. The
+// in-process engine and a script host (isolate.go) both produce it and
+// one place turns it into an error, so both modes say the same thing.
+type failure struct {
+	Reason catalog.Reason // the DLQ reason
+	Text   string
+	// Line and Col are a position in the script; line 0 is none, and a
+	// negative line stands for the script config's own position.
+	Line, Col int
+}
+
+// compileError is f as a positioned build error.
+func (o *operator) compileError(f *failure) error {
+	return o.pos.errorf(f.Line, f.Col, "%s", f.Text)
+}
+
+// recordError is f as an error that sends the record to the DLQ.
+func (o *operator) recordError(f *failure) error {
+	return catalog.Rejectf(f.Reason, "%s%s", f.Text, o.pos.where(f.Line, f.Col))
+}
+
+// failureOf is a record error of the result conversion as a failure.
+func failureOf(err error) *failure {
+	var re *catalog.RecordError
+	if errors.As(err, &re) {
+		return &failure{Reason: re.Reason, Text: re.Err.Error()}
+	}
+	return &failure{Reason: catalog.ReasonOf(err), Text: err.Error()}
 }
 
 // jsVM is one JavaScript runtime with the program loaded. It is used by one
@@ -509,43 +568,21 @@ func (o *operator) Process(ctx context.Context, r *record.Record, out catalog.Ou
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	var vals []any
-	for attempt := 1; ; attempt++ {
-		vm, _ := o.vms.Get().(*jsVM)
-		if vm == nil {
-			var err error
-			if vm, err = o.newVM(); err != nil {
-				// Top-level code ran at build time within its limits; if
-				// it does not now, the machine is starved (time) or the
-				// code depends on the record's timing: the record pays.
-				reason := catalog.ReasonScript
-				var lim *limitError
-				switch {
-				case errors.As(err, &lim):
-					reason = lim.reason
-				case errors.Is(err, errInit):
-					reason = catalog.ReasonTimeout
-				}
-				return catalog.Rejectf(reason, "starting the script: %s", clip(err.Error()))
-			}
-		}
-		var reuse bool
-		var err error
-		vals, reuse, err = o.call(ctx, vm, r)
-		if reuse {
-			o.vms.Put(vm)
-		}
-		if err == nil {
-			break
-		}
-		// The budget is wall-clock time, which a busy machine can eat
-		// (scheduling, GC); give a call that ran out one more chance, on
-		// another runtime, before blaming the script. Scripts have no side
-		// effects, so running one twice is safe.
-		if attempt < attempts && catalog.ReasonOf(err) == catalog.ReasonTimeout && ctx.Err() == nil {
-			continue
-		}
+	var (
+		vals []any
+		f    *failure
+		err  error
+	)
+	if o.iso != nil {
+		vals, f, err = o.iso.call(ctx, r)
+	} else {
+		vals, f, err = o.evaluate(ctx, r)
+	}
+	switch {
+	case err != nil:
 		return err
+	case f != nil:
+		return o.recordError(f)
 	}
 	for i, v := range vals {
 		rec := r
@@ -564,9 +601,51 @@ func (o *operator) Process(ctx context.Context, r *record.Record, out catalog.Ou
 	return nil
 }
 
+// evaluate runs the script on r in this process, retrying a call that ran
+// out of time once. It returns the results, or why the record fails; err
+// is only ctx's end.
+func (o *operator) evaluate(ctx context.Context, r *record.Record) ([]any, *failure, error) {
+	for attempt := 1; ; attempt++ {
+		vm, _ := o.vms.Get().(*jsVM)
+		if vm == nil {
+			var err error
+			if vm, err = o.newVM(); err != nil {
+				// Top-level code ran at build time within its limits; if
+				// it does not now, the machine is starved (time) or the
+				// code depends on the record's timing: the record pays.
+				reason := catalog.ReasonScript
+				var lim *limitError
+				switch {
+				case errors.As(err, &lim):
+					reason = lim.reason
+				case errors.Is(err, errInit):
+					reason = catalog.ReasonTimeout
+				}
+				return nil, &failure{Reason: reason, Text: "starting the script: " + clip(err.Error())}, nil
+			}
+		}
+		vals, reuse, f, err := o.call(ctx, vm, r)
+		if reuse {
+			o.vms.Put(vm)
+		}
+		if err != nil || f == nil {
+			return vals, nil, err
+		}
+		// The budget is wall-clock time, which a busy machine can eat
+		// (scheduling, GC); give a call that ran out one more chance, on
+		// another runtime, before blaming the script. Scripts have no side
+		// effects, so running one twice is safe.
+		if attempt < attempts && f.Reason == catalog.ReasonTimeout && ctx.Err() == nil {
+			continue
+		}
+		return nil, f, nil
+	}
+}
+
 // call runs process on r in vm under the time budget and converts its
-// result. reuse reports whether vm is fit for the next record.
-func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals []any, reuse bool, err error) {
+// result, or says why the record fails; err is only ctx's end. reuse
+// reports whether vm is fit for the next record.
+func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals []any, reuse bool, f *failure, err error) {
 	vm.why.Store(nil)
 	vm.wg.Add(1)
 	vm.timer.Reset(o.timeout)
@@ -651,27 +730,33 @@ func (o *operator) call(ctx context.Context, vm *jsVM, r *record.Record) (vals [
 		} else {
 			line, col = o.framePos(interruptStack(engineErr))
 		}
-		return nil, reuse, catalog.Rejectf(catalog.ReasonResource, "script went past its memory budget of %s: %s%s", formatSize(o.memory), me, o.pos.where(line, col))
+		return nil, reuse, o.overBudget(me.Error(), line, col), nil
 	case why == errTimeout:
-		return nil, reuse, catalog.Rejectf(catalog.ReasonTimeout, "script ran past its budget of %s (tried %d times)", o.timeout, attempts)
+		return nil, reuse, &failure{Reason: catalog.ReasonTimeout, Text: fmt.Sprintf("script ran past its budget of %s (tried %d times)", o.timeout, attempts)}, nil
 	case why != nil:
-		return nil, reuse, fmt.Errorf("script interrupted: %w", why)
+		return nil, reuse, nil, fmt.Errorf("script interrupted: %w", why)
 	case lim != nil && lim.reason == catalog.ReasonResource:
 		line, col = o.framePos(lim.stack)
-		return nil, reuse, catalog.Rejectf(catalog.ReasonResource, "script went past its memory budget of %s: %s%s", formatSize(o.memory), clip(lim.what), o.pos.where(line, col))
+		return nil, reuse, o.overBudget(clip(lim.what), line, col), nil
 	case lim != nil:
 		line, col = o.framePos(lim.stack)
-		return nil, reuse, catalog.Rejectf(lim.reason, "%s%s", clip(lim.what), o.pos.where(line, col))
+		return nil, reuse, &failure{Reason: lim.reason, Text: clip(lim.what), Line: line, Col: col}, nil
 	case overflow:
-		return nil, reuse, catalog.Rejectf(catalog.ReasonScript, "the call stack grew past %d frames%s", maxCallStack, o.pos.where(line, col))
+		return nil, reuse, &failure{Reason: catalog.ReasonScript, Text: fmt.Sprintf("the call stack grew past %d frames", maxCallStack), Line: line, Col: col}, nil
 	case engineErr != nil:
-		return nil, reuse, catalog.Rejectf(catalog.ReasonScript, "%s", clip(engineErr.Error()))
+		return nil, reuse, &failure{Reason: catalog.ReasonScript, Text: clip(engineErr.Error())}, nil
 	case ex != nil:
-		return nil, reuse, catalog.Rejectf(catalog.ReasonScript, "%s%s", clip(msg), o.pos.where(line, col))
+		return nil, reuse, &failure{Reason: catalog.ReasonScript, Text: clip(msg), Line: line, Col: col}, nil
 	case err != nil:
-		return nil, reuse, err
+		return nil, reuse, failureOf(err), nil
 	}
-	return vals, reuse, nil
+	return vals, reuse, nil, nil
+}
+
+// overBudget is a call that went past the memory budget: what happened,
+// and where.
+func (o *operator) overBudget(what string, line, col int) *failure {
+	return &failure{Reason: catalog.ReasonResource, Text: fmt.Sprintf("script went past its memory budget of %s: %s", formatSize(o.memory), what), Line: line, Col: col}
 }
 
 // exceptionText is the thrown value as text ("Error: message").
