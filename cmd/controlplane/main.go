@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/sluicehq/sluice/catalog/operators/script"
 )
 
 const usage = `controlplane: Sluice's control plane.
@@ -38,6 +40,9 @@ can also be set by the environment variable named in its help.
 var version = "dev"
 
 func main() {
+	// Pipelines' scripts run in child processes of this binary (see
+	// openControlPlane); in such a child, this serves the script and exits.
+	script.ServeHostIfChild()
 	cfg, err := parseArgs(os.Args[1:], os.Getenv, os.Stderr)
 	switch {
 	case errors.Is(err, errHelp):

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/catalog/operators/script"
 	"github.com/sluicehq/sluice/internal/api"
 	"github.com/sluicehq/sluice/internal/store"
 	"github.com/sluicehq/sluice/migrations"
@@ -49,6 +50,13 @@ func openControlPlane(ctx context.Context, cfg config, log *slog.Logger) (*contr
 	}
 	log.Info("database ready", "migrations_applied", len(applied))
 	reg := all.New()
+	// Every compile here (API revisions, push validation, deploys, the
+	// IDE's checks) runs pushed code: scripts run in child processes with
+	// a hard memory limit, so that none can take this process down.
+	if err := script.Isolate(reg, script.HostConfig{Logger: log}); err != nil {
+		pool.Close()
+		return nil, err
+	}
 	g, err := newGitOps(pool, reg, log)
 	if err != nil {
 		pool.Close()

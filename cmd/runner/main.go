@@ -11,12 +11,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 
 	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/catalog/operators/script"
 	"github.com/sluicehq/sluice/internal/driver"
 	"github.com/sluicehq/sluice/internal/pipeline"
 )
@@ -51,8 +53,12 @@ type config struct {
 	command string
 	args    []string
 	verbose bool
-	run     runConfig
-	agent   agentConfig
+	// isolateScripts runs scripts in child processes with a hard memory
+	// limit (see script.Isolate); off by default: a record then pays a
+	// round trip to another process (docs/performance.md).
+	isolateScripts bool
+	run            runConfig
+	agent          agentConfig
 }
 
 // errFailed means the command ran and reported failures; main exits 1
@@ -60,6 +66,9 @@ type config struct {
 var errFailed = errors.New("failed")
 
 func main() {
+	// With --isolate-scripts, scripts run in child processes of this
+	// binary; in such a child, this serves the script and exits.
+	script.ServeHostIfChild()
 	cfg, err := parseArgs(os.Args[1:], os.Stderr)
 	if errors.Is(err, errHelpCommand) {
 		fmt.Fprint(os.Stdout, usage)
@@ -110,6 +119,9 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 	default:
 		return config{}, fmt.Errorf("unknown command %q", cfg.command)
 	}
+	if cfg.command != "version" {
+		fs.BoolVar(&cfg.isolateScripts, "isolate-scripts", false, "run scripts in child processes with a hard memory limit, so that no script can take the runner down (costs a round trip per record)")
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return config{}, err
 	}
@@ -141,6 +153,11 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 
 func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	reg := all.New()
+	if cfg.isolateScripts {
+		if err := script.Isolate(reg, script.HostConfig{Logger: slog.New(slog.NewTextHandler(stderr, nil))}); err != nil {
+			return err
+		}
+	}
 	switch cfg.command {
 	case "run":
 		return runPipelines(ctx, cfg.run, reg, stdout, stderr)
