@@ -302,14 +302,13 @@ func TestHostileTenant(t *testing.T) {
 	}
 	peak := cp.PeakRSS(t)
 	t.Logf("control plane peak RSS during the attacks: %d MiB; victim requests served: %d", peak>>20, ok.Load()-before)
-	// Issue 16 asks for a peak under 512 MiB. Measured: 310–390 MiB on a
-	// quiet machine, up to 529 MiB under CI's load, when the script
-	// watchdog runs late and a doubling string doubles once more (see
-	// docs/performance.md "Hostile tenants"). This bound keeps the test a
-	// guard against unbounded growth without failing on that overshoot;
-	// the target itself is reported, not met.
-	if peak > 1<<30 {
-		t.Errorf("the control plane's peak RSS was %d MiB, over 1 GiB", peak>>20)
+	// Issue 16 asks for a peak under 512 MiB. Scripts run in child
+	// processes with a hard memory limit (script.Isolate), so an attack's
+	// memory is its child's, never the control plane's: measured 210 MiB
+	// (115 MiB through the script attacks), from 310–529 MiB when scripts
+	// ran in the control plane (see docs/performance.md "Hostile tenants").
+	if peak > 512<<20 {
+		t.Errorf("the control plane's peak RSS was %d MiB, over 512 MiB", peak>>20)
 	}
 }
 
