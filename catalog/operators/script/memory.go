@@ -164,6 +164,32 @@ func (vm *jsVM) installGuards() error {
 			vm.checkReplace(s, matches, call.Argument(1), "String.prototype."+name)
 		})
 	}
+	// concat copies this and every argument into one new string in one
+	// call: "".concat(s, s, s, ...) on a large s is gigabytes in one
+	// instruction. String.raw does the same with its raw array and
+	// substitutions.
+	wrap(strProto, "concat", func(call goja.FunctionCall) {
+		n := float64(stringLength(call.This))
+		for _, a := range call.Arguments {
+			n += float64(stringLength(a))
+		}
+		vm.need(n*2, "String.prototype.concat of %d strings", len(call.Arguments)+1)
+	})
+	wrap(objectAt(g, "String"), "raw", func(call goja.FunctionCall) {
+		var n float64
+		if tpl, ok := call.Argument(0).(*goja.Object); ok {
+			if raw, ok := tpl.Get("raw").(*goja.Object); ok {
+				vm.checkLength(raw, "String.raw")
+				for i, l := int64(0), raw.Get("length").ToInteger(); i < l; i++ {
+					n += float64(stringLength(raw.Get(strconv.FormatInt(i, 10))))
+				}
+			}
+		}
+		for _, a := range call.Arguments[min(1, len(call.Arguments)):] {
+			n += float64(stringLength(a))
+		}
+		vm.need(n*2, "String.raw")
+	})
 	for _, name := range []string{"padStart", "padEnd"} {
 		wrap(strProto, name, func(call goja.FunctionCall) {
 			vm.need(call.Argument(0).ToFloat()*2, "String.prototype.%s(%s)", name, call.Argument(0).String())
