@@ -41,6 +41,8 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
 export const api = {
   get: <T>(path: string) => call<T>('GET', path),
   post: <T>(path: string, body?: unknown) => call<T>('POST', path, body ?? {}),
+  patch: <T>(path: string, body: unknown) => call<T>('PATCH', path, body),
+  del: (path: string) => call<void>('DELETE', path),
   async me(): Promise<Me | null> {
     try {
       const me = await call<Me>('GET', '/me');

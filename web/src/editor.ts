@@ -113,3 +113,51 @@ export function reset(): void {
   for (const m of models.values()) m.dispose();
   models.clear();
 }
+
+/** close drops path's model (a deleted or renamed file). */
+export function close(path: string): void {
+  models.get(path)?.dispose();
+  models.delete(path);
+}
+
+/**
+ * insertAtCursor inserts the text `make` returns for the cursor's column,
+ * as one undoable edit, and focuses the editor.
+ */
+export function insertAtCursor(ed: Editor, make: (column: number) => string): boolean {
+  const pos = ed.getPosition();
+  if (!pos || !ed.getModel()) return false;
+  const text = make(pos.column);
+  ed.executeEdits('sluice-catalog', [{ range: new monaco.Range(pos.lineNumber, pos.column, pos.lineNumber, pos.column), text, forceMoveMarkers: true }]);
+  ed.pushUndoStop();
+  ed.focus();
+  return true;
+}
+
+let diffSeq = 0;
+
+/**
+ * showDiff draws a side-by-side diff of one file in el (the branch's text
+ * on the left, the edited one on the right) and returns its disposer.
+ */
+export function showDiff(el: HTMLElement, path: string, before: string, after: string): () => void {
+  const n = ++diffSeq;
+  const lang = language(path);
+  const a = monaco.editor.createModel(before, lang, monaco.Uri.parse(`sluice-base:///${n}/${path}`));
+  const b = monaco.editor.createModel(after, lang, monaco.Uri.parse(`sluice-staged:///${n}/${path}`));
+  const d = monaco.editor.createDiffEditor(el, {
+    automaticLayout: true,
+    readOnly: true,
+    originalEditable: false,
+    renderSideBySide: true,
+    minimap: { enabled: false },
+    scrollBeyondLastLine: false,
+    ariaLabel: `Changes to ${path}`,
+  });
+  d.setModel({ original: a, modified: b });
+  return () => {
+    d.dispose();
+    a.dispose();
+    b.dispose();
+  };
+}

@@ -172,3 +172,336 @@ export function forYamlService(v: unknown, pointer = '', base = ''): unknown {
   }
   return out;
 }
+
+// ---- Files -----------------------------------------------------------------
+
+/** checkNewPath says what is wrong with a path for a new or renamed file, or ''. */
+export function checkNewPath(path: string, existing: Iterable<string>): string {
+  const p = path.trim();
+  if (!p) return 'Give the file a path, e.g. pipelines/orders.yaml.';
+  if (p.startsWith('/') || p.includes('\\') || p.split('/').some((s) => s === '' || s === '.' || s === '..'))
+    return 'Use a relative path with / between folders, without . or .. parts.';
+  if (p.split('/').some((s) => s.startsWith('.'))) return 'Hidden files and folders (starting with a dot) are not part of a pipeline.';
+  for (const e of existing) {
+    if (e === p) return `${p} exists already.`;
+    if (e.startsWith(p + '/')) return `${p} is a folder.`;
+    if (p.startsWith(e + '/')) return `${e} is a file, not a folder.`;
+  }
+  return '';
+}
+
+/** A change staged for commit. */
+export interface StagedChange {
+  path: string;
+  kind: 'added' | 'modified' | 'deleted';
+}
+
+/**
+ * stagedChanges lists what a commit would change against the branch:
+ * edited files whose text differs (added when the branch has no such
+ * path), and deleted paths that the branch has, sorted by path.
+ */
+export function stagedChanges(original: Map<string, string>, edited: Map<string, string>, deleted: Set<string>, branch: Set<string>): StagedChange[] {
+  const out: StagedChange[] = [];
+  for (const [path, text] of edited) {
+    if (deleted.has(path)) continue;
+    if (!branch.has(path)) out.push({ path, kind: 'added' });
+    else if (original.get(path) !== text) out.push({ path, kind: 'modified' });
+  }
+  for (const path of deleted) if (branch.has(path)) out.push({ path, kind: 'deleted' });
+  return out.sort((a, b) => a.path.localeCompare(b.path));
+}
+
+/**
+ * lineDiffStats counts the lines added and removed between two texts (a
+ * longest common subsequence of lines; past 4 million line pairs, a cheaper
+ * count of lines present on one side only).
+ */
+export function lineDiffStats(before: string, after: string): { added: number; removed: number } {
+  const a = before === '' ? [] : before.replace(/\n$/, '').split('\n');
+  const b = after === '' ? [] : after.replace(/\n$/, '').split('\n');
+  let start = 0;
+  while (start < a.length && start < b.length && a[start] === b[start]) start++;
+  let ea = a.length, eb = b.length;
+  while (ea > start && eb > start && a[ea - 1] === b[eb - 1]) (ea--, eb--);
+  const x = a.slice(start, ea), y = b.slice(start, eb);
+  if (x.length * y.length > 4_000_000) {
+    const count = (l: string[]) => l.reduce((m, s) => m.set(s, (m.get(s) ?? 0) + 1), new Map<string, number>());
+    const cx = count(x), cy = count(y);
+    let common = 0;
+    for (const [s, n] of cx) common += Math.min(n, cy.get(s) ?? 0);
+    return { added: y.length - common, removed: x.length - common };
+  }
+  let prev = new Array<number>(y.length + 1).fill(0);
+  for (let i = 1; i <= x.length; i++) {
+    const cur = new Array<number>(y.length + 1).fill(0);
+    for (let j = 1; j <= y.length; j++) cur[j] = x[i - 1] === y[j - 1] ? prev[j - 1] + 1 : Math.max(prev[j], cur[j - 1]);
+    prev = cur;
+  }
+  const lcs = prev[y.length];
+  return { added: y.length - lcs, removed: x.length - lcs };
+}
+
+/** Side files the editor uploads as text: GeoJSON, JSON and CSV. */
+export function uploadable(name: string): boolean {
+  return /\.(geojson|json|csv)$/i.test(name);
+}
+
+// ---- Operator catalog ------------------------------------------------------
+
+/**
+ * stepSnippet turns a catalog example into a step to insert at a cursor in
+ * column `column` (1-based): the example's YAML is the step's value, so a
+ * one-line value follows "- name: " and a longer one goes below it,
+ * indented under the name.
+ */
+export function stepSnippet(name: string, step: string, column: number): string {
+  const indent = ' '.repeat(Math.max(column - 1, 0));
+  const lines = step.replace(/\s+$/, '').replace(/^\n+/, '').split('\n');
+  if (lines.length === 1) return `- ${name}: ${lines[0]}\n${indent}`;
+  const pad = indent + '    ';
+  return `- ${name}:\n` + lines.map((l) => (l === '' ? '' : pad + l)).join('\n') + '\n' + indent;
+}
+
+/** matchOperator filters the catalog by name and summary, case-insensitively. */
+export function matchOperator(op: { name: string; summary: string }, query: string): boolean {
+  const q = query.trim().toLowerCase();
+  return !q || op.name.toLowerCase().includes(q) || op.summary.toLowerCase().includes(q);
+}
+
+// ---- Try it ----------------------------------------------------------------
+
+/** A sample record for POST .../ide/try. */
+export interface TryRecord {
+  key?: unknown;
+  value: unknown;
+  headers?: Record<string, string>;
+  timestamp?: string;
+}
+
+const envelopeKeys = new Set(['key', 'value', 'headers', 'timestamp']);
+
+/**
+ * parseRecords reads JSON lines: each non-blank line is a record's value,
+ * unless it is an object with a "value" and nothing but key, value,
+ * headers and timestamp, which sets those. Errors name the line.
+ */
+export function parseRecords(text: string): { records: TryRecord[]; errors: string[] } {
+  const records: TryRecord[] = [];
+  const errors: string[] = [];
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (!line || line.startsWith('//')) return;
+    let v: unknown;
+    try {
+      v = JSON.parse(line);
+    } catch (e) {
+      errors.push(`line ${i + 1}: not JSON (${(e as Error).message})`);
+      return;
+    }
+    if (v && typeof v === 'object' && !Array.isArray(v) && 'value' in v && Object.keys(v).every((k) => envelopeKeys.has(k))) {
+      const o = v as Record<string, unknown>;
+      if (o.headers !== undefined && (typeof o.headers !== 'object' || o.headers === null || Object.values(o.headers).some((h) => typeof h !== 'string'))) {
+        errors.push(`line ${i + 1}: headers must be an object of strings`);
+        return;
+      }
+      if (o.timestamp !== undefined && (typeof o.timestamp !== 'string' || isNaN(Date.parse(o.timestamp)))) {
+        errors.push(`line ${i + 1}: timestamp must be an RFC 3339 time such as 2026-01-01T00:00:00Z`);
+        return;
+      }
+      records.push(o as unknown as TryRecord);
+      return;
+    }
+    records.push({ value: v });
+  });
+  return { records, errors };
+}
+
+// ---- History ---------------------------------------------------------------
+
+export interface RevisionItem {
+  number: number;
+  commit_sha?: string;
+  message?: string;
+  author?: string;
+  created_at: string;
+}
+
+export interface RolloutItem {
+  id: string;
+  fleet: string;
+  commit?: string;
+  message?: string;
+  phase: string;
+  status: string;
+  reason?: string;
+  revert_commit?: string;
+  pipelines: string[];
+  created_at: string;
+  finished_at?: string;
+}
+
+/** One commit of the history: what it changed and where it rolled out. */
+export interface HistoryRow {
+  commit: string;
+  message: string;
+  author: string;
+  at: string;
+  /** "name #revision" per pipeline the commit changed. */
+  pipelines: string[];
+  rollouts: RolloutItem[];
+}
+
+/**
+ * historyRows groups pipeline revisions by commit (revisions made through
+ * the API without one stand alone), attaches the rollouts of each commit,
+ * and sorts newest first.
+ */
+export function historyRows(revisions: { pipeline: string; revisions: RevisionItem[] }[], rollouts: RolloutItem[]): HistoryRow[] {
+  const rows = new Map<string, HistoryRow>();
+  for (const { pipeline, revisions: revs } of revisions) {
+    for (const r of revs) {
+      const id = r.commit_sha || `api:${pipeline}:${r.number}`;
+      let row = rows.get(id);
+      if (!row) {
+        row = { commit: r.commit_sha ?? '', message: r.message ?? '', author: r.author ?? '', at: r.created_at, pipelines: [], rollouts: [] };
+        rows.set(id, row);
+      }
+      row.pipelines.push(`${pipeline} #${r.number}`);
+      if (r.created_at < row.at) row.at = r.created_at;
+      if (!row.message && r.message) row.message = r.message;
+      if (!row.author && r.author) row.author = r.author;
+    }
+  }
+  for (const ro of rollouts) {
+    if (!ro.commit) continue;
+    let row = rows.get(ro.commit);
+    if (!row) {
+      // A commit that changed no pipeline's revision (a revert to what runs).
+      row = { commit: ro.commit, message: ro.message ?? '', author: '', at: ro.created_at, pipelines: [], rollouts: [] };
+      rows.set(ro.commit, row);
+    }
+    row.rollouts.push(ro);
+  }
+  for (const row of rows.values()) row.pipelines.sort();
+  return [...rows.values()].sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
+}
+
+// ---- Formatting ------------------------------------------------------------
+
+/** formatDuration shows milliseconds the way a person reads them. */
+export function formatDuration(ms: number): string {
+  if (!isFinite(ms) || ms < 0) return '–';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  const s = ms / 1000;
+  if (s < 60) return `${s < 10 ? s.toFixed(1) : Math.round(s)} s`;
+  const m = s / 60;
+  if (m < 60) return `${Math.floor(m)} min ${Math.round(s % 60)} s`;
+  const h = m / 60;
+  if (h < 48) return `${Math.floor(h)} h ${Math.round(m % 60)} min`;
+  return `${Math.round(h / 24)} days`;
+}
+
+/** formatAgo says how long before now a time was: "3 min ago". */
+export function formatAgo(iso: string, now: number): string {
+  const t = Date.parse(iso);
+  if (isNaN(t)) return '–';
+  const ms = now - t;
+  if (ms < 0) return 'in ' + formatDuration(-ms);
+  if (ms < 5000) return 'just now';
+  return formatDuration(ms).replace(/ \d+ (s|min)$/, '') + ' ago';
+}
+
+/** formatCount abbreviates large counts: 1234 -> 1.2k. */
+export function formatCount(n: number): string {
+  const a = Math.abs(n);
+  if (a < 1000) return String(Math.round(n));
+  if (a < 1e6) return (n / 1e3).toFixed(a < 1e4 ? 1 : 0) + 'k';
+  if (a < 1e9) return (n / 1e6).toFixed(a < 1e7 ? 1 : 0) + 'M';
+  return (n / 1e9).toFixed(1) + 'G';
+}
+
+/** expiryFrom turns a token expiry choice (days, or "" for never) into an RFC 3339 time. */
+export function expiryFrom(days: string, now: Date): string | undefined {
+  const n = Number(days);
+  if (!days || !isFinite(n) || n <= 0) return undefined;
+  return new Date(now.getTime() + n * 86_400_000).toISOString();
+}
+
+// ---- Lag and skew ----------------------------------------------------------
+
+export interface LagPoint {
+  at: string;
+  status: string;
+  lag: number;
+  event_age_ms: number;
+  stages: { stage: number; topic: string; lag: number; max_time_lag_ms?: number }[] | null;
+}
+
+export interface Series {
+  label: string;
+  values: (number | null)[];
+}
+
+/**
+ * lagSeries shapes the lag history for a chart: x as epoch seconds, the
+ * total lag, and one series per stage (null where a sample lacks it).
+ */
+export function lagSeries(history: LagPoint[]): { x: number[]; series: Series[]; age: Series } {
+  const x = history.map((p) => Date.parse(p.at) / 1000);
+  const stageNames = new Map<number, string>();
+  for (const p of history) for (const s of p.stages ?? []) if (!stageNames.has(s.stage)) stageNames.set(s.stage, `stage ${s.stage} (${s.topic})`);
+  const stages = [...stageNames.keys()].sort((a, b) => a - b);
+  const series: Series[] = [{ label: 'total lag', values: history.map((p) => p.lag) }];
+  if (stages.length > 1) {
+    for (const st of stages) {
+      series.push({ label: stageNames.get(st)!, values: history.map((p) => p.stages?.find((s) => s.stage === st)?.lag ?? null) });
+    }
+  }
+  return { x, series, age: { label: 'event age (ms)', values: history.map((p) => p.event_age_ms) } };
+}
+
+export interface PartitionLagItem {
+  partition: number;
+  lag: number;
+  status?: string;
+  time_lag_ms?: number;
+}
+
+export interface StageLagItem {
+  stage: number;
+  topic: string;
+  lag: number;
+  partitions?: PartitionLagItem[];
+}
+
+/** One cell of the partition heat map: lag and its share of the row's maximum. */
+export interface HeatCell {
+  partition: number;
+  lag: number;
+  level: number;
+}
+
+/**
+ * heatRows lays the current lag out as stages by partitions, each cell's
+ * level its lag relative to the busiest partition of the pipeline (0..1),
+ * so a hot partition stands out in any stage.
+ */
+export function heatRows(stages: StageLagItem[]): { label: string; cells: HeatCell[] }[] {
+  let max = 0;
+  for (const s of stages) for (const p of s.partitions ?? []) max = Math.max(max, p.lag);
+  return stages.map((s) => ({
+    label: `stage ${s.stage} (${s.topic})`,
+    cells: [...(s.partitions ?? [])]
+      .sort((a, b) => a.partition - b.partition)
+      .map((p) => ({ partition: p.partition, lag: p.lag, level: max > 0 ? p.lag / max : 0 })),
+  }));
+}
+
+/** scale maps values onto [0, size], with a "nice" top rounded up. */
+export function niceMax(max: number): number {
+  if (!(max > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(max)));
+  for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
+  return 10 * p;
+}
