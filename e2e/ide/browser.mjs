@@ -106,6 +106,55 @@ try {
     await page.waitForFunction(() => document.querySelectorAll('.monaco .squiggly-error').length === 0);
   }
 
+  step('try it on sample records');
+  await page.locator('#try-section > summary').click();
+  await page.getByLabel('Sample records, one JSON value per line').fill('{"user": "ada", "page": "/Pricing", "ms": 5}\n{"user": "crawler", "page": "/", "agent": "Googlebot"}\n{"user": "eve", "page": 5}');
+  t0 = Date.now();
+  await page.getByRole('button', { name: 'Try it' }).click();
+  await page.locator('#try-outputs li').filter({ hasText: '/pricing' }).waitFor();
+  await page.locator('#try-dlq li').first().waitFor();
+  timings.push(Date.now() - t0);
+  console.log('try:', (await page.locator('#try-summary').innerText()), '|', (await page.locator('#try-dlq li').first().innerText()).split('\n')[0]);
+  await page.locator('#try-section').scrollIntoViewIfNeeded();
+  await shot('try');
+  await page.locator('#try-section > summary').click();
+
+  step('operator catalog');
+  await page.locator('#ops-section > summary').click();
+  await page.getByLabel('Search the catalog').fill('filter');
+  await page.locator('#ops-list button[data-op="filter"]').click();
+  await page.locator('#op-name', { hasText: 'filter' }).waitFor();
+  const examples = await page.locator('#op-doc button.insert').count();
+  if (examples === 0) throw new Error('the filter operator shows no insertable example');
+  await shot('operators');
+
+  step('create, rename and edit a side file');
+  await page.getByRole('button', { name: 'New', exact: true }).click();
+  await page.getByLabel('New file path').fill('pipelines/lookup/zone.csv');
+  await page.getByRole('button', { name: 'Create', exact: true }).click();
+  await page.locator('#current-file', { hasText: 'pipelines/lookup/zone.csv' }).waitFor();
+  await page.locator('.monaco .view-lines').click();
+  await page.keyboard.type('zone,name\n1,north\n');
+  // An operator example goes in at the cursor, and out again with undo.
+  await page.locator('#op-doc button.insert').first().click();
+  await page.locator('#op-status', { hasText: 'Inserted into pipelines/lookup/zone.csv' }).waitFor();
+  await page.locator('.monaco .view-lines').getByText('filter:').first().waitFor();
+  await page.keyboard.press('Control+z');
+  await page.waitForFunction(() => !document.querySelector('.monaco .view-lines')?.textContent?.includes('filter:'));
+  await page.locator('#ops-section > summary').click();
+  await page.getByRole('button', { name: 'Rename pipelines/lookup/zone.csv' }).click();
+  await page.getByLabel('Rename pipelines/lookup/zone.csv to').fill('pipelines/lookup/zones.csv');
+  await page.getByRole('button', { name: 'Rename', exact: true }).click();
+  await page.locator('.tree button[data-path="pipelines/lookup/zones.csv"]').waitFor();
+  if (await page.locator('.tree button[data-path="pipelines/lookup/zone.csv"]').count()) throw new Error('the renamed file is still in the tree');
+  await page.locator('#staged li[data-path="pipelines/lookup/zones.csv"]').waitFor();
+  await page.locator('#upload-input').setInputFiles({ name: 'zones.geojson', mimeType: 'application/geo+json',
+    buffer: Buffer.from('{"type": "FeatureCollection", "features": []}\n') });
+  await page.locator('.tree button[data-path="pipelines/lookup/zones.geojson"]').waitFor();
+  await shot('files');
+  await page.locator('.tree button[data-path="pipelines/clicks.yaml"]').click();
+  await page.locator('#current-file', { hasText: 'pipelines/clicks.yaml' }).waitFor();
+
   step('run the tests');
   t0 = Date.now();
   await page.getByRole('button', { name: 'Run tests' }).click();
@@ -116,6 +165,18 @@ try {
   console.log('tests:', tests.split('\n').pop());
   await shot('tests');
 
+  step('review the staged diff');
+  const staged = await page.locator('#staged li').allInnerTexts();
+  if (staged.length !== 3) throw new Error('staged changes are not clicks.yaml, zones.csv and zones.geojson: ' + JSON.stringify(staged));
+  await page.getByRole('button', { name: 'Review diff' }).click();
+  await page.locator('#diff-dialog[open] .diff-pane .monaco-diff-editor').waitFor();
+  await page.locator('#diff-dialog button[data-path="pipelines/clicks.yaml"]').click();
+  await page.locator('#diff-dialog .diff-pane').getByText('lower-cased for the dashboards').first().waitFor();
+  await page.waitForTimeout(500);
+  await shot('diff');
+  await page.keyboard.press('Escape');
+  await page.locator('#diff-dialog[open]').waitFor({ state: 'detached' });
+
   step('commit & deploy');
   await page.getByLabel('Commit message').fill('clicks: say why page is lower-cased (from the IDE test)');
   await page.getByRole('button', { name: 'Commit & deploy' }).click();
@@ -125,10 +186,78 @@ try {
   console.log('rollout:', final);
   await shot('deploy');
 
+  const committed = await page.locator('#commit-status').getAttribute('data-commit');
+
   step('pipelines list');
   await page.getByRole('link', { name: 'Pipelines' }).click();
   await page.locator('table.pipelines tbody tr').filter({ hasText: 'clicks' }).waitFor();
   await shot('pipelines');
+
+  step('pipeline page');
+  await page.getByRole('link', { name: 'clicks', exact: true }).click();
+  await page.locator('h1', { hasText: 'Pipeline clicks' }).waitFor();
+  await page.locator('#health-status').waitFor();
+  console.log('pipeline:', (await page.locator('#health-status').innerText()).replace(/\s+/g, ' '), '|',
+    (await page.locator('#lag-empty, .chart-box').first().innerText()).split('\n')[0]);
+  await shot('pipeline');
+
+  step('history and roll back');
+  await page.getByRole('link', { name: 'History' }).click();
+  const entry = page.locator(`li.card[data-commit="${committed}"]`);
+  await entry.waitFor();
+  await entry.filter({ hasText: 'clicks #' }).waitFor();
+  await shot('history');
+  await entry.getByRole('button', { name: /^Roll back / }).first().click();
+  await entry.getByLabel('Reason').fill('from the IDE test');
+  await entry.getByRole('button', { name: 'Roll back now' }).click();
+  await page.locator('#rollback-done').waitFor({ timeout: 60000 });
+  console.log('rollback:', await page.locator('#rollback-done').innerText());
+
+  step('tokens: create one, see its secret once, revoke it');
+  await page.getByRole('link', { name: 'Tokens' }).click();
+  await page.getByLabel('Name').fill('e2e-ci');
+  await page.getByLabel('Role').selectOption('developer');
+  await page.getByRole('button', { name: 'Create token' }).click();
+  const secret = await page.locator('#token-secret').inputValue();
+  if (!/^slc_/.test(secret)) throw new Error('the new token\'s secret is not shown: ' + JSON.stringify(secret));
+  await page.locator('#tokens tr[data-token="e2e-ci"]').waitFor();
+  await shot('tokens');
+  await page.getByRole('button', { name: 'Done, hide it' }).click();
+  if (await page.locator('#token-secret').count()) throw new Error('the secret is still on the page');
+  if ((await page.content()).includes(secret)) throw new Error('the secret is still in the page after hiding it');
+  await page.getByRole('button', { name: 'Revoke e2e-ci' }).click();
+  await page.getByRole('button', { name: 'Confirm revoking e2e-ci' }).click();
+  await page.locator('#tokens tr[data-token="e2e-ci"] .badge', { hasText: 'Revoked' }).waitFor();
+  console.log('token: created and revoked e2e-ci');
+
+  step('fleets: create a local fleet and review its plan');
+  await page.getByRole('link', { name: 'Fleets' }).click();
+  await page.locator('#fleet-create > summary').click();
+  await page.locator('#fleet-name').fill('e2e-local');
+  await page.getByLabel('Terraform module').selectOption('local');
+  await page.locator('#fleet-runners').fill('2');
+  await page.getByRole('button', { name: 'Create and plan' }).click();
+  const fleet = page.locator('section.fleet[data-fleet="e2e-local"]');
+  await fleet.waitFor();
+  const run = fleet.locator('article.run').first();
+  await run.waitFor();
+  await page.waitForFunction(() => {
+    const r = document.querySelector('section.fleet[data-fleet="e2e-local"] article.run');
+    return r && ['planned', 'failed', 'unchanged', 'applied', 'cancelled', 'discarded'].includes(r.getAttribute('data-state') ?? '');
+  }, null, { timeout: 120000 });
+  const state = await run.getAttribute('data-state');
+  if (state === 'planned') {
+    const plan = await run.locator('.plan-text').innerText();
+    console.log('fleet plan:', plan);
+    if (!/2 to add/.test(plan)) throw new Error('the plan of two local runners does not add two: ' + plan);
+    await run.locator('.plan .changes li').first().waitFor();
+    await shot('fleets');
+    await run.getByRole('button', { name: /^Discard run/ }).click();
+    await page.locator('section.fleet[data-fleet="e2e-local"] article.run[data-state="discarded"]').first().waitFor();
+  } else {
+    console.log('fleet run:', state, (await run.innerText()).replace(/\s+/g, ' ').slice(0, 300));
+    await shot('fleets');
+  }
 
   timings.sort((a, b) => a - b);
   console.log('edit-to-feedback ms:', JSON.stringify(timings));

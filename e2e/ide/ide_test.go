@@ -1,7 +1,10 @@
 // Package ide tests the web IDE in a real browser: `controlplane dev
 // --no-runner` on a throwaway database, and browser.mjs driving Debian's
 // chromium through playwright-core (web/node_modules) to log in, break and
-// fix a pipeline, run its tests, commit & deploy, and list the pipelines.
+// fix a pipeline, try it on sample records, browse the operator catalog,
+// create and rename a side file, run the tests, review the staged diff,
+// commit & deploy, list the pipelines and open one, roll the commit back
+// from the history, create and revoke a token, and plan a local fleet.
 // Screenshots land in e2e/artifacts/ and must not be blank.
 //
 // It needs `make web` (the embedded app, and playwright-core), node and
@@ -41,6 +44,13 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "go build ./cmd/controlplane: %v\n%s", err, b)
 		os.RemoveAll(dir)
 		os.Exit(1)
+	}
+	// The runner beside the control plane lets a fleet of the local module
+	// be planned (its first run checks the binary). Without it the fleet
+	// step sees the run fail, which the walk-through reports and accepts.
+	runner := exec.Command("go", "build", "-o", filepath.Join(dir, "runner"), "github.com/sluicehq/sluice/cmd/runner")
+	if b, err := runner.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ./cmd/runner (the fleet plan will fail without it): %v\n%s", err, b)
 	}
 	code := pgtest.Run(m)
 	os.RemoveAll(dir)
@@ -127,7 +137,9 @@ func TestIDE(t *testing.T) {
 	}
 	creds := readCredentials(t, filepath.Join(dataDir, "credentials"))
 
-	for _, old := range []string{"login", "editor", "editor-error", "tests", "deploy", "pipelines", "failure"} {
+	pages := []string{"login", "editor", "editor-error", "try", "operators", "files", "tests", "diff", "deploy", "pipelines", "pipeline",
+		"history", "tokens", "fleets"}
+	for _, old := range append(pages, "failure") {
 		_ = os.Remove(filepath.Join(artifacts, old+".png"))
 	}
 	bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
@@ -143,7 +155,7 @@ func TestIDE(t *testing.T) {
 
 	// Every page was drawn: a blank or half-loaded page has a handful of
 	// colours, a rendered one (text, syntax colours, badges) hundreds.
-	for _, name := range []string{"login", "editor", "editor-error", "tests", "deploy", "pipelines"} {
+	for _, name := range pages {
 		n := colours(t, filepath.Join(artifacts, name+".png"))
 		t.Logf("%s.png: %d distinct colours", name, n)
 		if n < 64 {
@@ -151,7 +163,8 @@ func TestIDE(t *testing.T) {
 		}
 	}
 	// What the browser saw, checked again here so a log reader sees it.
-	for _, want := range []string{"problem: pipelines/clicks.yaml:15:", "passed, 0 failed", "rollout: Rollout on fleet dev finished", "ok"} {
+	for _, want := range []string{"problem: pipelines/clicks.yaml:15:", "try: clicks: 1 output, 1 dead letter", "passed, 0 failed",
+		"rollout: Rollout on fleet dev finished", "rollback: Rolled back on dev", "token: created and revoked", "ok"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("browser.mjs did not report %q", want)
 		}

@@ -75,6 +75,14 @@ function createForm(created: () => void): HTMLElement {
   const name = h('input', { id: 'fleet-name', required: true, placeholder: 'edge', maxlength: '63' });
   const module = h('select', { id: 'fleet-module' }, ...['local', 'kubernetes', 'aws'].map((m) => h('option', { value: m }, m)));
   const runners = h('input', { id: 'fleet-runners', type: 'number', min: '0', max: '1000', value: '1' });
+  // The module's Terraform variables; local needs the Kafka the runners share.
+  const defaults: Record<string, string> = { local: '{"kafka_brokers": ["127.0.0.1:9092"]}', kubernetes: '{}', aws: '{}' };
+  const settings = h('textarea', { id: 'fleet-settings', rows: '3', spellcheck: 'false', 'aria-describedby': 'fleet-settings-help' }, defaults.local);
+  let touched = false;
+  settings.addEventListener('input', () => (touched = true));
+  module.addEventListener('change', () => {
+    if (!touched) settings.value = defaults[module.value] ?? '{}';
+  });
   const status = h('div', { role: 'status' });
   const submit = h('button', { type: 'submit', class: 'primary' }, 'Create and plan');
   return h(
@@ -87,10 +95,21 @@ function createForm(created: () => void): HTMLElement {
         class: 'form-grid',
         onsubmit: async (e: Event) => {
           e.preventDefault();
-          submit.disabled = true;
           status.replaceChildren();
+          let vars: unknown;
           try {
-            await api.post(projectPath('/fleets'), { name: name.value.trim(), module: module.value, runners: Number(runners.value) });
+            vars = JSON.parse(settings.value || '{}');
+          } catch (e) {
+            vars = undefined;
+          }
+          if (!vars || typeof vars !== 'object' || Array.isArray(vars)) {
+            status.replaceChildren(alert('Settings must be a JSON object of the module’s variables, e.g. {"kafka_brokers": ["host:9092"]}.'));
+            settings.focus();
+            return;
+          }
+          submit.disabled = true;
+          try {
+            await api.post(projectPath('/fleets'), { name: name.value.trim(), module: module.value, runners: Number(runners.value), settings: vars });
             name.value = '';
             created();
           } catch (e) {
@@ -106,6 +125,10 @@ function createForm(created: () => void): HTMLElement {
       module,
       h('label', { for: 'fleet-runners' }, 'Runners'),
       runners,
+      h('label', { for: 'fleet-settings' }, 'Settings (JSON)'),
+      settings,
+      h('span'),
+      h('p', { id: 'fleet-settings-help', class: 'muted' }, 'The module’s Terraform variables; see provisioning/terraform/modules/<module>/README.md.'),
       h('span'),
       submit,
     ),
