@@ -44,6 +44,9 @@ type config struct {
 	noRunner     bool
 	kafkaBrokers string
 	embeddedAddr string
+	// dev only: the demo project's generated traffic.
+	noDemoTraffic bool
+	demoSeed      uint64
 }
 
 var errHelp = errors.New("help")
@@ -101,6 +104,8 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 		// The runner's embedded cluster's default address (internal/embedded),
 		// named here so the control plane does not link Kafka.
 		fs.StringVar(&cfg.embeddedAddr, "embedded-addr", "127.0.0.1:9092", "dev: address of the runner's embedded Kafka")
+		fs.BoolVar(&cfg.noDemoTraffic, "no-demo-traffic", false, "dev: do not generate traffic for the demo project's pipelines (about 20 records/s of vans, sensors and payments)")
+		fs.Uint64Var(&cfg.demoSeed, "demo-seed", 1, "dev: seed of the demo traffic generator; one seed gives one sequence of records")
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return cfg, err

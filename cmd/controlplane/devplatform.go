@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicehq/sluice/cmd/controlplane/demo"
 	"github.com/sluicehq/sluice/cmd/controlplane/playground"
 	"github.com/sluicehq/sluice/gitops/deploy"
 	"github.com/sluicehq/sluice/gitops/gitserver"
@@ -27,18 +30,28 @@ import (
 // devFleet is the fleet `controlplane dev` runs its runner in.
 const devFleet = "dev"
 
+// demoProject is the project `controlplane dev` seeds with the domain
+// operators' pipelines (cmd/controlplane/demo) and feeds with generated
+// traffic (demotraffic.go).
+const demoProject = "demo"
+
 // devPlatform is what `controlplane dev` adds to the control plane: a
 // fleet with one `runner agent` on the embedded Kafka, and a playground
-// repository with an example pipeline.
+// repository with an example pipeline; and a demo project with its own
+// fleet and runner, whose pipelines run on generated traffic.
 type devPlatform struct {
 	projectID uuid.UUID
 	fleetID   uuid.UUID
 	seeded    string // the first commit, when this run made it
+	demo      struct {
+		projectID, fleetID uuid.UUID
+		seeded             string
+	}
 }
 
-// setUpDev makes sure the playground project has its fleet and its first
-// commit. The fleet is created before the commit, so the commit's rollout
-// targets it.
+// setUpDev makes sure the playground and demo projects have their fleets
+// and first commits. A fleet is created before its project's commit, so the
+// commit's rollout targets it.
 func setUpDev(ctx context.Context, cp *controlPlane, org, project string) (*devPlatform, error) {
 	d := &devPlatform{}
 	var admin *uuid.UUID
@@ -47,69 +60,202 @@ func setUpDev(ctx context.Context, cp *controlPlane, org, project string) (*devP
 	if err != nil {
 		return nil, fmt.Errorf("the %s/%s project: %w", org, project, err)
 	}
-	err = pgx.BeginFunc(ctx, cp.pool, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, "SELECT id FROM fleets WHERE project_id = $1 AND name = $2", d.projectID, devFleet).Scan(&d.fleetID)
+	if d.fleetID, d.seeded, err = seedDevProject(ctx, cp, org, project, d.projectID, admin, playground.Files, "Add an example pipeline and its test"); err != nil {
+		return nil, err
+	}
+	if d.demo.projectID, err = ensureDemoProject(ctx, cp, org, admin); err != nil {
+		return nil, err
+	}
+	d.demo.fleetID, d.demo.seeded, err = seedDevProject(ctx, cp, org, demoProject, d.demo.projectID, admin, demo.Files,
+		"Add the demo pipelines: fleet zones, trips, driving events and idling; cold-chain alerts and anomalies; card velocity")
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// ensureDemoProject returns the demo project's id, creating it (owned by
+// admin, as the playground is) on the first run.
+func ensureDemoProject(ctx context.Context, cp *controlPlane, org string, admin *uuid.UUID) (uuid.UUID, error) {
+	var id uuid.UUID
+	err := pgx.BeginFunc(ctx, cp.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `SELECT p.id FROM projects p JOIN organizations o ON o.id = p.org_id WHERE o.name = $1 AND p.name = $2`,
+			org, demoProject).Scan(&id)
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		d.fleetID, err = uuid.NewV7()
+		if id, err = uuid.NewV7(); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO projects (id, org_id, name, description)
+			SELECT $1, o.id, $2, 'Domain operators on generated traffic (controlplane dev)' FROM organizations o WHERE o.name = $3`, id, demoProject, org)
+		if err != nil {
+			return err
+		}
+		if admin != nil {
+			if _, err := tx.Exec(ctx, "INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, 'owner')", id, *admin); err != nil {
+				return err
+			}
+		}
+		aid, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO audit_log (id, actor_type, actor_name, action, resource_type, resource_id, project_id, details)
+			VALUES ($1, 'system', 'controlplane', 'project.create', 'project', $2, $3, $4)`, aid, id.String(), id, map[string]any{"name": demoProject, "reason": "controlplane dev"})
+		return err
+	})
+	if err != nil {
+		return uuid.Nil, fmt.Errorf("the %s/%s project: %w", org, demoProject, err)
+	}
+	return id, nil
+}
+
+// seedDevProject makes sure a project has the dev fleet and, when its
+// repository is empty, commits files as its first revision. It returns the
+// fleet and the commit it made ("" when the repository had one).
+func seedDevProject(ctx context.Context, cp *controlPlane, org, project string, projectID uuid.UUID, admin *uuid.UUID, content fs.FS, message string) (fleetID uuid.UUID, seeded string, err error) {
+	err = pgx.BeginFunc(ctx, cp.pool, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, "SELECT id FROM fleets WHERE project_id = $1 AND name = $2", projectID, devFleet).Scan(&fleetID)
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		fleetID, err = uuid.NewV7()
 		if err != nil {
 			return err
 		}
 		// A short bake keeps the edit-push-see loop quick on a laptop.
 		_, err = tx.Exec(ctx, `INSERT INTO fleets (id, project_id, name, module, runners, strategy, bake_seconds, status)
-			VALUES ($1, $2, $3, 'local', 1, 'all-at-once', 2, 'ready')`, d.fleetID, d.projectID, devFleet)
+			VALUES ($1, $2, $3, 'local', 1, 'all-at-once', 2, 'ready')`, fleetID, projectID, devFleet)
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("the dev fleet: %w", err)
+		return fleetID, "", fmt.Errorf("the %s dev fleet: %w", project, err)
 	}
-	_, err = cp.gitops.repos.Head(ctx, d.projectID, "main")
+	_, err = cp.gitops.repos.Head(ctx, projectID, "main")
 	if err == nil {
-		return d, nil // seeded on an earlier run
+		return fleetID, "", nil // seeded on an earlier run
 	}
 	if !errors.Is(err, gitstore.ErrRefNotFound) {
-		return nil, err
+		return fleetID, "", err
 	}
 	files := map[string][]byte{}
-	err = fs.WalkDir(playground.Files, ".", func(p string, e fs.DirEntry, err error) error {
+	err = fs.WalkDir(content, ".", func(p string, e fs.DirEntry, err error) error {
 		if err != nil || e.IsDir() {
 			return err
 		}
-		files[p], err = fs.ReadFile(playground.Files, p)
+		files[p], err = fs.ReadFile(content, p)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return fleetID, "", err
 	}
-	a := gitserver.Access{ProjectID: d.projectID, Org: org, Project: project, DeployBranch: "main", CanWrite: true}
+	a := gitserver.Access{ProjectID: projectID, Org: org, Project: project, DeployBranch: "main", CanWrite: true}
 	if admin != nil {
 		a.Principal = *admin
 	}
 	sha, rej, err := cp.gitops.git.Commit(ctx, a, gitserver.CommitRequest{
-		Branch: "main", Parent: plumbing.ZeroHash, Files: files, Message: "Add an example pipeline and its test",
+		Branch: "main", Parent: plumbing.ZeroHash, Files: files, Message: message,
 		Author: object.Signature{Name: "Sluice", Email: "dev@sluice.invalid"},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("seed the playground repository: %w", err)
+		return fleetID, "", fmt.Errorf("seed the %s repository: %w", project, err)
 	}
 	if rej != nil {
-		return nil, fmt.Errorf("seed the playground repository: %s: %s", rej.Reason, strings.Join(rej.Lines, "\n"))
+		return fleetID, "", fmt.Errorf("seed the %s repository: %s: %s", project, rej.Reason, strings.Join(rej.Lines, "\n"))
 	}
-	d.seeded = sha.String()
-	return d, nil
+	return fleetID, sha.String(), nil
 }
 
-// startRunner starts `runner agent` for the dev fleet and stops it (with
-// SIGTERM, then SIGKILL after 30 s) when ctx ends; the returned channel is
-// closed when it has exited. Its log goes to a file.
+// startRunner starts the dev fleets' runner agents and the demo traffic,
+// and stops them when ctx ends; the returned channel is closed when all
+// have exited. The playground's runner runs the embedded Kafka (without
+// --kafka-brokers); the demo project's runner, started once that Kafka
+// answers, joins it, and so does the traffic generator unless
+// --no-demo-traffic. It returns the playground runner's log.
 func (d *devPlatform) startRunner(ctx context.Context, cp *controlPlane, cfg config, base string) (<-chan struct{}, string, error) {
+	playgroundDone, logPath, err := d.startAgent(ctx, cp, cfg, base, d.fleetID, "dev-runner-1", "runner", cfg.runnerListen, "")
+	if err != nil {
+		return nil, "", err
+	}
+	brokers := cfg.kafkaBrokers
+	if brokers == "" {
+		brokers = cfg.embeddedAddr
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { <-playgroundDone })
+	wg.Go(func() {
+		if !waitForKafka(ctx, brokers) {
+			return
+		}
+		// The input topics first, so that the demo runner finds them.
+		if !cfg.noDemoTraffic {
+			if err := createDemoTopics(ctx, strings.Split(brokers, ",")); err != nil {
+				cp.log.Warn("demo project: create its input topics", "err", err)
+			}
+		}
+		// The demo runner's ops server takes any free port: the fixed one
+		// is the playground runner's.
+		host, _, _ := net.SplitHostPort(cfg.runnerListen)
+		demoDone, demoLog, err := d.startAgent(ctx, cp, cfg, base, d.demo.fleetID, "demo-runner-1", "demo-runner", net.JoinHostPort(host, "0"), brokers)
+		if err != nil {
+			cp.log.Error("start the demo project's runner", "err", err)
+			return
+		}
+		cp.log.Info("demo project: runner started", "log", demoLog)
+		if !cfg.noDemoTraffic {
+			if err := runDemoTraffic(ctx, cp.log, strings.Split(brokers, ","), cfg.demoSeed); err != nil {
+				cp.log.Error("demo traffic stopped", "err", err)
+			}
+		}
+		<-demoDone
+	})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return done, logPath, nil
+}
+
+// waitForKafka waits until the first of brokers accepts a connection (the
+// embedded one starts with the playground runner), for up to two minutes.
+func waitForKafka(ctx context.Context, brokers string) bool {
+	addr := strings.Split(brokers, ",")[0]
+	deadline := time.Now().Add(2 * time.Minute)
+	for time.Now().Before(deadline) {
+		var dialer net.Dialer
+		dctx, cancel := context.WithTimeout(ctx, time.Second)
+		c, err := dialer.DialContext(dctx, "tcp", addr)
+		cancel()
+		if err == nil {
+			c.Close()
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return false
+}
+
+// startAgent starts `runner agent` for a fleet and stops it (with SIGTERM,
+// then SIGKILL after 30 s) when ctx ends; the returned channel is closed
+// when it has exited. Its data lives in DATA-DIR/dir and its log in
+// DATA-DIR/dir.log. Without brokers it runs the embedded Kafka.
+func (d *devPlatform) startAgent(ctx context.Context, cp *controlPlane, cfg config, base string, fleetID uuid.UUID, name, dir, listen, brokers string) (<-chan struct{}, string, error) {
 	bin, err := findRunner(cfg.runnerPath)
 	if err != nil {
 		return nil, "", err
 	}
-	dataDir := filepath.Join(cfg.dataDir, "runner")
-	logPath := filepath.Join(cfg.dataDir, "runner.log")
+	dataDir := filepath.Join(cfg.dataDir, dir)
+	logPath := filepath.Join(cfg.dataDir, dir+".log")
+	stateDir := filepath.Join(cfg.dataDir, "state")
+	if dir != "runner" {
+		stateDir = filepath.Join(cfg.dataDir, dir+"-state")
+	}
 	logFile, err := openLog(logPath)
 	if err != nil {
 		return nil, "", err
@@ -118,18 +264,21 @@ func (d *devPlatform) startRunner(ctx context.Context, cp *controlPlane, cfg con
 	// data directory holds no credential yet; unused ones expire.
 	var tok deploy.BootstrapToken
 	err = pgx.BeginFunc(ctx, cp.pool, func(tx pgx.Tx) (err error) {
-		tok, err = deploy.MintBootstrapToken(ctx, tx, d.fleetID, 1, 10*time.Minute, nil)
+		tok, err = deploy.MintBootstrapToken(ctx, tx, fleetID, 1, 10*time.Minute, nil)
 		return err
 	})
 	if err != nil {
 		logFile.Close()
 		return nil, "", err
 	}
-	args := []string{"agent", "--control-plane", base, "--data-dir", dataDir, "--name", "dev-runner-1",
-		"--listen", cfg.runnerListen, "--state-dir", filepath.Join(cfg.dataDir, "state")}
-	if cfg.kafkaBrokers != "" {
+	args := []string{"agent", "--control-plane", base, "--data-dir", dataDir, "--name", name,
+		"--listen", listen, "--state-dir", stateDir}
+	switch {
+	case brokers != "":
+		args = append(args, "--brokers", brokers)
+	case cfg.kafkaBrokers != "":
 		args = append(args, "--brokers", cfg.kafkaBrokers)
-	} else {
+	default:
 		args = append(args, "--embedded-addr", cfg.embeddedAddr)
 	}
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -183,4 +332,13 @@ func printQuickStart(w io.Writer, base, token, credPath, kafka, logPath string) 
 	if token != "" {
 		fmt.Fprintf(w, "  Watch rollouts: curl -H \"Authorization: Bearer $SLUICE_TOKEN\" %s/api/v1/projects/$SLUICE_PROJECT_ID/rollouts\n", base)
 	}
+	fmt.Fprintf(w, "\nDemo project %q (%s/git/default/%s.git): seven pipelines on the domain operators (geofence, trip,\n", demoProject, base, demoProject)
+	fmt.Fprintf(w, "  driving_events, idle, threshold, anomaly, velocity), fed about 20 records/s of vans, sensors and card\n")
+	if !strings.HasSuffix(logPath, ".log") {
+		fmt.Fprintf(w, "  payments by `controlplane dev` unless --no-demo-traffic; with --no-runner, neither its runner nor the traffic starts.\n")
+		return
+	}
+	fmt.Fprintf(w, "  payments unless --no-demo-traffic; its own runner logs to %s. Read the driving events:\n", filepath.Join(filepath.Dir(logPath), "demo-runner.log"))
+	fmt.Fprintf(w, "  kcat -C -b %s -t fleet.driving-events -o beginning\n", kafka)
+	fmt.Fprintf(w, "  (also fleet.zone-events, fleet.trips, fleet.idle, sensors.alerts, sensors.anomalies, payments.velocity-cases)\n")
 }

@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The demo project's input topics (cmd/controlplane/demo/pipelines).
+const (
+	demoVehicleTopic = "vehicles.telemetry"
+	demoSensorTopic  = "sensors.readings"
+	demoPaymentTopic = "payments.card"
+)
+
+// demoRecord is one generated record: a JSON object for a topic, keyed,
+// with its event time (also its ts field).
+type demoRecord struct {
+	Topic string
+	Key   string
+	Time  time.Time
+	Value map[string]any
+}
+
+// demoTraffic generates the demo project's input, a second at a time, as a
+// deterministic function of its seed and the times it is asked for: eight
+// vans driving a loop from the depot past three customers (speeding now and
+// then, braking hard at times, idling at each customer with the engine on,
+// parked at the depot with it off), six container sensors with drift,
+// noise, the odd spike and one that warms up every ten minutes, and card
+// payments at about five a second with a burst on one card every two
+// minutes. About 20 records a second in all.
+type demoTraffic struct {
+	rng      *rand.Rand
+	vans     []*demoVan
+	sensors  []*demoSensor
+	payments int
+	burst    struct {
+		card string
+		left int
+		next time.Time
+	}
+}
+
+// demoPoint is a place on the vans' loop.
+type demoPoint struct{ lat, lon float64 }
+
+// demoLeg is a road between two stops with its speed limit.
+type demoLeg struct {
+	to    demoPoint
+	limit float64 // km/h
+	stop  string  // what happens at its end: customer or depot
+}
+
+var (
+	demoDepot = demoPoint{51.9025, 4.4100}
+	// The loop: the depot, three customers (the zones of fleet-zones.yaml),
+	// back to the depot. Town roads are 50, the ring road 80.
+	demoLoop = []demoLeg{
+		{demoPoint{51.9120, 4.4370}, 50, "customer"},
+		{demoPoint{51.9250, 4.4800}, 80, "customer"},
+		{demoPoint{51.8950, 4.4700}, 80, "customer"},
+		{demoDepot, 50, "depot"},
+	}
+)
+
+type demoVan struct {
+	id       string
+	leg      int
+	from     demoPoint
+	done     float64 // metres along the leg
+	kmh      float64
+	engine   bool
+	phase    string // driving, customer, parked, warmup
+	until    time.Time
+	speeding int // seconds of speeding left
+	braking  int // seconds of hard braking left
+	launch   int // seconds of hard acceleration left
+}
+
+type demoSensor struct {
+	id      string
+	base    float64
+	warming bool // the one that warms up every ten minutes
+}
+
+func newDemoTraffic(seed uint64, start time.Time) *demoTraffic {
+	g := &demoTraffic{rng: rand.New(rand.NewPCG(seed, 0x5eed))}
+	for i := range 8 {
+		// Spread the vans over the loop, some driving, some parked.
+		v := &demoVan{id: fmt.Sprintf("van-%d", i+1), leg: i % len(demoLoop), phase: "driving", engine: true}
+		v.from = demoDepot
+		if v.leg > 0 {
+			v.from = demoLoop[v.leg-1].to
+		}
+		v.done = g.rng.Float64() * 0.8 * distance(v.from, demoLoop[v.leg].to)
+		v.kmh = demoLoop[v.leg].limit * 0.9
+		if i%3 == 2 {
+			v.phase, v.engine, v.kmh, v.until = "customer", true, 0, start.Add(time.Duration(60+g.rng.IntN(120))*time.Second)
+			v.done = distance(v.from, demoLoop[v.leg].to)
+		}
+		g.vans = append(g.vans, v)
+	}
+	for i := range 6 {
+		g.sensors = append(g.sensors, &demoSensor{id: fmt.Sprintf("reefer-%d", i+1), base: 3 + g.rng.Float64()*2, warming: i == 2})
+	}
+	g.burst.next = start.Add(45 * time.Second)
+	return g
+}
+
+// tick returns the records of the second that ends at now, in order.
+func (g *demoTraffic) tick(now time.Time) []demoRecord {
+	var out []demoRecord
+	for _, v := range g.vans {
+		out = append(out, g.van(v, now))
+	}
+	for _, s := range g.sensors {
+		out = append(out, g.sensor(s, now))
+	}
+	return append(out, g.pay(now)...)
+}
+
+func (g *demoTraffic) van(v *demoVan, now time.Time) demoRecord {
+	leg := demoLoop[v.leg]
+	switch v.phase {
+	case "customer", "parked", "warmup":
+		if !now.Before(v.until) {
+			switch v.phase {
+			case "parked": // the engine starts and warms up for half a minute
+				v.phase, v.engine, v.until = "warmup", true, now.Add(30*time.Second)
+			default:
+				v.phase, v.engine = "driving", true
+				if g.rng.IntN(3) == 0 {
+					v.launch = 2 // a hurried start
+				}
+				v.leg = (v.leg + 1) % len(demoLoop)
+				v.from, v.done = leg.to, 0
+				leg = demoLoop[v.leg]
+			}
+		}
+	}
+	if v.phase == "driving" {
+		total := distance(v.from, leg.to)
+		// Slowing down to arrive, gently (6 km/h/s), from the distance that
+		// takes.
+		arriving := total-v.done < v.kmh/3.6*(v.kmh/6)/2+20
+		switch {
+		case arriving:
+			v.braking, v.launch, v.speeding = 0, 0, 0
+			v.kmh = math.Max(8, v.kmh-6)
+		case v.braking > 0:
+			v.braking--
+			v.kmh -= 17 + g.rng.Float64()*4 // about 5 m/s²: a hard stop
+		case v.launch > 0:
+			v.launch--
+			v.kmh += 12 + g.rng.Float64()*3 // about 3.7 m/s²
+		default:
+			target := leg.limit
+			switch {
+			case v.speeding > 0:
+				v.speeding--
+				target = leg.limit + 18
+			case g.rng.IntN(150) == 0:
+				v.speeding = 15 + g.rng.IntN(15)
+			case v.kmh > 40 && g.rng.IntN(400) == 0:
+				v.braking = 2
+			}
+			v.kmh += math.Max(-4, math.Min(3, target-v.kmh)) + (g.rng.Float64()-0.5)*2
+		}
+		v.kmh = math.Max(0, math.Min(140, v.kmh))
+		v.done = math.Min(total, v.done+v.kmh/3.6)
+		if v.done >= total {
+			v.done, v.kmh = total, 0
+			if leg.stop == "depot" {
+				v.phase, v.engine, v.until = "parked", false, now.Add(time.Duration(150+g.rng.IntN(60))*time.Second)
+			} else {
+				// Idling with the engine on for 3.5 to 4.5 minutes; now and
+				// then a quick drop-off that is too short to count.
+				d := 210 + g.rng.IntN(60)
+				if g.rng.IntN(4) == 0 {
+					d = 60
+				}
+				v.phase, v.until = "customer", now.Add(time.Duration(d)*time.Second)
+			}
+		}
+	} else {
+		v.kmh = 0
+	}
+	p := along(v.from, leg.to, v.done)
+	// A metre or two of GPS noise.
+	p.lat += (g.rng.Float64() - 0.5) * 0.00002
+	p.lon += (g.rng.Float64() - 0.5) * 0.00003
+	return demoRecord{Topic: demoVehicleTopic, Key: v.id, Time: now, Value: map[string]any{
+		"vehicle_id": v.id, "lat": round(p.lat, 6), "lon": round(p.lon, 6), "speed_kmh": round(v.kmh, 1),
+		"ignition": v.engine, "road_limit": leg.limit, "ts": now.UTC().Format(time.RFC3339Nano),
+	}}
+}
+
+func (g *demoTraffic) sensor(s *demoSensor, now time.Time) demoRecord {
+	s.base = math.Max(2, math.Min(6, s.base+(g.rng.Float64()-0.5)*0.05))
+	c := s.base + (g.rng.Float64()-0.5)*0.4
+	if s.warming {
+		// Warm for four minutes of every ten: a door left open.
+		if m := now.Unix() % 600; m >= 300 && m < 540 {
+			c += math.Min(7, float64(m-300)/10)
+		}
+	} else if g.rng.IntN(300) == 0 {
+		c += 10 + g.rng.Float64()*5 // a spike: a sensor touched by a hand
+	}
+	return demoRecord{Topic: demoSensorTopic, Key: s.id, Time: now, Value: map[string]any{
+		"sensor": s.id, "celsius": round(c, 2), "ts": now.UTC().Format(time.RFC3339Nano),
+	}}
+}
+
+func (g *demoTraffic) pay(now time.Time) []demoRecord {
+	var out []demoRecord
+	n := g.rng.IntN(11) // five a second on average
+	card := func() string { return fmt.Sprintf("card-%04d", 1+g.rng.IntN(3000)) }
+	mk := func(c string, at time.Time) demoRecord {
+		g.payments++
+		status := "approved"
+		if g.rng.IntN(30) == 0 {
+			status = "declined"
+		}
+		return demoRecord{Topic: demoPaymentTopic, Key: c, Time: at, Value: map[string]any{
+			"payment_id": fmt.Sprintf("p-%07d", g.payments), "card_id": c, "status": status,
+			"amount_eur": round(math.Exp(2+g.rng.NormFloat64()), 2), "merchant": fmt.Sprintf("m-%d", 1+g.rng.IntN(40)),
+			"ts": at.UTC().Format(time.RFC3339Nano),
+		}}
+	}
+	for i := range n {
+		out = append(out, mk(card(), now.Add(-time.Second+time.Duration(i+1)*time.Second/time.Duration(n+1))))
+	}
+	// A burst: eight payments on one card, one every three seconds.
+	if g.burst.left == 0 && !now.Before(g.burst.next) {
+		g.burst.card, g.burst.left, g.burst.next = card(), 8, now.Add(2*time.Minute)
+	}
+	if g.burst.left > 0 && now.Unix()%3 == 0 {
+		g.burst.left--
+		out = append(out, mk(g.burst.card, now))
+	}
+	return out
+}
+
+func round(x float64, digits int) float64 {
+	p := math.Pow(10, float64(digits))
+	return math.Round(x*p) / p
+}
+
+// distance is the great-circle distance in metres.
+func distance(a, b demoPoint) float64 {
+	const rad = math.Pi / 180
+	dLat, dLon := (b.lat-a.lat)*rad, (b.lon-a.lon)*rad
+	s := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(a.lat*rad)*math.Cos(b.lat*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
+	return 2 * 6371008.8 * math.Asin(math.Min(1, math.Sqrt(s)))
+}
+
+// along is the point d metres from a towards b (straight, which is close
+// enough over a few kilometres).
+func along(a, b demoPoint, d float64) demoPoint {
+	total := distance(a, b)
+	if total == 0 {
+		return a
+	}
+	f := math.Min(1, d/total)
+	return demoPoint{a.lat + (b.lat-a.lat)*f, a.lon + (b.lon-a.lon)*f}
+}
+
+// runDemoTraffic writes the generator's records to brokers once a second,
+// with event times from the wall clock, until ctx ends. It creates the
+// input topics first (the embedded cluster does not create topics on
+// produce). Failures are logged when they start and when they stop, not
+// once a second.
+func runDemoTraffic(ctx context.Context, log *slog.Logger, brokers []string, seed uint64) error {
+	if err := createDemoTopics(ctx, brokers); err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(50*time.Millisecond))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	g := newDemoTraffic(seed, time.Now())
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	failing := false
+	log.Info("demo traffic: producing", "topics", []string{demoVehicleTopic, demoSensorTopic, demoPaymentTopic}, "seed", seed)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			recs := g.tick(now.Truncate(time.Millisecond))
+			krs := make([]*kgo.Record, 0, len(recs))
+			for _, r := range recs {
+				b, err := json.Marshal(r.Value)
+				if err != nil {
+					return err
+				}
+				krs = append(krs, &kgo.Record{Topic: r.Topic, Key: []byte(r.Key), Value: b, Timestamp: r.Time})
+			}
+			err := cl.ProduceSync(ctx, krs...).FirstErr()
+			switch {
+			case err != nil && ctx.Err() != nil:
+				return nil
+			case err != nil && !failing:
+				failing = true
+				log.Warn("demo traffic: produce failed; retrying every second", "err", err)
+			case err == nil && failing:
+				failing = false
+				log.Info("demo traffic: producing again")
+			}
+		}
+	}
+}
+
+// createDemoTopics creates the demo's input topics unless they exist,
+// retrying every two seconds while the cluster is still starting, until
+// ctx ends.
+func createDemoTopics(ctx context.Context, brokers []string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	for {
+		err := tryCreateDemoTopics(ctx, adm)
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func tryCreateDemoTopics(ctx context.Context, adm *kadm.Client) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	res, err := adm.CreateTopics(cctx, -1, -1, nil, demoVehicleTopic, demoSensorTopic, demoPaymentTopic)
+	if err != nil {
+		return err
+	}
+	for _, t := range res.Sorted() {
+		if t.Err != nil && !errors.Is(t.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("create %s: %w", t.Topic, t.Err)
+		}
+	}
+	return nil
+}
