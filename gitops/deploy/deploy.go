@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -37,6 +38,9 @@ const Channel = "sluice_fleet"
 type Store struct {
 	pool *pgxpool.Pool
 	reg  *catalog.Registry
+	// topics caches each bundle's stage input topics, by digest, for the
+	// fleet's monitor runner (monitor.go).
+	topics sync.Map
 }
 
 // New returns a Store over pool; reg compiles stored revisions for state

@@ -189,7 +189,16 @@ func (s *Store) Assignments(ctx context.Context, r Runner) (agentproto.Assignmen
 			}
 			out.Pipelines = append(out.Pipelines, a)
 		}
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows.Close()
+		mon, err := isMonitor(ctx, tx, r)
+		if err != nil || !mon {
+			return err
+		}
+		out.Monitor, err = s.watches(ctx, tx, r, org, project)
+		return err
 	})
 	return out, err
 }

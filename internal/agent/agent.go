@@ -59,6 +59,9 @@ type Agent struct {
 	errors     []string
 	cached     bool
 	lastErr    error
+	// monitoring is how many groups the agent watches as its fleet's
+	// monitor (0: it is not the monitor).
+	monitoring int
 }
 
 // entry is one pipeline as it runs: the assignment it came from and what
@@ -263,6 +266,9 @@ func (a *Agent) follow(ctx context.Context) {
 		a.mu.Lock()
 		a.cached = false
 		a.mu.Unlock()
+		// The monitor role comes with every answer, not with a
+		// generation: it changes when runners come and go.
+		a.setMonitor(ctx, as.Monitor)
 		if as.Generation == settled && !first {
 			bo.reset()
 			// A control plane that answers an unchanged generation at
@@ -521,9 +527,32 @@ func (a *Agent) report(ctx context.Context) {
 			Lag:        s.Lag.ForReport(),
 		})
 	}
+	for _, w := range a.cfg.runtime.Watches() {
+		rep.Monitor = append(rep.Monitor, agentproto.MonitoredLag{Name: w.Name, Group: w.Group, Lag: w.Lag.ForReport()})
+	}
 	fitLag(rep)
 	if err := a.client.status(ctx, cred, rep); err != nil && ctx.Err() == nil {
 		a.setErr(err)
+	}
+}
+
+// setMonitor makes the runtime watch the groups of ws (none: the agent is
+// not its fleet's monitor, or no longer), and logs when the role changes.
+func (a *Agent) setMonitor(ctx context.Context, ws []agentproto.Watch) {
+	watches := make([]runtime.Watch, 0, len(ws))
+	for _, w := range ws {
+		watches = append(watches, runtime.Watch{Name: w.Name, Group: w.Group, Topics: w.Topics})
+	}
+	a.cfg.runtime.SetWatches(ctx, watches)
+	a.mu.Lock()
+	prev := a.monitoring
+	a.monitoring = len(ws)
+	a.mu.Unlock()
+	switch {
+	case prev == 0 && len(ws) > 0:
+		a.log.Info("this runner is its fleet's monitor: it samples the lag of every pipeline of the fleet", "pipelines", len(ws))
+	case prev > 0 && len(ws) == 0:
+		a.log.Info("this runner is no longer its fleet's monitor")
 	}
 }
 

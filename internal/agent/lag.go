@@ -15,11 +15,19 @@ import (
 const lagBudget = 192 << 10
 
 // fitLag drops partition detail from rep's lag views, largest first,
-// until the report fits lagBudget.
+// until the report fits lagBudget: first from the groups the runner
+// watches as its fleet's monitor (they matter only for pipelines no
+// runner runs), then from the pipelines it runs.
 func fitLag(rep *agentproto.StatusReport) {
 	size := func() int {
 		b, _ := json.Marshal(rep)
 		return len(b)
+	}
+	if size() <= lagBudget {
+		return
+	}
+	for i := range rep.Monitor {
+		rep.Monitor[i].Lag = rep.Monitor[i].Lag.WithoutPartitions()
 	}
 	if size() <= lagBudget {
 		return

@@ -86,6 +86,27 @@ type Assignments struct {
 	// Generation changes whenever the desired state of the runner changes.
 	Generation int64        `json:"generation"`
 	Pipelines  []Assignment `json:"pipelines"`
+	// Monitor is set on the fleet's monitor runner only (one live runner
+	// per fleet, the longest registered; another is chosen when it goes
+	// away): the consumer groups of every pipeline deployed to the fleet,
+	// whose lag it samples and reports in StatusReport.Monitor whether or
+	// not it runs them, so that a pipeline no runner runs still shows its
+	// lag. It is not part of the generation: the runner takes it from
+	// every answer, also from one whose generation it has applied, so a
+	// new monitor starts within a long-poll's wait.
+	Monitor []Watch `json:"monitor,omitempty"`
+}
+
+// Watch is a pipeline whose consumer group the monitor runner samples.
+type Watch struct {
+	Name       string `json:"name"`
+	PipelineID string `json:"pipeline_id"`
+	Group      string `json:"group"`
+	// Topics are the inputs of the pipeline's stages, in stage order (the
+	// source, then each repartition topic). Empty when the control plane
+	// could not compile the revision: the runner then watches the topics
+	// the group has committed offsets for.
+	Topics []string `json:"topics,omitempty"`
 }
 
 // Assignment is one pipeline the runner should run.
@@ -131,6 +152,21 @@ type StatusReport struct {
 	// Cached is true while the runner runs from its disk cache because the
 	// control plane was unreachable at start.
 	Cached bool `json:"cached,omitempty"`
+	// Monitor is the lag of the groups the runner watches as its fleet's
+	// monitor (Assignments.Monitor), absent on other runners. The control
+	// plane shows it for a pipeline no live runner reports lag for.
+	Monitor []MonitoredLag `json:"monitor,omitempty"`
+}
+
+// MonitoredLag is the lag of one watched pipeline's consumer group, as
+// the monitor runner sampled it (observability.PipelineLag.Source is
+// "monitor"): stage summaries over every partition and the partitions
+// that are not fine; no hot keys, restores or store sizes, which need
+// the tasks.
+type MonitoredLag struct {
+	Name  string                     `json:"name"`
+	Group string                     `json:"group"`
+	Lag   *observability.PipelineLag `json:"lag,omitempty"`
 }
 
 // PipelineStatus is one pipeline on one runner.

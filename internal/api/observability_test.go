@@ -61,6 +61,8 @@ func runnerLag(at time.Time, owned []int32, hot bool) agentproto.StatusReport {
 	if hot {
 		l.HotKeys = []observability.HotKey{{Hash: "c0ffee00c0ffee00", Stage: 0, Topic: "orders", Partition: 3, Count: 300, Records: 1000, Share: 0.3}}
 		l.Restores = []observability.Restore{{Step: "count", Partition: 3, Restoring: true, Done: 50, Total: 200, Rate: 10, ETASeconds: 15}}
+		l.Stores = []observability.StoreSize{{Step: "count", Partition: 2, Kind: "disk", Keys: 1000, Bytes: 64000, Estimated: true},
+			{Step: "count", Partition: 3, Kind: "disk", Keys: 500, Bytes: 32000, Estimated: true}}
 	}
 	observability.Rollup(l)
 	return agentproto.StatusReport{Generation: 1, Pipelines: []agentproto.PipelineStatus{{Name: "orders", State: "running", Partitions: owned, Lag: l.ForReport()}}}
@@ -126,6 +128,23 @@ func TestLagAPI(t *testing.T) {
 	if rs, _ := h["restoring"].([]any); len(rs) != 1 || rs[0].(map[string]any)["runner"] != "runner-2" || rs[0].(map[string]any)["eta_seconds"] != float64(15) {
 		t.Fatalf("restoring %v", h["restoring"])
 	}
+	// State: each store with its runner, and the sums per step.
+	var hs struct {
+		Source string `json:"source"`
+		State  struct {
+			Keys   int64 `json:"keys"`
+			Bytes  int64 `json:"bytes"`
+			Steps  []map[string]any
+			Stores []observability.StoreSize `json:"stores"`
+		} `json:"state"`
+	}
+	if err := json.Unmarshal(c.do("GET", base+"/health", nil).want(200).body, &hs); err != nil {
+		t.Fatal(err)
+	}
+	if hs.Source != "runners" || hs.State.Keys != 1500 || hs.State.Bytes != 96000 || len(hs.State.Stores) != 2 || hs.State.Stores[0].Runner != "runner-2" ||
+		len(hs.State.Steps) != 1 || hs.State.Steps[0]["step"] != "count" || hs.State.Steps[0]["stores"] != float64(2) || hs.State.Steps[0]["estimated"] != true {
+		t.Fatalf("state %+v", hs)
+	}
 
 	var skew observability.SkewView
 	if err := json.Unmarshal(c.do("GET", base+"/skew", nil).want(200).body, &skew); err != nil {
@@ -140,7 +159,7 @@ func TestLagAPI(t *testing.T) {
 
 	// Ranges: bad times and ranges beyond the history are refused.
 	for _, q := range []string{"since=yesterday", "until=2026-13-01T00:00:00Z",
-		"since=" + url.QueryEscape(now.Add(-25*time.Hour).Format(time.RFC3339)),
+		"since=" + url.QueryEscape(now.Add(-31*24*time.Hour).Format(time.RFC3339)),
 		"since=" + url.QueryEscape(now.Add(time.Hour).Format(time.RFC3339))} {
 		c.do("GET", base+"/lag?"+q, nil).want(422)
 	}
@@ -193,7 +212,7 @@ func TestLagAPIStale(t *testing.T) {
 		t.Fatalf("health %v", h)
 	}
 	l := c.do("GET", base+"/lag", nil).want(200).json()
-	if l["current"] == nil || l["stale"] != true {
+	if l["current"] == nil || l["stale"] != true || l["source"] != "stale" {
 		t.Fatalf("lag %v", l)
 	}
 }
@@ -301,4 +320,128 @@ func TestLagAPIHistoryThinning(t *testing.T) {
 	if stalled != 1 {
 		t.Fatalf("%d STALLED points, want the one sample kept", stalled)
 	}
+}
+
+// History beyond 24 h: when a sample is stored, the minutes (and ten
+// minutes) that ended since the last rollup are rolled up, each point the
+// worst sample of its period, and points past their retention (7 days at
+// 1 min, 30 days at 10 min) are pruned. The API serves a range at the
+// finest resolution kept for all of it, thinned to 720 points, and one
+// STALLED sample among thousands of OK ones shows at every resolution.
+func TestLagAPIHistoryDownsampled(t *testing.T) {
+	e := newEnv(t)
+	w := e.world()
+	ctx := context.Background()
+	// Three hours of 10 s samples, one STALLED about 83 minutes ago;
+	// 1-minute points from 6 days to 1 day ago (one 8 days old, past its
+	// retention); 10-minute points from 20 to 8 days ago (one 31 days old).
+	for _, q := range []string{
+		`INSERT INTO lag_samples (pipeline_id, bucket, at, status, lag, event_age_ms, stages)
+			SELECT $1, floor(extract(epoch FROM now()) / 10)::bigint - i, now() - make_interval(secs => i * 10),
+				CASE WHEN i = 500 THEN 'STALLED' ELSE 'OK' END, i, i, '[]'
+			FROM generate_series(1, 1080) i`,
+		`INSERT INTO lag_history (pipeline_id, resolution, bucket, at, status, lag, event_age_ms, stages, samples)
+			SELECT $1::uuid, 60, floor(extract(epoch FROM now()) / 60)::bigint - i, to_timestamp((floor(extract(epoch FROM now()) / 60)::bigint - i) * 60),
+				'OK', 1, 1, '[]'::jsonb, 6
+			FROM generate_series(1440, 6 * 1440) i UNION ALL
+			SELECT $1::uuid, 60, floor(extract(epoch FROM now()) / 60)::bigint - 8 * 1440, now() - interval '8 days', 'OK', 1, 1, '[]'::jsonb, 6`,
+		`INSERT INTO lag_history (pipeline_id, resolution, bucket, at, status, lag, event_age_ms, stages, samples)
+			SELECT $1::uuid, 600, floor(extract(epoch FROM now()) / 600)::bigint - i, to_timestamp((floor(extract(epoch FROM now()) / 600)::bigint - i) * 600),
+				'OK', 1, 1, '[]'::jsonb, 60
+			FROM generate_series(8 * 144, 20 * 144) i UNION ALL
+			SELECT $1::uuid, 600, floor(extract(epoch FROM now()) / 600)::bigint - 31 * 144, now() - interval '31 days', 'OK', 1, 1, '[]'::jsonb, 60`,
+	} {
+		if _, err := e.pool.Exec(ctx, q, w.pipeB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A runner's report stores a sample, which rolls up what ended.
+	addRunner(t, e, w.fleetB, "runner-1", runnerLag(time.Now(), []int32{0, 1, 2, 3}, false))
+
+	var minutes, stalledMinutes, tens, stalledTens, expired int
+	if err := e.pool.QueryRow(ctx, `SELECT
+			count(*) FILTER (WHERE resolution = 60 AND at > now() - interval '4 hours'),
+			count(*) FILTER (WHERE resolution = 60 AND status = 'STALLED' AND samples = 6),
+			count(*) FILTER (WHERE resolution = 600 AND at > now() - interval '4 hours'),
+			count(*) FILTER (WHERE resolution = 600 AND status = 'STALLED'),
+			count(*) FILTER (WHERE resolution = 60 AND at < now() - interval '7 days' OR resolution = 600 AND at < now() - interval '30 days')
+		FROM lag_history WHERE pipeline_id = $1`, w.pipeB).Scan(&minutes, &stalledMinutes, &tens, &stalledTens, &expired); err != nil {
+		t.Fatal(err)
+	}
+	// 1,080 samples make 180 or 181 minutes (the oldest may be partial);
+	// the current minute is not complete and waits.
+	if minutes < 179 || minutes > 181 || stalledMinutes != 1 || tens < 17 || tens > 19 || stalledTens != 1 || expired != 0 {
+		t.Fatalf("rolled up: %d minutes (%d STALLED), %d ten-minutes (%d STALLED), %d past retention", minutes, stalledMinutes, tens, stalledTens, expired)
+	}
+
+	c := e.tokenClient(w.viewerB)
+	base := "/api/v1/projects/" + w.projB + "/pipelines/" + w.pipeB + "/lag"
+	for _, tc := range []struct {
+		since      time.Duration
+		resolution int
+		min, max   int
+	}{
+		// Thinning keeps one point per run of ceil(n/720) samples.
+		{2 * time.Hour, 10, 355, 361},        // 721 samples, runs of 2
+		{3 * 24 * time.Hour, 60, 600, 620},   // ~3,060 points, runs of 5
+		{20 * 24 * time.Hour, 600, 600, 625}, // ~2,470 points, runs of 4
+		{12 * time.Hour, 10, 535, 541},       // 1,081 samples, runs of 2
+	} {
+		var body struct {
+			ResolutionSeconds int `json:"resolution_seconds"`
+			History           []struct {
+				At     time.Time `json:"at"`
+				Status string    `json:"status"`
+			} `json:"history"`
+		}
+		q := "?since=" + url.QueryEscape(time.Now().Add(-tc.since).UTC().Format(time.RFC3339))
+		if err := json.Unmarshal(c.do("GET", base+q, nil).want(200).body, &body); err != nil {
+			t.Fatal(err)
+		}
+		stalled := 0
+		for i, p := range body.History {
+			if i > 0 && !p.At.After(body.History[i-1].At) {
+				t.Fatalf("%s: points out of order at %d", tc.since, i)
+			}
+			if p.Status == "STALLED" {
+				stalled++
+			}
+		}
+		if body.ResolutionSeconds != tc.resolution || len(body.History) < tc.min || len(body.History) > tc.max || stalled != 1 {
+			t.Errorf("since %s ago: resolution %d s, %d points, %d STALLED; want %d s, %d..%d points, 1 STALLED",
+				tc.since, body.ResolutionSeconds, len(body.History), stalled, tc.resolution, tc.min, tc.max)
+		}
+	}
+}
+
+// BenchmarkLagAPIHistoryWeek is GET /lag over 7 days of 1-minute points
+// (10,080, thinned to 720) and reports the p99 latency.
+func BenchmarkLagAPIHistoryWeek(b *testing.B) {
+	e := newEnv(b)
+	w := e.world()
+	ctx := context.Background()
+	stages := `[{"stage":0,"topic":"topic-0","status":"OK","lag":6400,"max_time_lag_ms":1500,"consume_rate":128000,"produce_rate":128000},
+		{"stage":1,"topic":"topic-1","status":"OK","lag":6400,"max_time_lag_ms":1500,"consume_rate":128000,"produce_rate":128000}]`
+	if _, err := e.pool.Exec(ctx, `INSERT INTO lag_history (pipeline_id, resolution, bucket, at, status, lag, event_age_ms, stages, samples)
+		SELECT $1::uuid, 60, floor(extract(epoch FROM now()) / 60)::bigint - i, now() - make_interval(secs => i * 60), 'OK', 12800, 1500, $2::jsonb, 6
+		FROM generate_series(1, 10079) i`, w.pipeB, stages); err != nil {
+		b.Fatal(err)
+	}
+	c := e.tokenClient(w.viewerB)
+	path := "/api/v1/projects/" + w.projB + "/pipelines/" + w.pipeB + "/lag?since=" + url.QueryEscape(time.Now().Add(-7*24*time.Hour+time.Minute).UTC().Format(time.RFC3339))
+	var lat []time.Duration
+	for b.Loop() {
+		start := time.Now()
+		r := c.do("GET", path, nil).want(200)
+		lat = append(lat, time.Since(start))
+		var body struct {
+			ResolutionSeconds int               `json:"resolution_seconds"`
+			History           []json.RawMessage `json:"history"`
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil || body.ResolutionSeconds != 60 || len(body.History) < 700 || len(body.History) > 720 {
+			b.Fatalf("%d points at %d s (%v), want 720 at 60 s", len(body.History), body.ResolutionSeconds, err)
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 }

@@ -102,6 +102,8 @@ type lagTracker struct {
 	owned   func(topic string, partition int32) bool
 	metrics *observability.Metrics
 	name    string
+	// source marks the views of a watch (observability.SourceMonitor).
+	source string
 
 	parts map[topicPartition]*observability.Partition
 	heads map[topicPartition]head
@@ -270,7 +272,7 @@ func (lt *lagTracker) sample(ctx context.Context) error {
 			return err
 		}
 	}
-	view := &observability.PipelineLag{SampledAt: now, Stages: make([]observability.StageLag, len(lt.stages))}
+	view := &observability.PipelineLag{SampledAt: now, Stages: make([]observability.StageLag, len(lt.stages)), Source: lt.source}
 	byStage := make([][]observability.PartitionLag, len(lt.stages))
 	for _, c := range all {
 		from := max(c.s.Committed, c.s.Start)

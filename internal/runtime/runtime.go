@@ -103,6 +103,11 @@ type Runtime struct {
 	applyMu sync.Mutex
 	mu      sync.Mutex
 	running map[string]*run
+
+	// watchMu guards watches: the groups sampled as the fleet's monitor
+	// (lagwatch.go).
+	watchMu sync.Mutex
+	watches map[string]*watcher
 }
 
 // New validates the options and connects the admin client.
@@ -274,6 +279,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.running = map[string]*run{}
 	r.mu.Unlock()
 	err := stopAll(ctx, runs)
+	r.stopWatches()
 	r.admin.Close()
 	r.restorer.Close()
 	r.heads.close()
