@@ -42,3 +42,29 @@ func TestLagReportFitsBudget(t *testing.T) {
 		t.Error("a small report lost its partitions")
 	}
 }
+
+// A monitor's report sheds the partition detail of the groups it watches
+// before that of the pipelines it runs.
+func TestLagReportMonitorFirst(t *testing.T) {
+	mk := func() *observability.PipelineLag {
+		var parts []observability.PartitionLag
+		for p := range int32(256) {
+			parts = append(parts, observability.PartitionLag{Partition: p, State: observability.StateActive, End: 1 << 40, Committed: 1 << 39,
+				Lag: 1 << 39, TimeLagMs: 123456, Status: observability.StatusStopped, Reason: "no commits for 5m0s (a long reason to take room)"})
+		}
+		return &observability.PipelineLag{Stages: []observability.StageLag{observability.SummarizeStage(0, "in", parts)}}
+	}
+	rep := &agentproto.StatusReport{Pipelines: []agentproto.PipelineStatus{{Name: "run", Lag: mk()}}}
+	for i := range 4 {
+		rep.Monitor = append(rep.Monitor, agentproto.MonitoredLag{Name: fmt.Sprintf("w%d", i), Lag: mk()})
+	}
+	fitLag(rep)
+	if len(rep.Pipelines[0].Lag.Stages[0].Partitions) != 256 {
+		t.Fatal("the pipeline it runs lost its partitions while the monitor's views could shrink")
+	}
+	for _, m := range rep.Monitor {
+		if len(m.Lag.Stages[0].Partitions) != 0 || m.Lag.Stages[0].Lag != 256<<39 {
+			t.Fatalf("monitor view %s: %d partitions, lag %d", m.Name, len(m.Lag.Stages[0].Partitions), m.Lag.Stages[0].Lag)
+		}
+	}
+}
