@@ -1,20 +1,28 @@
 package observability
 
-import (
-	"container/heap"
-	"sort"
-)
+import "sort"
 
 // TopK is a Space-Saving sketch (Metwally, Agrawal, El Abbadi 2005) of the
 // most frequent 64-bit key hashes of a stream, in k counters: a key seen
 // more than Total/k times is always among them, and a key's Count
 // over-estimates its true count by at most its Error. Add is O(log k). It
 // is not safe for concurrent use.
+//
+// The counters live in fixed slots; a min-heap of slot numbers orders
+// them by count, and each slot knows its place in the heap, so moving a
+// counter in the heap writes two small arrays, never the key index (a
+// map), which is touched only when a key enters or leaves.
 type TopK struct {
 	k     int
 	total uint64
-	h     counterHeap
-	index map[uint64]int // key -> position in h
+	slots []slot         // the counters, in the order keys arrived
+	heap  []int32        // slot numbers, a min-heap by count
+	index map[uint64]int // key -> slot
+}
+
+type slot struct {
+	KeyCount
+	pos int32 // in heap
 }
 
 // KeyCount is one counter of a TopK.
@@ -27,30 +35,70 @@ type KeyCount struct {
 // NewTopK returns a sketch with k counters (at least 1).
 func NewTopK(k int) *TopK {
 	k = max(k, 1)
-	t := &TopK{k: k, index: make(map[uint64]int, k)}
-	t.h.index = t.index
-	return t
+	return &TopK{k: k, index: make(map[uint64]int, k), slots: make([]slot, 0, k), heap: make([]int32, 0, k)}
 }
 
 // Add counts one occurrence of key.
 func (t *TopK) Add(key uint64) {
 	t.total++
 	if i, ok := t.index[key]; ok {
-		t.h.items[i].Count++
-		heap.Fix(&t.h, i)
+		t.slots[i].Count++
+		t.down(int(t.slots[i].pos))
 		return
 	}
-	if len(t.h.items) < t.k {
-		heap.Push(&t.h, KeyCount{Key: key, Count: 1})
+	if len(t.slots) < t.k {
+		i := len(t.slots)
+		t.slots = append(t.slots, slot{KeyCount: KeyCount{Key: key, Count: 1}, pos: int32(len(t.heap))})
+		t.heap = append(t.heap, int32(i))
+		t.index[key] = i
+		t.up(len(t.heap) - 1)
 		return
 	}
 	// Replace the smallest counter: the new key inherits its count as
 	// its possible over-estimate.
-	min := t.h.items[0]
-	delete(t.index, min.Key)
-	t.h.items[0] = KeyCount{Key: key, Count: min.Count + 1, Error: min.Count}
-	t.index[key] = 0
-	heap.Fix(&t.h, 0)
+	i := int(t.heap[0])
+	min := t.slots[i].Count
+	delete(t.index, t.slots[i].Key)
+	t.slots[i].KeyCount = KeyCount{Key: key, Count: min + 1, Error: min}
+	t.index[key] = i
+	t.down(0)
+}
+
+// down moves the counter at heap position p towards the leaves while it
+// is larger than a child (its count only grows).
+func (t *TopK) down(p int) {
+	h, n := t.heap, len(t.heap)
+	for {
+		l := 2*p + 1
+		if l >= n {
+			break
+		}
+		c := l
+		if r := l + 1; r < n && t.slots[h[r]].Count < t.slots[h[l]].Count {
+			c = r
+		}
+		if t.slots[h[p]].Count <= t.slots[h[c]].Count {
+			break
+		}
+		h[p], h[c] = h[c], h[p]
+		t.slots[h[p]].pos, t.slots[h[c]].pos = int32(p), int32(c)
+		p = c
+	}
+}
+
+// up moves the counter at heap position p towards the root while it is
+// smaller than its parent.
+func (t *TopK) up(p int) {
+	h := t.heap
+	for p > 0 {
+		q := (p - 1) / 2
+		if t.slots[h[q]].Count <= t.slots[h[p]].Count {
+			break
+		}
+		h[p], h[q] = h[q], h[p]
+		t.slots[h[p]].pos, t.slots[h[q]].pos = int32(p), int32(q)
+		p = q
+	}
 }
 
 // Total is the number of Adds since the sketch was made or reset.
@@ -59,7 +107,10 @@ func (t *TopK) Total() uint64 { return t.total }
 // Top returns the n largest counters, largest first (ties by key, so the
 // order is deterministic).
 func (t *TopK) Top(n int) []KeyCount {
-	out := append([]KeyCount(nil), t.h.items...)
+	out := make([]KeyCount, len(t.slots))
+	for i, s := range t.slots {
+		out[i] = s.KeyCount
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Count != out[j].Count {
 			return out[i].Count > out[j].Count
@@ -75,32 +126,7 @@ func (t *TopK) Top(n int) []KeyCount {
 // Reset empties the sketch, keeping its memory.
 func (t *TopK) Reset() {
 	t.total = 0
-	t.h.items = t.h.items[:0]
+	t.slots = t.slots[:0]
+	t.heap = t.heap[:0]
 	clear(t.index)
-}
-
-// counterHeap is a min-heap of counters by count that keeps index (key ->
-// position) up to date.
-type counterHeap struct {
-	items []KeyCount
-	index map[uint64]int
-}
-
-func (h *counterHeap) Len() int           { return len(h.items) }
-func (h *counterHeap) Less(i, j int) bool { return h.items[i].Count < h.items[j].Count }
-func (h *counterHeap) Swap(i, j int) {
-	h.items[i], h.items[j] = h.items[j], h.items[i]
-	h.index[h.items[i].Key] = i
-	h.index[h.items[j].Key] = j
-}
-func (h *counterHeap) Push(x any) {
-	kc := x.(KeyCount)
-	h.index[kc.Key] = len(h.items)
-	h.items = append(h.items, kc)
-}
-func (h *counterHeap) Pop() any {
-	kc := h.items[len(h.items)-1]
-	h.items = h.items[:len(h.items)-1]
-	delete(h.index, kc.Key)
-	return kc
 }
