@@ -201,6 +201,29 @@ try {
     (await page.locator('#lag-empty, .chart-box').first().innerText()).split('\n')[0]);
   await shot('pipeline');
 
+  // No runner runs in this test, so nothing reports lag: the drawing of
+  // lag, skew, hot keys and restores is checked on answers from a fixture
+  // shaped like the API's (lagFixture below), served in place of the
+  // control plane's for this one page load.
+  step('pipeline page draws lag, skew, hot keys and restores (fixture answers)');
+  const fixture = lagFixture();
+  const observability = /\/api\/v1\/projects\/[^/]+\/pipelines\/[^/]+\/(lag|skew|health)(\?.*)?$/;
+  await page.route(observability, (route) => {
+    const kind = observability.exec(route.request().url())[1];
+    return route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(fixture[kind]) });
+  });
+  await page.reload();
+  await page.locator('.chart-box[data-points="30"]').first().waitFor();
+  const drawn = await page.locator('svg.chart path').first().getAttribute('d');
+  if ((drawn.match(/L/g) ?? []).length < 29) throw new Error('the lag chart did not draw 30 points: ' + drawn);
+  if (await page.locator('table.heat td').count() !== 2) throw new Error('the heat map does not show the 2 partitions');
+  await page.locator('#hot-keys tbody tr').filter({ hasText: '90.0 %' }).waitFor();
+  await page.locator('#slowest', { hasText: 'stage 0 (clicks)' }).waitFor();
+  await page.locator('.restores progress').first().waitFor();
+  console.log('lag chart:', (await page.locator('.chart-box .legend').first().innerText()).replace(/\s+/g, ' '));
+  await shot('pipeline-lag');
+  await page.unroute(observability);
+
   step('history and roll back');
   await page.getByRole('link', { name: 'History' }).click();
   const entry = page.locator(`li.card[data-commit="${committed}"]`);
@@ -272,4 +295,34 @@ try {
 } finally {
   await browser.close();
   fs.rmSync(profile, { recursive: true, force: true });
+}
+
+// lagFixture is what GET .../lag, .../skew and .../health answer for a
+// pipeline with one runner, two partitions (one far behind), a hot key and
+// a state store restoring: 30 samples 10 s apart.
+function lagFixture() {
+  const now = Date.now();
+  const at = (i) => new Date(now - (29 - i) * 10000).toISOString();
+  const history = Array.from({ length: 30 }, (_, i) => ({
+    at: at(i), status: i > 20 ? 'WARN' : 'OK', lag: 100 + i * 40, event_age_ms: 200 + i * 60,
+    stages: [{ stage: 0, topic: 'clicks', status: 'OK', lag: 100 + i * 40, max_time_lag_ms: 200 + i * 60 }],
+  }));
+  const partitions = [
+    { partition: 0, state: 'running', status: 'OK', end: 5000, committed: 4900, lag: 100, time_lag_ms: 150, consume_rate: 30, produce_rate: 30 },
+    { partition: 1, state: 'running', status: 'WARN', end: 9000, committed: 7900, lag: 1100, time_lag_ms: 1900, consume_rate: 20, produce_rate: 35 },
+  ];
+  const stage = { stage: 0, topic: 'clicks', status: 'WARN', lag: 1200, max_time_lag_ms: 1900, consume_rate: 50, produce_rate: 65, partitions };
+  const slowest = { stage: 0, topic: 'clicks', status: 'WARN', reason: 'partition 1 fell behind over the last 10 samples' };
+  const runner = { id: '00000000-0000-0000-0000-000000000001', name: 'dev-runner-1', live: true, state: 'running', partitions: [0, 1], sampled_at: at(29) };
+  return {
+    lag: { pipeline: 'clicks', current: { sampled_at: at(29), status: 'WARN', event_age_ms: 1900, slowest, stages: [stage] }, stale: false, runners: [runner],
+      since: at(0), until: at(29), history },
+    skew: { pipeline: 'clicks', sampled_at: at(29),
+      stages: [{ stage: 0, topic: 'clicks', lag_skew: 5.5, rate_skew: 1.3, max_lag_partition: 1, max_rate_partition: 0, flagged: [{ partition: 1, reasons: ['lag 11x the median'] }] }],
+      runners: [{ runner: 'dev-runner-1', partitions: 2, consume_rate: 50 }], runner_imbalance: 1,
+      hot_keys: [{ hash: '9f2c01ab', stage: 0, topic: 'clicks', partition: 1, runner: 'dev-runner-1', count: 900, error: 3, records: 1000, share: 0.9 }] },
+    health: { pipeline: 'clicks', status: 'WARN', healthy: false, stale: false, live_runners: 1, sampled_at: at(29), event_age_ms: 1900, slowest,
+      stages: [{ stage: 0, topic: 'clicks', status: 'WARN', lag: 1200, max_time_lag_ms: 1900, reason: slowest.reason }],
+      restoring: [{ runner: 'dev-runner-1', step: 'count', partition: 1, restoring: true, done: 4000, total: 10000, rate: 500, eta_seconds: 12 }] },
+  };
 }

@@ -138,7 +138,7 @@ func TestIDE(t *testing.T) {
 	creds := readCredentials(t, filepath.Join(dataDir, "credentials"))
 
 	pages := []string{"login", "editor", "editor-error", "try", "operators", "files", "tests", "diff", "deploy", "pipelines", "pipeline",
-		"history", "tokens", "fleets"}
+		"pipeline-lag", "history", "tokens", "fleets"}
 	for _, old := range append(pages, "failure") {
 		_ = os.Remove(filepath.Join(artifacts, old+".png"))
 	}

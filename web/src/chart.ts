@@ -21,7 +21,7 @@ export function lineChart(title: string, x: number[], series: Series[], format: 
   }
   for (let i = 0; i <= 4 && x.length > 1; i++) {
     const t = x0 + ((x1 - x0) * i) / 4;
-    svg.append(s('text', { x: px(t), y: H - 8, 'text-anchor': 'middle', class: 'tick' }, new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })));
+    svg.append(s('text', { x: px(t), y: H - 8, 'text-anchor': i === 0 ? 'start' : i === 4 ? 'end' : 'middle', class: 'tick' }, new Date(t * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' })));
   }
   series.forEach((se, k) => {
     let d = '';

@@ -458,7 +458,7 @@ export function lagSeries(history: LagPoint[]): { x: number[]; series: Series[];
       series.push({ label: stageNames.get(st)!, values: history.map((p) => p.stages?.find((s) => s.stage === st)?.lag ?? null) });
     }
   }
-  return { x, series, age: { label: 'event age (ms)', values: history.map((p) => p.event_age_ms) } };
+  return { x, series, age: { label: 'event age', values: history.map((p) => p.event_age_ms) } };
 }
 
 export interface PartitionLagItem {

@@ -183,7 +183,19 @@ export async function renderEditor(main: HTMLElement): Promise<void> {
     window.clearTimeout(timer);
     timer = window.setTimeout(() => void check(false), 300);
   });
-  onLeave(() => window.clearTimeout(timer));
+  // Closing or reloading the tab with uncommitted edits asks first.
+  const guard = (e: BeforeUnloadEvent) => {
+    if (stagedChanges(original, edited, deleted, branch).length) e.preventDefault();
+  };
+  window.addEventListener('beforeunload', guard);
+  onLeave(() => window.removeEventListener('beforeunload', guard));
+  // The models hold this page's edits: a page routed next (another
+  // project's editor too) starts from the branch again.
+  onLeave(() => {
+    window.clearTimeout(timer);
+    ed.dispose();
+    mod.reset();
+  });
 
   // ---- File tree -----------------------------------------------------------
 
