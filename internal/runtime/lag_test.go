@@ -3,7 +3,10 @@ package runtime_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -116,31 +119,74 @@ func TestLagDashboardSeriesExist(t *testing.T) {
 	}
 }
 
-// BenchmarkLagTrackingOverhead runs the exactly-once benchmark pipeline
-// twice in one process, with lag and hot-key tracking off and on (sampling
-// every second, ten times the default rate), each on a fresh cluster, so
-// the two throughputs compare (target: on >= 0.97 x off; run it with
-// -count to see past the noise of a shared machine).
+// BenchmarkLagTrackingOverhead compares the exactly-once benchmark
+// pipeline with lag, skew and hot-key tracking off and on (sampling every
+// second, ten times the default rate) in one process on one cluster, in
+// interleaved runs: each round runs both, alternating which goes first
+// (off/on, on/off, ...), so drift of a shared machine falls on both
+// sides. Per round it takes the ratio on/off of the throughput and of the
+// CPU per record, and reports the median and the range of each over the
+// rounds (target: throughput ratio >= 0.97). Run with -benchtime 1x;
+// LAG_OVERHEAD_ROUNDS sets the rounds (default 16).
 func BenchmarkLagTrackingOverhead(b *testing.B) {
-	for _, tc := range []struct {
-		name string
-		opts []runtime.Opt
-	}{
-		{"off", []runtime.Opt{runtime.LagInterval(-1), runtime.HotKeys(-1, 0)}},
-		{"on", []runtime.Opt{runtime.LagInterval(time.Second)}},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			c := newBenchCluster(b)
-			rt, err := runtime.New(append([]runtime.Opt{runtime.Brokers(c.brokers...), runtime.KafkaOptions(benchClientOpts...)}, tc.opts...)...)
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				_ = rt.Close(ctx)
-			})
-			benchThroughput(b, c, runner(rt, "exactly-once"), backlogInput, checkTransformed)
-		})
+	rounds := 16
+	if v, err := strconv.Atoi(os.Getenv("LAG_OVERHEAD_ROUNDS")); err == nil && v > 0 {
+		rounds = v
 	}
+	c := newBenchCluster(b)
+	newRT := func(opts ...runtime.Opt) *runtime.Runtime {
+		rt, err := runtime.New(append([]runtime.Opt{runtime.Brokers(c.brokers...), runtime.KafkaOptions(benchClientOpts...)}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_ = rt.Close(ctx)
+		})
+		return rt
+	}
+	off := runner(newRT(runtime.LagInterval(-1), runtime.HotKeys(-1, 0)), "exactly-once")
+	on := runner(newRT(runtime.LagInterval(time.Second)), "exactly-once")
+	var rate, cpu []float64
+	var offRates, onRates []float64
+	for range b.N {
+		for r := range rounds {
+			type result struct{ rate, cpu float64 }
+			run := func(pt passThrough, tag string) result {
+				wall, u := throughputOnce(b, c, pt, fmt.Sprintf("%s-%d", tag, r), backlogInput, checkTransformed)
+				return result{benchRecords / wall.Seconds(), float64(u.Nanoseconds()) / 1e3 / benchRecords}
+			}
+			var a, z result
+			if r%2 == 0 {
+				a = run(off, "off")
+				z = run(on, "on")
+			} else {
+				z = run(on, "on")
+				a = run(off, "off")
+			}
+			rate = append(rate, z.rate/a.rate)
+			cpu = append(cpu, z.cpu/a.cpu)
+			offRates, onRates = append(offRates, a.rate), append(onRates, z.rate)
+			b.Logf("round %d: off %.0f records/s %.2f cpu-us/record, on %.0f records/s %.2f cpu-us/record: ratio %.3f, cpu ratio %.3f",
+				r, a.rate, a.cpu, z.rate, z.cpu, z.rate/a.rate, z.cpu/a.cpu)
+		}
+	}
+	med := func(xs []float64) float64 {
+		s := slices.Clone(xs)
+		slices.Sort(s)
+		if n := len(s); n%2 == 1 {
+			return s[n/2]
+		} else {
+			return (s[n/2-1] + s[n/2]) / 2
+		}
+	}
+	b.ReportMetric(med(rate), "on/off-median")
+	b.ReportMetric(slices.Min(rate), "on/off-min")
+	b.ReportMetric(slices.Max(rate), "on/off-max")
+	b.ReportMetric(med(cpu), "cpu-on/off-median")
+	b.ReportMetric(slices.Min(cpu), "cpu-on/off-min")
+	b.ReportMetric(slices.Max(cpu), "cpu-on/off-max")
+	b.ReportMetric(med(offRates), "off-records/s")
+	b.ReportMetric(med(onRates), "on-records/s")
 }
