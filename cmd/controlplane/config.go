@@ -35,8 +35,8 @@ type config struct {
 	terraformPath string
 	fleetsDir     string
 	// memoryLimit is the Go runtime's soft memory limit (0: leave it to
-	// GOMEMLIMIT). Push validation and the API run project members'
-	// scripts; the scripts' memory watchdog acts at half this limit.
+	// GOMEMLIMIT). Project members' scripts do not count against it: they
+	// run in child processes with their own limits (script.Isolate).
 	memoryLimit int64
 	// dev only: the runner agent it starts.
 	runnerPath   string
@@ -95,7 +95,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (con
 	if cfg.command == "serve" {
 		fs.StringVar(&cfg.runnerPath, "runner", getenv("SLUICE_RUNNER"), "runner binary that fleets of the local module start (SLUICE_RUNNER; default: runner beside this binary, then $PATH)")
 	}
-	memLimit := fs.String("memory-limit", env("SLUICE_MEMORY_LIMIT", "384MiB"), "soft memory limit of the process, like 384MiB or 2GiB (SLUICE_MEMORY_LIMIT); GOMEMLIMIT, when set, wins. Scripts that project members push run inside the control plane, and their memory watchdog acts at half of it")
+	memLimit := fs.String("memory-limit", env("SLUICE_MEMORY_LIMIT", "384MiB"), "soft memory limit of the process, like 384MiB or 2GiB (SLUICE_MEMORY_LIMIT); GOMEMLIMIT, when set, wins. Scripts that project members push run in child processes with their own hard limits, not under this one")
 	if cfg.command == "dev" {
 		fs.StringVar(&cfg.runnerPath, "runner", "", "dev: the runner binary to start as the dev fleet's agent (default: bin/runner beside this binary, then $PATH)")
 		fs.StringVar(&cfg.runnerListen, "runner-listen", "127.0.0.1:9464", "dev: address of the runner's ops server (/metrics, /status)")
