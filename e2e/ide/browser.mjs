@@ -230,6 +230,8 @@ try {
   await entry.waitFor();
   await entry.filter({ hasText: 'clicks #' }).waitFor();
   await shot('history');
+  // Only the newest rollout of a fleet can be rolled back.
+  if (await page.getByRole('button', { name: /^Roll back / }).count() !== 1) throw new Error('more than the newest rollout offers a rollback');
   await entry.getByRole('button', { name: /^Roll back / }).first().click();
   await entry.getByLabel('Reason').fill('from the IDE test');
   await entry.getByRole('button', { name: 'Roll back now' }).click();
@@ -274,6 +276,9 @@ try {
     console.log('fleet plan:', plan);
     if (!/2 to add/.test(plan)) throw new Error('the plan of two local runners does not add two: ' + plan);
     await run.locator('.plan .changes li').first().waitFor();
+    const log = await run.locator('pre.log').textContent();
+    if (!log.trim()) throw new Error('the run\'s log is empty');
+    console.log('fleet log:', log.trim().split('\n').length, 'lines, last:', log.trim().split('\n').pop().slice(0, 100));
     await shot('fleets');
     await run.getByRole('button', { name: /^Discard run/ }).click();
     await page.locator('section.fleet[data-fleet="e2e-local"] article.run[data-state="discarded"]').first().waitFor();

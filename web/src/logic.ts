@@ -387,6 +387,20 @@ export function historyRows(revisions: { pipeline: string; revisions: RevisionIt
   return [...rows.values()].sort((a, b) => (a.at < b.at ? 1 : a.at > b.at ? -1 : 0));
 }
 
+/**
+ * rollbackable is the rollouts a rollback makes sense for: the newest of
+ * each fleet, unless it was rolled back already (an older one would undo
+ * more than its own commit).
+ */
+export function rollbackable(rollouts: RolloutItem[]): Set<string> {
+  const newest = new Map<string, RolloutItem>();
+  for (const r of rollouts) {
+    const cur = newest.get(r.fleet);
+    if (!cur || r.created_at > cur.created_at) newest.set(r.fleet, r);
+  }
+  return new Set([...newest.values()].filter((r) => !r.revert_commit && r.phase !== 'RolledBack').map((r) => r.id));
+}
+
 // ---- Formatting ------------------------------------------------------------
 
 /** formatDuration shows milliseconds the way a person reads them. */

@@ -13,6 +13,7 @@ import {
   matchOperator,
   niceMax,
   parseRecords,
+  rollbackable,
   stagedChanges,
   stepSnippet,
   uploadable,
@@ -181,4 +182,15 @@ test('niceMax rounds an axis top up to 1, 2 or 5 times a power of ten', () => {
   assert.equal(niceMax(7), 10);
   assert.equal(niceMax(130), 200);
   assert.equal(niceMax(4200), 5000);
+});
+
+test('rollbackable offers the newest rollout of each fleet that was not rolled back', () => {
+  const r = (id: string, fleet: string, at: string, extra = {}) => ({ id, fleet, phase: 'Succeeded', status: 'Synced', pipelines: [], created_at: at, ...extra });
+  const got = rollbackable([
+    r('a', 'dev', '2026-01-01T00:00:00Z'),
+    r('b', 'dev', '2026-01-02T00:00:00Z'),
+    r('c', 'prod', '2026-01-01T00:00:00Z', { phase: 'RolledBack', revert_commit: 'abc' }),
+    r('d', 'edge', '2026-01-03T00:00:00Z'),
+  ]);
+  assert.deepEqual([...got].sort(), ['b', 'd']);
 });

@@ -4,7 +4,7 @@
 // commit).
 import { api, type List } from '../api';
 import { h, alert, errorText, projectPath, time } from '../dom';
-import { historyRows, type HistoryRow, type PipelineItem, type RevisionItem, type RolloutItem } from '../logic';
+import { historyRows, rollbackable, type HistoryRow, type PipelineItem, type RevisionItem, type RolloutItem } from '../logic';
 
 async function all<T>(path: string): Promise<T[]> {
   const out: T[] = [];
@@ -26,6 +26,7 @@ export async function renderHistory(main: HTMLElement): Promise<void> {
 
   const load = async () => {
     let rows: HistoryRow[];
+    let canRollBack: Set<string>;
     try {
       const pipelines = await all<PipelineItem>(projectPath('/pipelines'));
       const [revisions, rollouts] = await Promise.all([
@@ -33,6 +34,7 @@ export async function renderHistory(main: HTMLElement): Promise<void> {
         all<RolloutItem>(projectPath('/rollouts')),
       ]);
       rows = historyRows(revisions, rollouts);
+      canRollBack = rollbackable(rollouts);
     } catch (e) {
       list.replaceChildren(alert('Cannot read the history: ' + errorText(e)));
       return;
@@ -57,14 +59,14 @@ export async function renderHistory(main: HTMLElement): Promise<void> {
             ),
             h('p', { class: 'muted' }, r.author ? `${r.author}, ` : '', time(r.at)),
             r.pipelines.length ? h('p', {}, 'Pipelines: ', r.pipelines.join(', ')) : h('p', { class: 'muted' }, 'Changed no pipeline revision.'),
-            r.rollouts.length ? h('ul', { class: 'rollouts' }, ...r.rollouts.map((ro) => rolloutItem(ro))) : null,
+            r.rollouts.length ? h('ul', { class: 'rollouts' }, ...r.rollouts.map((ro) => rolloutItem(ro, canRollBack.has(ro.id)))) : null,
           ),
         ),
       ),
     );
   };
 
-  function rolloutItem(ro: RolloutItem): HTMLElement {
+  function rolloutItem(ro: RolloutItem, latest: boolean): HTMLElement {
     const li = h(
       'li',
       {},
@@ -74,7 +76,7 @@ export async function renderHistory(main: HTMLElement): Promise<void> {
       ro.reason ? ` (${ro.reason})` : '',
       ro.revert_commit ? h('span', { class: 'muted' }, ` rolled back by ${ro.revert_commit.slice(0, 7)}`) : '',
     );
-    if (!ro.revert_commit && ro.phase !== 'RolledBack' && ro.phase !== 'Superseded') {
+    if (latest) {
       li.append(' ', rollbackButton(ro, li));
     }
     return li;

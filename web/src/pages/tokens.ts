@@ -201,7 +201,7 @@ function showSecret(el: HTMLElement, t: Token, secret: string, note: string): vo
       h('h2', {}, `Token ${t.name} (${t.role})`),
       h('label', { for: 'token-secret' }, 'Secret'),
       h('div', { class: 'row' }, field, copy, status),
-      h('p', { id: 'token-secret-note', class: 'warn' }, 'Copy it now: it is shown only this once. ' + (note ?? '')),
+      h('p', { id: 'token-secret-note', class: 'warn' }, note || 'Copy it now: it is shown only this once.'),
       h('button', { type: 'button', onclick: () => el.replaceChildren() }, 'Done, hide it'),
     ),
   );
