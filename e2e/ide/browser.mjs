@@ -151,6 +151,14 @@ try {
   await page.locator('#upload-input').setInputFiles({ name: 'zones.geojson', mimeType: 'application/geo+json',
     buffer: Buffer.from('{"type": "FeatureCollection", "features": []}\n') });
   await page.locator('.tree button[data-path="pipelines/lookup/zones.geojson"]').waitFor();
+  // A file of the branch deleted is listed for restoring until the commit.
+  await page.locator('.tree button[data-path="README.md"]').click();
+  await page.locator('#current-file', { hasText: 'README.md' }).waitFor();
+  await page.getByRole('button', { name: 'Delete README.md' }).click();
+  await page.locator('#staged li[data-path="README.md"]', { hasText: 'D' }).waitFor();
+  await page.getByRole('button', { name: 'Restore README.md' }).click();
+  await page.locator('.tree button[data-path="README.md"]').waitFor();
+  if (await page.locator('#staged li[data-path="README.md"]').count()) throw new Error('README.md is still staged after restoring it');
   await shot('files');
   await page.locator('.tree button[data-path="pipelines/clicks.yaml"]').click();
   await page.locator('#current-file', { hasText: 'pipelines/clicks.yaml' }).waitFor();
