@@ -322,7 +322,7 @@ func brief(s string) string {
 // TestHostileProducer feeds a script pipeline records that attack it
 // while another pipeline of the same runner works: the victim processes
 // every record, the attacked records go to the DLQ with reason resource
-// or timeout, and the runner stays up with bounded memory.
+// or timeout, and the runner stays up with its memory untouched.
 func TestHostileProducer(t *testing.T) {
 	brokers := kafkatest.Brokers(t)
 	kafkatest.CreateTopic(t, brokers, "orders", 2)
@@ -405,12 +405,11 @@ spec:
 	}
 	peak := r.PeakRSS(t)
 	t.Logf("runner peak RSS during the attacks: %d MiB; dead letters %v", peak>>20, reasons)
-	// The script watchdog acts once the heap passes 256 MiB; a string
-	// that doubles in one step, on a machine too busy to run the watchdog
-	// at once, can take a few more steps (1 GiB seen under CI's load,
-	// 0.7 GiB on a quiet machine). The bound is that the process lives and
-	// stays within a small pod's memory.
-	if peak > 3<<29 {
-		t.Errorf("the runner's peak RSS was %d MiB, over 1.5 GiB", peak>>20)
+	// Scripts run in child processes with a hard memory limit (the
+	// runner's default, --isolate-scripts): an attack grows the child,
+	// which dies, never the runner. 48 MiB measured; it was 0.7-1 GiB
+	// when scripts ran in the runner's own heap under a watchdog.
+	if peak > 256<<20 {
+		t.Errorf("the runner's peak RSS was %d MiB, over 256 MiB", peak>>20)
 	}
 }
