@@ -69,7 +69,10 @@ const description = "`script` runs custom logic written in JavaScript (ES5.1 wit
 	"of up to the budget divided by 32 characters. A call during which the process heap grows by more than the " +
 	"budget is stopped when the process heap is also above 256MiB (or half of GOMEMLIMIT). Such a " +
 	"record goes to the DLQ with reason `resource` and the runtime is discarded; in top-level code " +
-	"it is an error when the pipeline is built. Top-level code has 1s. One regular-expression call " +
+	"it is an error when the pipeline is built. The control plane, and runners unless started with " +
+	"`--isolate-scripts=false`, also run each runtime in a child process with a hard memory limit, " +
+	"so that memory a script grows in small steps ends that process, never the runner or its other " +
+	"pipelines; the record gets reason `resource` all the same. Top-level code has 1s. One regular-expression call " +
 	"(`exec`, `test`, `match`, `replace`, `split`, `search`, including replace callbacks) may run at " +
 	"most 100ms, whatever the timeout: backtracking patterns can run for hours, and a record whose " +
 	"call does gets reason `timeout`.\n\n" +
