@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -319,7 +320,7 @@ func (p *Program) EvalEnv(env map[string]any) (out any, err error) {
 	if err != nil {
 		var fe *file.Error
 		if errors.As(err, &fe) {
-			err = errors.New(fe.Message)
+			err = errors.New(userTypes(fe.Message))
 		}
 		return nil, &EvalError{Source: p.src, Err: err}
 	}
@@ -345,3 +346,33 @@ func (p *Program) Bool(r *record.Record) (bool, error) {
 // Functions lists the built-in functions expressions may call, for docs and
 // the IDE's completion.
 func Functions() []string { return builtinNames() }
+
+// conversionRE matches the message of a failed Go type assertion, which is
+// how expr's built-ins (lower, split, contains, ...) fail on a value of the
+// wrong type.
+var conversionRE = regexp.MustCompile(`^interface conversion: interface \{\} is (.+), not (.+)$`)
+
+// goTypeWords are Go type names in expr's messages as users know them.
+var goTypeWords = strings.NewReplacer(
+	"map[string]interface {}", "object",
+	"[]interface {}", "array",
+	"record.Number", "integer beyond int64",
+	"time.Time", "time",
+	"time.Duration", "duration",
+	"<nil>", "nil",
+)
+
+// userTypes rewrites a run-time error of expr in the user's terms:
+// "interface conversion: interface {} is int, not string" (lower(5))
+// becomes "a string is needed here, got int".
+func userTypes(msg string) string {
+	if m := conversionRE.FindStringSubmatch(msg); m != nil {
+		want := goTypeWords.Replace(m[2])
+		article := "a"
+		if strings.ContainsAny(want[:1], "aeiou") {
+			article = "an"
+		}
+		return fmt.Sprintf("%s %s is needed here, got %s", article, want, goTypeWords.Replace(m[1]))
+	}
+	return goTypeWords.Replace(msg)
+}

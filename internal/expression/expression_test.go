@@ -301,3 +301,29 @@ func TestBoolTypeError(t *testing.T) {
 		}
 	}
 }
+
+// TestEvalWrongTypeSaysSo: expr's built-ins fail on a value of the wrong
+// type with a Go type assertion's message; users see what was needed and
+// what they gave, in their terms.
+func TestEvalWrongTypeSaysSo(t *testing.T) {
+	cases := []struct {
+		src  string
+		page any
+		want string
+	}{
+		{"lower(page)", 5, `evaluating "lower(page)": a string is needed here, got int`},
+		{"page contains 'x'", map[string]any{"a": 1}, `evaluating "page contains 'x'": a string is needed here, got object`},
+		{"split(page, ',')", []any{1}, `evaluating "split(page, ',')": a string is needed here, got array`},
+		{"page + 1", map[string]any{}, `evaluating "page + 1": invalid operation: object + int`},
+	}
+	for _, c := range cases {
+		p, err := Compile(c.src, Any)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		_, err = p.EvalEnv(map[string]any{"page": c.page})
+		if err == nil || err.Error() != c.want {
+			t.Errorf("%s on %v: %v; want %s", c.src, c.page, err, c.want)
+		}
+	}
+}
