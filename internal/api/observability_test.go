@@ -382,10 +382,10 @@ func TestLagAPIHistoryDownsampled(t *testing.T) {
 		min, max   int
 	}{
 		// Thinning keeps one point per run of ceil(n/720) samples.
-		{2 * time.Hour, 10, 355, 361},        // 721 samples, runs of 2
+		{2 * time.Hour, 10, 355, 720},        // 720 or 721 samples: runs of 1 or 2
 		{3 * 24 * time.Hour, 60, 600, 620},   // ~3,060 points, runs of 5
 		{20 * 24 * time.Hour, 600, 600, 625}, // ~2,470 points, runs of 4
-		{12 * time.Hour, 10, 535, 541},       // 1,081 samples, runs of 2
+		{12 * time.Hour, 10, 535, 541},       // 1,080 or 1,081 samples, runs of 2
 	} {
 		var body struct {
 			ResolutionSeconds int `json:"resolution_seconds"`
