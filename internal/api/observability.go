@@ -362,7 +362,9 @@ func lagRange(r *http.Request) (until, since time.Time, err error) {
 // maxLagPoints in the database: each point stands for a run of
 // consecutive samples and is the one of them with the worst status, then
 // the largest event age, so thinning never hides a problem. The stage
-// summaries pass through as the stored JSON.
+// summaries pass through as the stored JSON, fetched for the picked
+// points only, one index probe each (LATERAL ... LIMIT 1): a join back,
+// planned without statistics, became a nested loop over every sample.
 func (s *Server) lagHistory(ctx context.Context, pipeline uuid.UUID, since, until time.Time, res int) ([]lagPointBody, error) {
 	if res != 10 {
 		return s.lagHistoryDownsampled(ctx, pipeline, since, until, res)
@@ -371,12 +373,13 @@ func (s *Server) lagHistory(ctx context.Context, pipeline uuid.UUID, since, unti
 			SELECT bucket, status, event_age_ms,
 				(row_number() OVER (ORDER BY bucket) - 1) / greatest(ceil(count(*) OVER () / $6::numeric), 1)::bigint AS grp
 			FROM lag_samples WHERE pipeline_id = $1 AND bucket BETWEEN $2 AND $3 AND at >= $4 AND at <= $5),
-		pick AS (
+		pick AS MATERIALIZED (
 			SELECT DISTINCT ON (grp) bucket FROM g
-			ORDER BY grp, CASE status WHEN 'REWIND' THEN 4 WHEN 'STALLED' THEN 3 WHEN 'STOPPED' THEN 2 WHEN 'WARNING' THEN 1 ELSE 0 END DESC,
-				event_age_ms DESC)
-		SELECT l.at, l.status, l.lag, l.event_age_ms, l.stages FROM lag_samples l JOIN pick USING (bucket)
-		WHERE l.pipeline_id = $1 ORDER BY l.bucket`,
+			ORDER BY grp, lag_status_rank(status) DESC, event_age_ms DESC)
+		SELECT l.at, l.status, l.lag, l.event_age_ms, l.stages FROM pick CROSS JOIN LATERAL (
+			SELECT at, status, lag, event_age_ms, stages FROM lag_samples
+			WHERE pipeline_id = $1 AND bucket = pick.bucket LIMIT 1) l
+		ORDER BY pick.bucket`,
 		pipeline, since.Unix()/10, until.Unix()/10+1, since, until, maxLagPoints)
 	if err != nil {
 		return nil, err
