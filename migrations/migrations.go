@@ -1,6 +1,6 @@
 // Package migrations embeds the control plane's SQL migrations. Files are
 // named NNNN_description.sql and applied in name order, each once, by
-// internal/store.Migrate.
+// internal/database.Migrate.
 package migrations
 
 import "embed"

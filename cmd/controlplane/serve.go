@@ -16,7 +16,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/all"
 	"github.com/sluicehq/sluice/catalog/operators/script"
 	"github.com/sluicehq/sluice/internal/api"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 	"github.com/sluicehq/sluice/migrations"
 	"github.com/sluicehq/sluice/provisioning/terraform"
 )
@@ -39,11 +39,11 @@ type controlPlane struct {
 }
 
 func openControlPlane(ctx context.Context, cfg config, log *slog.Logger) (*controlPlane, error) {
-	pool, err := store.Open(ctx, cfg.databaseURL, int32(cfg.maxConns))
+	pool, err := database.Open(ctx, cfg.databaseURL, int32(cfg.maxConns))
 	if err != nil {
 		return nil, err
 	}
-	applied, err := store.Migrate(ctx, pool, migrations.FS, log)
+	applied, err := database.Migrate(ctx, pool, migrations.FS, log)
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -32,7 +32,7 @@ import (
 	"github.com/sluicehq/sluice/internal/api"
 	"github.com/sluicehq/sluice/internal/apiclient"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -70,7 +70,7 @@ spec:
 func newPlane(t *testing.T) *plane {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := store.Open(ctx, pgtest.NewDatabase(t), 10)
+	pool, err := database.Open(ctx, pgtest.NewDatabase(t), 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/sluicehq/sluice/gitops/gitstore"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -24,7 +24,7 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 func newStore(t *testing.T, opts ...gitstore.Opt) (*gitstore.Store, uuid.UUID) {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := store.Open(ctx, pgtest.NewDatabase(t), 4)
+	pool, err := database.Open(ctx, pgtest.NewDatabase(t), 4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/sluicehq/sluice/gitops/validate"
 	"github.com/sluicehq/sluice/internal/agentproto"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 	"github.com/sluicehq/sluice/observability"
 )
 
@@ -40,7 +40,7 @@ type fixture struct {
 func newFixture(t *testing.T, strategy string, runners int) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := store.Open(ctx, pgtest.NewDatabase(t), 4)
+	pool, err := database.Open(ctx, pgtest.NewDatabase(t), 4)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // fleetBody is a fleet: a group of runners in the customer's cloud.
@@ -172,7 +172,7 @@ func (s *Server) createFleet(w http.ResponseWriter, r *http.Request) error {
 		err := tx.QueryRow(ctx, `INSERT INTO fleets (id, project_id, name, module, runners, settings, strategy, bake_seconds, max_dlq_ratio)
 			VALUES ($1, $2, $3, $4, $5, $6, coalesce($7, 'all-at-once'), coalesce($8, 30), coalesce($9, 0.05))
 			RETURNING `+fleetColumns, id, pa.ID, body.Name, body.Module, *body.Runners, body.Settings, strategy, bake, ratio).Scan(f.scanDest()...)
-		if _, dup := store.IsUniqueViolation(err); dup {
+		if _, dup := database.IsUniqueViolation(err); dup {
 			return conflict("the project has a fleet with this name", FieldError{Field: "name", Detail: "already taken"})
 		}
 		if err != nil {

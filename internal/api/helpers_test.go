@@ -19,7 +19,7 @@ import (
 	"github.com/sluicehq/sluice/catalog/operators/all"
 	"github.com/sluicehq/sluice/internal/api"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -59,7 +59,7 @@ const adminEmail = "admin@example.com"
 func newEnv(t testing.TB, mod ...func(*api.Config)) *env {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := store.Open(ctx, pgtest.NewDatabase(t), 10)
+	pool, err := database.Open(ctx, pgtest.NewDatabase(t), 10)
 	if err != nil {
 		t.Fatal(err)
 	}

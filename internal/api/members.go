@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/internal/identity"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // memberBody is a user's role in a project.
@@ -92,7 +92,7 @@ func (s *Server) putMember(w http.ResponseWriter, r *http.Request) error {
 			ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role
 			RETURNING user_id, (SELECT email FROM users WHERE id = $2), role, created_at`, pa.ID, user, body.Role).
 			Scan(&m.UserID, &m.Email, &m.Role, &m.CreatedAt)
-		if store.IsForeignKeyViolation(err) {
+		if database.IsForeignKeyViolation(err) {
 			return notFound("user")
 		}
 		if err != nil {

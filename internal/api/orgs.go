@@ -9,7 +9,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // orgBody is an organisation: the tenant that owns projects.
@@ -160,7 +160,7 @@ func (s *Server) createOrg(w http.ResponseWriter, r *http.Request) error {
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO organizations (id, name, display_name) VALUES ($1, $2, $3) RETURNING `+orgColumns,
 			id, body.Name, body.DisplayName).Scan(o.scanDest()...)
-		if _, dup := store.IsUniqueViolation(err); dup {
+		if _, dup := database.IsUniqueViolation(err); dup {
 			return conflict("an organisation with this name exists", FieldError{Field: "name", Detail: "already taken"})
 		}
 		if err != nil {
@@ -244,7 +244,7 @@ func (s *Server) putOrgMember(w http.ResponseWriter, r *http.Request) error {
 			ON CONFLICT (org_id, user_id) DO UPDATE SET role = excluded.role
 			RETURNING user_id, (SELECT email FROM users WHERE id = $2), role, created_at`, org, user, body.Role).
 			Scan(&m.UserID, &m.Email, &m.Role, &m.CreatedAt)
-		if store.IsForeignKeyViolation(err) {
+		if database.IsForeignKeyViolation(err) {
 			return notFound("user")
 		}
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/sluicehq/sluice/gitops/validate"
 	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/pipeline"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // pipelineBody is a pipeline: a name in a project whose revisions hold the
@@ -150,7 +150,7 @@ func (s *Server) createPipeline(w http.ResponseWriter, r *http.Request) error {
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO pipelines AS p (id, project_id, name, description) VALUES ($1, $2, $3, $4)
 			RETURNING `+pipelineColumns, id, pa.ID, body.Name, body.Description).Scan(out.scanDest()...)
-		if _, dup := store.IsUniqueViolation(err); dup {
+		if _, dup := database.IsUniqueViolation(err); dup {
 			return conflict("the project has a pipeline with this name", FieldError{Field: "name", Detail: "already taken"})
 		}
 		if err != nil {

@@ -7,7 +7,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // projectBody is a project: the unit of access control. Fleets, pipelines,
@@ -114,7 +114,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO projects AS p (id, org_id, name, description) VALUES ($1, $2, $3, $4)
 			RETURNING `+projectColumns, id, org, body.Name, body.Description).Scan(out.scanDest()...)
-		if _, dup := store.IsUniqueViolation(err); dup {
+		if _, dup := database.IsUniqueViolation(err); dup {
 			return conflict("the organisation has a project with this name", FieldError{Field: "name", Detail: "already taken"})
 		}
 		if err != nil {

@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // Fleet runs: a fleet is created, scaled, upgraded and destroyed through
@@ -206,7 +206,7 @@ func (s *Server) openRun(ctx context.Context, tx pgx.Tx, fleetID uuid.UUID, req 
 	err = tx.QueryRow(ctx, `INSERT INTO provisioning_runs (id, fleet_id, number, reason, destroy, runners, runner_version, requested_by)
 		VALUES ($1, $2, (SELECT coalesce(max(number), 0) + 1 FROM provisioning_runs WHERE fleet_id = $2), $3, $4, $5, $6, $7)
 		RETURNING `+strings.ReplaceAll(fleetRunColumns, "ru.", ""), id, fleetID, req.reason, req.destroy, runners, version, by).Scan(out.scanDest()...)
-	if _, dup := store.IsUniqueViolation(err); dup {
+	if _, dup := database.IsUniqueViolation(err); dup {
 		return out, conflict("the fleet has an open run: approve, discard or cancel it, or wait for it to finish")
 	}
 	return out, err

@@ -14,7 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sluicehq/sluice/internal/identity"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // userBody is a user as the API shows it: never the password hash.
@@ -185,7 +185,7 @@ func insertUserHashed(ctx context.Context, pool *pgxpool.Pool, body createUserRe
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `INSERT INTO users (id, email, name, password_hash, is_admin) VALUES ($1, $2, $3, $4, $5)
 			RETURNING `+userColumns, id, strings.TrimSpace(body.Email), body.Name, hash, body.IsAdmin).Scan(u.scanDest()...)
-		if _, dup := store.IsUniqueViolation(err); dup {
+		if _, dup := database.IsUniqueViolation(err); dup {
 			return conflict("a user with this email exists", FieldError{Field: "email", Detail: "already taken"})
 		}
 		if err != nil {

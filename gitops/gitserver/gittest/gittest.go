@@ -26,7 +26,7 @@ import (
 	"github.com/sluicehq/sluice/gitops/gitserver"
 	"github.com/sluicehq/sluice/gitops/gitstore"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 )
 
 // Tokens the test Authorizer accepts as HTTP basic auth passwords.
@@ -66,7 +66,7 @@ func NewServer(t testing.TB, o Options) *Server {
 		o.Project = "demo"
 	}
 	ctx := context.Background()
-	pool, err := store.Open(ctx, pgtest.NewDatabase(t), 8)
+	pool, err := database.Open(ctx, pgtest.NewDatabase(t), 8)
 	if err != nil {
 		t.Fatal(err)
 	}

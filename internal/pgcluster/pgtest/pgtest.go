@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/internal/pgcluster"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 	"github.com/sluicehq/sluice/migrations"
 )
 
@@ -63,12 +63,12 @@ func Cluster(t testing.TB) *pgcluster.Cluster {
 		if initErr = cluster.CreateDatabase(ctx, template, ""); initErr != nil {
 			return
 		}
-		pool, err := store.Open(ctx, cluster.URL(template), 2)
+		pool, err := database.Open(ctx, cluster.URL(template), 2)
 		if err != nil {
 			initErr = err
 			return
 		}
-		_, initErr = store.Migrate(ctx, pool, migrations.FS, nil)
+		_, initErr = database.Migrate(ctx, pool, migrations.FS, nil)
 		pool.Close()
 	})
 	if initErr != nil {

@@ -1,4 +1,4 @@
-package store_test
+package database_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 	"testing/fstest"
 
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
-	"github.com/sluicehq/sluice/internal/store"
+	"github.com/sluicehq/sluice/internal/database"
 	"github.com/sluicehq/sluice/migrations"
 )
 
@@ -29,13 +29,13 @@ func TestMigrateConcurrently(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pool, err := store.Open(ctx, url, 2)
+			pool, err := database.Open(ctx, url, 2)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			defer pool.Close()
-			got, err := store.Migrate(ctx, pool, migrations.FS, nil)
+			got, err := database.Migrate(ctx, pool, migrations.FS, nil)
 			if err != nil {
 				t.Error(err)
 			}
@@ -57,7 +57,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			t.Errorf("migration %s applied %d times", v, n)
 		}
 	}
-	pool, err := store.Open(ctx, url, 1)
+	pool, err := database.Open(ctx, url, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestMigrateConcurrently(t *testing.T) {
 // ones before it stay applied.
 func TestMigrateFailureRollsBack(t *testing.T) {
 	ctx := context.Background()
-	pool, err := store.Open(ctx, pgtest.NewEmptyDatabase(t), 2)
+	pool, err := database.Open(ctx, pgtest.NewEmptyDatabase(t), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func TestMigrateFailureRollsBack(t *testing.T) {
 		"0001_ok.sql":  {Data: []byte("CREATE TABLE a (x int);")},
 		"0002_bad.sql": {Data: []byte("CREATE TABLE b (x int); SELECT nope FROM nowhere;")},
 	}
-	got, err := store.Migrate(ctx, pool, files, nil)
+	got, err := database.Migrate(ctx, pool, files, nil)
 	if err == nil || len(got) != 1 || got[0] != "0001_ok" {
 		t.Fatalf("Migrate = %v, %v; want [0001_ok] and an error", got, err)
 	}

@@ -1,7 +1,7 @@
-// Package store is the control plane's PostgreSQL access: the connection
+// Package database is the control plane's PostgreSQL access: the connection
 // pool, the embedded migrations applied under an advisory lock, and
 // transactions. Queries live beside the API resources that use them.
-package store
+package database
 
 import (
 	"context"
