@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -205,6 +206,20 @@ func (lt *lagTracker) sample(ctx context.Context) error {
 	ends, err := lt.admin.ListCommittedOffsets(ctx, topics...)
 	if err != nil {
 		return fmt.Errorf("listing end offsets: %w", err)
+	}
+	// A stage whose topic does not exist yet (a new pipeline's repartition
+	// or output topics, created as it starts) has nothing to sample; asking
+	// for its group offsets would fail the whole sample.
+	topics = slices.DeleteFunc(topics, func(t string) bool {
+		for _, lo := range ends[t] {
+			if lo.Err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	if len(topics) == 0 {
+		return nil
 	}
 	starts, err := lt.admin.ListStartOffsets(ctx, topics...)
 	if err != nil {

@@ -55,3 +55,32 @@ func TestLagWatch(t *testing.T) {
 		t.Fatalf("watches left: %+v", ws)
 	}
 }
+
+// A stage whose topic does not exist yet (a new pipeline's repartition
+// topic before it starts) is left out of a sample, not a failure of the
+// whole sample: the stage that exists is still seen (its partition has
+// no commit yet, and says so).
+func TestLagWatchMissingStageTopic(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	kafkatest.CreateTopic(t, brokers, "present", 1)
+	var rs []*kgo.Record
+	for i := range 12 {
+		rs = append(rs, &kgo.Record{Topic: "present", Value: []byte{byte(i)}})
+	}
+	kafkatest.Produce(t, brokers, rs...)
+	rt := newRuntime(t, brokers, runtime.LagInterval(100*time.Millisecond), runtime.LagWindow(3))
+	rt.SetWatches(context.Background(), []runtime.Watch{{Name: "new", Group: "new-group", Topics: []string{"present", "not-created-yet"}}})
+	defer rt.SetWatches(context.Background(), nil)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ws := rt.Watches()
+		if l := ws[0].Lag; l != nil && len(l.Stages) >= 1 && l.Stages[0].Topic == "present" &&
+			len(l.Stages[0].Partitions) == 1 && l.Stages[0].Partitions[0].End == 12 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watch view %+v", ws[0].Lag)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
