@@ -31,8 +31,8 @@ import (
 	"github.com/sluicehq/sluice/internal/agentproto"
 	"github.com/sluicehq/sluice/internal/api"
 	"github.com/sluicehq/sluice/internal/apiclient"
-	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/internal/database"
+	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

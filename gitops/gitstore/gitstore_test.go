@@ -15,8 +15,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/sluicehq/sluice/gitops/gitstore"
-	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/internal/database"
+	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }

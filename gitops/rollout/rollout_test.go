@@ -16,8 +16,8 @@ import (
 	"github.com/sluicehq/sluice/gitops/rollout"
 	"github.com/sluicehq/sluice/gitops/validate"
 	"github.com/sluicehq/sluice/internal/agentproto"
-	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/internal/database"
+	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/observability"
 )
 

@@ -11,9 +11,9 @@ import (
 
 	"github.com/sluicehq/sluice/gitops/deploy"
 	"github.com/sluicehq/sluice/gitops/validate"
+	"github.com/sluicehq/sluice/internal/database"
 	"github.com/sluicehq/sluice/internal/diag"
 	"github.com/sluicehq/sluice/internal/pipeline"
-	"github.com/sluicehq/sluice/internal/database"
 )
 
 // pipelineBody is a pipeline: a name in a project whose revisions hold the

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"testing/fstest"
 
-	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/internal/database"
+	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/migrations"
 )
 

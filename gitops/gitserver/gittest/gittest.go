@@ -25,8 +25,8 @@ import (
 
 	"github.com/sluicehq/sluice/gitops/gitserver"
 	"github.com/sluicehq/sluice/gitops/gitstore"
-	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/internal/database"
+	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 )
 
 // Tokens the test Authorizer accepts as HTTP basic auth passwords.
