@@ -195,6 +195,20 @@ func (p *Program) FieldsAnd(after []string, afterAll bool) (names []string, all 
 	return append(append([]string(nil), p.fields...), after...), false
 }
 
+// FieldsOf is what a step that reads progs (nil ones are skipped) and
+// emits values of its own needs from its input: every field any of them
+// reads, or all when one reads the whole value.
+func FieldsOf(progs ...*Program) (names []string, all bool) {
+	for _, p := range progs {
+		if p != nil {
+			if names, all = p.FieldsAnd(names, all); all {
+				return nil, true
+			}
+		}
+	}
+	return names, false
+}
+
 // nameVisitor notes whether an expression reads record metadata (so that
 // evaluation can skip building a merged environment when it does not) and
 // rejects calls to functions that do not exist, which expr would otherwise

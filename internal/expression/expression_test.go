@@ -3,6 +3,7 @@ package expression
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -325,5 +326,19 @@ func TestEvalWrongTypeSaysSo(t *testing.T) {
 		if err == nil || err.Error() != c.want {
 			t.Errorf("%s on %v: %v; want %s", c.src, c.page, err, c.want)
 		}
+	}
+}
+
+func TestFieldsOf(t *testing.T) {
+	a, _ := Compile("speed > limit", Any)
+	b, _ := Compile("lat", Any)
+	whole, _ := Compile("value", Any)
+	names, all := FieldsOf(a, nil, b)
+	slices.Sort(names)
+	if all || strings.Join(names, ",") != "lat,limit,speed" {
+		t.Errorf("FieldsOf(a, nil, b) = %v, %v", names, all)
+	}
+	if names, all := FieldsOf(a, whole, b); !all || names != nil {
+		t.Errorf("FieldsOf with a whole-value read = %v, %v; want all", names, all)
 	}
 }

@@ -257,14 +257,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 
 // FieldDemand implements engine.FieldDemander.
 func (o *op) FieldDemand([]string, bool) ([]string, bool) {
-	var names []string
-	all := false
-	for _, p := range []*expression.Program{o.By, o.speed, o.lat, o.lon, o.limit} {
-		if p != nil {
-			names, all = p.FieldsAnd(names, all)
-		}
-	}
-	return names, all
+	return expression.FieldsOf(o.By, o.speed, o.lat, o.lon, o.limit)
 }
 
 // speeding is an episode above the limit.

@@ -137,14 +137,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 
 // FieldDemand implements engine.FieldDemander.
 func (o *op) FieldDemand([]string, bool) ([]string, bool) {
-	var names []string
-	all := false
-	for _, p := range []*expression.Program{o.By, o.path} {
-		if p != nil {
-			names, all = p.FieldsAnd(names, all)
-		}
-	}
-	return names, all
+	return expression.FieldsOf(o.By, o.path)
 }
 
 type session struct {

@@ -178,14 +178,8 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 }
 
 // FieldDemand implements engine.FieldDemander.
-func (o *op) FieldDemand(after []string, afterAll bool) ([]string, bool) {
-	names, all := o.when.FieldsAnd(nil, false)
-	for _, p := range []*expression.Program{o.By, o.clear, o.value} {
-		if p != nil {
-			names, all = p.FieldsAnd(names, all)
-		}
-	}
-	return names, all
+func (o *op) FieldDemand([]string, bool) ([]string, bool) {
+	return expression.FieldsOf(o.when, o.By, o.clear, o.value)
 }
 
 // reading is what the machine keeps of a record.
