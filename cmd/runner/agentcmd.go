@@ -77,6 +77,7 @@ func runAgent(ctx context.Context, c agentConfig, reg *catalog.Registry, stderr 
 			agent.Logger(log),
 			agent.Version(version),
 			agent.ApplyTimeout(c.shutdown),
+			agent.Kafka(k.brokers, k.kafka...),
 		}
 		if c.bootstrapToken != "" {
 			opts = append(opts, agent.BootstrapToken(c.bootstrapToken))

@@ -153,6 +153,10 @@ type kafkaRuntime struct {
 	// would create the pipelines' input topics; it creates the missing
 	// ones.
 	createInputs func(context.Context, []*pipeline.Plan) error
+	// brokers and kafka are the connection the runtime uses, for the
+	// agent's own client (DLQ viewer and replays).
+	brokers []string
+	kafka   []kgo.Opt
 }
 
 // withRuntime is the setup `runner run` and `runner agent` share: it
@@ -234,7 +238,7 @@ func withRuntime(ctx context.Context, c *runtimeConfig, log *slog.Logger, body f
 	}()
 	log.Info("ops server listening", "addr", ln.Addr().String(), "endpoints", "/metrics /healthz /readyz /status")
 
-	k := &kafkaRuntime{rt: rt}
+	k := &kafkaRuntime{rt: rt, brokers: brokers, kafka: kopts}
 	if cluster != nil {
 		k.createInputs = func(ctx context.Context, plans []*pipeline.Plan) error {
 			return createTopics(ctx, brokers, c.partitions, plans)

@@ -132,7 +132,10 @@ func (s *Server) assignments(w http.ResponseWriter, r *http.Request) {
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(wait + 10*time.Second))
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
-	for {
+	// Replay requests are not part of the generation: a change of the
+	// runner's open requests answers the poll too.
+	replays := ""
+	for first := true; ; first = false {
 		// Wait first, then read: a change between the two still wakes us.
 		woken, stop := s.listener.Wait(rn.FleetID.String())
 		a, err := s.store.Assignments(r.Context(), rn)
@@ -141,7 +144,11 @@ func (s *Server) assignments(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		if a.Generation != have || have == 0 {
+		ids := replayIDs(a)
+		if first {
+			replays = ids
+		}
+		if a.Generation != have || have == 0 || ids != replays {
 			stop()
 			writeJSON(w, http.StatusOK, a)
 			return
@@ -157,6 +164,16 @@ func (s *Server) assignments(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// replayIDs lists the ids of a's replay requests, to tell a change.
+func replayIDs(a agentproto.Assignments) string {
+	var b strings.Builder
+	for _, q := range a.Replays {
+		b.WriteString(q.ID)
+		b.WriteByte(',')
+	}
+	return b.String()
 }
 
 func (s *Server) bundle(w http.ResponseWriter, r *http.Request) {
@@ -181,7 +198,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	}
 	var rep agentproto.StatusReport
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, deploy.MaxReportBytes)).Decode(&rep); err != nil {
-		problem(w, http.StatusBadRequest, "the body must be a JSON status report of at most 256 KiB: "+err.Error())
+		problem(w, http.StatusBadRequest, "the body must be a JSON status report of at most 1 MiB: "+err.Error())
 		return
 	}
 	if err := s.store.Report(r.Context(), rn, rep); err != nil {

@@ -144,10 +144,12 @@ func (s *Store) Generation(ctx context.Context, fleetID uuid.UUID) (int64, error
 // changes is left out while its old members stop.
 func (s *Store) Assignments(ctx context.Context, r Runner) (agentproto.Assignments, error) {
 	var out agentproto.Assignments
+	var monitor bool
 	err := pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		var org, project string
-		if err := tx.QueryRow(ctx, `SELECT f.generation, o.name, p.name FROM fleets f JOIN projects p ON p.id = f.project_id
-			JOIN organizations o ON o.id = p.org_id WHERE f.id = $1`, r.FleetID).Scan(&out.Generation, &org, &project); err != nil {
+		var previews agentproto.RecordPreviews
+		if err := tx.QueryRow(ctx, `SELECT f.generation, o.name, p.name, p.record_previews FROM fleets f JOIN projects p ON p.id = f.project_id
+			JOIN organizations o ON o.id = p.org_id WHERE f.id = $1`, r.FleetID).Scan(&out.Generation, &org, &project, &previews); err != nil {
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT p.id, p.name,
@@ -187,6 +189,10 @@ func (s *Store) Assignments(ctx context.Context, r Runner) (agentproto.Assignmen
 				}
 				a.Revision, a.Digest, a.Commit = *sNum, *sDigest, *sCommit
 			}
+			if previews.Enabled {
+				p := previews
+				a.Previews = &p
+			}
 			out.Pipelines = append(out.Pipelines, a)
 		}
 		if err := rows.Err(); err != nil {
@@ -197,9 +203,14 @@ func (s *Store) Assignments(ctx context.Context, r Runner) (agentproto.Assignmen
 		if err != nil || !mon {
 			return err
 		}
+		monitor = true
 		out.Monitor, err = s.watches(ctx, tx, r, org, project)
 		return err
 	})
+	if err != nil {
+		return out, err
+	}
+	out.Replays, err = s.replays(ctx, r, monitor)
 	return out, err
 }
 
@@ -233,7 +244,7 @@ func (s *Store) Bundle(ctx context.Context, r Runner, digest string) ([]byte, er
 }
 
 // MaxReportBytes bounds a stored status report.
-const MaxReportBytes = 256 << 10
+const MaxReportBytes = 1 << 20
 
 // Report stores a runner's status report and refreshes the deployments'
 // status it bears on at the next reconcile.
@@ -247,7 +258,9 @@ func (s *Store) Report(ctx context.Context, r Runner, rep agentproto.StatusRepor
 	if len(data) > MaxReportBytes {
 		return fmt.Errorf("a status report may take %d KiB, this one %d", MaxReportBytes>>10, len(data)>>10)
 	}
-	_, err = s.pool.Exec(ctx, `UPDATE runners SET report = $2, generation = $3, version = $4, last_seen_at = now() WHERE id = $1`,
-		r.ID, data, rep.Generation, rep.Version)
-	return err
+	if _, err = s.pool.Exec(ctx, `UPDATE runners SET report = $2, generation = $3, version = $4, last_seen_at = now() WHERE id = $1`,
+		r.ID, data, rep.Generation, rep.Version); err != nil {
+		return err
+	}
+	return s.recordReplays(ctx, r, rep.Replays)
 }

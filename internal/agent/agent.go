@@ -62,6 +62,10 @@ type Agent struct {
 	// monitoring is how many groups the agent watches as its fleet's
 	// monitor (0: it is not the monitor).
 	monitoring int
+
+	dlq    *dlqReader
+	replay *replayer
+	keys   *keyFinder
 }
 
 // entry is one pipeline as it runs: the assignment it came from and what
@@ -92,13 +96,17 @@ func New(opts ...Opt) (*Agent, error) {
 	if cfg.bootstrapToken == "" && !dir.hasCredential() {
 		return nil, fmt.Errorf("%w (%s)", ErrNoCredential, dir.path(credentialFile))
 	}
-	return &Agent{
+	a := &Agent{
 		cfg:     cfg,
 		dir:     dir,
 		client:  &client{base: cfg.controlPlane, http: cfg.httpClient},
 		log:     cfg.logger,
 		running: map[string]*entry{},
-	}, nil
+		dlq:     newDLQReader(cfg.kafka),
+		keys:    newKeyFinder(cfg.kafka),
+	}
+	a.replay = newReplayer(dir, cfg.kafka, a.log.Info)
+	return a, nil
 }
 
 // State is a snapshot of the agent, for tests and diagnostics.
@@ -141,6 +149,7 @@ func (a *Agent) State() State {
 // registration refused with nothing cached to run, or a credential that
 // cannot be saved.
 func (a *Agent) Run(ctx context.Context) error {
+	defer a.dlq.stop()
 	a.startFromCache(ctx)
 
 	cred, err := a.credential(ctx)
@@ -162,10 +171,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		a.heartbeat(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		a.replay.run(ctx)
 	}()
 	a.follow(ctx)
 	return nil
@@ -269,6 +282,7 @@ func (a *Agent) follow(ctx context.Context) {
 		// The monitor role comes with every answer, not with a
 		// generation: it changes when runners come and go.
 		a.setMonitor(ctx, as.Monitor)
+		a.replay.set(as.Replays)
 		if as.Generation == settled && !first {
 			bo.reset()
 			// A control plane that answers an unchanged generation at
@@ -375,6 +389,13 @@ func (a *Agent) apply(ctx context.Context, as *agentproto.Assignments, fetch boo
 	a.generation = as.Generation
 	a.errors = errs
 	a.mu.Unlock()
+	if len(a.cfg.kafka) > 0 {
+		var dlqs []string
+		for _, e := range next {
+			dlqs = append(dlqs, e.p.Plan.DLQ)
+		}
+		a.dlq.set(ctx, dlqs, a.log.Warn)
+	}
 
 	if fetch {
 		a.saveCache(as.Generation, next)
@@ -504,8 +525,12 @@ func (a *Agent) report(ctx context.Context) {
 		Cached:     a.cached,
 	}
 	digests := map[string]string{}
+	previews := map[string]*agentproto.RecordPreviews{}
+	dlqs := map[string]string{}
 	for name, e := range a.running {
 		digests[name] = e.a.Digest
+		previews[name] = effectivePreviews(e.a.Previews)
+		dlqs[name] = e.p.Plan.DLQ
 	}
 	cred := a.cred.Credential
 	a.mu.Unlock()
@@ -526,11 +551,29 @@ func (a *Agent) report(ctx context.Context) {
 			Since:      s.Since,
 			Lag:        s.Lag.ForReport(),
 		})
+		ps := &rep.Pipelines[len(rep.Pipelines)-1]
+		// Record previews are decided here, per pipeline, from its
+		// project's setting: off, nothing of a key or value is in ps.
+		if topic, ok := dlqs[s.Name]; ok {
+			ps.DLQ = a.dlq.view(topic, previews[s.Name])
+		}
+		if p := previews[s.Name]; p != nil && ps.Lag != nil && len(ps.Lag.HotKeys) > 0 {
+			for hash, key := range a.keys.lookup(ctx, ps.Lag.HotKeys) {
+				if pv := previewOf(key, p); pv != nil {
+					if ps.KeyPreviews == nil {
+						ps.KeyPreviews = map[string]agentproto.Preview{}
+					}
+					ps.KeyPreviews[hash] = *pv
+				}
+			}
+		}
 	}
+	rep.Replays = a.replay.report()
 	for _, w := range a.cfg.runtime.Watches() {
 		rep.Monitor = append(rep.Monitor, agentproto.MonitoredLag{Name: w.Name, Group: w.Group, Lag: w.Lag.ForReport()})
 	}
 	fitLag(rep)
+	fitDLQ(rep)
 	if err := a.client.status(ctx, cred, rep); err != nil && ctx.Err() == nil {
 		a.setErr(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/internal/agentproto"
 	"github.com/sluicehq/sluice/internal/pipeline"
@@ -39,6 +41,7 @@ type config struct {
 	httpClient     *http.Client
 	allowHTTP      bool
 	prepareInputs  func(context.Context, []*pipeline.Plan) error
+	kafka          []kgo.Opt
 }
 
 // ControlPlane sets the control plane's base URL
@@ -113,6 +116,17 @@ func AllowHTTP() Opt { return func(c *config) { c.allowHTTP = true } }
 // (default: none).
 func PrepareInputs(f func(context.Context, []*pipeline.Plan) error) Opt {
 	return func(c *config) { c.prepareInputs = f }
+}
+
+// Kafka gives the agent its own connection to the pipelines' cluster
+// (seed brokers and client options: TLS, SASL), for what it does beside
+// the runtime: reading each pipeline's DLQ topic (read_committed) for the
+// DLQ viewer, DLQ replays, and, with record previews, the keys behind hot
+// key hashes (default: none, and then none of these is done).
+func Kafka(brokers []string, opts ...kgo.Opt) Opt {
+	return func(c *config) {
+		c.kafka = append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)
+	}
 }
 
 func defaults() config {

@@ -8,7 +8,7 @@ import (
 )
 
 // lagBudget is how much of a status report (the control plane takes
-// at most 256 KiB of JSON, gitops/deploy.MaxReportBytes) the pipelines' partition detail may
+// at most 1 MiB of JSON, gitops/deploy.MaxReportBytes) the pipelines' partition detail may
 // fill; over it, the pipelines with the most partitions report their
 // stage summaries only, so a runner with many pipelines never has its
 // heartbeat refused for its lag view.
@@ -49,5 +49,38 @@ func fitLag(rep *agentproto.StatusReport) {
 		if size() <= lagBudget {
 			return
 		}
+	}
+}
+
+// reportBudget is how large a whole status report may grow with its DLQ
+// views (the control plane takes at most 1 MiB,
+// gitops/deploy.MaxReportBytes): over it, the pipeline with the largest
+// DLQ view keeps only its newer half of dead letters, again until it
+// fits; totals per reason always stay.
+const reportBudget = 960 << 10
+
+// fitDLQ trims the DLQ views of rep until the report fits reportBudget.
+func fitDLQ(rep *agentproto.StatusReport) {
+	for {
+		b, _ := json.Marshal(rep)
+		if len(b) <= reportBudget {
+			return
+		}
+		largest, size := -1, 0
+		for i, p := range rep.Pipelines {
+			if p.DLQ == nil || len(p.DLQ.Letters) == 0 {
+				continue
+			}
+			d, _ := json.Marshal(p.DLQ)
+			if len(d) > size {
+				largest, size = i, len(d)
+			}
+		}
+		if largest < 0 {
+			return
+		}
+		v := *rep.Pipelines[largest].DLQ
+		v.Letters = v.Letters[:len(v.Letters)/2]
+		rep.Pipelines[largest].DLQ = &v
 	}
 }

@@ -95,6 +95,140 @@ type Assignments struct {
 	// every answer, also from one whose generation it has applied, so a
 	// new monitor starts within a long-poll's wait.
 	Monitor []Watch `json:"monitor,omitempty"`
+	// Replays are DLQ replay requests this runner is to carry out (only
+	// ever the fleet's monitor runner, which claims them). Like Monitor
+	// they come with every answer, not with a generation; the runner
+	// carries out each ID once (it remembers them on disk) and reports
+	// the outcome in StatusReport.Replays.
+	Replays []ReplayRequest `json:"replays,omitempty"`
+}
+
+// RecordPreviews is a project's setting that lets payload and key
+// previews leave its runners (docs/security.md). The zero value is the
+// default: off, and then no record key or value is ever reported.
+type RecordPreviews struct {
+	Enabled bool `json:"enabled"`
+	// Redact lists field paths ("card.number", "email") whose values are
+	// replaced by "[redacted]" in a JSON preview.
+	Redact []string `json:"redact"`
+	// MaxBytes caps each preview (default DefaultPreviewBytes, at most
+	// MaxPreviewBytes); a longer one is cut and marked truncated.
+	MaxBytes int `json:"max_bytes"`
+}
+
+// Preview sizes.
+const (
+	DefaultPreviewBytes = 1024
+	MaxPreviewBytes     = 4096
+)
+
+// ReplayRequest asks a runner to re-produce dead letters of a pipeline's
+// DLQ to the stage inputs they came from (their sluice.source header),
+// with a header HeaderReplayedFrom, in one Kafka transaction.
+type ReplayRequest struct {
+	ID         string `json:"id"`
+	Pipeline   string `json:"pipeline"`
+	PipelineID string `json:"pipeline_id"`
+	// DLQTopic is the pipeline's DLQ topic; Inputs are the inputs of its
+	// stages (source, repartition topics): a dead letter whose source is
+	// another topic is not replayed.
+	DLQTopic string   `json:"dlq_topic"`
+	Inputs   []string `json:"inputs"`
+	// Offsets selects dead letters by DLQ partition and offset; UpTo
+	// selects every dead letter of a partition up to an offset
+	// (inclusive). One of them is set.
+	Offsets []DLQOffset `json:"offsets,omitempty"`
+	UpTo    []DLQOffset `json:"up_to,omitempty"`
+}
+
+// DLQOffset is a record of a DLQ topic.
+type DLQOffset struct {
+	Partition int32 `json:"partition"`
+	Offset    int64 `json:"offset"`
+}
+
+// HeaderReplayedFrom is added to every replayed record: "<dlq
+// topic>/<partition>/<offset>".
+const HeaderReplayedFrom = "sluice.replayed-from"
+
+// Replay states.
+const (
+	ReplayRunning = "running"
+	ReplayDone    = "done"
+	ReplayFailed  = "failed"
+)
+
+// ReplayOutcome is how a replay request went on the runner.
+type ReplayOutcome struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
+	// Replayed counts the records produced (committed) to the inputs.
+	Replayed int      `json:"replayed"`
+	Errors   []string `json:"errors,omitempty"`
+}
+
+// DLQView is what a runner read of one pipeline's DLQ topic with a
+// read_committed client: the last dead letters and totals per reason.
+type DLQView struct {
+	Topic     string    `json:"topic"`
+	SampledAt time.Time `json:"sampled_at"`
+	// Total counts every dead letter read since the topic's start (all of
+	// its partitions); Reasons splits it by the sluice.reason header.
+	Total   int64            `json:"total"`
+	Reasons map[string]int64 `json:"reasons"`
+	// Letters are the latest dead letters (at most MaxDeadLetters), newest
+	// first.
+	Letters []DeadLetter `json:"letters"`
+	// Previews is true when the letters may carry key, value and header
+	// previews (the project enabled record previews).
+	Previews bool `json:"previews,omitempty"`
+}
+
+// MaxDeadLetters bounds the dead letters of a DLQView.
+const MaxDeadLetters = 100
+
+// DeadLetter is one record of a DLQ topic, described by its sluice.*
+// headers. Key, Value and the values of headers other than sluice.* are
+// previews, present only when the project enabled record previews
+// (redacted and capped); KeyHash is always there.
+type DeadLetter struct {
+	Partition int32     `json:"partition"`
+	Offset    int64     `json:"offset"`
+	Timestamp time.Time `json:"timestamp"`
+	Reason    string    `json:"reason"`
+	Error     string    `json:"error"`
+	Step      string    `json:"step,omitempty"`
+	Revision  string    `json:"revision,omitempty"`
+	// SourceTopic, SourcePartition and SourceOffset are where the record
+	// was read from (sluice.source): the pipeline's source, or for a
+	// record of a later stage whose origin could not be recovered, the
+	// repartition topic.
+	SourceTopic     string         `json:"source_topic"`
+	SourcePartition int32          `json:"source_partition"`
+	SourceOffset    int64          `json:"source_offset"`
+	Headers         []HeaderReport `json:"headers"`
+	KeyHash         string         `json:"key_hash,omitempty"`
+	Key             *Preview       `json:"key,omitempty"`
+	Value           *Preview       `json:"value,omitempty"`
+	// ReplayedFrom is set on a dead letter that was itself replayed.
+	ReplayedFrom string `json:"replayed_from,omitempty"`
+}
+
+// HeaderReport is a record header: its name always, its value only for
+// sluice.* headers or with previews.
+type HeaderReport struct {
+	Name  string  `json:"name"`
+	Value *string `json:"value,omitempty"`
+}
+
+// Preview is a redacted, capped rendering of a key or value: JSON as
+// JSON text with the redacted paths replaced, anything else as text
+// (invalid UTF-8 as base64 with Encoding "base64").
+type Preview struct {
+	Text      string `json:"text"`
+	Encoding  string `json:"encoding,omitempty"`
+	Bytes     int    `json:"bytes"`
+	Truncated bool   `json:"truncated,omitempty"`
 }
 
 // Watch is a pipeline whose consumer group the monitor runner samples.
@@ -123,6 +257,9 @@ type Assignment struct {
 	Group string `json:"group"`
 	// Commit is the Git commit the bundle was built from.
 	Commit string `json:"commit"`
+	// Previews is the record previews setting of the pipeline's project;
+	// absent means off.
+	Previews *RecordPreviews `json:"previews,omitempty"`
 }
 
 // RevisionLabel is what a runner calls an assignment's revision in its
@@ -139,7 +276,9 @@ func (a Assignment) RevisionLabel() string {
 
 // StatusReport is what a runner posts: the generation it has applied and
 // how each pipeline runs. Only counts, offsets, timestamps, states, error
-// messages and key hashes cross the boundary, never record keys or values.
+// messages and key hashes cross the boundary, never record keys or values,
+// unless the pipeline's project enabled record previews: then dead letters
+// and hot keys may carry redacted, capped previews (docs/security.md).
 type StatusReport struct {
 	// Generation is the generation of the assignments last applied.
 	Generation int64  `json:"generation"`
@@ -156,6 +295,9 @@ type StatusReport struct {
 	// monitor (Assignments.Monitor), absent on other runners. The control
 	// plane shows it for a pipeline no live runner reports lag for.
 	Monitor []MonitoredLag `json:"monitor,omitempty"`
+	// Replays is the outcome of the replay requests of the last
+	// assignments.
+	Replays []ReplayOutcome `json:"replays,omitempty"`
 }
 
 // MonitoredLag is the lag of one watched pipeline's consumer group, as
@@ -187,6 +329,11 @@ type PipelineStatus struct {
 	// and hot keys as hashes. Offsets, counts, rates, timestamps and
 	// statuses only.
 	Lag *observability.PipelineLag `json:"lag,omitempty"`
+	// DLQ is what the runner last read of the pipeline's DLQ topic.
+	DLQ *DLQView `json:"dlq,omitempty"`
+	// KeyPreviews maps hot key hashes (Lag.HotKeys) to previews of the
+	// keys, only when the project enabled record previews.
+	KeyPreviews map[string]Preview `json:"key_previews,omitempty"`
 }
 
 // Bundle is everything one pipeline revision needs to run: its YAML and
