@@ -24,32 +24,40 @@ import (
 // regexp2 has a per-match timeout, but goja neither exposes it nor reports
 // it: a match that times out silently becomes "no match". So:
 //
-//   - matchLimit is set as regexp2's DefaultMatchTimeout, once at start-up,
-//     and bounds every backtracking match in the process;
+//   - matchTimeout is set as regexp2's DefaultMatchTimeout, once at
+//     start-up, and bounds every backtracking match in the process;
 //   - every entry point to matching (exec, test and the Symbol methods that
 //     String.prototype.match, replace, split, ... call) is wrapped, and a
 //     call that took matchLimit or longer ends the script's call with reason
 //     timeout, because its result may be a timed-out "no match". Never a
 //     silently wrong result.
 //
-// The limit is global (regexp2 reads it when a pattern is compiled, and
-// goja shares compiled patterns between runtimes), so it cannot follow each
-// step's timeout: one regexp call may take at most matchLimit, whatever the
-// step's budget, and a step whose budget is shorter overshoots by up to
-// matchLimit plus the clock period.
+// matchLimit is half of matchTimeout because regexp2 times matches by a
+// coarse clock that a goroutine advances: when that goroutine is starved
+// (a busy process), the clock a match starts from is stale, and the match
+// times out after less wall-clock time than matchTimeout (CI saw one end
+// early enough to pass for a "no match"). A stale start up to
+// matchTimeout - matchLimit is still caught.
+//
+// The limits are global (regexp2 reads the timeout when a pattern is
+// compiled, and goja shares compiled patterns between runtimes), so they
+// cannot follow each step's timeout: one regexp call may take at most
+// matchTimeout, whatever the step's budget, and a step whose budget is
+// shorter overshoots by up to that plus the clock period.
 const (
-	matchLimit = 100 * time.Millisecond
+	matchLimit   = 50 * time.Millisecond
+	matchTimeout = 2 * matchLimit
 	// matchClock is how often regexp2's clock ticks; its default (100ms)
-	// would add up to 200ms to matchLimit. The clock goroutine runs only
+	// would add up to 200ms to matchTimeout. The clock goroutine runs only
 	// while a match with a timeout does.
-	matchClock = 10 * time.Millisecond
+	matchClock = 5 * time.Millisecond
 )
 
 // init configures regexp2 before any pattern exists: DefaultMatchTimeout is
 // read when a pattern compiles and the clock period by the clock goroutine,
 // so neither may change later. Nothing else in Sluice uses regexp2.
 func init() {
-	regexp2.DefaultMatchTimeout = matchLimit
+	regexp2.DefaultMatchTimeout = matchTimeout
 	regexp2.SetTimeoutCheckPeriod(matchClock)
 }
 

@@ -74,7 +74,7 @@ const description = "`script` runs custom logic written in JavaScript (ES5.1 wit
 	"so that memory a script grows in small steps ends that process, never the runner or its other " +
 	"pipelines; the record gets reason `resource` all the same. Top-level code has 1s. One regular-expression call " +
 	"(`exec`, `test`, `match`, `replace`, `split`, `search`, including replace callbacks) may run at " +
-	"most 100ms, whatever the timeout: backtracking patterns can run for hours, and a record whose " +
+	"most 50ms, whatever the timeout: backtracking patterns can run for hours, and a record whose " +
 	"call does gets reason `timeout`.\n\n" +
 	"Syntax errors are reported when the pipeline is built, at their line and column in the " +
 	"pipeline file (for `source: |` blocks) or in the script file."
