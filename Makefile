@@ -188,7 +188,7 @@ verify-staticcheck: $(STATICCHECK)
 .PHONY: verify-docs
 verify-docs:
 	@echo "verify: generated docs (make docs updates them)"
-	$(GO) run ./catalog/docgen -check
+	$(GO) run ./cmd/docgen -check
 
 .PHONY: verify-tidy
 verify-tidy:
@@ -200,7 +200,7 @@ verify-tidy:
 
 .PHONY: docs
 docs: ## Regenerate docs/operators and docs/schema from the operator catalog
-	$(GO) run ./catalog/docgen
+	$(GO) run ./cmd/docgen
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 30s)

@@ -7,7 +7,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/sluicehq/sluice/catalog"
-	"github.com/sluicehq/sluice/catalog/docs"
+	docs "github.com/sluicehq/sluice/internal/operatordocs"
 )
 
 // operatorBody is a catalog operator as the IDE and docs use it: the same

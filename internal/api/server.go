@@ -23,10 +23,10 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sluicehq/sluice/catalog"
-	"github.com/sluicehq/sluice/catalog/docs"
 	"github.com/sluicehq/sluice/gitops/deploy"
 	"github.com/sluicehq/sluice/gitops/rollout"
 	"github.com/sluicehq/sluice/internal/identity"
+	docs "github.com/sluicehq/sluice/internal/operatordocs"
 )
 
 // Config configures a Server. Pool and Registry are required.

@@ -1,4 +1,4 @@
-package docs_test
+package operatordocs_test
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/sluicehq/sluice/catalog"
-	"github.com/sluicehq/sluice/catalog/docs"
+	"github.com/sluicehq/sluice/internal/operatordocs"
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/record"
 )
@@ -130,7 +130,7 @@ func testRegistry(t *testing.T) *catalog.Registry {
 
 func generate(t *testing.T) map[string][]byte {
 	t.Helper()
-	files, err := docs.Generate(testRegistry(t))
+	files, err := operatordocs.Generate(testRegistry(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,10 +139,10 @@ func generate(t *testing.T) map[string][]byte {
 
 // TestGenerateGolden compares every generated Markdown file with its copy
 // under testdata/golden. A change there is a change to what readers see, so
-// review the diff, then run `go test ./catalog/docs -update`.
+// review the diff, then run `go test ./internal/operatordocs -update`.
 func TestGenerateGolden(t *testing.T) {
 	files := generate(t)
-	want := []string{docs.IndexPath, docs.OperatorPath("keep"), docs.OperatorPath("tally"), docs.SchemaPath}
+	want := []string{operatordocs.IndexPath, operatordocs.OperatorPath("keep"), operatordocs.OperatorPath("tally"), operatordocs.SchemaPath}
 	if len(files) != len(want) {
 		t.Errorf("generated %d files, want %d: %v", len(files), len(want), keys(files))
 	}
@@ -167,10 +167,10 @@ func TestGenerateGolden(t *testing.T) {
 		}
 		wantData, err := os.ReadFile(golden)
 		if err != nil {
-			t.Fatalf("%v (run go test ./catalog/docs -update to create it)", err)
+			t.Fatalf("%v (run go test ./internal/operatordocs -update to create it)", err)
 		}
 		if !bytes.Equal(got, wantData) {
-			t.Errorf("%s changed; run go test ./catalog/docs -update and review the diff\n--- got\n%s\n--- want\n%s", path, got, wantData)
+			t.Errorf("%s changed; run go test ./internal/operatordocs -update and review the diff\n--- got\n%s\n--- want\n%s", path, got, wantData)
 		}
 	}
 }
@@ -178,7 +178,7 @@ func TestGenerateGolden(t *testing.T) {
 // TestConfigurationTable pins the rows users read, independently of the
 // golden files, so that an -update cannot silently lose a field.
 func TestConfigurationTable(t *testing.T) {
-	page := string(generate(t)[docs.OperatorPath("tally")])
+	page := string(generate(t)[operatordocs.OperatorPath("tally")])
 	for _, row := range []string{
 		"| Field | Type | Default | Required | Description |",
 		"| `aggregate` | map of string |  | no | Outputs by name. |",
@@ -201,7 +201,7 @@ func TestConfigurationTable(t *testing.T) {
 		t.Errorf("window row should come before window.grace")
 	}
 
-	keep := string(generate(t)[docs.OperatorPath("keep")])
+	keep := string(generate(t)[operatordocs.OperatorPath("keep")])
 	if !strings.Contains(keep, "The step value is a string, not a mapping. A predicate over the record.\n") {
 		t.Errorf("keep page should describe a plain string value:\n%s", keep)
 	}
@@ -212,7 +212,7 @@ func TestConfigurationTable(t *testing.T) {
 
 func TestExamplesAndState(t *testing.T) {
 	files := generate(t)
-	tally := string(files[docs.OperatorPath("tally")])
+	tally := string(files[operatordocs.OperatorPath("tally")])
 	for _, want := range []string{
 		"# tally\n\nCounts records per key and window.\n\nCounts things.\n\nA second paragraph.\n",
 		"## State\n",
@@ -231,7 +231,7 @@ func TestExamplesAndState(t *testing.T) {
 		}
 	}
 
-	keep := string(files[docs.OperatorPath("keep")])
+	keep := string(files[operatordocs.OperatorPath("keep")])
 	for _, want := range []string{
 		"```yaml\n- keep: speed > 100\n```\n",
 		"```yaml\n- keep: |\n      speed > 100 &&\n        lat != nil\n```\n",
@@ -248,7 +248,7 @@ func TestExamplesAndState(t *testing.T) {
 }
 
 func TestIndex(t *testing.T) {
-	index := string(generate(t)[docs.IndexPath])
+	index := string(generate(t)[operatordocs.IndexPath])
 	for _, row := range []string{
 		"| Operator | Summary | State |",
 		"| [keep](keep.md) | Keeps records a predicate \\| holds for. | stateless |",
@@ -267,7 +267,7 @@ func TestIndex(t *testing.T) {
 // so the IDE and the compiler cannot disagree.
 func TestSchemaFile(t *testing.T) {
 	reg := testRegistry(t)
-	files, err := docs.Generate(reg)
+	files, err := operatordocs.Generate(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestSchemaFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Equal(files[docs.SchemaPath], want) {
+	if !bytes.Equal(files[operatordocs.SchemaPath], want) {
 		t.Errorf("schema file differs from pipeline.JSONSchema")
 	}
 }
@@ -300,7 +300,7 @@ func TestBadExampleStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := docs.Generate(reg); err == nil || !strings.Contains(err.Error(), `"broken"`) {
+	if _, err := operatordocs.Generate(reg); err == nil || !strings.Contains(err.Error(), `"broken"`) {
 		t.Errorf("Generate with an invalid example step: err = %v, want one naming the operator", err)
 	}
 }
@@ -360,11 +360,11 @@ func TestSchemaShapes(t *testing.T) {
 			if err := reg.Register(catalog.Spec{Name: "op", Summary: "An operator.", Config: tc.schema, New: nop}); err != nil {
 				t.Fatal(err)
 			}
-			files, err := docs.Generate(reg)
+			files, err := operatordocs.Generate(reg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			page := string(files[docs.OperatorPath("op")])
+			page := string(files[operatordocs.OperatorPath("op")])
 			for _, w := range tc.want {
 				if !strings.Contains(page, w) {
 					t.Errorf("page lacks\n%s\npage:\n%s", w, page)

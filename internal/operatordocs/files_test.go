@@ -1,4 +1,4 @@
-package docs_test
+package operatordocs_test
 
 import (
 	"os"
@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sluicehq/sluice/catalog/docs"
+	"github.com/sluicehq/sluice/internal/operatordocs"
 )
 
 // Check is what make verify relies on to fail on stale docs, and Write is
@@ -16,7 +16,7 @@ func TestWriteThenCheck(t *testing.T) {
 	dir := t.TempDir()
 	files := generate(t)
 
-	problems, err := docs.Check(dir, files)
+	problems, err := operatordocs.Check(dir, files)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,10 +29,10 @@ func TestWriteThenCheck(t *testing.T) {
 		}
 	}
 
-	if _, err := docs.Write(dir, files); err != nil {
+	if _, err := operatordocs.Write(dir, files); err != nil {
 		t.Fatal(err)
 	}
-	if problems, err := docs.Check(dir, files); err != nil || len(problems) != 0 {
+	if problems, err := operatordocs.Check(dir, files); err != nil || len(problems) != 0 {
 		t.Fatalf("after Write: problems %v, err %v", problems, err)
 	}
 
@@ -48,7 +48,7 @@ func TestWriteThenCheck(t *testing.T) {
 	if err := os.WriteFile(tally, []byte("edited\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(docs.SchemaPath))); err != nil {
+	if err := os.Remove(filepath.Join(dir, filepath.FromSlash(operatordocs.SchemaPath))); err != nil {
 		t.Fatal(err)
 	}
 	gone := filepath.Join(dir, "operators", "gone.md")
@@ -61,26 +61,26 @@ func TestWriteThenCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	want := []docs.Problem{
+	want := []operatordocs.Problem{
 		{Path: "operators/gone.md", Kind: "obsolete"},
 		{Path: "operators/tally.md", Kind: "stale"},
-		{Path: docs.SchemaPath, Kind: "missing"},
+		{Path: operatordocs.SchemaPath, Kind: "missing"},
 	}
-	problems, err = docs.Check(dir, files)
+	problems, err = operatordocs.Check(dir, files)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(problems, want) {
 		t.Fatalf("Check = %v, want %v", problems, want)
 	}
-	changed, err := docs.Write(dir, files)
+	changed, err := operatordocs.Write(dir, files)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(changed, want) {
 		t.Errorf("Write changed %v, want %v", changed, want)
 	}
-	if problems, err := docs.Check(dir, files); err != nil || len(problems) != 0 {
+	if problems, err := operatordocs.Check(dir, files); err != nil || len(problems) != 0 {
 		t.Errorf("after second Write: problems %v, err %v", problems, err)
 	}
 	if _, err := os.Stat(gone); !os.IsNotExist(err) {

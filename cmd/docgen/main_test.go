@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sluicehq/sluice/catalog/docs"
 	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/internal/operatordocs"
 )
 
 // Every operator that ships gets a page with its configuration and examples,
@@ -23,14 +23,14 @@ func TestEveryOperatorDocumented(t *testing.T) {
 	if len(specs) == 0 {
 		t.Fatal("all.New() registered no operators")
 	}
-	files, err := docs.Generate(reg)
+	files, err := operatordocs.Generate(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := len(specs) + 2; len(files) != want {
 		t.Errorf("generated %d files, want %d (a page per operator, the index, the schema)", len(files), want)
 	}
-	index := string(files[docs.IndexPath])
+	index := string(files[operatordocs.IndexPath])
 	if n := strings.Count(index, "\n| ["); n != len(specs) {
 		t.Errorf("index has %d operator rows, want %d", n, len(specs))
 	}
@@ -43,7 +43,7 @@ func TestEveryOperatorDocumented(t *testing.T) {
 			} `json:"step"`
 		} `json:"$defs"`
 	}
-	if err := json.Unmarshal(files[docs.SchemaPath], &schema); err != nil {
+	if err := json.Unmarshal(files[operatordocs.SchemaPath], &schema); err != nil {
 		t.Fatalf("schema is not JSON: %v", err)
 	}
 	inSchema := map[string]bool{}
@@ -53,9 +53,9 @@ func TestEveryOperatorDocumented(t *testing.T) {
 
 	for _, s := range specs {
 		t.Run(s.Name, func(t *testing.T) {
-			page := string(files[docs.OperatorPath(s.Name)])
+			page := string(files[operatordocs.OperatorPath(s.Name)])
 			if page == "" {
-				t.Fatalf("no page %s", docs.OperatorPath(s.Name))
+				t.Fatalf("no page %s", operatordocs.OperatorPath(s.Name))
 			}
 			if !strings.Contains(page, "\n# "+s.Name+"\n") || !strings.Contains(page, "\n## Configuration\n") {
 				t.Errorf("page lacks its title or Configuration section:\n%s", page)

@@ -2,8 +2,8 @@
 // operator catalog: a page per operator and an index under docs/operators,
 // and the pipeline JSON Schema at docs/schema/pipeline.schema.json.
 //
-//	go run ./catalog/docgen          # make docs: bring docs/ up to date
-//	go run ./catalog/docgen -check   # make verify: fail if docs/ is out of date
+//	go run ./cmd/docgen          # make docs: bring docs/ up to date
+//	go run ./cmd/docgen -check   # make verify: fail if docs/ is out of date
 //
 // With -check nothing is written; the command lists every missing, stale or
 // obsolete file and exits 1 when there is any.
@@ -18,8 +18,8 @@ import (
 	"os/signal"
 
 	"github.com/sluicehq/sluice/catalog"
-	"github.com/sluicehq/sluice/catalog/docs"
 	"github.com/sluicehq/sluice/catalog/operators/all"
+	"github.com/sluicehq/sluice/internal/operatordocs"
 )
 
 type config struct {
@@ -49,7 +49,7 @@ func main() {
 // run generates the docs for reg and writes them to cfg.out, or with
 // cfg.check compares them with what is there.
 func run(ctx context.Context, cfg config, reg *catalog.Registry, stdout io.Writer) error {
-	files, err := docs.Generate(reg)
+	files, err := operatordocs.Generate(reg)
 	if err != nil {
 		return err
 	}
@@ -57,7 +57,7 @@ func run(ctx context.Context, cfg config, reg *catalog.Registry, stdout io.Write
 		return err
 	}
 	if cfg.check {
-		problems, err := docs.Check(cfg.out, files)
+		problems, err := operatordocs.Check(cfg.out, files)
 		if err != nil {
 			return err
 		}
@@ -70,7 +70,7 @@ func run(ctx context.Context, cfg config, reg *catalog.Registry, stdout io.Write
 		}
 		return fmt.Errorf("%d generated files in %s are out of date; run make docs and commit the result", len(problems), cfg.out)
 	}
-	changed, err := docs.Write(cfg.out, files)
+	changed, err := operatordocs.Write(cfg.out, files)
 	if err != nil {
 		return err
 	}
