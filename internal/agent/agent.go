@@ -559,7 +559,7 @@ func (a *Agent) report(ctx context.Context) {
 		}
 		if p := previews[s.Name]; p != nil && ps.Lag != nil && len(ps.Lag.HotKeys) > 0 {
 			for hash, key := range a.keys.lookup(ctx, ps.Lag.HotKeys) {
-				if pv := previewOf(key, p); pv != nil {
+				if pv := keyPreviewOf(key, p); pv != nil {
 					if ps.KeyPreviews == nil {
 						ps.KeyPreviews = map[string]agentproto.Preview{}
 					}

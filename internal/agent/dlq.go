@@ -161,7 +161,7 @@ func deadLetterReport(r *kgo.Record, previews *agentproto.RecordPreviews) agentp
 	if r.Key != nil {
 		dl.KeyHash = fmt.Sprintf("%016x", sketch.Hash64(r.Key))
 	}
-	dl.Key = previewOf(r.Key, previews)
+	dl.Key = keyPreviewOf(r.Key, previews)
 	dl.Value = previewOf(r.Value, previews)
 	on := effectivePreviews(previews) != nil
 	for _, h := range r.Headers {

@@ -33,12 +33,23 @@ func effectivePreviews(p *agentproto.RecordPreviews) *agentproto.RecordPreviews 
 	return &out
 }
 
-// previewOf renders data for a report under p: nil when previews are off
-// or data is nil. JSON is re-encoded with every redact path replaced by
-// "[redacted]"; other data is shown as text (base64 when it is not UTF-8)
-// only when no redact path is set, since fields cannot be found in it.
-// The result is cut to p.MaxBytes.
+// previewOf renders a value for a report under p: nil when previews are
+// off or data is nil. JSON is re-encoded with every redact path replaced
+// by "[redacted]"; other data is shown as text (base64 when it is not
+// UTF-8) only when no redact path is set, since fields cannot be found in
+// it. The result is cut to p.MaxBytes.
 func previewOf(data []byte, p *agentproto.RecordPreviews) *agentproto.Preview {
+	return preview(data, p, false)
+}
+
+// keyPreviewOf renders a key like previewOf, except that a key that is not
+// JSON is shown (capped) even when redact paths are set: the paths name
+// JSON fields, and a plain key (an id) has none.
+func keyPreviewOf(data []byte, p *agentproto.RecordPreviews) *agentproto.Preview {
+	return preview(data, p, true)
+}
+
+func preview(data []byte, p *agentproto.RecordPreviews, key bool) *agentproto.Preview {
 	p = effectivePreviews(p)
 	if p == nil || data == nil {
 		return nil
@@ -47,7 +58,7 @@ func previewOf(data []byte, p *agentproto.RecordPreviews) *agentproto.Preview {
 	text, ok := redactJSON(data, p.Redact)
 	switch {
 	case ok:
-	case len(p.Redact) > 0:
+	case len(p.Redact) > 0 && !key:
 		// Not JSON: the redact paths cannot be applied, so nothing of it
 		// is shown.
 		out.Text = fmt.Sprintf("[not JSON (%d bytes); not shown because redact paths are set]", len(data))

@@ -106,6 +106,9 @@ type skewBody struct {
 	PipelineID uuid.UUID `json:"pipeline_id"`
 	Pipeline   string    `json:"pipeline"`
 	observability.SkewView
+	// KeyPreviews maps hot key hashes to redacted, capped previews of the
+	// keys: present only while the project enables record previews.
+	KeyPreviews map[string]agentproto.Preview `json:"key_previews,omitempty"`
 }
 
 // stageHealthBody is one stage in a health answer.
@@ -163,7 +166,7 @@ func (s *Server) observabilityResource() resource {
 	return resource{prefix: "/projects/{projectID}/pipelines/{pipelineID}", tag: "observability", routes: []route{
 		{method: http.MethodGet, path: "/lag", op: "getPipelineLag", summary: "A pipeline's lag on every stage and partition, merged from its runners (or its fleet's monitor runner), with its history (?since=&until=, RFC 3339, at most 30 days; default the last hour; 10 s resolution within the last 24 h, 1 min within 7 days, 10 min within 30 days)",
 			access: inProject, role: "viewer", resp: lagBody{}, handle: s.getPipelineLag},
-		{method: http.MethodGet, path: "/skew", op: "getPipelineSkew", summary: "A pipeline's partition skew, runner imbalance and hot keys (as hashes)",
+		{method: http.MethodGet, path: "/skew", op: "getPipelineSkew", summary: "A pipeline's partition skew, runner imbalance and hot keys (as hashes; with previews of the keys when the project enables record previews)",
 			access: inProject, role: "viewer", resp: skewBody{}, handle: s.getPipelineSkew},
 		{method: http.MethodGet, path: "/health", op: "getPipelineHealth", summary: "A pipeline's lag status (Burrow's rules), event age and slowest stage with the reason, restores with their ETA and state store sizes",
 			access: inProject, role: "viewer", resp: healthBody{}, handle: s.getPipelineHealth},
@@ -180,6 +183,9 @@ type pipelineView struct {
 	live    int
 	runners []lagRunnerBody
 	reports []observability.RunnerReport // live runners only: their tasks are current
+	// keyPreviews are the live runners' previews of hot keys, by hash
+	// (only from projects that enable record previews).
+	keyPreviews map[string]agentproto.Preview
 }
 
 // loadView merges the last reports of the runners of every fleet the
@@ -234,6 +240,12 @@ func (s *Server) loadView(r *http.Request) (pipelineView, error) {
 			if ok {
 				live = append(live, rr)
 				v.live++
+				for h, pv := range ps.KeyPreviews {
+					if v.keyPreviews == nil {
+						v.keyPreviews = map[string]agentproto.Preview{}
+					}
+					v.keyPreviews[h] = pv
+				}
 			}
 		}
 	}
@@ -281,7 +293,23 @@ func (s *Server) getPipelineSkew(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, skewBody{PipelineID: v.id, Pipeline: v.name, SkewView: observability.Skew(v.lag, v.reports)})
+	out := skewBody{PipelineID: v.id, Pipeline: v.name, SkewView: observability.Skew(v.lag, v.reports)}
+	if len(v.keyPreviews) > 0 && len(out.HotKeys) > 0 {
+		var on bool
+		if err := s.pool.QueryRow(r.Context(), `SELECT (record_previews ->> 'enabled')::boolean FROM projects p
+			JOIN pipelines pl ON pl.project_id = p.id WHERE pl.id = $1`, v.id).Scan(&on); err != nil {
+			return err
+		}
+		if on {
+			out.KeyPreviews = map[string]agentproto.Preview{}
+			for _, k := range out.HotKeys {
+				if pv, ok := v.keyPreviews[k.Hash]; ok {
+					out.KeyPreviews[k.Hash] = pv
+				}
+			}
+		}
+	}
+	return writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) getPipelineHealth(w http.ResponseWriter, r *http.Request) error {

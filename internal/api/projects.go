@@ -1,12 +1,17 @@
 package api
 
 import (
+	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/sluicehq/sluice/gitops/deploy"
+	"github.com/sluicehq/sluice/internal/agentproto"
 	"github.com/sluicehq/sluice/internal/database"
 )
 
@@ -21,13 +26,29 @@ type projectBody struct {
 	Role      string    `json:"role,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
-	version   int
+	// RecordPreviews says whether runners may report redacted, capped
+	// previews of record keys and values (dead letters, hot keys); off by
+	// default (docs/security.md).
+	RecordPreviews recordPreviewsBody `json:"record_previews"`
+	version        int
 }
 
-const projectColumns = "p.id, p.org_id, p.name, p.description, p.created_at, p.updated_at, p.version"
+// recordPreviewsBody is a project's record previews setting.
+type recordPreviewsBody struct {
+	// Enabled lets payload and key previews leave the runners.
+	Enabled bool `json:"enabled"`
+	// Redact lists JSON field paths ("card.number") shown as
+	// "[redacted]"; a payload that is not JSON is not shown when any is
+	// set.
+	Redact []string `json:"redact"`
+	// MaxBytes caps each preview: default 1024, at most 4096.
+	MaxBytes int `json:"max_bytes"`
+}
+
+const projectColumns = "p.id, p.org_id, p.name, p.description, p.created_at, p.updated_at, p.record_previews, p.version"
 
 func (p *projectBody) scanDest() []any {
-	return []any{&p.ID, &p.OrgID, &p.Name, &p.Description, &p.CreatedAt, &p.UpdatedAt, &p.version}
+	return []any{&p.ID, &p.OrgID, &p.Name, &p.Description, &p.CreatedAt, &p.UpdatedAt, &p.RecordPreviews, &p.version}
 }
 
 type createProjectRequest struct {
@@ -46,13 +67,39 @@ func (b *createProjectRequest) validate() []FieldError {
 
 type updateProjectRequest struct {
 	Description *string `json:"description"`
+	// RecordPreviews replaces the record previews setting (owners and
+	// administrators only, audited); runners of the project's fleets get
+	// it with their next assignments.
+	RecordPreviews *recordPreviewsBody `json:"record_previews"`
 }
 
 func (b *updateProjectRequest) validate() []FieldError {
+	var errs []FieldError
 	if b.Description != nil {
-		return checkText("description", *b.Description, 2000)
+		errs = append(errs, checkText("description", *b.Description, 2000)...)
 	}
-	return nil
+	if rp := b.RecordPreviews; rp != nil {
+		switch {
+		case rp.MaxBytes == 0:
+			rp.MaxBytes = agentproto.DefaultPreviewBytes
+		case rp.MaxBytes < 16 || rp.MaxBytes > agentproto.MaxPreviewBytes:
+			errs = append(errs, FieldError{Field: "record_previews.max_bytes", Detail: fmt.Sprintf("must be between 16 and %d", agentproto.MaxPreviewBytes)})
+		}
+		if rp.Redact == nil {
+			rp.Redact = []string{}
+		}
+		if len(rp.Redact) > 100 {
+			errs = append(errs, FieldError{Field: "record_previews.redact", Detail: "at most 100 paths"})
+		}
+		for i, p := range rp.Redact {
+			p = strings.TrimSpace(p)
+			rp.Redact[i] = p
+			if p == "" || len(p) > 200 || strings.Contains(p, "..") || strings.HasPrefix(p, ".") || strings.HasSuffix(p, ".") {
+				errs = append(errs, FieldError{Field: fmt.Sprintf("record_previews.redact[%d]", i), Detail: "must be a dotted field path like card.number, at most 200 characters"})
+			}
+		}
+	}
+	return errs
 }
 
 func (s *Server) projectResource() resource {
@@ -63,7 +110,7 @@ func (s *Server) projectResource() resource {
 			access: anyPrincipal, body: createProjectRequest{}, resp: projectBody{}, status: http.StatusCreated, handle: s.createProject},
 		{method: http.MethodGet, path: "/{projectID}", op: "getProject", summary: "Get a project",
 			access: inProject, role: "viewer", resp: projectBody{}, handle: s.getProject},
-		{method: http.MethodPatch, path: "/{projectID}", op: "updateProject", summary: "Change a project",
+		{method: http.MethodPatch, path: "/{projectID}", op: "updateProject", summary: "Change a project: its description, and its record previews setting (whether runners may report redacted, capped previews of record keys and values; off by default)",
 			access: inProject, role: "owner", body: updateProjectRequest{}, resp: projectBody{}, handle: s.updateProject},
 		{method: http.MethodDelete, path: "/{projectID}", op: "deleteProject", summary: "Delete a project and everything in it",
 			access: inProject, role: "owner", handle: s.deleteProject},
@@ -150,10 +197,52 @@ func (s *Server) updateProject(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	pa := projectFrom(r.Context())
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
 	var out projectBody
-	err := s.updateVersioned(r, "project", auditEntry{action: "project.update", resourceType: "project"}, out.scanDest(),
-		`UPDATE projects p SET description = coalesce($3, description), updated_at = now(), version = version + 1
-		WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+projectColumns, pa.ID, body.Description)
+	ctx := r.Context()
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		var before recordPreviewsBody
+		if err := tx.QueryRow(ctx, "SELECT record_previews FROM projects WHERE id = $1 FOR UPDATE", pa.ID).Scan(&before); err != nil {
+			return err
+		}
+		err := tx.QueryRow(ctx, `UPDATE projects p SET description = coalesce($3, description),
+			record_previews = coalesce($4, record_previews), updated_at = now(), version = version + 1
+			WHERE id = $1 AND ($2::int IS NULL OR version = $2) RETURNING `+projectColumns,
+			pa.ID, want, body.Description, body.RecordPreviews).Scan(out.scanDest()...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return preconditionFailed("the project changed since you read it; GET it again")
+		}
+		if err != nil {
+			return err
+		}
+		details := map[string]any{}
+		if body.Description != nil {
+			details["description"] = true
+		}
+		if rp := body.RecordPreviews; rp != nil {
+			details["record_previews"] = map[string]any{"before": before, "after": out.RecordPreviews}
+			// The setting travels in assignments: the project's fleets
+			// get a new generation, and their runners the setting.
+			rows, err := tx.Query(ctx, "SELECT id FROM fleets WHERE project_id = $1", pa.ID)
+			if err != nil {
+				return err
+			}
+			fleets, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+			if err != nil {
+				return err
+			}
+			for _, f := range fleets {
+				if err := deploy.BumpGeneration(ctx, tx, f); err != nil {
+					return err
+				}
+			}
+		}
+		return s.audit(ctx, tx, r, auditEntry{action: "project.update", resourceType: "project", resourceID: pa.ID.String(),
+			projectID: &pa.ID, details: details})
+	})
 	if err != nil {
 		return err
 	}

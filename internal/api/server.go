@@ -150,6 +150,7 @@ func New(cfg Config) (*Server, error) {
 		s.deploymentResource(),
 		s.rolloutResource(),
 		s.observabilityResource(),
+		s.dlqResource(),
 		s.auditResource(),
 		s.operatorResource(),
 		s.ideResource(),
