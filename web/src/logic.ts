@@ -519,3 +519,63 @@ export function niceMax(max: number): number {
   for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
   return 10 * p;
 }
+
+/** A DLQ record named by partition and offset. */
+export interface DLQOffset {
+  partition: number;
+  offset: number;
+}
+
+/** dlqKey names a dead letter in a selection. */
+export function dlqKey(o: DLQOffset): string {
+  return `${o.partition}/${o.offset}`;
+}
+
+/** replaySelection turns selected keys ("partition/offset") into a replay request body, sorted. */
+export function replaySelection(selected: Iterable<string>): { offsets: DLQOffset[] } {
+  const offsets: DLQOffset[] = [];
+  for (const k of selected) {
+    const m = /^(\d+)\/(\d+)$/.exec(k);
+    if (m) offsets.push({ partition: Number(m[1]), offset: Number(m[2]) });
+  }
+  offsets.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
+  return { offsets };
+}
+
+export interface ReplayItem {
+  id: string;
+  state: string;
+  replayed: number;
+  errors: string[];
+  duplicate?: boolean;
+}
+
+/** replayText says how a replay went, in one sentence. */
+export function replayText(r: ReplayItem): string {
+  const errs = r.errors?.length ? ` ${r.errors.length} problem${r.errors.length === 1 ? '' : 's'}: ${r.errors.slice(0, 3).join('; ')}` : '';
+  const dup = r.duplicate ? 'The same dead letters were asked for already; nothing more is replayed. ' : '';
+  switch (r.state) {
+    case 'pending':
+      return dup + 'Replay requested; waiting for the fleet’s monitor runner to take it.';
+    case 'claimed':
+    case 'running':
+      return dup + 'Replaying…';
+    case 'done':
+      return `${dup}Replay done: ${r.replayed} dead letter${r.replayed === 1 ? '' : 's'} sent back to the pipeline.${errs}`;
+    case 'failed':
+      return `${dup}Replay failed after ${r.replayed} dead letters.${errs}`;
+  }
+  return dup + r.state;
+}
+
+/** parseRedactPaths reads one field path per line or comma; returns an error text for a bad one. */
+export function parseRedactPaths(text: string): { paths: string[]; error: string } {
+  const paths = text
+    .split(/[\n,]/)
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
+  for (const p of paths) {
+    if (!/^[^.\s]+(\.[^.\s]+)*$/.test(p)) return { paths, error: `“${p}” is not a field path like card.number` };
+  }
+  return { paths, error: '' };
+}

@@ -67,3 +67,29 @@ test('forYamlService roots the references of embedded schemas', () => {
     properties: { a: { $ref: '#/$defs/step' } },
   });
 });
+
+import { replaySelection, replayText, parseRedactPaths, dlqKey } from '../src/logic.js';
+
+test('replaySelection sorts the selected dead letters and ignores junk', () => {
+  assert.deepEqual(replaySelection(new Set(['1/9', '0/12', '1/3', 'x', dlqKey({ partition: 0, offset: 2 })])), {
+    offsets: [
+      { partition: 0, offset: 2 },
+      { partition: 0, offset: 12 },
+      { partition: 1, offset: 3 },
+      { partition: 1, offset: 9 },
+    ],
+  });
+});
+
+test('replayText says how a replay went', () => {
+  assert.match(replayText({ id: 'a', state: 'pending', replayed: 0, errors: [] }), /waiting/);
+  assert.equal(replayText({ id: 'a', state: 'done', replayed: 3, errors: [] }), 'Replay done: 3 dead letters sent back to the pipeline.');
+  assert.match(replayText({ id: 'a', state: 'done', replayed: 1, errors: ['0/4: skipped'], duplicate: true }), /asked for already.*1 dead letter sent.*1 problem: 0\/4: skipped/);
+  assert.match(replayText({ id: 'a', state: 'failed', replayed: 0, errors: ['interrupted'] }), /failed.*interrupted/);
+});
+
+test('parseRedactPaths reads paths per line or comma', () => {
+  assert.deepEqual(parseRedactPaths('card.number, email\n\n user.ssn '), { paths: ['card.number', 'email', 'user.ssn'], error: '' });
+  assert.match(parseRedactPaths('card..number').error, /not a field path/);
+  assert.match(parseRedactPaths('.x').error, /not a field path/);
+});

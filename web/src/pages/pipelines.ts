@@ -4,6 +4,7 @@
 import { api, ApiError, type List } from '../api';
 import { h, alert, errorText, projectPath, onLeave, time } from '../dom';
 import { lineChart, heatMap } from '../chart';
+import { dlqSection, previewSettings } from '../dlq';
 import {
   formatCount,
   formatDuration,
@@ -28,7 +29,7 @@ export async function renderPipelines(main: HTMLElement): Promise<void> {
     const names = Object.fromEntries(fleets.items.map((f) => [f.id, f.name]));
     const rows = pipelineRows(pipelines.items, deployments.items, names);
     if (rows.length === 0) {
-      main.replaceChildren(h('h1', {}, 'Pipelines'), h('p', { class: 'empty' }, 'No pipelines yet: add one under pipelines/ in the editor and commit it.'));
+      main.replaceChildren(h('h1', {}, 'Pipelines'), h('p', { class: 'empty' }, 'No pipelines yet: add one under pipelines/ in the editor and commit it.'), await previewSettings());
       return;
     }
     const table = h(
@@ -51,7 +52,7 @@ export async function renderPipelines(main: HTMLElement): Promise<void> {
         ),
       ),
     );
-    main.replaceChildren(h('h1', {}, 'Pipelines'), table);
+    main.replaceChildren(h('h1', {}, 'Pipelines'), table, await previewSettings());
   } catch (e) {
     main.replaceChildren(h('h1', {}, 'Pipelines'), alert('Cannot list the pipelines: ' + errorText(e)));
   }
@@ -71,6 +72,7 @@ interface Skew {
   runners: { runner: string; partitions: number; consume_rate: number }[];
   runner_imbalance: number;
   hot_keys: { hash: string; stage: number; topic: string; partition: number; runner?: string; count: number; share: number }[];
+  key_previews?: Record<string, { text: string; truncated?: boolean }>;
 }
 
 interface Health {
@@ -89,6 +91,8 @@ export async function renderPipeline(main: HTMLElement, id: string): Promise<voi
   const title = h('h1', {}, 'Pipeline');
   const body = h('div', { id: 'pipeline-body' }, h('p', { class: 'muted' }, 'Loading…'));
   main.append(h('p', {}, h('a', { href: '#/pipelines' }, '← All pipelines')), title, body);
+  const dlqBox = h('div', { id: 'pipeline-dlq' });
+  main.append(dlqBox);
   let p: PipelineItem;
   try {
     p = await api.get<PipelineItem>(projectPath('/pipelines/' + id));
@@ -98,6 +102,7 @@ export async function renderPipeline(main: HTMLElement, id: string): Promise<voi
   }
   title.textContent = `Pipeline ${p.name}`;
   const base = projectPath('/pipelines/' + id);
+  dlqBox.append(dlqSection(base));
   const draw = async () => {
     let lag: Lag, skew: Skew, health: Health;
     try {
@@ -221,7 +226,7 @@ function pipelineView(lag: Lag, skew: Skew, health: Health): Node[] {
         ? h(
             'table',
             { class: 'grid compact', id: 'hot-keys' },
-            h('thead', {}, h('tr', {}, ...['Key (hash)', 'Stage', 'Partition', 'Runner', 'Records', 'Share'].map((c) => h('th', { scope: 'col' }, c)))),
+            h('thead', {}, h('tr', {}, ...[skew.key_previews ? 'Key (preview and hash)' : 'Key (hash)', 'Stage', 'Partition', 'Runner', 'Records', 'Share'].map((c) => h('th', { scope: 'col' }, c)))),
             h(
               'tbody',
               {},
@@ -229,7 +234,12 @@ function pipelineView(lag: Lag, skew: Skew, health: Health): Node[] {
                 h(
                   'tr',
                   {},
-                  h('td', {}, h('code', {}, k.hash)),
+                  h(
+                    'td',
+                    {},
+                    skew.key_previews?.[k.hash] ? h('code', { class: 'preview' }, skew.key_previews[k.hash].text + (skew.key_previews[k.hash].truncated ? '…' : ''), ' ') : '',
+                    h('code', { class: 'muted' }, k.hash),
+                  ),
                   h('td', {}, `${k.stage} (${k.topic})`),
                   h('td', {}, String(k.partition)),
                   h('td', {}, k.runner ?? '–'),
