@@ -16,13 +16,207 @@ import (
 // the pipeline is stopping.
 const endTimeout = 30 * time.Second
 
-// exactlyOnce consumes, processes and produces in transactions: each one
-// starts when records arrive and ends one commit interval later, committing
-// the outputs, the DLQ records and the consumed offsets together. A
-// rebalance during a transaction aborts it; the session rewinds to the
-// committed offsets and the records are processed again, here or on the
-// runner that now owns them, so nothing is lost or duplicated.
+// exactlyOnce runs the pipeline with one transaction per batch (see
+// transactions).
 func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
+	t, err := ru.newTransactions(ex, prod)
+	if t == nil {
+		return err // nil: stopped before it began
+	}
+	defer t.close()
+	return ru.deliver(ex, t, t.st)
+}
+
+// atLeastOnce runs the pipeline committing offsets after each batch (see
+// offsetCommits).
+func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
+	a, err := ru.newOffsetCommits(ex, prod)
+	if err != nil {
+		return err
+	}
+	defer func() { a.close(err) }()
+	return ru.deliver(ex, a, a.st)
+}
+
+// deliveryMode is what a delivery mode does at the points of deliver's loop where
+// the modes differ.
+type deliveryMode interface {
+	client() *kgo.Client
+	// poll polls up to max records, or fails the attempt.
+	poll(ctx context.Context, max int) (kgo.Fetches, error)
+	// begin opens a batch, before the first of its records is processed
+	// and after their stores are restored.
+	begin() error
+	// due is when a batch opened by records at now is to end.
+	due(now time.Time) time.Time
+	// end ends the open batch. With a nil cause it commits the batch
+	// (everything it produced and the offsets of everything it
+	// processed), otherwise it gives the batch up; either way, the stores
+	// learn which (taskState.ended). err is what the attempt fails with
+	// (errStopping is no failure); again says that the batch was given up
+	// on a producer error that processing its records again, at once and
+	// in place, gets past, as a restart would.
+	end(cause error) (again bool, err error)
+	// abandon gives up the records polled while no batch is open: none
+	// of them may be committed.
+	abandon()
+}
+
+// deliver is the consume-process-produce loop of both delivery modes.
+//
+// Records are processed in batches, one poll after another. A batch opens
+// with the first records polled, or when an idle task of a stateful step is
+// moved on, and ends when it is due (commit interval), when the pipeline
+// stops, or at the first error. The mode says what opening and ending a
+// batch means: one transaction (exactly once) or an offset commit (at least
+// once). st keeps a stateful pipeline's stores in step with the batches;
+// for a stateless pipeline its hooks do nothing.
+//
+// Invariants, in both modes:
+//   - a batch commits only records that were processed, and only with
+//     everything they produced (outputs, DLQ and changelog records);
+//     records polled but not processed are never committed: they are
+//     processed again, here or by the partition's next owner;
+//   - a task's stores are restored (st.prepare) before any of its records
+//     is processed, and before the batch opens, so that a long restore
+//     does not run into the transaction timeout;
+//   - the stores apply a batch's writes only once it has committed, and
+//     discard them otherwise (deliveryMode.end calls st.ended);
+//   - between batches, with nothing pending, revoked stores are dropped,
+//     idle ones woken and standby copies caught up;
+//   - stopping ends the attempt with nil: an open batch whose records
+//     were all processed is committed, one interrupted mid-batch
+//     (errStopping) is not.
+func (ru *run) deliver(ex *executor, d deliveryMode, st taskState) error {
+	cfg := ru.rt.cfg
+	var (
+		open bool      // a batch is open
+		due  time.Time // when the open batch ends
+	)
+	// fail ends the attempt on err, giving up the open batch, if any.
+	fail := func(err error) error {
+		if !open {
+			d.abandon()
+			if errors.Is(err, errStopping) {
+				return nil // nothing open: the records are processed again
+			}
+			return err
+		}
+		again, err := d.end(err)
+		if again {
+			return nil // stopping: the batch was given up and is processed again
+		}
+		return err
+	}
+	for {
+		// Wait for records; with a batch open only until it is due. A
+		// stateful pipeline also wakes up now and then to move on the
+		// stream time of idle tasks.
+		wake, budget := time.Time{}, cfg.commitInterval
+		if open {
+			wake, budget = due, time.Until(due)
+		}
+		if every := st.wakeEvery(); every > 0 {
+			if w := time.Now().Add(every); wake.IsZero() || w.Before(wake) {
+				wake = w
+			}
+		}
+		pctx, cancel := ru.ctx, context.CancelFunc(func() {})
+		if !wake.IsZero() {
+			pctx, cancel = context.WithDeadline(ru.ctx, wake)
+		}
+		fetches, err := d.poll(pctx, ru.batch(budget))
+		cancel()
+		if err != nil {
+			return fail(err)
+		}
+		if fetches.IsClientClosed() {
+			// Closed by a stop that found a record stuck (run.stop): the
+			// open batch, if any, is given up with the client.
+			return nil
+		}
+		if !open && ru.ctx.Err() != nil {
+			d.abandon()
+			return nil // nothing open: leaving the group loses nothing
+		}
+		if err = ru.fetchErr(fetches); err == nil {
+			err = ru.polled(ru.ctx, d.client(), fetches)
+		}
+		if err == nil && fetches.NumRecords() > 0 {
+			if err = st.prepare(ru.ctx, fetches); err == nil && !open {
+				if err = d.begin(); err == nil {
+					open, due = true, d.due(time.Now())
+				}
+			}
+			if err == nil {
+				err = ex.processFetches(fetches)
+			}
+		} else if err == nil && !open {
+			err = st.between(ru.ctx, d.client())
+		}
+		if err == nil && ru.ctx.Err() == nil {
+			// Tasks idle for the idle timeout move on, quiet partitions
+			// of a busy pipeline too. Without an open batch, the first
+			// one opens one, which ends at once: nothing else waits in it.
+			_, err = st.idle(time.Now(), func() error {
+				if open {
+					return nil
+				}
+				if err := d.begin(); err != nil {
+					return err
+				}
+				open, due = true, time.Now()
+				return nil
+			})
+		}
+		if err != nil {
+			return fail(err)
+		}
+		if !open || ru.ctx.Err() == nil && time.Now().Before(due) {
+			continue
+		}
+		again, err := d.end(nil)
+		open = false
+		if again {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if ru.ctx.Err() != nil {
+			return nil
+		}
+		// Between batches: standby copies catch up.
+		if err := st.keepWarm(ru.ctx, d.client()); err != nil {
+			return err
+		}
+	}
+}
+
+// countCommit counts the end of a batch: committed, aborted or failed.
+func (ru *run) countCommit(outcome string) {
+	ru.rt.metrics.commits.WithLabelValues(ru.p.Plan.Name, outcome).Inc()
+}
+
+// transactions is exactly-once delivery: a batch is one transaction, which
+// starts when records arrive and ends one commit interval later,
+// committing the outputs, the DLQ records, the changelog records and the
+// consumed offsets together. A rebalance during a transaction aborts it;
+// the session rewinds to the committed offsets and the records are
+// processed again, here or on the runner that now owns them, so nothing
+// is lost or duplicated.
+type transactions struct {
+	ru        *run
+	st        taskState
+	prod      *producer
+	sess      *kgo.GroupTransactSession
+	closeOnce sync.Once
+	retried   bool // the last transaction was aborted on abortableProduce errors
+}
+
+// newTransactions opens the transactional session and loads its producer
+// ID. It returns nil and no error when the pipeline stopped meanwhile.
+func (ru *run) newTransactions(ex *executor, prod *producer) (*transactions, error) {
 	cfg := ru.rt.cfg
 	opts := append(ru.baseOpts(ru.inputs()),
 		kgo.TransactionalID(ru.p.group()+"/"+cfg.instanceID),
@@ -30,16 +224,14 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	t := &transactions{ru: ru, st: taskState{ru.st, ex}, prod: prod, sess: sess}
 	// A stop that finds a record stuck closes the session from another
 	// goroutine (run.stop): it leaves the group, and the transaction,
 	// never ended here, is aborted by the broker or fenced by the next
 	// revision's producer.
-	var closeOnce sync.Once
-	closeSess := func() { closeOnce.Do(sess.Close) }
-	defer closeSess()
-	ru.setAbandon(func() { go closeSess() })
+	ru.setAbandon(func() { go t.close() })
 	// Load the producer ID before consuming: with the same instance ID as
 	// a runner that died, this fences it and aborts the transaction it
 	// left open. Otherwise that transaction's pending offset commit makes
@@ -49,164 +241,86 @@ func (ru *run) exactlyOnce(ex *executor, prod *producer) error {
 	_, _, err = sess.Client().ProducerID(ictx)
 	cancel()
 	if ru.ctx.Err() != nil {
-		return nil
+		t.close()
+		return nil, nil
 	}
 	if err != nil {
-		return fmt.Errorf("initializing the transactional producer: %w", err)
+		t.close()
+		return nil, fmt.Errorf("initializing the transactional producer: %w", err)
 	}
 	prod.produce = sess.Produce
-	name := ru.p.Plan.Name
-	m := ru.rt.metrics
 	ru.setState(Running, nil)
-	// process restores the stores of the tasks f has records for (a
-	// stateful pipeline), then processes f.
-	process := func(f kgo.Fetches) error {
-		if ru.st != nil {
-			if err := ru.st.prepare(ru.ctx, ex, f); err != nil {
-				return err
-			}
-		}
-		return ex.processFetches(f)
+	return t, nil
+}
+
+func (t *transactions) close() { t.closeOnce.Do(t.sess.Close) }
+
+func (t *transactions) client() *kgo.Client { return t.sess.Client() }
+
+func (t *transactions) poll(ctx context.Context, max int) (kgo.Fetches, error) {
+	return t.sess.PollRecords(ctx, max), nil
+}
+
+func (t *transactions) begin() error { return t.sess.Begin() }
+
+func (t *transactions) due(now time.Time) time.Time { return now.Add(t.ru.rt.cfg.commitInterval) }
+
+// abandon does nothing: outside a transaction nothing is committed.
+func (t *transactions) abandon() {}
+
+// end ends the transaction: it commits when nothing failed, including the
+// changelog records of the stores' writes, and aborts otherwise.
+func (t *transactions) end(cause error) (again bool, err error) {
+	ru := t.ru
+	prodErr := t.prod.take()
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	var stateErr error
+	if cause == nil && prodErr == nil {
+		// The stores' writes go to their changelogs in this transaction;
+		// they are applied to the stores only once it has committed.
+		stateErr = t.st.drain(ctx, t.sess.Produce, t.sess.Client().Flush)
 	}
-	retried := false // the last transaction was aborted on abortableProduce errors
-	for {
-		// A stateful pipeline wakes up now and then to move on the
-		// stream time of idle tasks.
-		pctx, cancel := ru.ctx, context.CancelFunc(func() {})
-		if ru.st != nil {
-			pctx, cancel = context.WithTimeout(ru.ctx, min(cfg.idleTimeout, time.Second))
-		}
-		fetches := sess.PollRecords(pctx, ru.batch(cfg.commitInterval))
-		cancel()
-		if fetches.IsClientClosed() || ru.ctx.Err() != nil {
-			return nil // nothing begun: leaving the group loses nothing
-		}
-		if err := ru.fetchErr(fetches); err != nil {
-			return err
-		}
-		if err := ru.polled(ru.ctx, sess.Client(), fetches); err != nil {
-			return err
-		}
-		var procErr error
-		if fetches.NumRecords() == 0 {
-			if ru.st == nil {
-				continue
-			}
-			ru.st.dropRevoked(ex) // no transaction open: nothing pending
-			if err := ru.st.wake(ru.ctx, ex); err != nil {
-				if errors.Is(err, errStopping) {
-					return nil
-				}
-				return err
-			}
-			if err := ru.st.keepWarm(ru.ctx, sess.Client()); err != nil {
-				return err
-			}
-			began := false
-			_, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { began = true; return sess.Begin() })
-			if !began {
-				if procErr != nil {
-					return procErr
-				}
-				continue
-			}
-		} else {
-			if ru.st != nil {
-				// Restore before the transaction begins, so that a long
-				// restore does not run into the transaction timeout.
-				if err := ru.st.prepare(ru.ctx, ex, fetches); err != nil {
-					if errors.Is(err, errStopping) {
-						return nil // nothing begun
-					}
-					return err
-				}
-			}
-			if err := sess.Begin(); err != nil {
-				return err
-			}
-			deadline := time.Now().Add(cfg.commitInterval)
-			procErr = ex.processFetches(fetches)
-			for procErr == nil && ru.ctx.Err() == nil && time.Now().Before(deadline) {
-				pctx, cancel := context.WithDeadline(ru.ctx, deadline)
-				f := sess.PollRecords(pctx, ru.batch(time.Until(deadline)))
-				cancel()
-				if f.IsClientClosed() {
-					break
-				}
-				if procErr = ru.fetchErr(f); procErr == nil {
-					procErr = ru.polled(ru.ctx, sess.Client(), f)
-				}
-				if procErr == nil {
-					procErr = process(f)
-				}
-			}
-			if procErr == nil && ru.st != nil {
-				// Quiet partitions of a busy pipeline move on too.
-				_, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { return nil })
-			}
-		}
-		prodErr := prod.take()
-		ectx, cancel := context.WithTimeout(context.Background(), endTimeout)
-		var stateErr error
-		if ru.st != nil && procErr == nil && prodErr == nil {
-			// The stores' writes go to their changelogs in this
-			// transaction; they are applied to the stores only once it
-			// has committed (see ended).
-			stateErr = ru.st.drain(ectx, sess.Produce, sess.Client().Flush)
-		}
-		try := kgo.TryCommit
-		if procErr != nil || prodErr != nil || stateErr != nil {
-			try = kgo.TryAbort
-		}
-		start := time.Now()
-		committed, endErr := sess.End(ectx, try)
-		cancel()
-		if ru.st != nil {
-			// A failed End may have committed or not: the stores
-			// discard their writes and are restored (caught up from the
-			// changelog) before their next record.
-			if err := ru.st.ended(ex, committed && endErr == nil); err != nil {
-				stateErr = errors.Join(stateErr, err)
-			}
-		}
-		m.commitSecs.WithLabelValues(name).Observe(time.Since(start).Seconds())
-		switch {
-		case endErr != nil:
-			m.commits.WithLabelValues(name, "failed").Inc()
-		case committed:
-			m.commits.WithLabelValues(name, "committed").Inc()
-		default:
-			m.commits.WithLabelValues(name, "aborted").Inc()
-		}
-		if errors.Is(procErr, errStopping) {
-			procErr = nil // aborted on purpose; the records are processed again
-		}
-		lateErr := prod.take()
-		err := errors.Join(procErr, prodErr, lateErr, stateErr, endErr)
-		if err != nil && procErr == nil && stateErr == nil && !committed && !retried &&
-			abortableOrNil(prodErr) && abortableOrNil(lateErr) && abortableOrNil(endErr) {
-			// The transaction is aborted and the session has gone back to
-			// the committed offsets: processing the records again in a
-			// new transaction is all a restart would do. Once in a row
-			// only, so an error that does not pass fails the pipeline.
-			retried = true
-			ru.rt.cfg.logger.Warn("transaction aborted on a producer error; processing its records again", "pipeline", name, "err", err)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		retried = false
-		if ru.ctx.Err() != nil {
-			return nil
-		}
-		if ru.st != nil {
-			// Between transactions: standby copies catch up.
-			if err := ru.st.keepWarm(ru.ctx, sess.Client()); err != nil {
-				return err
-			}
-		}
+	try := kgo.TryCommit
+	if cause != nil || prodErr != nil || stateErr != nil {
+		try = kgo.TryAbort
 	}
+	start := time.Now()
+	committed, endErr := t.sess.End(ctx, try)
+	cancel()
+	// A failed End may have committed or not: the stores discard their
+	// writes and are restored (caught up from the changelog) before their
+	// next record.
+	if err := t.st.ended(committed && endErr == nil); err != nil {
+		stateErr = errors.Join(stateErr, err)
+	}
+	ru.rt.metrics.commitSecs.WithLabelValues(ru.p.Plan.Name).Observe(time.Since(start).Seconds())
+	switch {
+	case endErr != nil:
+		ru.countCommit("failed")
+	case committed:
+		ru.countCommit("committed")
+	default:
+		ru.countCommit("aborted")
+	}
+	if errors.Is(cause, errStopping) {
+		cause = nil // aborted on purpose; the records are processed again
+	}
+	lateErr := t.prod.take()
+	err = errors.Join(cause, prodErr, lateErr, stateErr, endErr)
+	if err != nil && cause == nil && stateErr == nil && !committed && !t.retried &&
+		abortableOrNil(prodErr) && abortableOrNil(lateErr) && abortableOrNil(endErr) {
+		// The transaction is aborted and the session has gone back to
+		// the committed offsets: processing the records again in a
+		// new transaction is all a restart would do. Once in a row
+		// only, so an error that does not pass fails the pipeline.
+		t.retried = true
+		ru.rt.cfg.logger.Warn("transaction aborted on a producer error; processing its records again", "pipeline", ru.p.Plan.Name, "err", err)
+		return true, nil
+	}
+	if err == nil {
+		t.retried = false
+	}
+	return false, err
 }
 
 // abortableProduce reports whether err is one of the producer errors after
@@ -223,51 +337,19 @@ func abortableProduce(err error) bool {
 // redone in place only when every error it had is abortable.
 func abortableOrNil(err error) bool { return err == nil || abortableProduce(err) }
 
-// atLeastOnce consumes and produces without transactions and commits the
-// consumed offsets once everything produced before them is acknowledged.
-// A crash repeats at most the records since the last commit.
-func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
-	cfg := ru.rt.cfg
-	name := ru.p.Plan.Name
-	m := ru.rt.metrics
-	var cl *kgo.Client
-	commit := func(ctx context.Context) error {
-		start := time.Now()
-		if err := cl.Flush(ctx); err != nil {
-			m.commits.WithLabelValues(name, "failed").Inc()
-			return err
-		}
-		if err := prod.take(); err != nil {
-			// Something was not produced: committing would lose it.
-			m.commits.WithLabelValues(name, "failed").Inc()
-			return err
-		}
-		if ru.st != nil {
-			// The changelog records are acknowledged before the offsets
-			// are committed, and applied to the stores after: a failure
-			// in between leaves them in the changelog with their records
-			// uncommitted, so those records count again (at least once).
-			if err := ru.st.drain(ctx, cl.Produce, cl.Flush); err != nil {
-				m.commits.WithLabelValues(name, "failed").Inc()
-				return errors.Join(err, ru.st.ended(ex, false))
-			}
-		}
-		err := cl.CommitUncommittedOffsets(ctx)
-		m.commitSecs.WithLabelValues(name).Observe(time.Since(start).Seconds())
-		if err != nil {
-			m.commits.WithLabelValues(name, "failed").Inc()
-			if ru.st != nil {
-				err = errors.Join(err, ru.st.ended(ex, false))
-			}
-			return err
-		}
-		m.commits.WithLabelValues(name, "committed").Inc()
-		if ru.st != nil {
-			return ru.st.ended(ex, true)
-		}
-		return nil
-	}
-	var revokeErr error
+// offsetCommits is at-least-once delivery: records are consumed and
+// outputs produced without transactions, and a batch ends by committing
+// the consumed offsets once everything produced before them is
+// acknowledged. A batch is due one commit interval after the last commit,
+// so the last records before the input goes quiet are committed too. A
+// crash repeats at most the records since the last commit.
+type offsetCommits struct {
+	ru   *run
+	st   taskState
+	prod *producer
+	cl   *kgo.Client
+	last time.Time // the loop's last commit
+
 	// abandoned is set when the attempt ends without getting through what
 	// it polled (an operator failed or panicked, producing failed, or the
 	// pipeline is stopping mid-batch). Closing the client then must not
@@ -275,120 +357,203 @@ func (ru *run) atLeastOnce(ex *executor, prod *producer) (err error) {
 	// and committing them would lose them.
 	// It is also set by a stop that finds a record stuck (run.stop),
 	// which closes the client from another goroutine.
-	var abandoned atomic.Bool
+	abandoned atomic.Bool
+	closeOnce sync.Once
+
+	revokeMu  sync.Mutex
+	revokeErr error // the first commit on revoke that failed
+}
+
+func (ru *run) newOffsetCommits(ex *executor, prod *producer) (*offsetCommits, error) {
+	a := &offsetCommits{ru: ru, st: taskState{ru.st, ex}, prod: prod, last: time.Now()}
 	opts := append(ru.baseOpts(ru.inputs()),
 		kgo.DisableAutoCommit(),
+		// Rebalances, and so the commit on revoke, happen only while
+		// poll allows them, never while a batch is being processed.
 		kgo.BlockRebalanceOnPoll(),
 		// Before partitions move, commit what was processed so the next
 		// owner does not repeat it. Close revokes too.
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, rev map[string][]int32) {
 			ru.assign(cl, rev, false)
-			if abandoned.Load() {
+			if a.abandoned.Load() {
 				return
 			}
-			if err := commit(ctx); err != nil && revokeErr == nil {
-				revokeErr = err
+			if err := a.commit(ctx); err != nil {
+				a.revokeMu.Lock()
+				if a.revokeErr == nil {
+					a.revokeErr = err
+				}
+				a.revokeMu.Unlock()
 			}
 		}),
 	)
-	cl, err = kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var closeOnce sync.Once
-	defer func() {
-		if err != nil {
-			abandoned.Store(true)
-		}
-		closeOnce.Do(cl.Close)
-	}()
+	a.cl = cl
 	ru.setAbandon(func() {
-		abandoned.Store(true)
-		go closeOnce.Do(cl.CloseAllowingRebalance)
+		a.abandoned.Store(true)
+		go a.closeOnce.Do(cl.CloseAllowingRebalance)
 	})
 	prod.produce = cl.Produce
 	ru.setState(Running, nil)
-	last := time.Now()
-	dirty := false // records processed since the last commit
-	for {
-		// With records to commit, wait for more only until the commit is
-		// due: the last records before the input goes quiet are committed
-		// too, instead of waiting (and being repeated after a restart).
-		pctx, cancel := ru.ctx, context.CancelFunc(func() {})
-		wake := time.Time{}
-		if dirty {
-			wake = last.Add(cfg.commitInterval)
-		}
-		if ru.st != nil {
-			// A stateful pipeline wakes up now and then to move on the
-			// stream time of idle tasks.
-			if w := time.Now().Add(min(cfg.idleTimeout, time.Second)); wake.IsZero() || w.Before(wake) {
-				wake = w
-			}
-		}
-		if !wake.IsZero() {
-			pctx, cancel = context.WithDeadline(ru.ctx, wake)
-		}
-		fetches := cl.PollRecords(pctx, ru.batch(cfg.commitInterval))
-		cancel()
-		if fetches.IsClientClosed() {
-			return nil
-		}
-		if fetches.NumRecords() > 0 {
-			dirty = true
-		}
-		procErr := ru.fetchErr(fetches)
-		if procErr == nil {
-			procErr = ru.polled(ru.ctx, cl, fetches)
-		}
-		if procErr == nil && ru.st != nil && fetches.NumRecords() > 0 {
-			procErr = ru.st.prepare(ru.ctx, ex, fetches)
-		} else if procErr == nil && ru.st != nil && !dirty {
-			// Nothing polled and nothing to commit: between commits.
-			if procErr = ru.st.wake(ru.ctx, ex); procErr == nil {
-				procErr = ru.st.keepWarm(ru.ctx, cl)
-			}
-		}
-		if procErr == nil {
-			procErr = ex.processFetches(fetches)
-		}
-		if procErr == nil && ru.st != nil && ru.ctx.Err() == nil {
-			var advanced bool
-			advanced, procErr = ru.st.idle(ex.work, ex, time.Now(), func() error { return nil })
-			dirty = dirty || advanced
-		}
-		if errors.Is(procErr, errStopping) {
-			abandoned.Store(true)
-			cl.AllowRebalance()
-			return nil // not committed: the batch is processed again after the restart
-		}
-		if procErr != nil {
-			cl.AllowRebalance()
-			return procErr // uncommitted records are processed again after the restart
-		}
-		if ru.ctx.Err() != nil || dirty && time.Since(last) >= cfg.commitInterval {
-			ectx, cancel := context.WithTimeout(context.Background(), endTimeout)
-			err := commit(ectx)
-			cancel()
-			if err != nil {
-				cl.AllowRebalance()
-				return err
-			}
-			last, dirty = time.Now(), false
-			if ru.st != nil {
-				// Just committed: standby copies catch up.
-				if err := ru.st.keepWarm(ru.ctx, cl); err != nil {
-					cl.AllowRebalance()
-					return err
-				}
-			}
-		}
-		cl.AllowRebalance()
-		if revokeErr != nil {
-			return revokeErr
-		}
-		if ru.ctx.Err() != nil {
-			return nil
-		}
+	return a, nil
+}
+
+// close closes the client after the attempt ended with err. Closing
+// revokes the partitions, which commits what was processed, unless the
+// attempt failed or gave up polled records (abandoned).
+func (a *offsetCommits) close(err error) {
+	if err != nil {
+		a.abandoned.Store(true)
 	}
+	a.closeOnce.Do(a.cl.CloseAllowingRebalance)
+}
+
+func (a *offsetCommits) client() *kgo.Client { return a.cl }
+
+// poll allows the rebalance that the last poll blocked, then polls. A
+// commit on revoke that failed meanwhile fails the attempt.
+func (a *offsetCommits) poll(ctx context.Context, max int) (kgo.Fetches, error) {
+	a.cl.AllowRebalance()
+	a.revokeMu.Lock()
+	err := a.revokeErr
+	a.revokeMu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	return a.cl.PollRecords(ctx, max), nil
+}
+
+func (a *offsetCommits) begin() error { return nil }
+
+func (a *offsetCommits) due(time.Time) time.Time { return a.last.Add(a.ru.rt.cfg.commitInterval) }
+
+func (a *offsetCommits) abandon() { a.abandoned.Store(true) }
+
+// end commits the batch, or, given a cause, leaves it uncommitted: its
+// records are processed again after the restart.
+func (a *offsetCommits) end(cause error) (bool, error) {
+	if cause != nil {
+		a.abandoned.Store(true)
+		if errors.Is(cause, errStopping) {
+			return false, nil
+		}
+		return false, cause
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
+	defer cancel()
+	if err := a.commit(ctx); err != nil {
+		return false, err
+	}
+	a.last = time.Now()
+	return false, nil
+}
+
+// commit commits the consumed offsets once everything produced before them
+// is acknowledged: outputs, DLQ records, then the changelog records of the
+// stores' writes.
+func (a *offsetCommits) commit(ctx context.Context) error {
+	ru := a.ru
+	start := time.Now()
+	if err := a.cl.Flush(ctx); err != nil {
+		ru.countCommit("failed")
+		return err
+	}
+	if err := a.prod.take(); err != nil {
+		// Something was not produced: committing would lose it.
+		ru.countCommit("failed")
+		return err
+	}
+	// The changelog records are acknowledged before the offsets are
+	// committed, and applied to the stores after: a failure in between
+	// leaves them in the changelog with their records uncommitted, so
+	// those records count again (at least once).
+	if err := a.st.drain(ctx, a.cl.Produce, a.cl.Flush); err != nil {
+		ru.countCommit("failed")
+		return errors.Join(err, a.st.ended(false))
+	}
+	err := a.cl.CommitUncommittedOffsets(ctx)
+	ru.rt.metrics.commitSecs.WithLabelValues(ru.p.Plan.Name).Observe(time.Since(start).Seconds())
+	if err != nil {
+		ru.countCommit("failed")
+		return errors.Join(err, a.st.ended(false))
+	}
+	ru.countCommit("committed")
+	return a.st.ended(true)
+}
+
+// taskState is what a stateful pipeline's stores do at the points of the
+// delivery loop. A stateless pipeline has no stores (s is nil), and every
+// hook does nothing.
+type taskState struct {
+	s  *stores
+	ex *executor
+}
+
+// wakeEvery is how often a stateful pipeline wakes up, records or not, to
+// move on idle tasks; 0 means never.
+func (t taskState) wakeEvery() time.Duration {
+	if t.s == nil {
+		return 0
+	}
+	return min(t.s.ru.rt.cfg.idleTimeout, time.Second)
+}
+
+// prepare restores the stores of the tasks f has records for.
+func (t taskState) prepare(ctx context.Context, f kgo.Fetches) error {
+	if t.s == nil {
+		return nil
+	}
+	return t.s.prepare(ctx, t.ex, f)
+}
+
+// between runs between batches, when a poll brought nothing: no batch is
+// open, so nothing is pending. It drops the stores of revoked partitions,
+// wakes assigned tasks that have none yet, and catches standby copies up.
+func (t taskState) between(ctx context.Context, cl *kgo.Client) error {
+	if t.s == nil {
+		return nil
+	}
+	t.s.dropRevoked(t.ex)
+	if err := t.s.wake(ctx, t.ex); err != nil {
+		return err
+	}
+	return t.s.keepWarm(ctx, cl)
+}
+
+// idle moves on the stream time of idle tasks, calling begin before the
+// first (see stores.idle).
+func (t taskState) idle(now time.Time, begin func() error) (bool, error) {
+	if t.s == nil {
+		return false, nil
+	}
+	return t.s.idle(t.ex.work, t.ex, now, begin)
+}
+
+// keepWarm catches standby copies up (see stores.keepWarm).
+func (t taskState) keepWarm(ctx context.Context, cl *kgo.Client) error {
+	if t.s == nil {
+		return nil
+	}
+	return t.s.keepWarm(ctx, cl)
+}
+
+// drain produces the changelog records of the batch's writes and waits for
+// their acknowledgement (see stores.drain).
+func (t taskState) drain(ctx context.Context, produce func(context.Context, *kgo.Record, func(*kgo.Record, error)), flush func(context.Context) error) error {
+	if t.s == nil {
+		return nil
+	}
+	return t.s.drain(ctx, produce, flush)
+}
+
+// ended applies the batch's writes if it committed, and discards them
+// otherwise (see stores.ended).
+func (t taskState) ended(committed bool) error {
+	if t.s == nil {
+		return nil
+	}
+	return t.s.ended(t.ex, committed)
 }
