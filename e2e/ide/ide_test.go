@@ -3,8 +3,12 @@
 // chromium through playwright-core (web/node_modules) to log in, break and
 // fix a pipeline, try it on sample records, browse the operator catalog,
 // create and rename a side file, run the tests, review the staged diff,
-// commit & deploy, list the pipelines and open one, roll the commit back
-// from the history, create and revoke a token, and plan a local fleet.
+// commit & deploy, list the pipelines and open one (its lag chart drawn from
+// what a real runner reports, its DLQ showing real dead letters, one of
+// them replayed), roll the commit back from the history, create and revoke
+// a token, and plan a local fleet. A real `runner agent` process runs the
+// dev fleet's pipelines on kfake (internal/kafkatest) while a producer
+// feeds clicks, a few of which the pipeline's filter fails on.
 // Screenshots land in e2e/artifacts/ and must not be blank.
 //
 // It needs `make web` (the embedded app, and playwright-core), node and
@@ -15,22 +19,29 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 )
 
-var controlplane string
+var controlplane, runnerBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sluice-ide-e2e-")
@@ -48,9 +59,12 @@ func TestMain(m *testing.M) {
 	// The runner beside the control plane lets a fleet of the local module
 	// be planned (its first run checks the binary). Without it the fleet
 	// step sees the run fail, which the walk-through reports and accepts.
-	runner := exec.Command("go", "build", "-o", filepath.Join(dir, "runner"), "github.com/sluicehq/sluice/cmd/runner")
+	runnerBin = filepath.Join(dir, "runner")
+	runner := exec.Command("go", "build", "-o", runnerBin, "github.com/sluicehq/sluice/cmd/runner")
 	if b, err := runner.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ./cmd/runner (the fleet plan will fail without it): %v\n%s", err, b)
+		fmt.Fprintf(os.Stderr, "go build ./cmd/runner: %v\n%s", err, b)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
 	code := pgtest.Run(m)
 	os.RemoveAll(dir)
@@ -137,12 +151,20 @@ func TestIDE(t *testing.T) {
 	}
 	creds := readCredentials(t, filepath.Join(dataDir, "credentials"))
 
+	// A real runner of the dev fleet on kfake, and clicks to run: three
+	// the pipeline's filter fails on (agent is a number, lower() wants a
+	// string), then a steady flow.
+	brokers := kafkatest.Brokers(t)
+	kafkatest.CreateTopic(t, brokers, "clicks", 2)
+	startRunner(ctx, t, base, creds, brokers)
+	go produceClicks(ctx, t, brokers)
+
 	pages := []string{"login", "editor", "editor-error", "try", "operators", "files", "tests", "diff", "deploy", "pipelines", "pipeline",
-		"pipeline-lag", "history", "tokens", "fleets"}
+		"pipeline-lag", "pipeline-dlq", "pipeline-fixture", "history", "tokens", "fleets"}
 	for _, old := range append(pages, "failure") {
 		_ = os.Remove(filepath.Join(artifacts, old+".png"))
 	}
-	bctx, bcancel := context.WithTimeout(ctx, 5*time.Minute)
+	bctx, bcancel := context.WithTimeout(ctx, 8*time.Minute)
 	defer bcancel()
 	browser := exec.CommandContext(bctx, node, filepath.Join(root, "e2e", "ide", "browser.mjs"))
 	browser.Env = append(os.Environ(), "BASE_URL="+base, "EMAIL="+creds["SLUICE_ADMIN_EMAIL"], "PASSWORD="+creds["SLUICE_ADMIN_PASSWORD"],
@@ -164,9 +186,106 @@ func TestIDE(t *testing.T) {
 	}
 	// What the browser saw, checked again here so a log reader sees it.
 	for _, want := range []string{"problem: pipelines/clicks.yaml:15:", "try: clicks: 1 output, 1 dead letter", "passed, 0 failed",
-		"rollout: Rollout on fleet dev finished", "rollback: Rolled back on dev", "token: created and revoked", "ok"} {
+		"rollout: Rollout on fleet dev finished", "real lag chart:", "dlq: expression", "replay: Replay done: 1 dead letter",
+		"rollback: Rolled back on dev", "token: created and revoked", "ok"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("browser.mjs did not report %q", want)
+		}
+	}
+}
+
+// startRunner registers a `runner agent` process in the dev fleet, on
+// brokers, with a bootstrap token minted through the API; it stops with
+// the test.
+func startRunner(ctx context.Context, t *testing.T, base string, creds map[string]string, brokers []string) {
+	t.Helper()
+	project := "/api/v1/projects/" + creds["SLUICE_PROJECT_ID"]
+	var fleets struct {
+		Items []struct{ ID, Name string } `json:"items"`
+	}
+	apiCall(t, base, creds["SLUICE_TOKEN"], "GET", project+"/fleets", nil, &fleets)
+	fleet := ""
+	for _, f := range fleets.Items {
+		if f.Name == "dev" {
+			fleet = f.ID
+		}
+	}
+	if fleet == "" {
+		t.Fatalf("controlplane dev made no dev fleet: %+v", fleets)
+	}
+	var tok struct{ Token string }
+	apiCall(t, base, creds["SLUICE_TOKEN"], "POST", project+"/fleets/"+fleet+"/bootstrap-tokens", map[string]any{"uses": 1, "ttl": "10m"}, &tok)
+	out := &lockedBuffer{}
+	cmd := exec.CommandContext(ctx, runnerBin, "agent", "--control-plane", base, "--data-dir", t.TempDir(), "--name", "e2e-runner",
+		"--listen", "127.0.0.1:0", "--state-dir", t.TempDir(), "--brokers", strings.Join(brokers, ","), "--session-timeout", "6s",
+		"--commit-interval", "100ms")
+	cmd.Env = append(os.Environ(), "SLUICE_BOOTSTRAP_TOKEN="+tok.Token)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 20 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("runner output (last 6 KiB):\n%s", tail(out.String(), 6<<10))
+		}
+	})
+}
+
+// produceClicks sends three clicks the pipeline dead-letters, then about
+// 20 clicks a second until ctx ends, a third of them by one user (a hot
+// key).
+func produceClicks(ctx context.Context, t *testing.T, brokers []string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	defer cl.Close()
+	for i := 0; i < 3; i++ {
+		cl.Produce(ctx, &kgo.Record{Topic: "clicks", Key: fmt.Appendf(nil, "bad-%d", i),
+			Value: fmt.Appendf(nil, `{"user":"bad-%d","page":"/Broken","ms":%d,"agent":%d}`, i, i, 42+i)}, nil)
+	}
+	for i := 0; ctx.Err() == nil; i++ {
+		user := fmt.Sprintf("user-%d", i%7)
+		if i%3 == 0 {
+			user = "ada"
+		}
+		cl.Produce(ctx, &kgo.Record{Topic: "clicks", Key: []byte(user),
+			Value: fmt.Appendf(nil, `{"user":%q,"page":"/Pricing/%d","ms":%d,"agent":"firefox"}`, user, i%5, 100+i%900)}, nil)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// apiCall calls the REST API with token; it fails the test on a status
+// >= 300.
+func apiCall(t *testing.T, base, token, method, path string, body, into any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, base+path, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	if into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
 		}
 	}
 }
