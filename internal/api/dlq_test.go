@@ -130,7 +130,8 @@ func TestDLQViewerAndReplay(t *testing.T) {
 	})
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	rt, err := runtime.New(runtime.Brokers(brokers...), runtime.CommitInterval(50*time.Millisecond), runtime.SessionTimeout(time.Second),
-		runtime.RetryBackoff(50*time.Millisecond, time.Second), runtime.StateDir(t.TempDir()), runtime.Logger(log))
+		runtime.RetryBackoff(50*time.Millisecond, time.Second), runtime.StateDir(t.TempDir()), runtime.Logger(log),
+		runtime.LagInterval(300*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +174,27 @@ func TestDLQViewerAndReplay(t *testing.T) {
 			Value:   fmt.Appendf(nil, `{"kind":%d,"amount":%d,"secret":"%s","card":{"number":"4111-%d"}}`, i, 50+i, marker, i),
 			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte(marker)}}})
 	}
+	// A hot key whose bytes carry the marker: records the filter drops
+	// (kind cash), all on one key.
+	hotKey := marker + "-hot"
+	for i := 0; i < 200; i++ {
+		recs = append(recs, &kgo.Record{Topic: "payments", Key: []byte(hotKey), Value: fmt.Appendf(nil, `{"kind":"cash","amount":%d}`, i)})
+	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
+	}
+	type skewView struct {
+		HotKeys []struct {
+			Hash string `json:"hash"`
+		} `json:"hot_keys"`
+		KeyPreviews map[string]agentproto.Preview `json:"key_previews"`
+	}
+	getSkew := func() skewView {
+		var v skewView
+		if err := json.Unmarshal(e.tokenClient(w.viewerB).do("GET", proj+"/pipelines/"+pipe+"/skew", nil).want(200).body, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
 
 	viewer := e.tokenClient(w.viewerB)
@@ -219,8 +239,24 @@ func TestDLQViewerAndReplay(t *testing.T) {
 			t.Errorf("headers %+v", dl.Headers)
 		}
 	}
-	// With previews off the marker (in keys, values and a header) never
-	// left the runner: not in a report, not anywhere in the database.
+	// The hot key is reported, as a hash only.
+	var hot string
+	for deadline := time.Now().Add(30 * time.Second); hot == ""; {
+		sk := getSkew()
+		if len(sk.HotKeys) > 0 {
+			hot = sk.HotKeys[0].Hash
+			if len(sk.KeyPreviews) != 0 {
+				t.Fatalf("key previews with previews off: %+v", sk.KeyPreviews)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no hot key reported")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	// With previews off the marker (in keys, values, a header and the hot
+	// key) never left the runner: not in a report, not anywhere in the
+	// database.
 	time.Sleep(time.Second) // a few more reports
 	repMu.Lock()
 	for _, rep := range reports {
@@ -246,6 +282,19 @@ func TestDLQViewerAndReplay(t *testing.T) {
 		if dl.Key == nil || !strings.HasPrefix(dl.Key.Text, marker) {
 			t.Errorf("key preview %+v", dl.Key)
 		}
+	}
+	// The hot key now shows its key beside its hash.
+	for deadline := time.Now().Add(45 * time.Second); ; {
+		if pv, ok := getSkew().KeyPreviews[hot]; ok {
+			if pv.Text != hotKey {
+				t.Fatalf("hot key preview %+v, want %q", pv, hotKey)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no preview of hot key %s: %+v", hot, getSkew())
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	var audited int
 	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action = 'project.update' AND details ? 'record_previews'`).Scan(&audited); err != nil || audited != 1 {
