@@ -357,7 +357,9 @@ func TestSlowPipelineMakesProgress(t *testing.T) {
 				t.Fatalf("read %d outputs, want %d", len(outs), n)
 			}
 			if delivery == "exactly-once" {
-				checkDoubled(t, outs, 0, n)
+				// Once the group has committed all the input, a
+				// duplicate would be there, beyond the n.
+				checkDoubled(t, readAfterCommit(t, brokers, p, "out"), 0, n)
 			}
 			if s := statusOf(t, rt, "slow"); s.Restarts != 0 {
 				t.Errorf("the slow pipeline restarted: %+v", s)
@@ -390,8 +392,10 @@ func TestApplyLiveChange(t *testing.T) {
 	for _, name := range []string{"keep", "change", "gone"} {
 		kafkatest.Produce(t, brokers, numbered(name+"-in", 0, 100)...)
 	}
-	for _, name := range []string{"keep", "change", "gone"} {
-		checkDoubled(t, kafkatest.ReadCommitted(t, brokers, name+"-out", 100, 30*time.Second), 0, 100)
+	// Each output is read once its group has committed all the input, so
+	// that a duplicate would be there too.
+	for _, p := range []runtime.Pipeline{keep, change, gone} {
+		checkDoubled(t, readAfterCommit(t, brokers, p.Plan, p.Plan.Name+"-out"), 0, 100)
 	}
 	before := statusOf(t, rt, "keep")
 	if before.State != runtime.Running || before.Processed != 100 || len(before.Partitions) != 3 {
@@ -419,7 +423,7 @@ func TestApplyLiveChange(t *testing.T) {
 
 	// keep goes on where it was: its counter continues and nothing repeats.
 	kafkatest.Produce(t, brokers, numbered("keep-in", 100, 100)...)
-	checkDoubled(t, kafkatest.ReadCommitted(t, brokers, "keep-out", 200, 30*time.Second), 0, 200)
+	checkDoubled(t, readAfterCommit(t, brokers, keep.Plan, "keep-out"), 0, 200)
 	if s := statusOf(t, rt, "keep"); s.Processed != 200 || !s.Since.Equal(before.Since) {
 		t.Errorf("keep after more records: %+v, want 200 processed, running since %v", s, before.Since)
 	}
@@ -427,7 +431,7 @@ func TestApplyLiveChange(t *testing.T) {
 	// change's new records go through the new map; its old ones are not
 	// processed again (the group's committed offsets carry over).
 	kafkatest.Produce(t, brokers, numbered("change-in", 100, 100)...)
-	outs := kafkatest.ReadCommitted(t, brokers, "change-out", 200, 30*time.Second)
+	outs := readAfterCommit(t, brokers, change2.Plan, "change-out")
 	if len(outs) != 200 {
 		t.Fatalf("change-out has %d records, want 200", len(outs))
 	}
@@ -451,7 +455,7 @@ func TestApplyLiveChange(t *testing.T) {
 
 	// new runs.
 	kafkatest.Produce(t, brokers, numbered("new-in", 0, 50)...)
-	checkDoubled(t, kafkatest.ReadCommitted(t, brokers, "new-out", 50, 30*time.Second), 0, 50)
+	checkDoubled(t, readAfterCommit(t, brokers, added.Plan, "new-out"), 0, 50)
 
 	// gone left its group and processes nothing more.
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
@@ -462,9 +466,13 @@ func TestApplyLiveChange(t *testing.T) {
 	if g := groups["sluice-gone"]; len(g.Members) != 0 {
 		t.Errorf("gone's group still has members: %+v", g)
 	}
+	// That it processes nothing takes a wait to show: half a second, then
+	// gone-out is read to its end.
 	kafkatest.Produce(t, brokers, numbered("gone-in", 100, 10)...)
 	time.Sleep(500 * time.Millisecond)
-	if outs := kafkatest.ReadCommitted(t, brokers, "gone-out", 101, time.Second); len(outs) != 100 {
+	outs = nil
+	readToEnd(t, brokers, "gone-out", func(r *kgo.Record) { outs = append(outs, r) })
+	if len(outs) != 100 {
 		t.Errorf("gone-out has %d records, want the 100 from before it was removed", len(outs))
 	}
 }
@@ -489,7 +497,6 @@ func TestAtLeastOnceCommitsWhenIdle(t *testing.T) {
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
 	for round := range 3 {
 		kafkatest.Produce(t, brokers, numbered("in", round*10, 10)...)
-		checkDoubled(t, kafkatest.ReadCommitted(t, brokers, "out", (round+1)*10, 10*time.Second), 0, (round+1)*10)
 		want := int64((round + 1) * 10)
 		var got int64
 		kafkatest.Eventually(t, 5*time.Second, fmt.Sprintf("%d offsets committed", want), func() bool {
@@ -501,6 +508,10 @@ func TestAtLeastOnceCommitsWhenIdle(t *testing.T) {
 			offs.Each(func(o kadm.OffsetResponse) { got += max(o.At, 0) })
 			return got == want
 		})
+		// With everything committed, each output is there once.
+		var outs []*kgo.Record
+		readToEnd(t, brokers, "out", func(r *kgo.Record) { outs = append(outs, r) })
+		checkDoubled(t, outs, 0, (round+1)*10)
 	}
 }
 
@@ -565,13 +576,17 @@ func TestRestartFencesZombieTransaction(t *testing.T) {
 	}
 	// The zombie's offset commit (5) was aborted: all 10 records are
 	// processed, each once.
-	outs := kafkatest.ReadCommitted(t, brokers, "out", 10, 15*time.Second)
+	// The group commits all 10 within readAfterCommit's 30s only if the
+	// zombie transaction does not block it; then a duplicate would be in
+	// out too.
+	outs := readAfterCommit(t, brokers, p, "out")
 	t.Logf("%d outputs %v after the restart", len(outs), time.Since(start))
-	if len(outs) != 10 {
-		t.Fatalf("read %d outputs in 15s, want 10: the zombie transaction blocks the pipeline (status %+v)", len(outs), rt.Status())
-	}
 	checkDoubled(t, outs, 0, 10)
-	if got := kafkatest.ReadCommitted(t, brokers, "zombie-out", 1, time.Second); len(got) != 0 {
+	// Read to its end, zombie-out shows the zombie's transaction decided
+	// (an open one would make the read fail) and aborted.
+	var got []*kgo.Record
+	readToEnd(t, brokers, "zombie-out", func(r *kgo.Record) { got = append(got, r) })
+	if len(got) != 0 {
 		t.Errorf("the zombie's record is visible to read_committed: %v", values(got))
 	}
 }
