@@ -326,7 +326,12 @@ try {
     return r && ['planned', 'failed', 'unchanged', 'applied', 'cancelled', 'discarded'].includes(r.getAttribute('data-state') ?? '');
   }, null, { timeout: 120000 });
   const state = await run.getAttribute('data-state');
-  if (state === 'planned') {
+  // The plan must succeed: a failed run is the test failing, not a state
+  // to report and accept.
+  if (state !== 'planned') {
+    throw new Error('the local fleet\'s plan ended ' + state + ': ' + (await run.innerText()).replace(/\s+/g, ' ').slice(0, 300));
+  }
+  {
     const plan = await run.locator('.plan-text').innerText();
     console.log('fleet plan:', plan);
     if (!/2 to add/.test(plan)) throw new Error('the plan of two local runners does not add two: ' + plan);
@@ -337,9 +342,6 @@ try {
     await shot('fleets');
     await run.getByRole('button', { name: /^Discard run/ }).click();
     await page.locator('section.fleet[data-fleet="e2e-local"] article.run[data-state="discarded"]').first().waitFor();
-  } else {
-    console.log('fleet run:', state, (await run.innerText()).replace(/\s+/g, ' ').slice(0, 300));
-    await shot('fleets');
   }
 
   timings.sort((a, b) => a - b);

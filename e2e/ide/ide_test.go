@@ -57,8 +57,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	// The runner beside the control plane lets a fleet of the local module
-	// be planned (its first run checks the binary). Without it the fleet
-	// step sees the run fail, which the walk-through reports and accepts.
+	// be planned (its first run checks the binary); the walk-through
+	// requires that plan to succeed.
 	runnerBin = filepath.Join(dir, "runner")
 	runner := exec.Command("go", "build", "-o", runnerBin, "github.com/sluicehq/sluice/cmd/runner")
 	if b, err := runner.CombinedOutput(); err != nil {
