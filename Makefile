@@ -158,7 +158,7 @@ e2e: web ## Run the end-to-end tests: runner crashes and fail-over, the GitOps l
 	$(GO) test $(E2E_FLAGS) ./e2e/...
 
 .PHONY: bench
-bench: ## Run the benchmarks; write bench/results/ and the table in docs/performance.md
+bench: web ## Run the benchmarks (the IDE's bundle size needs make web); write bench/results/ and the table in docs/performance.md
 	$(GO) run ./bench/benchreport
 
 .PHONY: verify
