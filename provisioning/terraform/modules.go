@@ -8,9 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-
-	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 )
 
 // moduleFS holds the HCL modules, copied into each fleet's working
@@ -23,28 +20,32 @@ var moduleFS embed.FS
 // Modules are the targets a fleet can be provisioned on.
 var Modules = []string{"local", "kubernetes", "aws"}
 
-// ModuleSpec is what a module declares, read from its HCL.
+// ModuleSpec is what a module declares: the contract between a module and
+// the driver that sets its variables and reads its outputs.
 type ModuleSpec struct {
 	// Variables maps each variable to whether it is required (has no
 	// default).
 	Variables map[string]bool
 	Outputs   []string
-	// References are the variables the module's expressions use (var.x).
-	References []string
 }
 
-// ReadModule reads the variables and outputs a module declares, and the
-// variables its expressions use, by parsing its HCL (hashicorp/hcl/v2):
-// the kubernetes and aws modules cannot be `terraform validate`d offline,
-// so this is how their contract with the driver is checked.
+// ReadModule reads the variables and outputs a module declares.
+//
+// It scans the module's files rather than parsing HCL, so that the control
+// plane does not link an HCL parser (about 1 MiB of its resident memory)
+// to read a few declarations from files it was built with. The scan relies
+// on `terraform fmt` layout (blocks at column 0, a block's attributes
+// indented by two spaces); TestModulesFormatAndValidate keeps the modules
+// fmt-clean and TestScanAgreesWithHCL checks the scan against
+// hashicorp/hcl/v2 for every module.
 func ReadModule(name string) (ModuleSpec, error) {
 	if !slices.Contains(Modules, name) {
 		return ModuleSpec{}, fmt.Errorf("no module %q: use one of %s", name, strings.Join(Modules, ", "))
 	}
-	return readModule(moduleFS, "modules/"+name)
+	return scanModule(moduleFS, "modules/"+name)
 }
 
-func readModule(fsys fs.FS, dir string) (ModuleSpec, error) {
+func scanModule(fsys fs.FS, dir string) (ModuleSpec, error) {
 	spec := ModuleSpec{Variables: map[string]bool{}}
 	files, err := fs.Glob(fsys, dir+"/*.tf")
 	if err != nil {
@@ -53,45 +54,34 @@ func readModule(fsys fs.FS, dir string) (ModuleSpec, error) {
 	if len(files) == 0 {
 		return spec, fmt.Errorf("module %s has no .tf files", dir)
 	}
-	refs := map[string]bool{}
 	for _, f := range files {
 		b, err := fs.ReadFile(fsys, f)
 		if err != nil {
 			return spec, err
 		}
-		file, diags := hclsyntax.ParseConfig(b, f, hcl.InitialPos)
-		if diags.HasErrors() {
-			return spec, fmt.Errorf("module %s: %w", dir, diags)
-		}
-		body := file.Body.(*hclsyntax.Body)
-		for _, blk := range body.Blocks {
-			if len(blk.Labels) != 1 {
-				continue
-			}
-			switch blk.Type {
-			case "variable":
-				_, hasDefault := blk.Body.Attributes["default"]
-				spec.Variables[blk.Labels[0]] = !hasDefault
-			case "output":
-				spec.Outputs = append(spec.Outputs, blk.Labels[0])
-			}
-		}
-		diags = hclsyntax.VisitAll(body, func(n hclsyntax.Node) hcl.Diagnostics {
-			if e, ok := n.(*hclsyntax.ScopeTraversalExpr); ok && e.Traversal.RootName() == "var" && len(e.Traversal) > 1 {
-				if a, ok := e.Traversal[1].(hcl.TraverseAttr); ok {
-					refs[a.Name] = true
+		variable := "" // the variable block the scan is in, if any
+		for n, line := range strings.Split(string(b), "\n") {
+			switch {
+			case line == "}":
+				variable = ""
+			case strings.HasPrefix(line, "variable ") || strings.HasPrefix(line, "output "):
+				kind, rest, _ := strings.Cut(line, " ")
+				label, ok := strings.CutSuffix(rest, " {")
+				if !ok || len(label) < 3 || label[0] != '"' || label[len(label)-1] != '"' {
+					return spec, fmt.Errorf("%s:%d: %s block not in `terraform fmt` layout: %q", f, n+1, kind, line)
 				}
+				label = label[1 : len(label)-1]
+				if kind == "output" {
+					spec.Outputs = append(spec.Outputs, label)
+					continue
+				}
+				variable = label
+				spec.Variables[variable] = true
+			case variable != "" && strings.HasPrefix(line, "  default "):
+				spec.Variables[variable] = false
 			}
-			return nil
-		})
-		if diags.HasErrors() {
-			return spec, fmt.Errorf("module %s: %w", dir, diags)
 		}
 	}
-	for r := range refs {
-		spec.References = append(spec.References, r)
-	}
-	slices.Sort(spec.References)
 	slices.Sort(spec.Outputs)
 	return spec, nil
 }

@@ -29,10 +29,7 @@ func TestModulesDeclareWhatTheDriverUses(t *testing.T) {
 	}
 	for _, name := range Modules {
 		t.Run(name, func(t *testing.T) {
-			spec, err := ReadModule(name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			spec := readModuleHCL(t, moduleFS, "modules/"+name)
 			ru := run{FleetID: uuid.New(), FleetName: "edge", Module: name, Runners: 2, RunnerVersion: "1.2.3", Settings: settings[name]}
 			in, err := r.inputs(ru, &Workspace{Dir: t.TempDir()})
 			if err != nil {
@@ -103,8 +100,8 @@ func TestSettingsAreChecked(t *testing.T) {
 	}
 }
 
-// Real terraform: every module is fmt-clean (the line scanner in
-// ReadModule relies on it) and the local module validates (it needs no
+// Real terraform: every module is fmt-clean (ReadModule's scan relies on
+// it) and the local module validates (it needs no
 // provider download; kubernetes and aws do, so they cannot be validated
 // offline). Without terraform this fails: run `make setup`.
 func TestModulesFormatAndValidate(t *testing.T) {
