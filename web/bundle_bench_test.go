@@ -26,7 +26,7 @@ func BenchmarkInitialBundle(b *testing.B) {
 		}
 		chunks, raw, zipped = len(names), 0, 0
 		for _, name := range names {
-			code, err := fs.ReadFile(app, name)
+			code, err := readAsset(app, name)
 			if err != nil {
 				b.Fatal(err)
 			}

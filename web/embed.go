@@ -6,10 +6,15 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
 	"embed"
+	"io"
 	"io/fs"
+	"mime"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 )
 
@@ -40,9 +45,14 @@ func Handler() http.Handler {
 	if err != nil {
 		panic(err) // the embed pattern guarantees the directory
 	}
+	return handler(sub, index)
+}
+
+// handler serves the app in sub, with index as the page for app routes.
+func handler(sub fs.FS, index string) http.Handler {
 	page, err := fs.ReadFile(sub, index)
 	if err != nil {
-		panic(err)
+		panic(err) // the embed pattern guarantees the page
 	}
 	files := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -57,13 +67,18 @@ func Handler() http.Handler {
 		}
 		name := strings.TrimPrefix(path.Clean(r.URL.Path), "/")
 		if name != "" && name != index {
+			if strings.HasPrefix(name, "assets/") {
+				h.Set("Cache-Control", "public, max-age=31536000, immutable")
+			}
 			if st, err := fs.Stat(sub, name); err == nil && !st.IsDir() {
-				if strings.HasPrefix(name, "assets/") {
-					h.Set("Cache-Control", "public, max-age=31536000, immutable")
-				}
 				files.ServeHTTP(w, r)
 				return
 			}
+			if gz, err := fs.ReadFile(sub, name+".gz"); err == nil {
+				serveGzipped(w, r, name, gz)
+				return
+			}
+			h.Del("Cache-Control")
 			if path.Ext(name) != "" {
 				http.NotFound(w, r)
 				return
@@ -73,4 +88,59 @@ func Handler() http.Handler {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(page)
 	})
+}
+
+// serveGzipped sends an asset that `make web` stored gzipped (compress.mjs):
+// as it is to a client that accepts gzip, which every browser does, and
+// inflated to one that does not.
+func serveGzipped(w http.ResponseWriter, r *http.Request, name string, gz []byte) {
+	h := w.Header()
+	h.Add("Vary", "Accept-Encoding")
+	if ct := mime.TypeByExtension(path.Ext(name)); ct != "" {
+		h.Set("Content-Type", ct)
+	} else {
+		h.Set("Content-Type", "application/octet-stream")
+	}
+	if acceptsGzip(r.Header.Values("Accept-Encoding")) {
+		h.Set("Content-Encoding", "gzip")
+		h.Set("Content-Length", strconv.Itoa(len(gz)))
+		if r.Method != http.MethodHead {
+			_, _ = w.Write(gz)
+		}
+		return
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		http.Error(w, "corrupt asset", http.StatusInternalServerError)
+		return
+	}
+	if r.Method != http.MethodHead {
+		_, _ = io.Copy(w, zr)
+	}
+}
+
+// acceptsGzip reads Accept-Encoding header values: gzip (or *) with a
+// quality above zero.
+func acceptsGzip(values []string) bool {
+	for _, v := range values {
+		for part := range strings.SplitSeq(v, ",") {
+			coding, params, _ := strings.Cut(part, ";")
+			coding = strings.ToLower(strings.TrimSpace(coding))
+			if coding != "gzip" && coding != "x-gzip" && coding != "*" {
+				continue
+			}
+			q := 1.0
+			for p := range strings.SplitSeq(params, ";") {
+				if k, v, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "q") {
+					if f, err := strconv.ParseFloat(v, 64); err == nil {
+						q = f
+					}
+				}
+			}
+			if q > 0 {
+				return true
+			}
+		}
+	}
+	return false
 }
