@@ -5,11 +5,11 @@ package engine
 // compare the two.
 func WithFullDecode() StageOption { return func(s *Stage) { s.fullDecode = true } }
 
-// DecodesFields returns the fields the stage decodes, or nil when it
-// decodes whole values.
+// DecodesFields returns the fields the stage decodes (empty when it reads
+// none), or nil when it decodes whole values.
 func (s *Stage) DecodesFields() []string {
 	if s.fields == nil {
 		return nil
 	}
-	return s.fields.Names()
+	return append([]string{}, s.fields.Names()...)
 }

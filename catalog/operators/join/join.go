@@ -154,6 +154,18 @@ func (o *op) ProcessSide(ctx context.Context, task catalog.Task, r *record.Recor
 	return task.Store().Put(rowKey(key), b)
 }
 
+// FieldDemand implements engine.FieldDemander. A stream-table join reads
+// the fields of its on expression and passes its input value on with the
+// row set in field as, so the steps after it need their fields from its
+// input too. A stream-stream join keeps whole values in its store, to
+// join them with records of the other stream that come later.
+func (o *op) FieldDemand(after []string, afterAll bool) ([]string, bool) {
+	if o.table == "" {
+		return nil, true
+	}
+	return o.on.FieldsAnd(after, afterAll)
+}
+
 // Process is not used: join runs through ProcessTask with the task's store.
 func (o *op) Process(context.Context, *record.Record, catalog.Output) error {
 	return errors.New("join is stateful and runs only through ProcessTask")

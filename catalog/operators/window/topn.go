@@ -72,6 +72,8 @@ func newTopN(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 		return nil, err
 	}
 	a.By = evaluator(rank)
+	o.reads = append(o.reads, rank)
+	o.whole = true // until value names what to keep
 	a.Input = func(v any) (any, error) {
 		if r, ok := v.(*record.Record); ok {
 			return r.Value, nil
@@ -84,6 +86,8 @@ func newTopN(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 			return nil, err
 		}
 		a.Input = evaluator(p)
+		o.reads = append(o.reads, p)
+		o.whole = false
 	}
 	o.cfg.Aggregates = []win.Aggregate{a}
 	return o.validate(conf)

@@ -25,6 +25,11 @@ type op struct {
 	cfg   win.Config
 	model *win.Prepared       // cfg, validated
 	by    *expression.Program // nil: the record key
+	// reads are the expressions evaluated on each record (by and the
+	// aggregates' inputs), and whole says that an aggregate takes the
+	// whole record value (top_n without value): what FieldDemand reports.
+	reads []*expression.Program
+	whole bool
 	// bounds caches the formatted bounds of the window last emitted by any
 	// task: most outputs in a row are of one window, and formatting times
 	// is costly.
@@ -38,7 +43,7 @@ func newWindow(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) 
 	}
 	ac, _ := conf.Get("aggregates")
 	for _, f := range ac.Fields() {
-		a, err := aggregate(f.Name, f.Value)
+		a, err := o.aggregate(f.Name, f.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -66,6 +71,7 @@ func windowed(conf catalog.Config) (*op, error) {
 			return nil, err
 		}
 		o.by = p
+		o.reads = append(o.reads, p)
 	}
 	var err error
 	switch {
@@ -148,8 +154,9 @@ var funcs = map[string]win.Func{
 	"first": win.First, "last": win.Last, "collect": win.Collect, "top_n": win.TopN,
 }
 
-// aggregate parses `name: count` or `name: {<func>: <expression>, options}`.
-func aggregate(name string, c catalog.Config) (win.Aggregate, error) {
+// aggregate parses `name: count` or `name: {<func>: <expression>, options}`,
+// noting the expressions it evaluates in o.reads.
+func (o *op) aggregate(name string, c catalog.Config) (win.Aggregate, error) {
 	a := win.Aggregate{Name: name}
 	if c.IsScalar() {
 		if c.String() != "count" {
@@ -176,6 +183,7 @@ func aggregate(name string, c catalog.Config) (win.Aggregate, error) {
 		return a, err
 	}
 	a.Input = evaluator(p)
+	o.reads = append(o.reads, p)
 	if n, ok := c.Get("n"); ok {
 		if err := n.Decode(&a.N); err != nil {
 			return a, err
@@ -198,6 +206,7 @@ func aggregate(name string, c catalog.Config) (win.Aggregate, error) {
 			return a, err
 		}
 		a.By = evaluator(p)
+		o.reads = append(o.reads, p)
 	}
 	if at, ok := c.Get("at"); ok {
 		if err := at.Decode(&a.Percents); err != nil {
@@ -225,6 +234,16 @@ func evaluator(p *expression.Program) func(any) (any, error) {
 		}
 		return p.Eval(r)
 	}
+}
+
+// FieldDemand implements engine.FieldDemander: a window reads the fields
+// of its grouping key and aggregate inputs, and emits values of its own,
+// so what the steps after it read does not matter.
+func (o *op) FieldDemand([]string, bool) ([]string, bool) {
+	if o.whole {
+		return nil, true
+	}
+	return expression.FieldsOf(o.reads...)
 }
 
 // Process is not used: the runtime runs stateful operators through
