@@ -7,7 +7,7 @@ import path from 'node:path';
 import fs from 'node:fs';
 import os from 'node:os';
 
-const { BASE_URL, EMAIL, PASSWORD, ARTIFACTS, WEB_DIR, CHROMIUM = '/usr/bin/chromium' } = process.env;
+const { BASE_URL, EMAIL, PASSWORD, ARTIFACTS, WEB_DIR, BROKERS, CHROMIUM = '/usr/bin/chromium' } = process.env;
 const require = createRequire(path.join(WEB_DIR, 'package.json'));
 const { chromium } = require('playwright-core');
 
@@ -32,6 +32,58 @@ const shot = async (name) => {
 };
 const step = (s) => console.log('step:', s);
 const timings = [];
+
+// fleetRun waits until run n of the e2e-local fleet is in state want and
+// returns its panel; a run that ends otherwise (a failed apply, say) fails
+// the step with what the page shows of it. The card is redrawn when a run
+// ends, so the run is looked up afresh each time.
+const fleetRun = async (n, want, timeout = 180000) => {
+  const sel = `section.fleet[data-fleet="e2e-local"] article.run[data-run="${n}"]`;
+  // A run waits in planned for review: after an approval it is no end.
+  const ended = ['failed', 'unchanged', 'applied', 'cancelled', 'discarded', ...(want === 'planned' ? ['planned'] : [])];
+  await page.waitForFunction(([sel, want, ended]) => {
+    const state = document.querySelector(sel)?.getAttribute('data-state') ?? '';
+    return state === want || ended.includes(state);
+  }, [sel, want, ended], { timeout });
+  const run = page.locator(sel);
+  const state = await run.getAttribute('data-state');
+  if (state !== want) {
+    throw new Error(`the local fleet's run ${n} is ${state}, not ${want}: ` + (await run.innerText()).replace(/\s+/g, ' ').slice(0, 400));
+  }
+  return run;
+};
+// planText is the run's plan summary, which must be want.
+const planText = async (run, want) => {
+  const plan = (await run.locator('.plan-text').innerText()).trim();
+  if (plan !== want) throw new Error(`the plan says "${plan}", not "${want}"`);
+  return plan;
+};
+// fleetShot takes a screenshot with the e2e-local fleet's card at the top
+// of the page (which scrolls under the header).
+const fleetShot = async (name) => {
+  await page.locator('section.fleet[data-fleet="e2e-local"]').evaluate((e) => e.scrollIntoView({ block: 'start' }));
+  await shot(name);
+};
+// redrawn waits until the fleet's card, redrawn when a run ends, says
+// what it wants and has status (a card drawn before the run does not).
+const redrawn = async (wants, status) => {
+  await page.locator('section.fleet[data-fleet="e2e-local"] h2', { hasText: wants }).locator('.badge.' + status).waitFor({ timeout: 30000 });
+};
+// liveRunners waits until the e2e-local fleet's runners table shows n
+// runners, every one Live: registered and reporting.
+const liveRunners = async (n) => {
+  try {
+    await page.waitForFunction((n) => {
+      const rows = [...document.querySelectorAll('section.fleet[data-fleet="e2e-local"] table.runners tbody tr')];
+      return rows.length === n && rows.every((r) => r.getAttribute('data-health') === 'Live');
+    }, n, { timeout: 60000 });
+  } catch (e) {
+    const rows = await page.locator('section.fleet[data-fleet="e2e-local"] table.runners tbody tr').allInnerTexts();
+    throw new Error(`the fleet's page does not show ${n} live runners: ${JSON.stringify(rows)} (${e.message.split('\n')[0]})`);
+  }
+  const names = await page.locator('section.fleet[data-fleet="e2e-local"] table.runners tbody tr th').allInnerTexts();
+  console.log(`fleet runners live: ${names.sort().join(', ')}`);
+};
 
 try {
   step('log in');
@@ -310,38 +362,60 @@ try {
   await page.locator('#tokens tr[data-token="e2e-ci"] .badge', { hasText: 'Revoked' }).waitFor();
   console.log('token: created and revoked e2e-ci');
 
-  step('fleets: create a local fleet and review its plan');
+  // A local fleet through its whole life, each change planned, reviewed
+  // and approved in the page: create 2 runners, scale to 3, destroy. The
+  // runners are real `runner agent` processes on kfake (BROKERS); the Go
+  // test checks that none is left.
+  step('fleets: create a local fleet of 2, review its plan, approve it');
   await page.getByRole('link', { name: 'Fleets' }).click();
   await page.locator('#fleet-create > summary').click();
   await page.locator('#fleet-name').fill('e2e-local');
   await page.getByLabel('Terraform module').selectOption('local');
   await page.locator('#fleet-runners').fill('2');
+  await page.getByLabel('Settings (JSON)').fill(JSON.stringify({ kafka_brokers: BROKERS.split(',') }));
   await page.getByRole('button', { name: 'Create and plan' }).click();
   const fleet = page.locator('section.fleet[data-fleet="e2e-local"]');
   await fleet.waitFor();
-  const run = fleet.locator('article.run').first();
-  await run.waitFor();
-  await page.waitForFunction(() => {
-    const r = document.querySelector('section.fleet[data-fleet="e2e-local"] article.run');
-    return r && ['planned', 'failed', 'unchanged', 'applied', 'cancelled', 'discarded'].includes(r.getAttribute('data-state') ?? '');
-  }, null, { timeout: 120000 });
-  const state = await run.getAttribute('data-state');
-  // The plan must succeed: a failed run is the test failing, not a state
-  // to report and accept.
-  if (state !== 'planned') {
-    throw new Error('the local fleet\'s plan ended ' + state + ': ' + (await run.innerText()).replace(/\s+/g, ' ').slice(0, 300));
-  }
   {
-    const plan = await run.locator('.plan-text').innerText();
+    const run = await fleetRun(1, 'planned');
+    const plan = await planText(run, '2 to add, 0 to change, 0 to destroy');
     console.log('fleet plan:', plan);
-    if (!/2 to add/.test(plan)) throw new Error('the plan of two local runners does not add two: ' + plan);
     await run.locator('.plan .changes li').first().waitFor();
     const log = await run.locator('pre.log').textContent();
     if (!log.trim()) throw new Error('the run\'s log is empty');
     console.log('fleet log:', log.trim().split('\n').length, 'lines, last:', log.trim().split('\n').pop().slice(0, 100));
     await shot('fleets');
-    await run.getByRole('button', { name: /^Discard run/ }).click();
-    await page.locator('section.fleet[data-fleet="e2e-local"] article.run[data-state="discarded"]').first().waitFor();
+    await page.getByRole('button', { name: 'Approve run 1 of e2e-local' }).click();
+    await fleetRun(1, 'applied');
+    await redrawn('2 runners wanted', 'ready');
+    await liveRunners(2);
+    await fleetShot('fleets-applied');
+  }
+
+  step('fleets: scale to 3, review the plan (1 to add), approve it');
+  await fleet.getByLabel('Runners', { exact: true }).fill('3');
+  await page.getByRole('button', { name: 'Plan scaling fleet e2e-local' }).click();
+  {
+    const run = await fleetRun(2, 'planned');
+    console.log('fleet scale plan:', await planText(run, '1 to add, 0 to change, 0 to destroy'));
+    await fleetShot('fleets-scale');
+    await page.getByRole('button', { name: 'Approve run 2 of e2e-local' }).click();
+    await fleetRun(2, 'applied');
+    await redrawn('3 runners wanted', 'ready');
+    await liveRunners(3);
+  }
+
+  step('fleets: destroy, review the plan (3 to destroy), approve it');
+  await page.getByRole('button', { name: 'Plan destroying fleet e2e-local' }).click();
+  await fleet.getByRole('button', { name: 'Plan destroy', exact: true }).click();
+  {
+    const run = await fleetRun(3, 'planned');
+    console.log('fleet destroy plan:', await planText(run, '0 to add, 0 to change, 3 to destroy'));
+    await page.getByRole('button', { name: 'Approve run 3 of e2e-local' }).click();
+    await fleetRun(3, 'applied');
+    await redrawn('runners wanted', 'destroyed');
+    await fleetShot('fleets-destroyed');
+    console.log('fleet: e2e-local created with 2 runners, scaled to 3 and destroyed');
   }
 
   timings.sort((a, b) => a - b);

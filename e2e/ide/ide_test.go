@@ -6,13 +6,17 @@
 // commit & deploy, list the pipelines and open one (its lag chart drawn from
 // what a real runner reports, its DLQ showing real dead letters, one of
 // them replayed), roll the commit back from the history, create and revoke
-// a token, and plan a local fleet. A real `runner agent` process runs the
-// dev fleet's pipelines on kfake (internal/kafkatest) while a producer
-// feeds clicks, a few of which the pipeline's filter fails on.
-// Screenshots land in e2e/artifacts/ and must not be blank.
+// a token, and create a local fleet of two runners, scale it to three and
+// destroy it, each plan reviewed and approved in the page (the runners are
+// real `runner agent` processes that terraform starts; none may be left).
+// A real `runner agent` process runs the dev fleet's pipelines on kfake
+// (internal/kafkatest) while a producer feeds clicks, a few of which the
+// pipeline's filter fails on. Screenshots land in e2e/artifacts/ and must
+// not be blank.
 //
-// It needs `make web` (the embedded app, and playwright-core), node and
-// /usr/bin/chromium (`make setup`); it fails saying which is missing.
+// It needs `make web` (the embedded app, and playwright-core), node,
+// /usr/bin/chromium and terraform or tofu (`make setup`); it fails saying
+// which is missing.
 package ide
 
 import (
@@ -23,12 +27,15 @@ import (
 	"fmt"
 	"image/png"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -56,9 +63,8 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(dir)
 		os.Exit(1)
 	}
-	// The runner beside the control plane lets a fleet of the local module
-	// be planned (its first run checks the binary); the walk-through
-	// requires that plan to succeed.
+	// The runner beside the control plane is what a fleet of the local
+	// module starts; the walk-through requires its runs to succeed.
 	runnerBin = filepath.Join(dir, "runner")
 	runner := exec.Command("go", "build", "-o", runnerBin, "github.com/sluicehq/sluice/cmd/runner")
 	if b, err := runner.CombinedOutput(); err != nil {
@@ -123,10 +129,23 @@ func TestIDE(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
+	// The local fleet's runners live under fleetsDir; they run in their
+	// own sessions, so they outlive the control plane unless killed, and a
+	// test that fails midway must kill them. This cleanup runs after the
+	// control plane's (cleanups run last first), so it starts no run after
+	// the kill.
+	fleetsDir := t.TempDir()
+	runners := &runnerWatch{}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logRunners(t, fleetsDir)
+		}
+		runners.kill(t, fleetsDir)
+	})
 	ctx, cancel := context.WithCancel(context.Background())
 	cpOut := &lockedBuffer{}
 	cp := exec.CommandContext(ctx, controlplane, "dev", "--no-runner", "--database-url", pgtest.NewDatabase(t),
-		"--data-dir", dataDir, "--listen", addr)
+		"--data-dir", dataDir, "--listen", addr, "--fleets-dir", fleetsDir)
 	cp.Stdout, cp.Stderr = cpOut, cpOut
 	if err := cp.Start(); err != nil {
 		t.Fatal(err)
@@ -158,9 +177,10 @@ func TestIDE(t *testing.T) {
 	kafkatest.CreateTopic(t, brokers, "clicks", 2)
 	startRunner(ctx, t, base, creds, brokers)
 	go produceClicks(ctx, t, brokers)
+	go runners.watch(ctx, fleetsDir)
 
 	pages := []string{"login", "editor", "editor-error", "try", "operators", "files", "tests", "diff", "deploy", "pipelines", "pipeline",
-		"pipeline-lag", "pipeline-dlq", "pipeline-fixture", "history", "tokens", "fleets"}
+		"pipeline-lag", "pipeline-dlq", "pipeline-fixture", "history", "tokens", "fleets", "fleets-applied", "fleets-scale", "fleets-destroyed"}
 	for _, old := range append(pages, "failure") {
 		_ = os.Remove(filepath.Join(artifacts, old+".png"))
 	}
@@ -168,7 +188,7 @@ func TestIDE(t *testing.T) {
 	defer bcancel()
 	browser := exec.CommandContext(bctx, node, filepath.Join(root, "e2e", "ide", "browser.mjs"))
 	browser.Env = append(os.Environ(), "BASE_URL="+base, "EMAIL="+creds["SLUICE_ADMIN_EMAIL"], "PASSWORD="+creds["SLUICE_ADMIN_PASSWORD"],
-		"ARTIFACTS="+artifacts, "WEB_DIR="+webDir)
+		"ARTIFACTS="+artifacts, "WEB_DIR="+webDir, "BROKERS="+strings.Join(brokers, ","))
 	out, err := browser.CombinedOutput()
 	t.Logf("browser.mjs:\n%s", out)
 	if err != nil {
@@ -187,11 +207,121 @@ func TestIDE(t *testing.T) {
 	// What the browser saw, checked again here so a log reader sees it.
 	for _, want := range []string{"problem: pipelines/clicks.yaml:15:", "try: clicks: 1 output, 1 dead letter", "passed, 0 failed",
 		"rollout: Rollout on fleet dev finished", "real lag chart:", "dlq: expression", "replay: Replay done: 1 dead letter",
-		"rollback: Rolled back on dev", "token: created and revoked", "ok"} {
+		"rollback: Rolled back on dev", "token: created and revoked", "fleet runners live: e2e-local-0, e2e-local-1, e2e-local-2",
+		"fleet: e2e-local created with 2 runners, scaled to 3 and destroyed", "ok"} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("browser.mjs did not report %q", want)
 		}
 	}
+
+	// The page said the fleet is destroyed; the host must agree: the
+	// three runner processes the fleet ran are gone, and so are their pid
+	// files.
+	seen := runners.seen()
+	if len(seen) != 3 {
+		t.Errorf("the local fleet ran runner processes %v, want 3", seen)
+	}
+	for _, pid := range seen {
+		if alive(pid) {
+			t.Errorf("runner pid %d still runs after the fleet was destroyed", pid)
+		}
+	}
+	if left := pidsUnder(fleetsDir); len(left) != 0 {
+		t.Errorf("pid files left under the fleets directory after the destroy: %v", left)
+	}
+}
+
+// runnerWatch records the pids of the local fleet's runners while the
+// walk-through runs, so the test can check after the destroy that every
+// one of them stopped, not only those whose pid files are left.
+type runnerWatch struct {
+	mu   sync.Mutex
+	pids map[int]bool
+}
+
+// watch reads the pid files under dir every 100ms until ctx ends.
+func (w *runnerWatch) watch(ctx context.Context, dir string) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		pids := pidsUnder(dir)
+		w.mu.Lock()
+		if w.pids == nil {
+			w.pids = map[int]bool{}
+		}
+		for _, pid := range pids {
+			w.pids[pid] = true
+		}
+		w.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// seen is every pid watch read, sorted.
+func (w *runnerWatch) seen() []int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Sorted(maps.Keys(w.pids))
+}
+
+// kill stops every runner left under dir, by its pid file, and every pid
+// watch saw that still runs the runner binary (a pid file can be gone
+// while its process is not), so a failed test leaves no process behind.
+func (w *runnerWatch) kill(t *testing.T, dir string) {
+	t.Helper()
+	pids := append(pidsUnder(dir), w.seen()...)
+	slices.Sort(pids)
+	for _, pid := range slices.Compact(pids) {
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || exe != runnerBin {
+			continue // gone, or the pid now belongs to another program
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err == nil {
+			t.Logf("killed runner pid %d left by the local fleet", pid)
+		}
+	}
+}
+
+// pidsUnder reads the local module's pid files (runner.pid) under dir.
+func pidsUnder(dir string) []int {
+	var pids []int
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "runner.pid" {
+			b, _ := os.ReadFile(p)
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+				pids = append(pids, pid)
+			}
+		}
+		return nil
+	})
+	return pids
+}
+
+// alive is whether pid runs; a zombie, dead but not reaped by an init that
+// does not reap, is not.
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || !strings.HasPrefix(s[i+1:], " Z")
+}
+
+// logRunners logs the end of each local runner's log under dir.
+func logRunners(t *testing.T, dir string) {
+	t.Helper()
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Name() == "runner.log" {
+			b, _ := os.ReadFile(p)
+			t.Logf("%s (last 2 KiB):\n%s", p, tail(string(b), 2<<10))
+		}
+		return nil
+	})
 }
 
 // startRunner registers a `runner agent` process in the dev fleet, on

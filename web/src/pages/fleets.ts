@@ -206,22 +206,37 @@ function fleetCard(f: Fleet, reload: () => Promise<void>): HTMLElement {
     h('h3', {}, 'Runs'),
     runsEl,
   );
+  const drawRunners = async (): Promise<void> => {
+    try {
+      const runners = await api.get<List<Runner>>(projectPath(`/fleets/${f.id}/runners?limit=200`));
+      runnersEl.replaceChildren(runnersTable(runners.items));
+    } catch (e) {
+      runnersEl.replaceChildren(alert('Cannot read the fleet’s runners: ' + errorText(e)));
+    }
+  };
+  void drawRunners();
   void (async () => {
     try {
-      const [runners, runs] = await Promise.all([
-        api.get<List<Runner>>(projectPath(`/fleets/${f.id}/runners?limit=200`)),
-        api.get<List<Run>>(projectPath(`/fleets/${f.id}/runs?limit=200`)),
-      ]);
-      runnersEl.replaceChildren(runnersTable(runners.items));
+      const runs = await api.get<List<Run>>(projectPath(`/fleets/${f.id}/runs?limit=200`));
       const recent = runs.items.slice(-5).reverse();
       if (recent.length === 0) runsEl.replaceChildren(h('p', { class: 'muted' }, 'No Terraform run yet.'));
       else runsEl.replaceChildren(...recent.map((r) => runPanel(f, r, reload)));
     } catch (e) {
-      runnersEl.replaceChildren(alert('Cannot read the fleet: ' + errorText(e)));
+      runsEl.replaceChildren(alert('Cannot read the fleet’s runs: ' + errorText(e)));
     }
   })();
+  // Runners register after an apply has started them and fall silent when
+  // they stop, so their health is redrawn while the card is on the page
+  // (a reload or leaving the page detaches it, which ends the refresh).
+  const timer = window.setInterval(() => {
+    if (!card.isConnected) window.clearInterval(timer);
+    else if (!document.hidden) void drawRunners();
+  }, runnersRefreshMs);
   return card;
 }
+
+/** How often a fleet card redraws its runners' health. */
+const runnersRefreshMs = 5000;
 
 function runnersTable(runners: Runner[]): HTMLElement {
   if (runners.length === 0) return h('p', { class: 'muted' }, 'No runner has registered yet.');
@@ -237,7 +252,7 @@ function runnersTable(runners: Runner[]): HTMLElement {
         const health = u.revoked ? 'Revoked' : u.live ? 'Live' : 'Silent';
         return h(
           'tr',
-          {},
+          { 'data-runner': u.name, 'data-health': health },
           h('th', { scope: 'row' }, u.name),
           h('td', {}, h('span', { class: 'badge ' + health }, health)),
           h('td', {}, u.version),
