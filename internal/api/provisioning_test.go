@@ -288,6 +288,16 @@ func TestLocalFleetThroughTerraform(t *testing.T) {
 	if f := c.do("GET", base, nil).want(200).json(); f["status"] != "destroyed" {
 		t.Errorf("fleet status %v, want destroyed", f["status"])
 	}
+	// The destroyed runners' credentials are revoked: none is live.
+	items := c.do("GET", base+"/runners", nil).want(200).json()["items"].([]any)
+	if len(items) != 3 {
+		t.Errorf("%d runners listed after destroy, want the 3 that ran", len(items))
+	}
+	for _, it := range items {
+		if r := it.(map[string]any); r["revoked"] != true || r["live"] != false {
+			t.Errorf("runner %v after destroy: revoked %v, live %v; want revoked, not live", r["name"], r["revoked"], r["live"])
+		}
+	}
 	c.do("DELETE", base, nil).want(204)
 	t.Logf("create, scale and destroy a local fleet through terraform: %s", time.Since(start).Round(time.Millisecond))
 }

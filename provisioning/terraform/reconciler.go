@@ -393,6 +393,12 @@ func (r *Reconciler) apply(ctx context.Context, ru run, ws *Workspace, logw *log
 		_, rerr = r.cfg.Pool.Exec(context.WithoutCancel(ctx), `UPDATE fleets SET resources = $2, provisioned_runners = $3, status = $4,
 			runner_version = CASE WHEN $5 THEN runner_version ELSE $6 END, updated_at = now(), version = version + 1 WHERE id = $1`,
 			ru.FleetID, resources, runners, status, ru.Destroy, ru.RunnerVersion)
+		if rerr == nil && err == nil && ru.Destroy {
+			// The fleet's runners are gone: their credentials go with them,
+			// so that a machine terraform failed to stop cannot go on
+			// fetching bundles, and the runners list stops calling them live.
+			_, rerr = r.cfg.Pool.Exec(context.WithoutCancel(ctx), "UPDATE runners SET revoked_at = now() WHERE fleet_id = $1 AND revoked_at IS NULL", ru.FleetID)
+		}
 	}
 	if err != nil {
 		return err
