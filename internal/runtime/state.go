@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/state/pebblestore"
 	"github.com/sluicehq/sluice/observability"
 )
 
@@ -232,7 +233,7 @@ func (s *stores) openBase(step string, partition int32) (state.Committer, error)
 		return state.NewMemory(), nil
 	}
 	dir := filepath.Join(s.ru.rt.cfg.stateDir, s.ru.p.Plan.Name, step, strconv.Itoa(int(partition)))
-	p, err := state.OpenPebble(dir, state.PebbleLogger(s.ru.rt.cfg.logger.With("pipeline", s.ru.p.Plan.Name, "step", step, "partition", partition)))
+	p, err := pebblestore.Open(dir, pebblestore.Logger(s.ru.rt.cfg.logger.With("pipeline", s.ru.p.Plan.Name, "step", step, "partition", partition)))
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,12 @@
 // [Store] is the operators' view: Get, Put, Delete and an ordered Scan.
 // [Memory] keeps everything in a map with a lazily sorted key index (point
 // operations are map operations; the index is brought up to date, by
-// sorting only the keys added since, when a Scan needs it). [Pebble] keeps
-// state on disk in a Pebble v2 database, for state larger than memory.
-// Both also implement [Committer]: applying one commit's changes together
-// with the changelog offsets they bring the store to, atomically.
+// sorting only the keys added since, when a Scan needs it). Package
+// pebblestore keeps state on disk in a Pebble v2 database, for state larger
+// than memory; it is a package of its own so that only the binaries that
+// open disk stores (the runner) link Pebble. Both also implement
+// [Committer]: applying one commit's changes together with the changelog
+// offsets they bring the store to, atomically.
 //
 // # Changelog capture and exactly-once
 //
@@ -30,9 +32,10 @@
 // So the local store never holds a write that is not in a committed
 // transaction: it is never AHEAD of the changelog. It can be BEHIND: a
 // crash after the commit and before the batch is applied, or, because the
-// Pebble store has no write-ahead log, a crash before Pebble flushed its
-// memtable. Both are safe: the store then holds the state as of an earlier
-// committed transaction together with that transaction's checkpoint (the
+// Pebble store has no write-ahead log (package pebblestore says why), a
+// crash before Pebble flushed its memtable. Both are safe: the store then
+// holds the state as of an earlier committed transaction together with
+// that transaction's checkpoint (the
 // batch holds both, and Pebble persists memtables in order, so what
 // survives a crash is a prefix of the applied batches, each with its own
 // checkpoint). Replaying the changelog from the checkpoint to its end
@@ -45,20 +48,11 @@
 // record before C applied, none after). A store is not valid, and is wiped
 // and restored from the start of the changelog, when its checkpoint is
 // missing or does not decode, when Pebble cannot open it, when the
-// checkpoint is older than MaxCheckpointAge (Kafka removes tombstones from a
-// compacted topic delete.retention.ms after cleaning, so a replay from a
-// very old offset could miss a delete), and, found by [Restorer.Restore],
-// when C is past the changelog's end (the topic was recreated) or before
-// its start (records were deleted).
-//
-// # Why Pebble runs without a write-ahead log
-//
-// The changelog is the source of truth: anything lost locally is replayed
-// from it. A WAL would make each commit's batch durable on its own, at the
-// cost of writing every byte twice and, with syncs, a disk flush per commit;
-// without it a crash loses at most the writes since the last memtable
-// flush, which the restore replays from the checkpoint found on disk. Close
-// flushes the memtable, so a clean shutdown restarts with nothing to replay.
+// checkpoint is older than pebblestore.MaxCheckpointAge (Kafka removes
+// tombstones from a compacted topic delete.retention.ms after cleaning, so
+// a replay from a very old offset could miss a delete), and, found by
+// [Restorer.Restore], when C is past the changelog's end (the topic was
+// recreated) or before its start (records were deleted).
 //
 // # Restore
 //

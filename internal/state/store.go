@@ -38,7 +38,7 @@ type Checkpoint struct {
 	// Offsets maps a changelog partition to the next offset to read.
 	Offsets map[int32]int64
 	// Written is when the checkpoint was written, which bounds how old a
-	// checkpoint may be and still be trusted (see MaxCheckpointAge).
+	// checkpoint may be and still be trusted (see pebblestore.MaxCheckpointAge).
 	Written time.Time
 }
 
@@ -57,7 +57,7 @@ func (c Checkpoint) with(partition int32, offset int64, now time.Time) Checkpoin
 // Committer is a Store that can apply one commit's (or one restore batch's)
 // changes together with the checkpoint they bring it to, atomically: after
 // a crash the store holds either all of them and the new checkpoint, or
-// none and the old one. Memory and Pebble implement it.
+// none and the old one. Memory and pebblestore.Store implement it.
 type Committer interface {
 	Store
 	// Apply applies changes in order and records cp. The store does not

@@ -9,12 +9,12 @@ import (
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
-// oracle is the reference the stores are compared with: a map, sorted on
-// every scan.
+// oracle is the reference TestLoggedScanKeepsOrder compares with: a map,
+// sorted on every scan. (The stores' conformance suite, which compares
+// every kind of store with the same reference, is statetest.Run: package
+// state's internal tests cannot import it.)
 type oracle map[string][]byte
 
 func (o oracle) scan(lo, hi []byte) [][2]string {
@@ -39,161 +39,11 @@ func scanAll(t *testing.T, s Store, lo, hi []byte) [][2]string {
 	return out
 }
 
-func openPebble(t *testing.T, dir string, opts ...PebbleOpt) *Pebble {
-	t.Helper()
-	p, err := OpenPebble(dir, append([]PebbleOpt{MemTableSize(1 << 20), CacheSize(1 << 20)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// randKey draws from a small key space, so keys are overwritten, deleted
-// and put again; "" and keys that are prefixes of others are included.
-func randKey(r *rand.Rand) []byte {
-	n := r.IntN(300)
-	if n == 0 {
-		return []byte{}
-	}
-	return fmt.Appendf(nil, "k%d", n)
-}
-
 func randValue(r *rand.Rand) []byte {
 	if r.IntN(20) == 0 {
 		return []byte{} // empty, which is not a delete
 	}
 	return fmt.Appendf(nil, "v%d", r.Int64())
-}
-
-// TestStoresMatchOracle runs one random sequence of puts, deletes, gets and
-// range scans on every kind of store, committing and aborting the Logged
-// ones now and then, and requires each to answer as the oracle does. The
-// Memory store's lazy index is the part most likely to go wrong (a key
-// deleted and put again between scans, dead entries, compaction of the
-// added list), so the sequence scans often but irregularly.
-func TestStoresMatchOracle(t *testing.T) {
-	type subject struct {
-		name   string
-		store  Store
-		logged *Logged
-	}
-	loggedMem := NewLogged(NewMemory(), 0)
-	loggedPebble := NewLogged(openPebble(t, t.TempDir()), 0)
-	subjects := []subject{
-		{"memory", NewMemory(), nil},
-		{"pebble", openPebble(t, t.TempDir()), nil},
-		{"logged-memory", loggedMem, loggedMem},
-		{"logged-pebble", loggedPebble, loggedPebble},
-	}
-	for _, s := range subjects {
-		t.Cleanup(func() { _ = s.store.Close() })
-	}
-	r := rand.New(rand.NewPCG(1, 2))
-	live := oracle{}      // what every store must answer now
-	committed := oracle{} // the Logged stores' state after a commit
-	for i := range 6000 {
-		switch op := r.IntN(100); {
-		case op < 45:
-			k, v := randKey(r), randValue(r)
-			live[string(k)] = bytes.Clone(v)
-			for _, s := range subjects {
-				if err := s.store.Put(k, v); err != nil {
-					t.Fatalf("%s: put: %v", s.name, err)
-				}
-			}
-			if len(v) > 0 { // Put must have copied: scribbling on v changes nothing
-
-				v[0] = 'X'
-			}
-		case op < 70:
-			k := randKey(r)
-			delete(live, string(k))
-			for _, s := range subjects {
-				if err := s.store.Delete(k); err != nil {
-					t.Fatalf("%s: delete: %v", s.name, err)
-				}
-			}
-		case op < 90:
-			k := randKey(r)
-			want, wantOK := live[string(k)]
-			for _, s := range subjects {
-				got, ok, err := s.store.Get(k)
-				if err != nil || ok != wantOK || !bytes.Equal(got, want) || (ok && got == nil) {
-					t.Fatalf("op %d %s: get %q = %q, %v, %v; want %q, %v", i, s.name, k, got, ok, err, want, wantOK)
-				}
-			}
-		case op < 97:
-			lo, hi := randKey(r), randKey(r)
-			switch r.IntN(4) {
-			case 0:
-				lo = nil
-			case 1:
-				hi = nil
-			}
-			want := live.scan(lo, hi)
-			for _, s := range subjects {
-				if got := scanAll(t, s.store, lo, hi); !slices.Equal(got, want) {
-					t.Fatalf("op %d %s: scan [%q, %q) = %v\nwant %v", i, s.name, lo, hi, got, want)
-				}
-			}
-		default:
-			// End a commit interval of the Logged stores: commit two
-			// times out of three, else abort and roll the oracle back.
-			commit := r.IntN(3) > 0
-			for _, s := range subjects {
-				if s.logged == nil {
-					continue
-				}
-				s.logged.Drain()
-				if commit {
-					if err := s.logged.Committed(int64(i)); err != nil {
-						t.Fatal(err)
-					}
-				} else {
-					s.logged.Aborted()
-				}
-			}
-			if commit {
-				committed = maps.Clone(live)
-				continue
-			}
-			// The plain stores cannot roll back: bring them to the
-			// committed state by hand.
-			for _, s := range subjects {
-				if s.logged != nil {
-					continue
-				}
-				for k := range live {
-					if _, ok := committed[k]; !ok {
-						_ = s.store.Delete([]byte(k))
-					}
-				}
-				for k, v := range committed {
-					_ = s.store.Put([]byte(k), v)
-				}
-			}
-			live = maps.Clone(committed)
-		}
-	}
-}
-
-// TestScanStopsOnError: an error from fn ends the scan and comes back.
-func TestScanStopsOnError(t *testing.T) {
-	stop := errors.New("stop")
-	for _, s := range []Store{NewMemory(), openPebble(t, t.TempDir()), NewLogged(NewMemory(), 0)} {
-		for _, k := range []string{"a", "b", "c"} {
-			_ = s.Put([]byte(k), []byte(k))
-		}
-		n := 0
-		err := s.Scan(nil, nil, func(k, v []byte) error { n++; return stop })
-		if !errors.Is(err, stop) || n != 1 {
-			t.Errorf("%T: scan = %v after %d calls, want stop after 1", s, err, n)
-		}
-		_ = s.Close()
-		if _, _, err := s.Get([]byte("a")); !errors.Is(err, ErrClosed) {
-			t.Errorf("%T: get after close = %v, want ErrClosed", s, err)
-		}
-	}
 }
 
 // TestMemoryDeleteChurnStaysBounded: keys put and deleted without any scan
@@ -293,106 +143,17 @@ func TestLoggedCoalesces(t *testing.T) {
 	}
 }
 
-// TestPebbleCheckpointSurvivesReopen: a clean close keeps data and
-// checkpoint, so a restart restores only the tail.
-func TestPebbleCheckpointSurvivesReopen(t *testing.T) {
-	dir := t.TempDir()
-	p := openPebble(t, dir)
-	cp := Checkpoint{Offsets: map[int32]int64{0: 7, 5: 1 << 40}, Written: time.Now()}
-	if err := p.Apply([]Change{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("2")}, {Key: []byte("a")}}, cp); err != nil {
-		t.Fatal(err)
-	}
-	_ = p.Close()
-	p = openPebble(t, dir)
-	defer p.Close()
-	if p.Wiped() != "" {
-		t.Fatalf("wiped: %s", p.Wiped())
-	}
-	if got := p.Checkpoint(); !maps.Equal(got.Offsets, cp.Offsets) || got.Written.UnixNano() != cp.Written.UnixNano() {
-		t.Errorf("checkpoint %+v, want %+v", got, cp)
-	}
-	if got := scanAll(t, p, nil, nil); !slices.Equal(got, [][2]string{{"b", "2"}}) {
-		t.Errorf("contents %v", got)
-	}
-}
-
-// TestPebbleWipesInvalidStore: a store whose checkpoint is corrupt, missing
-// (with data present) or too old cannot be trusted, so it is opened empty
-// and without a checkpoint, for a restore from the changelog's start.
-func TestPebbleWipesInvalidStore(t *testing.T) {
-	later := func() time.Time { return time.Now().Add(13 * time.Hour) }
-	cases := []struct {
-		name   string
-		damage func(p *Pebble)
-		opts   []PebbleOpt
-	}{
-		{"corrupt checkpoint", func(p *Pebble) {
-			v := encodeCheckpoint(p.Checkpoint())
-			v[len(v)-6] ^= 0xff
-			_ = p.db.Set(checkpointKey, v, pebble.NoSync)
-		}, nil},
-		{"truncated checkpoint", func(p *Pebble) { _ = p.db.Set(checkpointKey, []byte{checkpointVersion, 1}, pebble.NoSync) }, nil},
-		{"missing checkpoint", func(p *Pebble) { _ = p.db.Delete(checkpointKey, pebble.NoSync) }, nil},
-		{"stale checkpoint", func(*Pebble) {}, []PebbleOpt{pebbleClock(later)}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			p := openPebble(t, dir)
-			if err := p.Apply([]Change{{Key: []byte("a"), Value: []byte("1")}}, Checkpoint{Offsets: map[int32]int64{0: 10}, Written: time.Now()}); err != nil {
-				t.Fatal(err)
-			}
-			tc.damage(p)
-			_ = p.Close()
-			p = openPebble(t, dir, tc.opts...)
-			defer p.Close()
-			if p.Wiped() == "" {
-				t.Error("not wiped")
-			}
-			if off := p.Checkpoint().Offset(0); off != 0 {
-				t.Errorf("checkpoint offset %d after wipe", off)
-			}
-			if got := scanAll(t, p, nil, nil); len(got) != 0 {
-				t.Errorf("contents after wipe %v", got)
-			}
-		})
-	}
-}
-
 // TestOptionsValidated: bad options fail construction with OptionErrors
-// naming each option.
+// naming each option (the disk store's: pebblestore's TestOptionsValidated).
 func TestOptionsValidated(t *testing.T) {
-	_, err := OpenPebble(t.TempDir(), MemTableSize(10), CacheSize(-1), MaxCheckpointAge(0), PebbleLogger(nil))
+	_, err := NewRestorer(BatchRecords(0), IdleTimeout(-1))
 	var oe *OptionError
-	if !errors.As(err, &oe) {
-		t.Fatalf("OpenPebble with bad options: %v", err)
-	}
-	for _, name := range []string{"MemTableSize", "CacheSize", "MaxCheckpointAge", "PebbleLogger"} {
-		if !bytes.Contains([]byte(err.Error()), []byte(name)) {
-			t.Errorf("error %q does not name %s", err, name)
-		}
-	}
-	_, err = NewRestorer(BatchRecords(0), IdleTimeout(-1))
 	if !errors.As(err, &oe) {
 		t.Fatalf("NewRestorer with bad options: %v", err)
 	}
 	for _, name := range []string{"Brokers", "BatchRecords", "IdleTimeout"} {
 		if !bytes.Contains([]byte(err.Error()), []byte(name)) {
 			t.Errorf("error %q does not name %s", err, name)
-		}
-	}
-}
-
-func TestCheckpointEncoding(t *testing.T) {
-	cp := Checkpoint{Offsets: map[int32]int64{-1: 0, 0: 1, 2_000_000: 1 << 62}, Written: time.Unix(0, 1_800_000_000_123_456_789)}
-	got, err := decodeCheckpoint(encodeCheckpoint(cp))
-	if err != nil || !maps.Equal(got.Offsets, cp.Offsets) || !got.Written.Equal(cp.Written) {
-		t.Errorf("round trip: %+v, %v", got, err)
-	}
-	enc := encodeCheckpoint(cp)
-	for i := range len(enc) {
-		if _, err := decodeCheckpoint(enc[:i]); err == nil {
-			t.Errorf("prefix of %d bytes decoded", i)
 		}
 	}
 }

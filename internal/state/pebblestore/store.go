@@ -1,4 +1,4 @@
-package state
+package pebblestore
 
 import (
 	"encoding/binary"
@@ -13,12 +13,14 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/sluicehq/sluice/internal/state"
 )
 
-// PebbleOpt configures a Pebble store. Options are validated in OpenPebble.
-type PebbleOpt func(*pebbleConfig)
+// Opt configures a Store. Options are validated in Open.
+type Opt func(*config)
 
-type pebbleConfig struct {
+type config struct {
 	memTableSize uint64
 	cacheSize    int64
 	maxAge       time.Duration
@@ -30,38 +32,38 @@ type pebbleConfig struct {
 // not yet flushed from it are lost in a crash and replayed from the
 // changelog; a larger memtable flushes less often but uses more memory per
 // task and leaves more to replay.
-func MemTableSize(bytes uint64) PebbleOpt { return func(c *pebbleConfig) { c.memTableSize = bytes } }
+func MemTableSize(bytes uint64) Opt { return func(c *config) { c.memTableSize = bytes } }
 
 // CacheSize sets the size of the store's block cache (default 8 MiB).
-func CacheSize(bytes int64) PebbleOpt { return func(c *pebbleConfig) { c.cacheSize = bytes } }
+func CacheSize(bytes int64) Opt { return func(c *config) { c.cacheSize = bytes } }
 
 // MaxCheckpointAge is how old a checkpoint found on open may be and still
 // be trusted (default 12h). It must be shorter than the changelog topic's
 // delete.retention.ms (Kafka's default is 24h): Kafka removes tombstones
 // from a compacted topic that long after cleaning, and replaying from an
 // older offset could then miss a delete.
-func MaxCheckpointAge(d time.Duration) PebbleOpt { return func(c *pebbleConfig) { c.maxAge = d } }
+func MaxCheckpointAge(d time.Duration) Opt { return func(c *config) { c.maxAge = d } }
 
-// PebbleLogger receives Pebble's log lines (default: discard); Pebble's
+// Logger receives Pebble's log lines (default: discard); Pebble's
 // informational lines are logged at debug level.
-func PebbleLogger(l *slog.Logger) PebbleOpt { return func(c *pebbleConfig) { c.logger = l } }
+func Logger(l *slog.Logger) Opt { return func(c *config) { c.logger = l } }
 
-// pebbleClock sets the clock for checkpoint times (tests).
-func pebbleClock(now func() time.Time) PebbleOpt { return func(c *pebbleConfig) { c.now = now } }
+// clock sets the clock for checkpoint times (tests).
+func clock(now func() time.Time) Opt { return func(c *config) { c.now = now } }
 
-func (c *pebbleConfig) validate() error {
+func (c *config) validate() error {
 	var errs []error
 	if c.memTableSize < 1<<20 || c.memTableSize >= 4<<30 {
-		errs = append(errs, &OptionError{"MemTableSize", fmt.Sprintf("%d bytes is not in [1 MiB, 4 GiB)", c.memTableSize)})
+		errs = append(errs, &state.OptionError{Option: "MemTableSize", Reason: fmt.Sprintf("%d bytes is not in [1 MiB, 4 GiB)", c.memTableSize)})
 	}
 	if c.cacheSize < 0 {
-		errs = append(errs, &OptionError{"CacheSize", fmt.Sprintf("%d bytes is negative", c.cacheSize)})
+		errs = append(errs, &state.OptionError{Option: "CacheSize", Reason: fmt.Sprintf("%d bytes is negative", c.cacheSize)})
 	}
 	if c.maxAge <= 0 {
-		errs = append(errs, &OptionError{"MaxCheckpointAge", fmt.Sprintf("%v is not positive", c.maxAge)})
+		errs = append(errs, &state.OptionError{Option: "MaxCheckpointAge", Reason: fmt.Sprintf("%v is not positive", c.maxAge)})
 	}
 	if c.logger == nil {
-		errs = append(errs, &OptionError{"PebbleLogger", "nil logger"})
+		errs = append(errs, &state.OptionError{Option: "Logger", Reason: "nil logger"})
 	}
 	return errors.Join(errs...)
 }
@@ -75,15 +77,15 @@ const (
 
 var checkpointKey = []byte{metaPrefix, 'c', 'p'}
 
-// Pebble is an on-disk Store and Committer on a Pebble v2 database in a
-// directory of its own. The package comment explains why it runs without a
-// write-ahead log and when it is wiped.
-type Pebble struct {
+// Store is an on-disk state.Store and state.Committer on a Pebble v2
+// database in a directory of its own. The package comment explains why it
+// runs without a write-ahead log, and Open when it is wiped.
+type Store struct {
 	dir    string
-	cfg    pebbleConfig
+	cfg    config
 	db     *pebble.DB
 	cache  interface{ Unref() }
-	cp     Checkpoint
+	cp     state.Checkpoint
 	wiped  string
 	kbuf   []byte // scratch for prefixed keys
 	closed bool
@@ -92,17 +94,17 @@ type Pebble struct {
 	unflushed atomic.Int64
 }
 
-var _ Committer = (*Pebble)(nil)
+var _ state.Committer = (*Store)(nil)
 
-// OpenPebble opens the store in dir, creating it if needed. dir belongs to
+// Open opens the store in dir, creating it if needed. dir belongs to
 // the store: everything in it is removed when the store is wiped. The store
 // is wiped on open (see Wiped) when Pebble reports it corrupt, or its
 // checkpoint is missing, does not decode or is older than
 // MaxCheckpointAge; it then has no checkpoint, and is restored from the
 // start of the changelog. Opening does not block on anything but the local
 // disk, so it takes no context.
-func OpenPebble(dir string, opts ...PebbleOpt) (*Pebble, error) {
-	cfg := pebbleConfig{
+func Open(dir string, opts ...Opt) (*Store, error) {
+	cfg := config{
 		memTableSize: 16 << 20,
 		cacheSize:    8 << 20,
 		maxAge:       12 * time.Hour,
@@ -115,7 +117,7 @@ func OpenPebble(dir string, opts ...PebbleOpt) (*Pebble, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	p := &Pebble{dir: dir, cfg: cfg}
+	p := &Store{dir: dir, cfg: cfg}
 	err := p.open()
 	if err != nil && pebble.IsCorruptionError(err) {
 		// Only corruption wipes: a lock held by another process or a
@@ -133,7 +135,7 @@ func OpenPebble(dir string, opts ...PebbleOpt) (*Pebble, error) {
 	return p, nil
 }
 
-func (p *Pebble) open() error {
+func (p *Store) open() error {
 	cache := pebble.NewCache(p.cfg.cacheSize)
 	o := &pebble.Options{
 		// The changelog is the source of truth; see the package comment.
@@ -157,7 +159,7 @@ func (p *Pebble) open() error {
 	db, err := pebble.Open(p.dir, o)
 	if err != nil {
 		cache.Unref()
-		return fmt.Errorf("state: opening %s: %w", p.dir, err)
+		return fmt.Errorf("pebblestore: opening %s: %w", p.dir, err)
 	}
 	p.db, p.cache = db, cache
 	return nil
@@ -165,7 +167,7 @@ func (p *Pebble) open() error {
 
 // loadCheckpoint reads the checkpoint, and returns why the store must be
 // wiped, or "".
-func (p *Pebble) loadCheckpoint() string {
+func (p *Store) loadCheckpoint() string {
 	v, closer, err := p.db.Get(checkpointKey)
 	if errors.Is(err, pebble.ErrNotFound) {
 		it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: []byte{dataPrefix}, UpperBound: []byte{dataPrefix + 1}})
@@ -198,7 +200,7 @@ func (p *Pebble) loadCheckpoint() string {
 
 // wipe removes the database and opens an empty one. Removing the directory
 // is faster than deleting every key, whatever the store's size.
-func (p *Pebble) wipe(reason string) error {
+func (p *Store) wipe(reason string) error {
 	p.cfg.logger.Warn("wiping state store", "dir", p.dir, "reason", reason)
 	if p.db != nil {
 		_ = p.db.Close() // being wiped: nothing in it is needed
@@ -206,26 +208,26 @@ func (p *Pebble) wipe(reason string) error {
 		p.db = nil
 	}
 	if err := os.RemoveAll(p.dir); err != nil {
-		return fmt.Errorf("state: wiping %s: %w", p.dir, err)
+		return fmt.Errorf("pebblestore: wiping %s: %w", p.dir, err)
 	}
-	p.cp, p.wiped = Checkpoint{}, reason
+	p.cp, p.wiped = state.Checkpoint{}, reason
 	p.unflushed.Store(0)
 	return p.open()
 }
 
 // Wiped returns why the store was wiped when it was opened or reset, or ""
 // if it was not.
-func (p *Pebble) Wiped() string { return p.wiped }
+func (p *Store) Wiped() string { return p.wiped }
 
-func (p *Pebble) key(k []byte) []byte {
+func (p *Store) key(k []byte) []byte {
 	p.kbuf = append(append(p.kbuf[:0], dataPrefix), k...)
 	return p.kbuf
 }
 
-// Get implements Store. The value is a copy.
-func (p *Pebble) Get(key []byte) ([]byte, bool, error) {
+// Get implements state.Store. The value is a copy.
+func (p *Store) Get(key []byte) ([]byte, bool, error) {
 	if p.closed {
-		return nil, false, ErrClosed
+		return nil, false, state.ErrClosed
 	}
 	v, closer, err := p.db.Get(p.key(key))
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -239,29 +241,29 @@ func (p *Pebble) Get(key []byte) ([]byte, bool, error) {
 	return out, true, closer.Close()
 }
 
-// Put implements Store. Writes outside Apply do not move the checkpoint;
-// a task writes through Logged.
-func (p *Pebble) Put(key, value []byte) error {
+// Put implements state.Store. Writes outside Apply do not move the checkpoint;
+// a task writes through state.Logged.
+func (p *Store) Put(key, value []byte) error {
 	if p.closed {
-		return ErrClosed
+		return state.ErrClosed
 	}
 	p.unflushed.Add(1)
 	return p.db.Set(p.key(key), value, pebble.NoSync)
 }
 
-// Delete implements Store.
-func (p *Pebble) Delete(key []byte) error {
+// Delete implements state.Store.
+func (p *Store) Delete(key []byte) error {
 	if p.closed {
-		return ErrClosed
+		return state.ErrClosed
 	}
 	p.unflushed.Add(-1)
 	return p.db.Delete(p.key(key), pebble.NoSync)
 }
 
-// Scan implements Store.
-func (p *Pebble) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
+// Scan implements state.Store.
+func (p *Store) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	if p.closed {
-		return ErrClosed
+		return state.ErrClosed
 	}
 	o := &pebble.IterOptions{LowerBound: append([]byte{dataPrefix}, lo...), UpperBound: []byte{dataPrefix + 1}}
 	if hi != nil {
@@ -283,12 +285,12 @@ func (p *Pebble) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	return errors.Join(it.Error(), it.Close())
 }
 
-// Apply implements Committer: one Pebble batch holds the changes and the
+// Apply implements state.Committer: one Pebble batch holds the changes and the
 // checkpoint. It does not sync: there is no WAL to sync, and the batch
 // becomes durable when its memtable is flushed, in order with the others.
-func (p *Pebble) Apply(changes []Change, cp Checkpoint) error {
+func (p *Store) Apply(changes []state.Change, cp state.Checkpoint) error {
 	if p.closed {
-		return ErrClosed
+		return state.ErrClosed
 	}
 	enc := encodeCheckpoint(cp)
 	// The batch is sized up front: growing it would copy what it holds
@@ -340,13 +342,13 @@ const (
 	batchEntryLen  = 1 + 2*binary.MaxVarintLen32
 )
 
-// Checkpoint implements Committer.
-func (p *Pebble) Checkpoint() Checkpoint { return p.cp }
+// Checkpoint implements state.Committer.
+func (p *Store) Checkpoint() state.Checkpoint { return p.cp }
 
-// Reset implements Committer: the store is wiped.
-func (p *Pebble) Reset() error {
+// Reset implements state.Committer: the store is wiped.
+func (p *Store) Reset() error {
 	if p.closed {
-		return ErrClosed
+		return state.ErrClosed
 	}
 	return p.wipe("reset for a full restore")
 }
@@ -354,7 +356,7 @@ func (p *Pebble) Reset() error {
 // Close flushes the memtable, so a clean shutdown leaves nothing to
 // replay (Pebble does not flush on close without a WAL), and closes the
 // database.
-func (p *Pebble) Close() error {
+func (p *Store) Close() error {
 	if p.closed {
 		return nil
 	}
@@ -372,7 +374,7 @@ const checkpointVersion = 1
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func encodeCheckpoint(cp Checkpoint) []byte {
+func encodeCheckpoint(cp state.Checkpoint) []byte {
 	b := []byte{checkpointVersion}
 	b = binary.AppendVarint(b, cp.Written.UnixNano())
 	b = binary.AppendUvarint(b, uint64(len(cp.Offsets)))
@@ -390,13 +392,13 @@ func encodeCheckpoint(cp Checkpoint) []byte {
 
 var errBadCheckpoint = errors.New("does not decode")
 
-func decodeCheckpoint(b []byte) (Checkpoint, error) {
+func decodeCheckpoint(b []byte) (state.Checkpoint, error) {
 	if len(b) < 5 || b[0] != checkpointVersion {
-		return Checkpoint{}, errBadCheckpoint
+		return state.Checkpoint{}, errBadCheckpoint
 	}
 	body, sum := b[:len(b)-4], binary.BigEndian.Uint32(b[len(b)-4:])
 	if crc32.Checksum(body, castagnoli) != sum {
-		return Checkpoint{}, fmt.Errorf("%w (checksum)", errBadCheckpoint)
+		return state.Checkpoint{}, fmt.Errorf("%w (checksum)", errBadCheckpoint)
 	}
 	r := body[1:]
 	next := func() (int64, bool) {
@@ -409,24 +411,24 @@ func decodeCheckpoint(b []byte) (Checkpoint, error) {
 	}
 	ns, ok := next()
 	if !ok {
-		return Checkpoint{}, errBadCheckpoint
+		return state.Checkpoint{}, errBadCheckpoint
 	}
 	count, n := binary.Uvarint(r)
 	if n <= 0 || count > uint64(len(r)) {
-		return Checkpoint{}, errBadCheckpoint
+		return state.Checkpoint{}, errBadCheckpoint
 	}
 	r = r[n:]
-	cp := Checkpoint{Offsets: make(map[int32]int64, count), Written: time.Unix(0, ns)}
+	cp := state.Checkpoint{Offsets: make(map[int32]int64, count), Written: time.Unix(0, ns)}
 	for range count {
 		p, ok1 := next()
 		o, ok2 := next()
 		if !ok1 || !ok2 || o < 0 {
-			return Checkpoint{}, errBadCheckpoint
+			return state.Checkpoint{}, errBadCheckpoint
 		}
 		cp.Offsets[int32(p)] = o
 	}
 	if len(r) != 0 {
-		return Checkpoint{}, errBadCheckpoint
+		return state.Checkpoint{}, errBadCheckpoint
 	}
 	return cp, nil
 }
