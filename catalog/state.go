@@ -35,6 +35,19 @@ type Task interface {
 	StreamTime() time.Time
 }
 
+// TaskCache is implemented by the Tasks the engine hands to stateful
+// operators: one value a step may keep with its task between calls, such
+// as a model read from the task's store, so that it need not be read
+// again for every record. The value is forgotten with the task, which the
+// runtime drops whenever the store changes other than through the step
+// (a restore, an aborted transaction), so a value that follows the step's
+// own writes stays true. A step whose writes may have stopped halfway (an
+// error that is not a rejection) must forget it (SetCached(nil)).
+type TaskCache interface {
+	Cached() any
+	SetCached(v any)
+}
+
 // StatefulOperator is implemented by the operators of specs with State. The
 // runtime calls ProcessTask instead of Process, with the record's task, and
 // OnWatermark after the task's stream time advanced, which is when windows

@@ -155,6 +155,9 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 		next = l
 	}
 	s.head = next
+	for i, l := range s.statefulLinks {
+		l.slot = i
+	}
 	if err := s.indexTables(); err != nil {
 		return nil, err
 	}
@@ -219,6 +222,7 @@ type link struct {
 	step *pipeline.Step
 	next catalog.Output
 	busy int32 // 1 + the step's index, for Stage.BusyStep
+	slot int   // a stateful step's index in statefulLinks and task.steps
 }
 
 // stepError remembers which step failed, for the DLQ header.

@@ -22,23 +22,30 @@ func WithStores(f StoreFactory) StageOption { return func(s *Stage) { s.stores =
 
 func memoryStores(string, int32) (catalog.Store, error) { return state.NewMemory(), nil }
 
-// task is one input partition of a stage: the stores of its stateful
-// steps and its stream time. Records of one partition are processed in
-// order by one goroutine, so a task needs no lock of its own.
+// task is one input partition of a stage: its stateful steps' views of
+// it (their stores) and its stream time. Records of one partition are
+// processed in order by one goroutine, so a task needs no lock of its own.
 type task struct {
 	partition  int32
-	stores     map[string]catalog.Store
+	steps      []*stepTask // by the step's link's slot
 	streamTime time.Time
 }
 
-// stepTask is a task as one stateful step sees it: its own store.
+// step returns the task as l's step sees it.
+func (t *task) step(l *link) *stepTask { return t.steps[l.slot] }
+
+// stepTask is a task as one stateful step sees it: its own store, and
+// what the step keeps with it (catalog.TaskCache).
 type stepTask struct {
-	t     *task
-	store catalog.Store
+	t      *task
+	store  catalog.Store
+	cached any
 }
 
-func (st stepTask) Store() catalog.Store  { return st.store }
-func (st stepTask) StreamTime() time.Time { return st.t.streamTime }
+func (st *stepTask) Store() catalog.Store  { return st.store }
+func (st *stepTask) StreamTime() time.Time { return st.t.streamTime }
+func (st *stepTask) Cached() any           { return st.cached }
+func (st *stepTask) SetCached(v any)       { st.cached = v }
 
 type taskKey struct{}
 
@@ -58,13 +65,13 @@ func (s *Stage) task(partition int32) (*task, error) {
 	if t, ok := s.tasks[partition]; ok {
 		return t, nil
 	}
-	t := &task{partition: partition, stores: map[string]catalog.Store{}}
-	for _, l := range s.statefulLinks {
+	t := &task{partition: partition, steps: make([]*stepTask, len(s.statefulLinks))}
+	for i, l := range s.statefulLinks {
 		st, err := s.stores(l.step.Name, partition)
 		if err != nil {
 			return nil, fmt.Errorf("open the state of step %s, partition %d: %w", l.step.Name, partition, err)
 		}
-		t.stores[l.step.Name] = st
+		t.steps[i] = &stepTask{t: t, store: st}
 	}
 	// Stream time goes on from where the task's steps last left it.
 	for _, l := range s.statefulLinks {
@@ -72,7 +79,7 @@ func (s *Stage) task(partition int32) (*task, error) {
 		if !ok {
 			continue
 		}
-		at, ok, err := rec.StoredStreamTime(stepTask{t: t, store: t.stores[l.step.Name]})
+		at, ok, err := rec.StoredStreamTime(t.step(l))
 		if err != nil {
 			return nil, fmt.Errorf("read the stream time of step %s, partition %d: %w", l.step.Name, partition, err)
 		}
@@ -116,7 +123,7 @@ func (l *link) processState(ctx context.Context, op catalog.StatefulOperator, r 
 	if t == nil {
 		return errors.New("a stateful step ran outside a task")
 	}
-	return op.ProcessTask(ctx, stepTask{t: t, store: t.stores[l.step.Name]}, r, l.next)
+	return op.ProcessTask(ctx, t.step(l), r, l.next)
 }
 
 // Advance moves partition's stream time to at least to and lets every
@@ -139,7 +146,7 @@ func (s *Stage) Advance(ctx context.Context, partition int32, to time.Time) erro
 	for _, l := range s.statefulLinks {
 		op := l.step.Operator.(catalog.StatefulOperator)
 		out := &deadLettering{s: s, partition: partition, next: l.next}
-		if err := op.OnWatermark(ctx, stepTask{t: t, store: t.stores[l.step.Name]}, out); err != nil {
+		if err := op.OnWatermark(ctx, t.step(l), out); err != nil {
 			var emitErr *EmitError
 			if errors.As(err, &emitErr) {
 				return emitErr.Err

@@ -60,3 +60,57 @@ func TestStreamTimeResumes(t *testing.T) {
 		t.Fatalf("stream time after Resume = %v (%v), want %v", got, ok, want)
 	}
 }
+
+// A window keeps its model with the task (catalog.TaskCache) rather than
+// reading it from the store for every record. The runtime drops the task
+// whenever the store changes behind the step (an aborted transaction
+// discards its writes; a restore), and the model must go with it: here
+// the writes of two records, the second five minutes on (closing the
+// first window in the model), are discarded as an abort discards them,
+// and the records processed again count from the committed state, not
+// from a model that saw them.
+func TestWindowModelForgottenWithTask(t *testing.T) {
+	p := compilePlan(t, "{topic: in}", `    - window: {tumbling: 1m, grace: 0s, emit: update, aggregates: {n: count}}`)
+	logged := map[string]*state.Logged{}
+	factory := func(step string, partition int32) (catalog.Store, error) {
+		if logged[step] == nil {
+			logged[step] = state.NewLogged(state.NewMemory(), partition)
+		}
+		return logged[step], nil
+	}
+	var outs []string
+	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+		outs = append(outs, m.Topic+" "+string(m.Value))
+		return nil
+	}, engine.WithStores(factory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	process := func(offset int64, after time.Duration) {
+		m := engine.Message{Topic: "in", Offset: offset, Key: []byte("k"), Value: []byte(`{}`), Timestamp: at.Add(after)}
+		if err := st.Process(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	process(0, 0)
+	l := logged[p.Steps[0].Name]
+	l.Drain()
+	if err := l.Committed(1); err != nil {
+		t.Fatal(err)
+	}
+	process(1, time.Second)
+	process(2, 5*time.Minute)
+	l.Aborted()
+	st.DropTask(0)
+	outs = outs[:0]
+	process(1, time.Second)
+	process(2, 2*time.Second)
+	want := []string{
+		`out {"n":2,"window":{"end":"2026-01-01T10:01:00Z","start":"2026-01-01T10:00:00Z"}}`,
+		`out {"n":3,"window":{"end":"2026-01-01T10:01:00Z","start":"2026-01-01T10:00:00Z"}}`,
+	}
+	if len(outs) != len(want) || outs[0] != want[0] || outs[1] != want[1] {
+		t.Fatalf("after the abort, outputs\n%q\nwant\n%q", outs, want)
+	}
+}

@@ -73,7 +73,7 @@ func (s *Stage) processTable(ctx context.Context, m Message) error {
 	}
 	ctx = context.WithValue(ctx, taskKey{}, t)
 	op := l.step.Operator.(catalog.SideInputOperator)
-	err = op.ProcessSide(ctx, stepTask{t: t, store: t.stores[l.step.Name]}, r, l.next)
+	err = op.ProcessSide(ctx, t.step(l), r, l.next)
 	if err == nil {
 		return nil
 	}

@@ -92,27 +92,31 @@ func (s Spec) Gap() int64 { return s.gap }
 // Windows returns the windows a record at t is assigned to, by ascending
 // start. For sessions it is the record's own interval [t, t+gap), before
 // merging with neighbouring sessions.
-func (s Spec) Windows(t int64) []Window {
+func (s Spec) Windows(t int64) []Window { return s.appendWindows(nil, t) }
+
+// appendWindows appends Windows(t) to dst.
+func (s Spec) appendWindows(dst []Window, t int64) []Window {
 	switch s.kind {
 	case KindTumbling, KindHopping:
 		// Starts are multiples of advance in (t-size, t].
 		last := floorDiv(t, s.advance) * s.advance
-		var ws []Window
+		n := len(dst)
 		lo := satSub(t, s.size)
 		for start := last; start > lo; start = satSub(start, s.advance) {
-			ws = append(ws, Window{start, satAdd(start, s.size)})
+			dst = append(dst, Window{start, satAdd(start, s.size)})
 			if start == math.MinInt64 {
 				break
 			}
 		}
+		ws := dst[n:]
 		for i, j := 0, len(ws)-1; i < j; i, j = i+1, j-1 {
 			ws[i], ws[j] = ws[j], ws[i]
 		}
-		return ws
+		return dst
 	case KindSession:
-		return []Window{{t, satAdd(t, s.gap)}}
+		return append(dst, Window{t, satAdd(t, s.gap)})
 	}
-	return nil
+	return dst
 }
 
 // floorDiv is a / b rounded towards negative infinity (b > 0), so that

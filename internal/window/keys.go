@@ -62,6 +62,11 @@ func StateKey(key []byte, start int64) []byte {
 	return AppendTime(keyPrefix(famState, key), start)
 }
 
+// appendStateKey appends StateKey(key, start) to dst.
+func appendStateKey(dst, key []byte, start int64) []byte {
+	return AppendTime(appendRecordKey(append(dst, famState), key), start)
+}
+
 // StateKeyPrefix is the prefix of every StateKey of one record key; scan
 // [prefix, PrefixEnd(prefix)) to visit its windows by start.
 func StateKeyPrefix(key []byte) []byte { return keyPrefix(famState, key) }
@@ -94,9 +99,12 @@ func CloseKey(w Window, key []byte) []byte {
 }
 
 func closeKey(fam byte, at int64, key []byte, start int64) []byte {
-	b := make([]byte, 0, 1+timeLen+keyLenLen+len(key)+timeLen)
-	b = AppendTime(append(b, fam), at)
-	return AppendTime(appendRecordKey(b, key), start)
+	return appendCloseKey(make([]byte, 0, 1+timeLen+keyLenLen+len(key)+timeLen), fam, at, key, start)
+}
+
+func appendCloseKey(dst []byte, fam byte, at int64, key []byte, start int64) []byte {
+	dst = AppendTime(append(dst, fam), at)
+	return AppendTime(appendRecordKey(dst, key), start)
 }
 
 // ParseCloseKey splits a CloseKey (or a closed-session expiry key) into its

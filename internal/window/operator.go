@@ -93,6 +93,20 @@ type Operator struct {
 	// math.MinInt64 means unknown (a store written before they were kept),
 	// which the next Advance that moves the watermark corrects by scanning.
 	low, xlow int64
+
+	// Buffers reused from record to record, as an Operator kept for its
+	// task's life serves many: a record's windows and their changes, a
+	// state key, a state value and an accumulator's encoding.
+	wins             []Window
+	changes          []change
+	kbuf, vbuf, abuf []byte
+}
+
+// change is a window a record changed, with its new accumulators.
+type change struct {
+	w     Window
+	accs  []Accumulator
+	isNew bool
 }
 
 // Metadata keys.
@@ -206,8 +220,9 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 	if o.cfg.Window.kind == KindSession {
 		return o.processSession(key, t, value)
 	}
-	var open []Window
-	for _, w := range o.cfg.Window.Windows(t) {
+	o.wins = o.cfg.Window.appendWindows(o.wins[:0], t)
+	open := o.wins[:0] // filtered in place
+	for _, w := range o.wins {
 		if !o.closed(w.End) {
 			open = append(open, w)
 		}
@@ -219,14 +234,11 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	type change struct {
-		w     Window
-		accs  []Accumulator
-		isNew bool
-	}
-	changes := make([]change, 0, len(open))
+	changes := o.changes[:0]
+	defer func() { clear(changes); o.changes = changes[:0] }() // let the accumulators go
 	for _, w := range open {
-		accs, ok, err := o.load(StateKey(key, w.Start))
+		o.kbuf = appendStateKey(o.kbuf[:0], key, w.Start)
+		accs, ok, err := o.load(o.kbuf)
 		if err != nil {
 			return nil, err
 		}
@@ -241,13 +253,17 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 		changes = append(changes, change{w, accs, !ok})
 	}
 	var out []Result
+	if o.cfg.Emit == EmitUpdate {
+		out = make([]Result, 0, len(changes))
+	}
 	low := o.low
 	for _, c := range changes {
 		if err := o.save(key, c.w, c.accs); err != nil {
 			return nil, err
 		}
 		if c.isNew {
-			if err := o.store.Put(CloseKey(c.w, key), nil); err != nil {
+			o.kbuf = appendCloseKey(o.kbuf[:0], famClose, c.w.End, key, c.w.Start)
+			if err := o.store.Put(o.kbuf, nil); err != nil {
 				return nil, err
 			}
 			o.low = min(o.low, c.w.End)
@@ -470,21 +486,22 @@ func (o *Operator) decodeAccs(b []byte) ([]Accumulator, error) {
 
 // save writes a window's state: its end, then the accumulators.
 func (o *Operator) save(key []byte, w Window, accs []Accumulator) error {
-	v := AppendTime(nil, w.End)
-	var scratch []byte
+	v := AppendTime(o.vbuf[:0], w.End)
 	for _, acc := range accs {
 		var err error
-		if scratch, err = acc.AppendBinary(scratch[:0]); err != nil {
+		if o.abuf, err = acc.AppendBinary(o.abuf[:0]); err != nil {
 			return err
 		}
-		v = binary.AppendUvarint(v, uint64(len(scratch)))
-		v = append(v, scratch...)
+		v = binary.AppendUvarint(v, uint64(len(o.abuf)))
+		v = append(v, o.abuf...)
 	}
-	return o.store.Put(StateKey(key, w.Start), v)
+	o.vbuf = v
+	o.kbuf = appendStateKey(o.kbuf[:0], key, w.Start)
+	return o.store.Put(o.kbuf, v) // the store keeps neither
 }
 
 func (o *Operator) result(key []byte, w Window, accs []Accumulator) Result {
-	vals := make(map[string]any, len(accs))
+	vals := make(map[string]any, len(accs)+1) // room for the caller's window bounds
 	for i, acc := range accs {
 		vals[o.cfg.Aggregates[i].Name] = acc.Result()
 	}
@@ -500,7 +517,8 @@ func (o *Operator) Advance(wm int64) ([]Result, error) {
 		return nil, nil
 	}
 	o.wm, o.hasWM = wm, true
-	if err := o.store.Put(metaWM, AppendTime(nil, wm)); err != nil {
+	o.vbuf = AppendTime(o.vbuf[:0], wm)
+	if err := o.store.Put(metaWM, o.vbuf); err != nil {
 		return nil, err
 	}
 	low, xlow := o.low, o.xlow

@@ -254,19 +254,21 @@ func (o *op) Process(context.Context, *record.Record, catalog.Output) error {
 
 // ProcessTask adds r to its windows and emits what update mode emits.
 func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Record, out catalog.Output) error {
-	group := r.Key
-	if o.by != nil {
-		v, err := o.by.Eval(r)
-		if err != nil {
+	var key []byte
+	var err error
+	if o.by == nil {
+		key, err = r.EncodedKey() // read-only: the model copies what it keeps
+	} else {
+		var v any
+		if v, err = o.by.Eval(r); err != nil {
 			return err
 		}
-		group = v
+		key, err = record.KeyBytes(v)
 	}
-	key, err := record.KeyBytes(group)
 	if err != nil {
 		return catalog.Reject(catalog.ReasonType, err)
 	}
-	m, err := o.model.Open(task.Store())
+	m, err := o.open(task)
 	if err != nil {
 		return err
 	}
@@ -274,7 +276,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		// Catch the model up with the task's clock first, so lateness is
 		// judged against it.
 		if results, err := m.Advance(st.UnixMilli()); err != nil {
-			return err
+			return o.failed(task, err)
 		} else if err := o.emit(ctx, out, results); err != nil {
 			return err
 		}
@@ -283,11 +285,38 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	if err != nil {
 		var re *win.RecordError
 		if errors.As(err, &re) {
-			return catalog.Reject(reason(re.Reason), re)
+			return catalog.Reject(reason(re.Reason), re) // the model is unchanged
 		}
-		return err
+		return o.failed(task, err)
 	}
 	return o.emit(ctx, out, results)
+}
+
+// open returns the task's window model: the one kept with the task
+// (catalog.TaskCache), which follows every write it makes, or one read
+// from the task's store.
+func (o *op) open(task catalog.Task) (*win.Operator, error) {
+	c, ok := task.(catalog.TaskCache)
+	if ok {
+		if m, ok := c.Cached().(*win.Operator); ok {
+			return m, nil
+		}
+	}
+	m, err := o.model.Open(task.Store())
+	if err == nil && ok {
+		c.SetCached(m)
+	}
+	return m, err
+}
+
+// failed forgets the task's model after a store error, which may have
+// come between two writes of one change: the next record reads the model
+// from the store again.
+func (o *op) failed(task catalog.Task, err error) error {
+	if c, ok := task.(catalog.TaskCache); ok {
+		c.SetCached(nil)
+	}
+	return err
 }
 
 // StoredStreamTime implements catalog.StreamTimeRecorder.
@@ -301,7 +330,7 @@ func (o *op) StoredStreamTime(task catalog.Task) (time.Time, bool, error) {
 
 // OnWatermark closes the windows the task's stream time has passed.
 func (o *op) OnWatermark(ctx context.Context, task catalog.Task, out catalog.Output) error {
-	m, err := o.model.Open(task.Store())
+	m, err := o.open(task)
 	if err != nil {
 		return err
 	}
@@ -311,7 +340,7 @@ func (o *op) OnWatermark(ctx context.Context, task catalog.Task, out catalog.Out
 	}
 	results, err := m.Advance(st)
 	if err != nil {
-		return err
+		return o.failed(task, err)
 	}
 	return o.emit(ctx, out, results)
 }
@@ -333,12 +362,12 @@ func reason(r string) catalog.Reason {
 // A retraction (update mode, a session merged away) is a null value.
 func (o *op) emit(ctx context.Context, out catalog.Output, results []win.Result) error {
 	for _, res := range results {
-		// The key as Kafka carries it: the grouping key's bytes.
-		var key any
+		// The key as Kafka carries it: the grouping key's bytes (the
+		// result's own copy, which the record may keep to write out).
+		r := &record.Record{Timestamp: time.UnixMilli(res.Window.End)}
 		if len(res.Key) > 0 {
-			key = string(res.Key)
+			r.SetRawKey(res.Key)
 		}
-		r := &record.Record{Key: key, Timestamp: time.UnixMilli(res.Window.End)}
 		if !res.Retract {
 			// The result's map is the model's fresh copy: it becomes the
 			// value. An aggregate named window hides the bounds.
@@ -347,8 +376,8 @@ func (o *op) emit(ctx context.Context, out catalog.Output, results []win.Result)
 				v[n] = record.Plain(x)
 			}
 			if _, ok := v["window"]; !ok {
-				start, end := o.formatBounds(res.Window)
-				v["window"] = map[string]any{"start": start, "end": end}
+				b := o.formatBounds(res.Window)
+				v["window"] = map[string]any{"start": b.start, "end": b.end}
 			}
 			r.Value = v
 		}
@@ -359,20 +388,22 @@ func (o *op) emit(ctx context.Context, out catalog.Output, results []win.Result)
 	return nil
 }
 
+// bounds are a window's start and end as RFC 3339 UTC times, held as
+// values of the output (strings, which nothing changes in place).
 type bounds struct {
 	w          win.Window
-	start, end string
+	start, end any
 }
 
-// formatBounds returns w's start and end as RFC 3339 UTC times.
-func (o *op) formatBounds(w win.Window) (start, end string) {
+// formatBounds returns w's bounds.
+func (o *op) formatBounds(w win.Window) *bounds {
 	if b := o.bounds.Load(); b != nil && b.w == w {
-		return b.start, b.end
+		return b
 	}
 	b := &bounds{w: w,
 		start: time.UnixMilli(w.Start).UTC().Format(time.RFC3339Nano),
 		end:   time.UnixMilli(w.End).UTC().Format(time.RFC3339Nano),
 	}
 	o.bounds.Store(b)
-	return b.start, b.end
+	return b
 }
