@@ -32,6 +32,18 @@ const shot = async (name) => {
 };
 const step = (s) => console.log('step:', s);
 const timings = [];
+// feedback times act: from just before it until cond holds in the page,
+// checked on every animation frame (a locator's waitFor polls up to
+// 500 ms apart, which would be measured as the IDE's time).
+const feedback = async (name, act, cond, arg) => {
+  const t0 = Date.now();
+  await act();
+  await page.waitForFunction(cond, arg, { polling: 'raf' });
+  timings.push({ step: name, ms: Date.now() - t0 });
+};
+// Checks the editor sent: one edit must cost one compile on the server.
+let checks = 0;
+page.on('request', (r) => { if (r.method() === 'POST' && r.url().endsWith('/ide/check')) checks++; });
 
 // fleetRun waits until run n of the e2e-local fleet is in state want and
 // returns its panel; a run that ends otherwise (a failed apply, say) fails
@@ -124,13 +136,14 @@ try {
   await page.keyboard.press('Control+Home');
   for (let i = 0; i < 14; i++) await page.keyboard.press('ArrowDown');
   await page.keyboard.press('End');
-  let t0 = Date.now();
-  await page.keyboard.press('Backspace');
+  checks = 0;
+  await feedback('edit -> compile error shown', () => page.keyboard.press('Backspace'),
+    () => !!document.querySelector('.monaco .squiggly-error') &&
+      [...document.querySelectorAll('#problems .loc')].some((e) => /^pipelines\/clicks\.yaml:15:\d+$/.test(e.textContent ?? '')));
   const problem = page.locator('#problems .loc').filter({ hasText: /^pipelines\/clicks\.yaml:15:\d+$/ });
-  await problem.first().waitFor();
   const squiggle = page.locator('.monaco .squiggly-error').first();
-  await squiggle.waitFor();
-  timings.push(Date.now() - t0);
+  await page.waitForTimeout(400); // past the debounce: a second check would have gone out
+  if (checks !== 1) throw new Error(`one edit sent ${checks} checks to the server, want 1`);
   const message = await page.locator('#problems button.problem').first().innerText();
   // The squiggle must sit on line 15: its box overlaps line number 15's.
   const sq = await squiggle.boundingBox();
@@ -150,10 +163,10 @@ try {
   await page.keyboard.press('Control+Home');
   for (let i = 0; i < 14; i++) await page.keyboard.press('ArrowDown');
   await page.keyboard.press('End');
-  t0 = Date.now();
-  await page.keyboard.type(')  # lower-cased for the dashboards');
-  await page.locator('#problems li', { hasText: 'No problems.' }).waitFor();
-  timings.push(Date.now() - t0);
+  // One edit (a paste), so that the clock measures the feedback to it,
+  // not the typing of 35 keys.
+  await feedback('edit -> error cleared', () => page.keyboard.insertText(')  # lower-cased for the dashboards'),
+    () => [...document.querySelectorAll('#problems li')].some((e) => e.textContent?.includes('No problems.')));
   if (await page.locator('.monaco .squiggly-error').count() > 0) {
     await page.waitForFunction(() => document.querySelectorAll('.monaco .squiggly-error').length === 0);
   }
@@ -161,11 +174,9 @@ try {
   step('try it on sample records');
   await page.locator('#try-section > summary').click();
   await page.getByLabel('Sample records, one JSON value per line').fill('{"user": "ada", "page": "/Pricing", "ms": 5}\n{"user": "crawler", "page": "/", "agent": "Googlebot"}\n{"user": "eve", "page": 5}');
-  t0 = Date.now();
-  await page.getByRole('button', { name: 'Try it' }).click();
-  await page.locator('#try-outputs li').filter({ hasText: '/pricing' }).waitFor();
-  await page.locator('#try-dlq li').first().waitFor();
-  timings.push(Date.now() - t0);
+  await feedback('try it -> outputs shown', () => page.getByRole('button', { name: 'Try it' }).click(),
+    () => [...document.querySelectorAll('#try-outputs li')].some((e) => e.textContent?.includes('/pricing')) &&
+      !!document.querySelector('#try-dlq li'));
   console.log('try:', (await page.locator('#try-summary').innerText()), '|', (await page.locator('#try-dlq li').first().innerText()).split('\n')[0]);
   await page.locator('#try-section').scrollIntoViewIfNeeded();
   await shot('try');
@@ -216,10 +227,8 @@ try {
   await page.locator('#current-file', { hasText: 'pipelines/clicks.yaml' }).waitFor();
 
   step('run the tests');
-  t0 = Date.now();
-  await page.getByRole('button', { name: 'Run tests' }).click();
-  await page.locator('#test-output').filter({ hasText: /\d+ passed, 0 failed/ }).waitFor();
-  timings.push(Date.now() - t0);
+  await feedback('run tests -> result shown', () => page.getByRole('button', { name: 'Run tests' }).click(),
+    () => /\d+ passed, 0 failed/.test(document.querySelector('#test-output')?.textContent ?? ''));
   const tests = await page.locator('#test-output').innerText();
   if (!/^PASS /m.test(tests)) throw new Error('no PASS line in the test output:\n' + tests);
   console.log('tests:', tests.split('\n').pop());
@@ -418,8 +427,12 @@ try {
     console.log('fleet: e2e-local created with 2 runners, scaled to 3 and destroyed');
   }
 
-  timings.sort((a, b) => a - b);
-  console.log('edit-to-feedback ms:', JSON.stringify(timings));
+  // Edit -> inline error or test result: issue 14 asks < 1 s at p95;
+  // logged (and read by ide_test.go), not asserted: targets are measured,
+  // timed tests flake.
+  timings.sort((a, b) => a.ms - b.ms);
+  const p95 = timings[Math.ceil(0.95 * timings.length) - 1].ms;
+  console.log('edit-to-feedback ms:', JSON.stringify(timings), 'p95', p95);
   const csp = consoleErrors.filter((e) => /Content Security Policy|Refused to/.test(e));
   if (csp.length) throw new Error('the page broke its Content-Security-Policy:\n' + csp.join('\n'));
   console.log('ok');

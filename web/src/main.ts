@@ -33,7 +33,10 @@ function login(): void {
   leave();
   renderLogin(app, async () => {
     await loadProjects();
-    if (!location.hash) location.hash = '#/editor';
+    if (!location.hash) {
+      location.hash = '#/editor'; // hashchange routes
+      return;
+    }
     route();
   });
 }

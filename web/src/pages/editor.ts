@@ -172,6 +172,9 @@ export async function renderEditor(main: HTMLElement): Promise<void> {
     editorEl.replaceChildren(alert('The editor did not load: ' + errorText(e)));
     return;
   }
+  // Left while loading (another route drew over this one): an editor made
+  // now would listen to the shared models unseen and check every edit twice.
+  if (!main.isConnected) return;
   editorEl.replaceChildren();
   const livePaths = () => [...new Set([...branch, ...edited.keys()])].filter((p) => !deleted.has(p)).sort();
   const updateSchemaFiles = () => mod.setPipelineFiles(livePaths().filter(isPipeline));
