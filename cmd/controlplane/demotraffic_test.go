@@ -9,13 +9,13 @@ import (
 	"net/http/cookiejar"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog/operators/all"
 	"github.com/sluicehq/sluice/cmd/controlplane/demo"
+	"github.com/sluicehq/sluice/internal/demotraffic"
 	"github.com/sluicehq/sluice/internal/driver"
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/pipeline"
@@ -35,39 +35,15 @@ func TestDemoPipelinesPassTheirTests(t *testing.T) {
 	}
 }
 
-// The generator is a function of its seed and the times asked for: the same
-// seed gives the same records, another seed others.
-func TestDemoTrafficIsDeterministic(t *testing.T) {
-	start := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
-	run := func(seed uint64) []demoRecord {
-		g := newDemoTraffic(seed, start)
-		var out []demoRecord
-		for i := 1; i <= 120; i++ {
-			out = append(out, g.tick(start.Add(time.Duration(i)*time.Second))...)
-		}
-		return out
-	}
-	a, b, c := run(7), run(7), run(8)
-	if !reflect.DeepEqual(a, b) {
-		t.Fatal("one seed gave two different streams")
-	}
-	if reflect.DeepEqual(a, c) {
-		t.Fatal("two seeds gave the same stream")
-	}
-	if rate := float64(len(a)) / 120; rate < 15 || rate > 25 {
-		t.Fatalf("%.1f records/s, want about 20", rate)
-	}
-}
-
 // Half an hour of generated traffic through each demo pipeline on the
 // in-memory driver: every pipeline has outputs (a new user sees every
 // output topic fill after `make dev`), and nothing goes to a DLQ.
 func TestDemoTrafficFeedsEveryPipeline(t *testing.T) {
 	start := time.Date(2026, 1, 1, 8, 0, 0, 0, time.UTC)
-	g := newDemoTraffic(1, start)
-	var recs []demoRecord
+	g := demotraffic.New(1, start)
+	var recs []demotraffic.Record
 	for i := 1; i <= 30*60; i++ {
-		recs = append(recs, g.tick(start.Add(time.Duration(i)*time.Second))...)
+		recs = append(recs, g.Tick(start.Add(time.Duration(i)*time.Second))...)
 	}
 	files, err := fs.Sub(demo.Files, "pipelines")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -191,7 +192,7 @@ func (d *devPlatform) startRunner(ctx context.Context, cp *controlPlane, cfg con
 		}
 		// The input topics first, so that the demo runner finds them.
 		if !cfg.noDemoTraffic {
-			if err := createDemoTopics(ctx, strings.Split(brokers, ",")); err != nil {
+			if err := demoTraffic(ctx, cfg, brokers, true); err != nil {
 				cp.log.Warn("demo project: create its input topics", "err", err)
 			}
 		}
@@ -205,7 +206,8 @@ func (d *devPlatform) startRunner(ctx context.Context, cp *controlPlane, cfg con
 		}
 		cp.log.Info("demo project: runner started", "log", demoLog)
 		if !cfg.noDemoTraffic {
-			if err := runDemoTraffic(ctx, cp.log, strings.Split(brokers, ","), cfg.demoSeed); err != nil {
+			cp.log.Info("demo project: producing its traffic", "log", filepath.Join(cfg.dataDir, "demo-traffic.log"), "seed", cfg.demoSeed)
+			if err := demoTraffic(ctx, cfg, brokers, false); err != nil {
 				cp.log.Error("demo traffic stopped", "err", err)
 			}
 		}
@@ -297,6 +299,36 @@ func (d *devPlatform) startAgent(ctx context.Context, cp *controlPlane, cfg conf
 		logFile.Close()
 	}()
 	return done, logPath, nil
+}
+
+// demoTraffic runs `runner demo-traffic` (internal/demotraffic) until it
+// exits or ctx ends: with topicsOnly it creates the demo's input topics,
+// otherwise it produces the demo's records. A child process, so that the
+// control plane links no Kafka client of its own (it is most of a
+// long-lived process's resident memory). Its output goes to
+// DATA-DIR/demo-traffic.log.
+func demoTraffic(ctx context.Context, cfg config, brokers string, topicsOnly bool) error {
+	bin, err := findRunner(cfg.runnerPath)
+	if err != nil {
+		return err
+	}
+	logFile, err := openLog(filepath.Join(cfg.dataDir, "demo-traffic.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	args := []string{"demo-traffic", "--brokers", brokers, "--seed", strconv.FormatUint(cfg.demoSeed, 10)}
+	if topicsOnly {
+		args = append(args, "--topics-only")
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Run(); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s %s: %w", bin, strings.Join(args, " "), err)
+	}
+	return nil
 }
 
 // findRunner finds the runner binary: the flag, then bin/runner next to

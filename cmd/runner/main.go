@@ -15,10 +15,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/sluicehq/sluice/catalog/operators/all"
 	"github.com/sluicehq/sluice/catalog/operators/script"
+	"github.com/sluicehq/sluice/internal/demotraffic"
 	"github.com/sluicehq/sluice/internal/driver"
 	"github.com/sluicehq/sluice/internal/pipeline"
 )
@@ -38,6 +40,10 @@ Usage:
                             Kafka, runtime and ops flags; see runner agent -h
   runner test [-v] DIR...   run every *_test.yaml under DIR against its pipeline, in memory
   runner plan FILE...       compile pipeline files and print their plans
+  runner demo-traffic --brokers LIST [--seed N] [--topics-only]
+                            produce the demo project's input (vans, sensors,
+                            payments; about 20 records/s) until stopped, as
+                            make dev does; --topics-only creates the topics
   runner version            print the version
 
 Exit status: 0 when everything compiled and passed (run, agent: after a
@@ -63,6 +69,14 @@ type config struct {
 	scriptProcesses int
 	run             runConfig
 	agent           agentConfig
+	demo            demoConfig
+}
+
+// demoConfig is `runner demo-traffic`.
+type demoConfig struct {
+	brokers    string
+	seed       uint64
+	topicsOnly bool
 }
 
 // errFailed means the command ran and reported failures; main exits 1
@@ -118,13 +132,17 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		cfg.run.register(fs)
 	case "agent":
 		cfg.agent.register(fs)
+	case "demo-traffic":
+		fs.StringVar(&cfg.demo.brokers, "brokers", "", "Kafka bootstrap servers, comma-separated")
+		fs.Uint64Var(&cfg.demo.seed, "seed", 1, "the generator's seed: the same seed gives the same records")
+		fs.BoolVar(&cfg.demo.topicsOnly, "topics-only", false, "create the demo's input topics and exit")
 	case "plan", "version":
 	case "help", "-h", "--help":
 		return config{}, errHelpCommand
 	default:
 		return config{}, fmt.Errorf("unknown command %q", cfg.command)
 	}
-	if cfg.command != "version" {
+	if cfg.command != "version" && cfg.command != "demo-traffic" {
 		fs.BoolVar(&cfg.isolateScripts, "isolate-scripts", true, "run scripts in child processes with a hard memory limit, so that no script can take the runner down; false runs them in this process, about 3x faster per record, for code you trust")
 		fs.IntVar(&cfg.scriptProcesses, "script-processes", 16, "most script processes alive at once (each runs one record at a time of one script step)")
 	}
@@ -132,6 +150,12 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return config{}, err
 	}
 	cfg.args = fs.Args()
+	if cfg.command == "demo-traffic" {
+		if cfg.demo.brokers == "" || len(fs.Args()) > 0 {
+			return config{}, errors.New("demo-traffic takes --brokers and no arguments")
+		}
+		return cfg, nil
+	}
 	if cfg.command != "version" && cfg.scriptProcesses < 1 {
 		return config{}, fmt.Errorf("--script-processes %d: at least 1 script process is needed", cfg.scriptProcesses)
 	}
@@ -161,6 +185,14 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 }
 
 func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
+	if cfg.command == "demo-traffic" {
+		log := slog.New(slog.NewTextHandler(stderr, nil))
+		brokers := strings.Split(cfg.demo.brokers, ",")
+		if cfg.demo.topicsOnly {
+			return demotraffic.CreateTopics(ctx, brokers)
+		}
+		return demotraffic.Run(ctx, log, brokers, cfg.demo.seed)
+	}
 	reg := all.New()
 	if cfg.isolateScripts {
 		if err := script.Isolate(reg, script.HostConfig{Processes: cfg.scriptProcesses, Logger: slog.New(slog.NewTextHandler(stderr, nil))}); err != nil {

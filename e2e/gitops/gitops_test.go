@@ -306,6 +306,12 @@ func TestQuickStart(t *testing.T) {
 		return strings.Contains(o, `"slow":true`)
 	})
 	waitOutput(`"slow":true`)
+	// The demo project's traffic flows too (a `runner demo-traffic` child
+	// process of controlplane dev): its vans report on their input topic.
+	kafkatest.Eventually(t, 60*time.Second, "the demo traffic on vehicles.telemetry", func() bool {
+		o, _ := sh(t, dir, kcat+" -C -b "+kafka+" -t vehicles.telemetry -o beginning -c 5 -e -q")
+		return strings.Count(o, `"vehicle_id":"van-`) >= 5
+	})
 	dev.Stop(t)
 	if !strings.Contains(dev.Output(), "runner stopped") {
 		t.Errorf("controlplane dev did not stop its runner:\n%s", tail(dev.Output(), 2000))

@@ -1,4 +1,9 @@
-package main
+// Package demotraffic generates the input of the demo project that `make
+// dev` seeds (cmd/controlplane/demo): vans, container sensors and card
+// payments, about 20 records a second, deterministic for a seed. `runner
+// demo-traffic` produces it to Kafka; the control plane starts that as a
+// child process, so that it does not link a Kafka client itself.
+package demotraffic
 
 import (
 	"context"
@@ -17,21 +22,21 @@ import (
 
 // The demo project's input topics (cmd/controlplane/demo/pipelines).
 const (
-	demoVehicleTopic = "vehicles.telemetry"
-	demoSensorTopic  = "sensors.readings"
-	demoPaymentTopic = "payments.card"
+	VehicleTopic = "vehicles.telemetry"
+	SensorTopic  = "sensors.readings"
+	PaymentTopic = "payments.card"
 )
 
-// demoRecord is one generated record: a JSON object for a topic, keyed,
+// Record is one generated record: a JSON object for a topic, keyed,
 // with its event time (also its ts field).
-type demoRecord struct {
+type Record struct {
 	Topic string
 	Key   string
 	Time  time.Time
 	Value map[string]any
 }
 
-// demoTraffic generates the demo project's input, a second at a time, as a
+// Generator generates the demo project's input, a second at a time, as a
 // deterministic function of its seed and the times it is asked for: eight
 // vans driving a loop from the depot past three customers (speeding now and
 // then, braking hard at times, idling at each customer with the engine on,
@@ -39,10 +44,10 @@ type demoRecord struct {
 // noise, the odd spike and one that warms up every ten minutes, and card
 // payments at about five a second with a burst on one card every two
 // minutes. About 20 records a second in all.
-type demoTraffic struct {
+type Generator struct {
 	rng      *rand.Rand
-	vans     []*demoVan
-	sensors  []*demoSensor
+	vans     []*van
+	sensors  []*sensor
 	payments int
 	burst    struct {
 		card string
@@ -51,32 +56,32 @@ type demoTraffic struct {
 	}
 }
 
-// demoPoint is a place on the vans' loop.
-type demoPoint struct{ lat, lon float64 }
+// point is a place on the vans' loop.
+type point struct{ lat, lon float64 }
 
-// demoLeg is a road between two stops with its speed limit.
-type demoLeg struct {
-	to    demoPoint
+// leg is a road between two stops with its speed limit.
+type leg struct {
+	to    point
 	limit float64 // km/h
 	stop  string  // what happens at its end: customer or depot
 }
 
 var (
-	demoDepot = demoPoint{51.9025, 4.4100}
+	depot = point{51.9025, 4.4100}
 	// The loop: the depot, three customers (the zones of fleet-zones.yaml),
 	// back to the depot. Town roads are 50, the ring road 80.
-	demoLoop = []demoLeg{
-		{demoPoint{51.9120, 4.4370}, 50, "customer"},
-		{demoPoint{51.9250, 4.4800}, 80, "customer"},
-		{demoPoint{51.8950, 4.4700}, 80, "customer"},
-		{demoDepot, 50, "depot"},
+	loop = []leg{
+		{point{51.9120, 4.4370}, 50, "customer"},
+		{point{51.9250, 4.4800}, 80, "customer"},
+		{point{51.8950, 4.4700}, 80, "customer"},
+		{depot, 50, "depot"},
 	}
 )
 
-type demoVan struct {
+type van struct {
 	id       string
 	leg      int
-	from     demoPoint
+	from     point
 	done     float64 // metres along the leg
 	kmh      float64
 	engine   bool
@@ -87,39 +92,40 @@ type demoVan struct {
 	launch   int // seconds of hard acceleration left
 }
 
-type demoSensor struct {
+type sensor struct {
 	id      string
 	base    float64
 	warming bool // the one that warms up every ten minutes
 }
 
-func newDemoTraffic(seed uint64, start time.Time) *demoTraffic {
-	g := &demoTraffic{rng: rand.New(rand.NewPCG(seed, 0x5eed))}
+// New returns the generator for seed, its vans placed as at start.
+func New(seed uint64, start time.Time) *Generator {
+	g := &Generator{rng: rand.New(rand.NewPCG(seed, 0x5eed))}
 	for i := range 8 {
 		// Spread the vans over the loop, some driving, some parked.
-		v := &demoVan{id: fmt.Sprintf("van-%d", i+1), leg: i % len(demoLoop), phase: "driving", engine: true}
-		v.from = demoDepot
+		v := &van{id: fmt.Sprintf("van-%d", i+1), leg: i % len(loop), phase: "driving", engine: true}
+		v.from = depot
 		if v.leg > 0 {
-			v.from = demoLoop[v.leg-1].to
+			v.from = loop[v.leg-1].to
 		}
-		v.done = g.rng.Float64() * 0.8 * distance(v.from, demoLoop[v.leg].to)
-		v.kmh = demoLoop[v.leg].limit * 0.9
+		v.done = g.rng.Float64() * 0.8 * distance(v.from, loop[v.leg].to)
+		v.kmh = loop[v.leg].limit * 0.9
 		if i%3 == 2 {
 			v.phase, v.engine, v.kmh, v.until = "customer", true, 0, start.Add(time.Duration(60+g.rng.IntN(120))*time.Second)
-			v.done = distance(v.from, demoLoop[v.leg].to)
+			v.done = distance(v.from, loop[v.leg].to)
 		}
 		g.vans = append(g.vans, v)
 	}
 	for i := range 6 {
-		g.sensors = append(g.sensors, &demoSensor{id: fmt.Sprintf("reefer-%d", i+1), base: 3 + g.rng.Float64()*2, warming: i == 2})
+		g.sensors = append(g.sensors, &sensor{id: fmt.Sprintf("reefer-%d", i+1), base: 3 + g.rng.Float64()*2, warming: i == 2})
 	}
 	g.burst.next = start.Add(45 * time.Second)
 	return g
 }
 
-// tick returns the records of the second that ends at now, in order.
-func (g *demoTraffic) tick(now time.Time) []demoRecord {
-	var out []demoRecord
+// Tick returns the records of the second that ends at now, in order.
+func (g *Generator) Tick(now time.Time) []Record {
+	var out []Record
 	for _, v := range g.vans {
 		out = append(out, g.van(v, now))
 	}
@@ -129,8 +135,8 @@ func (g *demoTraffic) tick(now time.Time) []demoRecord {
 	return append(out, g.pay(now)...)
 }
 
-func (g *demoTraffic) van(v *demoVan, now time.Time) demoRecord {
-	leg := demoLoop[v.leg]
+func (g *Generator) van(v *van, now time.Time) Record {
+	leg := loop[v.leg]
 	switch v.phase {
 	case "customer", "parked", "warmup":
 		if !now.Before(v.until) {
@@ -142,9 +148,9 @@ func (g *demoTraffic) van(v *demoVan, now time.Time) demoRecord {
 				if g.rng.IntN(3) == 0 {
 					v.launch = 2 // a hurried start
 				}
-				v.leg = (v.leg + 1) % len(demoLoop)
+				v.leg = (v.leg + 1) % len(loop)
 				v.from, v.done = leg.to, 0
-				leg = demoLoop[v.leg]
+				leg = loop[v.leg]
 			}
 		}
 	}
@@ -199,13 +205,13 @@ func (g *demoTraffic) van(v *demoVan, now time.Time) demoRecord {
 	// A metre or two of GPS noise.
 	p.lat += (g.rng.Float64() - 0.5) * 0.00002
 	p.lon += (g.rng.Float64() - 0.5) * 0.00003
-	return demoRecord{Topic: demoVehicleTopic, Key: v.id, Time: now, Value: map[string]any{
+	return Record{Topic: VehicleTopic, Key: v.id, Time: now, Value: map[string]any{
 		"vehicle_id": v.id, "lat": round(p.lat, 6), "lon": round(p.lon, 6), "speed_kmh": round(v.kmh, 1),
 		"ignition": v.engine, "road_limit": leg.limit, "ts": now.UTC().Format(time.RFC3339Nano),
 	}}
 }
 
-func (g *demoTraffic) sensor(s *demoSensor, now time.Time) demoRecord {
+func (g *Generator) sensor(s *sensor, now time.Time) Record {
 	s.base = math.Max(2, math.Min(6, s.base+(g.rng.Float64()-0.5)*0.05))
 	c := s.base + (g.rng.Float64()-0.5)*0.4
 	if s.warming {
@@ -216,22 +222,22 @@ func (g *demoTraffic) sensor(s *demoSensor, now time.Time) demoRecord {
 	} else if g.rng.IntN(300) == 0 {
 		c += 10 + g.rng.Float64()*5 // a spike: a sensor touched by a hand
 	}
-	return demoRecord{Topic: demoSensorTopic, Key: s.id, Time: now, Value: map[string]any{
+	return Record{Topic: SensorTopic, Key: s.id, Time: now, Value: map[string]any{
 		"sensor": s.id, "celsius": round(c, 2), "ts": now.UTC().Format(time.RFC3339Nano),
 	}}
 }
 
-func (g *demoTraffic) pay(now time.Time) []demoRecord {
-	var out []demoRecord
+func (g *Generator) pay(now time.Time) []Record {
+	var out []Record
 	n := g.rng.IntN(11) // five a second on average
 	card := func() string { return fmt.Sprintf("card-%04d", 1+g.rng.IntN(3000)) }
-	mk := func(c string, at time.Time) demoRecord {
+	mk := func(c string, at time.Time) Record {
 		g.payments++
 		status := "approved"
 		if g.rng.IntN(30) == 0 {
 			status = "declined"
 		}
-		return demoRecord{Topic: demoPaymentTopic, Key: c, Time: at, Value: map[string]any{
+		return Record{Topic: PaymentTopic, Key: c, Time: at, Value: map[string]any{
 			"payment_id": fmt.Sprintf("p-%07d", g.payments), "card_id": c, "status": status,
 			"amount_eur": round(math.Exp(2+g.rng.NormFloat64()), 2), "merchant": fmt.Sprintf("m-%d", 1+g.rng.IntN(40)),
 			"ts": at.UTC().Format(time.RFC3339Nano),
@@ -257,7 +263,7 @@ func round(x float64, digits int) float64 {
 }
 
 // distance is the great-circle distance in metres.
-func distance(a, b demoPoint) float64 {
+func distance(a, b point) float64 {
 	const rad = math.Pi / 180
 	dLat, dLon := (b.lat-a.lat)*rad, (b.lon-a.lon)*rad
 	s := math.Sin(dLat/2)*math.Sin(dLat/2) + math.Cos(a.lat*rad)*math.Cos(b.lat*rad)*math.Sin(dLon/2)*math.Sin(dLon/2)
@@ -266,22 +272,22 @@ func distance(a, b demoPoint) float64 {
 
 // along is the point d metres from a towards b (straight, which is close
 // enough over a few kilometres).
-func along(a, b demoPoint, d float64) demoPoint {
+func along(a, b point, d float64) point {
 	total := distance(a, b)
 	if total == 0 {
 		return a
 	}
 	f := math.Min(1, d/total)
-	return demoPoint{a.lat + (b.lat-a.lat)*f, a.lon + (b.lon-a.lon)*f}
+	return point{a.lat + (b.lat-a.lat)*f, a.lon + (b.lon-a.lon)*f}
 }
 
-// runDemoTraffic writes the generator's records to brokers once a second,
+// Run writes the records of the generator for seed to brokers once a second,
 // with event times from the wall clock, until ctx ends. It creates the
 // input topics first (the embedded cluster does not create topics on
 // produce). Failures are logged when they start and when they stop, not
 // once a second.
-func runDemoTraffic(ctx context.Context, log *slog.Logger, brokers []string, seed uint64) error {
-	if err := createDemoTopics(ctx, brokers); err != nil {
+func Run(ctx context.Context, log *slog.Logger, brokers []string, seed uint64) error {
+	if err := CreateTopics(ctx, brokers); err != nil {
 		return err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(50*time.Millisecond))
@@ -289,17 +295,17 @@ func runDemoTraffic(ctx context.Context, log *slog.Logger, brokers []string, see
 		return err
 	}
 	defer cl.Close()
-	g := newDemoTraffic(seed, time.Now())
+	g := New(seed, time.Now())
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	failing := false
-	log.Info("demo traffic: producing", "topics", []string{demoVehicleTopic, demoSensorTopic, demoPaymentTopic}, "seed", seed)
+	log.Info("demo traffic: producing", "topics", []string{VehicleTopic, SensorTopic, PaymentTopic}, "seed", seed)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case now := <-tick.C:
-			recs := g.tick(now.Truncate(time.Millisecond))
+			recs := g.Tick(now.Truncate(time.Millisecond))
 			krs := make([]*kgo.Record, 0, len(recs))
 			for _, r := range recs {
 				b, err := json.Marshal(r.Value)
@@ -323,10 +329,10 @@ func runDemoTraffic(ctx context.Context, log *slog.Logger, brokers []string, see
 	}
 }
 
-// createDemoTopics creates the demo's input topics unless they exist,
+// CreateTopics creates the demo's input topics unless they exist,
 // retrying every two seconds while the cluster is still starting, until
 // ctx ends.
-func createDemoTopics(ctx context.Context, brokers []string) error {
+func CreateTopics(ctx context.Context, brokers []string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
@@ -334,7 +340,7 @@ func createDemoTopics(ctx context.Context, brokers []string) error {
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	for {
-		err := tryCreateDemoTopics(ctx, adm)
+		err := tryCreateTopics(ctx, adm)
 		if err == nil || ctx.Err() != nil {
 			return nil
 		}
@@ -346,10 +352,10 @@ func createDemoTopics(ctx context.Context, brokers []string) error {
 	}
 }
 
-func tryCreateDemoTopics(ctx context.Context, adm *kadm.Client) error {
+func tryCreateTopics(ctx context.Context, adm *kadm.Client) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	res, err := adm.CreateTopics(cctx, -1, -1, nil, demoVehicleTopic, demoSensorTopic, demoPaymentTopic)
+	res, err := adm.CreateTopics(cctx, -1, -1, nil, VehicleTopic, SensorTopic, PaymentTopic)
 	if err != nil {
 		return err
 	}
