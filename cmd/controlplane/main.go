@@ -69,6 +69,9 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	if cfg.memoryLimit > 0 {
 		debug.SetMemoryLimit(cfg.memoryLimit)
 	}
+	if cfg.gcPercent > 0 {
+		debug.SetGCPercent(cfg.gcPercent)
+	}
 	switch cfg.command {
 	case "version":
 		_, err := fmt.Fprintln(stdout, "controlplane", version)

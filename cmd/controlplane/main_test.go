@@ -305,7 +305,23 @@ func TestParseArgs(t *testing.T) {
 	if err != nil || cfg.listen != ":8" || cfg.sessionTTL != time.Hour || cfg.dataDir != ".sluice" {
 		t.Errorf("dev from env: %+v %v", cfg, err)
 	}
-	for _, bad := range [][]string{{"serve", "--public-url", "ftp://x"}, {"dev", "--log-format", "xml"}, {"dev", "extra"}, {"launch"}, {}} {
+	// The GC target: 50 by default, a flag or SLUICE_GC_PERCENT changes it,
+	// and GOGC, which the runtime has applied already, wins.
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want int
+	}{
+		{[]string{"dev"}, nil, 50},
+		{[]string{"dev", "--gc-percent", "80"}, nil, 80},
+		{[]string{"dev"}, map[string]string{"SLUICE_GC_PERCENT": "120"}, 120},
+		{[]string{"dev", "--gc-percent", "80"}, map[string]string{"GOGC": "200"}, 0},
+	} {
+		if cfg, err := parseArgs(tc.args, env(tc.env), io.Discard); err != nil || cfg.gcPercent != tc.want {
+			t.Errorf("parseArgs(%q) with %v: gcPercent %d (%v), want %d", tc.args, tc.env, cfg.gcPercent, err, tc.want)
+		}
+	}
+	for _, bad := range [][]string{{"serve", "--public-url", "ftp://x"}, {"dev", "--log-format", "xml"}, {"dev", "extra"}, {"launch"}, {}, {"dev", "--gc-percent", "0"}} {
 		if _, err := parseArgs(bad, env(map[string]string{"DATABASE_URL": "postgres://x"}), io.Discard); err == nil {
 			t.Errorf("parseArgs(%q) accepted", bad)
 		}
