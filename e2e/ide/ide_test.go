@@ -35,7 +35,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -46,6 +45,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
+	"github.com/sluicehq/sluice/provisioning/terraform/localtest"
 )
 
 var controlplane, runnerBin string
@@ -222,11 +222,11 @@ func TestIDE(t *testing.T) {
 		t.Errorf("the local fleet ran runner processes %v, want 3", seen)
 	}
 	for _, pid := range seen {
-		if alive(pid) {
+		if localtest.Alive(pid) {
 			t.Errorf("runner pid %d still runs after the fleet was destroyed", pid)
 		}
 	}
-	if left := pidsUnder(fleetsDir); len(left) != 0 {
+	if left := localtest.Pids(fleetsDir); len(left) != 0 {
 		t.Errorf("pid files left under the fleets directory after the destroy: %v", left)
 	}
 }
@@ -244,7 +244,7 @@ func (w *runnerWatch) watch(ctx context.Context, dir string) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		pids := pidsUnder(dir)
+		pids := localtest.Pids(dir)
 		w.mu.Lock()
 		if w.pids == nil {
 			w.pids = map[int]bool{}
@@ -273,7 +273,7 @@ func (w *runnerWatch) seen() []int {
 // while its process is not), so a failed test leaves no process behind.
 func (w *runnerWatch) kill(t *testing.T, dir string) {
 	t.Helper()
-	pids := append(pidsUnder(dir), w.seen()...)
+	pids := append(localtest.Pids(dir), w.seen()...)
 	slices.Sort(pids)
 	for _, pid := range slices.Compact(pids) {
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err != nil || exe != runnerBin {
@@ -283,33 +283,6 @@ func (w *runnerWatch) kill(t *testing.T, dir string) {
 			t.Logf("killed runner pid %d left by the local fleet", pid)
 		}
 	}
-}
-
-// pidsUnder reads the local module's pid files (runner.pid) under dir.
-func pidsUnder(dir string) []int {
-	var pids []int
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Name() == "runner.pid" {
-			b, _ := os.ReadFile(p)
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	return pids
-}
-
-// alive is whether pid runs; a zombie, dead but not reaped by an init that
-// does not reap, is not.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || !strings.HasPrefix(s[i+1:], " Z")
 }
 
 // logRunners logs the end of each local runner's log under dir.

@@ -8,10 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -23,6 +21,7 @@ import (
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/pgnotify"
 	"github.com/sluicehq/sluice/provisioning/terraform"
+	"github.com/sluicehq/sluice/provisioning/terraform/localtest"
 )
 
 // fleetWorld is a control plane as cmd/controlplane composes it (the API,
@@ -72,7 +71,7 @@ func newFleetWorld(t *testing.T) *fleetWorld {
 		cancel()
 		<-done
 		// A failed test must not leave runners behind.
-		for _, pid := range pidsUnder(t, root) {
+		for _, pid := range localtest.Pids(root) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
@@ -85,34 +84,6 @@ func newFleetWorld(t *testing.T) *fleetWorld {
 	secret := a.do("POST", "/api/v1/projects/"+w.project+"/tokens", map[string]any{"name": "ops", "role": "owner"}).want(201).json()["secret"].(string)
 	w.owner = e.tokenClient(secret)
 	return w
-}
-
-// pidsUnder reads the local module's pid files under dir.
-func pidsUnder(t *testing.T, dir string) []int {
-	t.Helper()
-	var pids []int
-	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.Name() == "runner.pid" {
-			b, _ := os.ReadFile(p)
-			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	return pids
-}
-
-// alive is whether pid runs (a zombie, dead but not reaped by an init
-// that does not reap, is not).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || !strings.HasPrefix(s[i+1:], " Z")
 }
 
 // waitRun polls the run until it is in one of states, failing with its
@@ -247,12 +218,12 @@ func TestLocalFleetThroughTerraform(t *testing.T) {
 	c.do("POST", base+"/runs/2/approve", nil).want(200)
 	w.waitRun(t, fleet, 2, "applied")
 	kafkatest.Eventually(t, 20*time.Second, "3 live runners", func() bool { return w.liveRunners(fleet) == 3 })
-	pids := pidsUnder(t, w.root)
+	pids := localtest.Pids(w.root)
 	if len(pids) != 3 {
 		t.Fatalf("pid files: %v, want 3", pids)
 	}
 	for _, pid := range pids {
-		if !alive(pid) {
+		if !localtest.Alive(pid) {
 			t.Errorf("runner pid %d is not running", pid)
 		}
 	}
@@ -266,11 +237,11 @@ func TestLocalFleetThroughTerraform(t *testing.T) {
 	c.do("POST", base+"/runs/3/approve", nil).want(200)
 	w.waitRun(t, fleet, 3, "applied")
 	for _, pid := range pids {
-		if alive(pid) {
+		if localtest.Alive(pid) {
 			t.Errorf("runner pid %d still runs after destroy", pid)
 		}
 	}
-	if left := pidsUnder(t, w.root); len(left) != 0 {
+	if left := localtest.Pids(w.root); len(left) != 0 {
 		t.Errorf("pid files left: %v", left)
 	}
 	// The state in the pg backend has no resources left.
@@ -372,7 +343,7 @@ func TestFailedFleetApplyThenRetry(t *testing.T) {
 	w.waitRun(t, fleet, 5, "planned")
 	c.do("POST", base+"/runs/5/approve", nil).want(200)
 	w.waitRun(t, fleet, 5, "applied")
-	if left := pidsUnder(t, w.root); len(left) != 0 {
+	if left := localtest.Pids(w.root); len(left) != 0 {
 		t.Errorf("pid files left: %v", left)
 	}
 }
