@@ -56,7 +56,7 @@ func appendPlain(dst []byte, v any, depth int, byValue bool) ([]byte, bool) {
 		for k, e := range t {
 			entries = append(entries, entry{k, e})
 		}
-		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.k, b.k) })
+		sortEntries(entries)
 		dst = append(dst, '{')
 		for i, e := range entries {
 			if i > 0 {
@@ -96,6 +96,24 @@ func appendPlain(dst []byte, v any, depth int, byValue bool) ([]byte, bool) {
 type entry struct {
 	k string
 	v any
+}
+
+// sortEntries sorts entries by key (keys are distinct): by insertion, with
+// the comparison inlined, for the few members most objects have, and with
+// slices.SortFunc for more.
+func sortEntries(entries []entry) {
+	if len(entries) > 16 {
+		slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.k, b.k) })
+		return
+	}
+	for i := 1; i < len(entries); i++ {
+		e := entries[i]
+		j := i
+		for ; j > 0 && e.k < entries[j-1].k; j-- {
+			entries[j] = entries[j-1]
+		}
+		entries[j] = e
+	}
 }
 
 // appendFloat formats f as encoding/json does: the shortest representation

@@ -88,6 +88,15 @@ func TestEncodeJSONMatchesLibrary(t *testing.T) {
 		big[string(rune('A'+i))] = float64(i)
 	}
 	values = append(values, big)
+	// Objects up to 16 members are sorted by insertion, larger ones by
+	// slices.SortFunc (sortEntries); keys sharing prefixes, around the bound.
+	for _, n := range []int{9, 15, 16, 17} {
+		m := map[string]any{}
+		for i := range n {
+			m[strings.Repeat("ab", i%3)+string(rune('z'-i))+strings.Repeat("a", i%2)] = i
+		}
+		values = append(values, m)
+	}
 	for _, v := range values {
 		checkEncode(t, v)
 	}

@@ -193,11 +193,17 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	}
 	var row any
 	if k != nil {
-		kb, err := record.KeyBytes(k)
-		if err != nil {
-			return catalog.Reject(catalog.ReasonType, err)
+		var rk []byte
+		if s, ok := k.(string); ok { // rowKey(KeyBytes(k)) in one allocation
+			rk = append(append(make([]byte, 0, 1+len(s)), 't'), s...)
+		} else {
+			kb, err := record.KeyBytes(k)
+			if err != nil {
+				return catalog.Reject(catalog.ReasonType, err)
+			}
+			rk = rowKey(kb)
 		}
-		b, ok, err := task.Store().Get(rowKey(kb))
+		b, ok, err := task.Store().Get(rk)
 		if err != nil {
 			return err
 		}
