@@ -34,7 +34,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/pipeline"
-	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/state/changelog"
 	"github.com/sluicehq/sluice/observability"
 )
 
@@ -92,13 +92,13 @@ type Status struct {
 
 // Runtime runs pipelines. Create it with New; stop it with Close.
 type Runtime struct {
-	cfg          config
-	metrics      *metrics
-	stateMetrics *state.Metrics
-	restorer     *state.Restorer
-	admin        *kadm.Client
-	lagMetrics   *observability.Metrics
-	heads        *headReader // lag.go
+	cfg            config
+	metrics        *metrics
+	restoreMetrics *changelog.Metrics
+	restorer       *changelog.Restorer
+	admin          *kadm.Client
+	lagMetrics     *observability.Metrics
+	heads          *headReader // lag.go
 
 	applyMu sync.Mutex
 	mu      sync.Mutex
@@ -131,7 +131,7 @@ func New(opts ...Opt) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: metrics: %w", err)
 	}
-	sm, err := state.NewMetrics(cfg.registerer)
+	sm, err := changelog.NewMetrics(cfg.registerer)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: metrics: %w", err)
 	}
@@ -139,7 +139,7 @@ func New(opts ...Opt) (*Runtime, error) {
 	if err != nil {
 		return nil, fmt.Errorf("runtime: metrics: %w", err)
 	}
-	restorer, err := state.NewRestorer(state.Brokers(cfg.brokers...), state.KafkaOptions(append([]kgo.Opt{kgo.DisableClientMetrics()}, cfg.kafkaOpts...)...))
+	restorer, err := changelog.NewRestorer(changelog.Brokers(cfg.brokers...), changelog.KafkaOptions(append([]kgo.Opt{kgo.DisableClientMetrics()}, cfg.kafkaOpts...)...))
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)
 	}
@@ -148,7 +148,7 @@ func New(opts ...Opt) (*Runtime, error) {
 		restorer.Close()
 		return nil, fmt.Errorf("runtime: kafka client: %w", err)
 	}
-	return &Runtime{cfg: cfg, metrics: m, stateMetrics: sm, restorer: restorer, admin: kadm.NewClient(cl), lagMetrics: lm,
+	return &Runtime{cfg: cfg, metrics: m, restoreMetrics: sm, restorer: restorer, admin: kadm.NewClient(cl), lagMetrics: lm,
 		heads: newHeadReader(cfg.brokers, cfg.kafkaOpts), running: map[string]*run{}}, nil
 }
 
@@ -205,7 +205,7 @@ func (r *Runtime) Apply(ctx context.Context, desired []Pipeline) error {
 	for _, ru := range stopping {
 		if _, keep := want[ru.p.Plan.Name]; !keep {
 			r.metrics.forget(ru.p.Plan.Name)
-			r.stateMetrics.Forget(ru.p.Plan.Name)
+			r.restoreMetrics.Forget(ru.p.Plan.Name)
 			r.lagMetrics.Forget(ru.p.Plan.Name)
 		}
 	}

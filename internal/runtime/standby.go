@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/state/changelog"
 )
 
 // standbyEvery is how often a runner catches its standby stores up.
@@ -108,7 +109,7 @@ func (s *stores) warmUp(ctx context.Context, id storeID, input string) error {
 		w = &warmStore{input: input, base: base}
 		s.warm[id] = w
 	}
-	_, err := s.ru.rt.restorer.Restore(ctx, ChangelogTopic(s.ru.p.Plan.Name, id.step), id.partition, w.base.Checkpoint().Offset(id.partition), w.base, func(p state.Progress) {
+	_, err := s.ru.rt.restorer.Restore(ctx, ChangelogTopic(s.ru.p.Plan.Name, id.step), id.partition, w.base.Checkpoint().Offset(id.partition), w.base, func(p changelog.Progress) {
 		s.mu.Lock()
 		s.warmProgress[id] = p
 		s.mu.Unlock()

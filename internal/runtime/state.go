@@ -19,6 +19,7 @@ import (
 	"github.com/sluicehq/sluice/internal/engine"
 	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/state/changelog"
 	"github.com/sluicehq/sluice/internal/state/pebblestore"
 	"github.com/sluicehq/sluice/observability"
 )
@@ -89,8 +90,8 @@ type stores struct {
 	warmedAt time.Time
 
 	mu           sync.Mutex
-	progress     map[storeID]state.Progress
-	warmProgress map[storeID]state.Progress
+	progress     map[storeID]changelog.Progress
+	warmProgress map[storeID]changelog.Progress
 	// sizes are the open stores' sizes, measured by the run's goroutine
 	// after a commit at most every sizeEvery (sizedAt).
 	sizes   map[storeID]state.Size
@@ -103,7 +104,7 @@ const sizeEvery = 5 * time.Second
 
 func newStores(ru *run) *stores {
 	s := &stores{ru: ru, steps: map[string][]string{}, open: map[storeID]*taskStore{}, lastSeen: map[topicPartition]time.Time{}, lastIdle: map[topicPartition]time.Time{},
-		progress: map[storeID]state.Progress{}, warm: map[storeID]*warmStore{}, warmProgress: map[storeID]state.Progress{},
+		progress: map[storeID]changelog.Progress{}, warm: map[storeID]*warmStore{}, warmProgress: map[storeID]changelog.Progress{},
 		sizes: map[storeID]state.Size{}}
 	for _, st := range ru.p.Plan.Stages {
 		for _, step := range st.Steps {
@@ -204,8 +205,8 @@ func (s *stores) ensure(ctx context.Context, ex *executor, input, step string, p
 	if st := ex.stage(input, partition); st != nil {
 		st.DropTask(partition)
 	}
-	obs := s.ru.rt.stateMetrics.Observer(s.ru.p.Plan.Name, step, partition)
-	res, err := s.ru.rt.restorer.Restore(ctx, ts.topic, partition, ts.base.Checkpoint().Offset(partition), ts.base, func(p state.Progress) {
+	obs := s.ru.rt.restoreMetrics.Observer(s.ru.p.Plan.Name, step, partition)
+	res, err := s.ru.rt.restorer.Restore(ctx, ts.topic, partition, ts.base.Checkpoint().Offset(partition), ts.base, func(p changelog.Progress) {
 		obs(p)
 		s.mu.Lock()
 		s.progress[id] = p

@@ -50,28 +50,18 @@
 // missing or does not decode, when Pebble cannot open it, when the
 // checkpoint is older than pebblestore.MaxCheckpointAge (Kafka removes
 // tombstones from a compacted topic delete.retention.ms after cleaning, so
-// a replay from a very old offset could miss a delete), and, found by
-// [Restorer.Restore], when C is past the changelog's end (the topic was
-// recreated) or before its start (records were deleted).
+// a replay from a very old offset could miss a delete), and, found by the
+// restore (package changelog), when C is past the changelog's end (the
+// topic was recreated) or before its start (records were deleted).
 //
 // # Restore
 //
-// On assignment a task restores its stores before it processes:
-// [Restorer.Restore] reads the changelog partition from the checkpoint to
-// its last stable offset as of the start, read_committed (records of
-// aborted transactions are skipped), and applies the records in batches,
-// each with its checkpoint, so an interrupted restore resumes where it
-// stopped. Reading and writing overlap: a goroutine of the restore's own
-// collects the records of each fetch into batches and writes them to the
-// store while the next fetches are read (the store is used by that
-// goroutine alone, and Restore returns only after it is done). It reports
-// [Progress] (offsets done and total, rate, ETA) to a callback, which
-// [Metrics] turns into Prometheus series:
-//
-//	sluice_state_restore_records_done{pipeline,step,partition}   changelog offsets restored so far
-//	sluice_state_restore_records_total{pipeline,step,partition}  changelog offsets to restore
-//	sluice_state_restore_rate{pipeline,step,partition}           offsets restored per second
-//	sluice_state_restoring{pipeline,step,partition}              1 while the restore runs
+// On assignment a task restores its stores before it processes, from the
+// checkpoint to the changelog's end: package changelog does it, with
+// progress reports and their metrics. It is a package of its own so that
+// only the binaries that restore stores (the runner) link the Kafka
+// client, not the control plane, which uses this package through the
+// compiler and engine.
 //
 // Stores are not safe for concurrent use: a task uses its stores from one
 // goroutine, as the runtime processes a stateful pipeline record by record.

@@ -301,7 +301,7 @@ func (l *Logged) Committed(nextOffset int64) error {
 	}
 	var err error
 	if len(l.drained) > 0 {
-		err = l.base.Apply(l.drained, l.base.Checkpoint().with(l.partition, nextOffset, l.now()))
+		err = l.base.Apply(l.drained, l.base.Checkpoint().With(l.partition, nextOffset, l.now()))
 	}
 	l.reset()
 	if err != nil {

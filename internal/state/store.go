@@ -46,8 +46,10 @@ type Checkpoint struct {
 // 0 when it has none.
 func (c Checkpoint) Offset(partition int32) int64 { return c.Offsets[partition] }
 
-// with returns a copy of c with partition at offset, written now.
-func (c Checkpoint) with(partition int32, offset int64, now time.Time) Checkpoint {
+// With returns a copy of c with partition at offset, written now: the
+// checkpoint of a commit or of a restore batch that brings partition to
+// offset.
+func (c Checkpoint) With(partition int32, offset int64, now time.Time) Checkpoint {
 	o := make(map[int32]int64, len(c.Offsets)+1)
 	maps.Copy(o, c.Offsets)
 	o[partition] = offset

@@ -142,18 +142,3 @@ func TestLoggedCoalesces(t *testing.T) {
 		t.Errorf("empty commit: %v, checkpoint %v", err, base.Checkpoint().Offsets)
 	}
 }
-
-// TestOptionsValidated: bad options fail construction with OptionErrors
-// naming each option (the disk store's: pebblestore's TestOptionsValidated).
-func TestOptionsValidated(t *testing.T) {
-	_, err := NewRestorer(BatchRecords(0), IdleTimeout(-1))
-	var oe *OptionError
-	if !errors.As(err, &oe) {
-		t.Fatalf("NewRestorer with bad options: %v", err)
-	}
-	for _, name := range []string{"Brokers", "BatchRecords", "IdleTimeout"} {
-		if !bytes.Contains([]byte(err.Error()), []byte(name)) {
-			t.Errorf("error %q does not name %s", err, name)
-		}
-	}
-}

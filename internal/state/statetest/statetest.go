@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/state/changelog"
 )
 
 // Open returns a new, empty store, used by t alone; the suite closes it.
@@ -231,7 +232,7 @@ func restoreCommittedState(t *testing.T, open Open) {
 			cl.Write(t, aborted, false)
 		}
 	}
-	r := NewRestorer(t, cl.Brokers, state.BatchRecords(64), state.ProgressEvery(time.Hour, 100))
+	r := NewRestorer(t, cl.Brokers, changelog.BatchRecords(64), changelog.ProgressEvery(time.Hour, 100))
 	dst := open(t)
 	defer dst.Close()
 	pl := &progressLog{t: t}
@@ -257,10 +258,10 @@ func restoreCommittedState(t *testing.T, open Open) {
 // progressLog records reports and checks they only move forward.
 type progressLog struct {
 	t       *testing.T
-	reports []state.Progress
+	reports []changelog.Progress
 }
 
-func (p *progressLog) add(pr state.Progress) {
+func (p *progressLog) add(pr changelog.Progress) {
 	if n := len(p.reports); n > 0 {
 		last := p.reports[n-1]
 		if pr.Done < last.Done || pr.Applied < last.Applied || pr.Total != last.Total || last.Finished {
@@ -345,9 +346,9 @@ func (c *Changelog) Write(t testing.TB, changes []state.Change, commit bool) int
 
 // NewRestorer returns a restorer for brokers with a 10s idle timeout and
 // opts, closed when the test ends.
-func NewRestorer(t testing.TB, brokers []string, opts ...state.RestoreOpt) *state.Restorer {
+func NewRestorer(t testing.TB, brokers []string, opts ...changelog.Opt) *changelog.Restorer {
 	t.Helper()
-	r, err := state.NewRestorer(append([]state.RestoreOpt{state.Brokers(brokers...), state.IdleTimeout(10 * time.Second)}, opts...)...)
+	r, err := changelog.NewRestorer(append([]changelog.Opt{changelog.Brokers(brokers...), changelog.IdleTimeout(10 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package state
+package changelog
 
 import (
 	"fmt"

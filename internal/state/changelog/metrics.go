@@ -1,4 +1,4 @@
-package state
+package changelog
 
 import (
 	"strconv"
@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// Observer returns a progress callback for Restorer.Restore that updates
+// Observer returns a progress callback for [Restorer.Restore] that updates
 // the series of one store.
 func (m *Metrics) Observer(pipeline, step string, partition int32) func(Progress) {
 	l := prometheus.Labels{"pipeline": pipeline, "step": step, "partition": strconv.Itoa(int(partition))}

@@ -1,4 +1,4 @@
-package state_test
+package changelog_test
 
 // Benchmarks of restoring a store from its changelog against a plain
 // consume of the same changelog partition (the target: restore >= 0.8 x
@@ -11,10 +11,10 @@ package state_test
 // restoreBenchTxn records as a task writes them, no compression. records/s
 // counts the data records of the range (control markers are not counted)
 // per second of reading, from creating the reading client to the last
-// record. It is an external test (package state_test) so that the disk
-// store (package pebblestore, which imports state) is measured beside the
-// memory store against the same baseline; bench/targets.json names its
-// sub-benchmarks.
+// record. The disk store (package pebblestore) is measured beside the
+// memory store against the same baseline. It is an external test (package
+// changelog_test) because statetest, which writes the changelog, imports
+// this package; bench/targets.json names its sub-benchmarks.
 
 import (
 	"context"
@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/state/changelog"
 	"github.com/sluicehq/sluice/internal/state/pebblestore"
 	"github.com/sluicehq/sluice/internal/state/statetest"
 )
@@ -53,7 +54,7 @@ func BenchmarkRestore(b *testing.B) {
 		}
 		cl.Write(b, changes, true)
 	}
-	r, err := state.NewRestorer(state.Brokers(cl.Brokers...), state.KafkaOptions(kgo.ProducerBatchCompression(kgo.NoCompression())))
+	r, err := changelog.NewRestorer(changelog.Brokers(cl.Brokers...), changelog.KafkaOptions(kgo.ProducerBatchCompression(kgo.NoCompression())))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package state
+package changelog
 
 import (
 	"bytes"
@@ -15,10 +15,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/sluicehq/sluice/internal/state"
 )
 
-// RestoreOpt configures a Restorer. Options are validated in NewRestorer.
-type RestoreOpt func(*restoreConfig)
+// Opt configures a Restorer. Options are validated in NewRestorer.
+type Opt func(*restoreConfig)
 
 type restoreConfig struct {
 	brokers       []string
@@ -31,11 +33,11 @@ type restoreConfig struct {
 }
 
 // Brokers sets the seed brokers. Required.
-func Brokers(addrs ...string) RestoreOpt { return func(c *restoreConfig) { c.brokers = addrs } }
+func Brokers(addrs ...string) Opt { return func(c *restoreConfig) { c.brokers = addrs } }
 
 // KafkaOptions adds client options (TLS, SASL, client ID) to the clients
 // the Restorer makes. Consuming options are the Restorer's.
-func KafkaOptions(opts ...kgo.Opt) RestoreOpt {
+func KafkaOptions(opts ...kgo.Opt) Opt {
 	return func(c *restoreConfig) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
 }
 
@@ -46,7 +48,7 @@ func KafkaOptions(opts ...kgo.Opt) RestoreOpt {
 // buffers of its records until it is applied, and so do the few fetches
 // read while it is being applied. A restore interrupted part-way resumes
 // from the last batch applied.
-func BatchRecords(n int) RestoreOpt { return func(c *restoreConfig) { c.batchRecords = n } }
+func BatchRecords(n int) Opt { return func(c *restoreConfig) { c.batchRecords = n } }
 
 // maxBatchRecords keeps a batch's positions in 32 bits (see keyIndex).
 const maxBatchRecords = 1 << 30
@@ -54,27 +56,27 @@ const maxBatchRecords = 1 << 30
 // ProgressEvery bounds the time between progress reports (default 1s) and
 // span the offsets between them (default 100,000): a report is made when
 // either is reached, at a batch boundary.
-func ProgressEvery(d time.Duration, span int64) RestoreOpt {
+func ProgressEvery(d time.Duration, span int64) Opt {
 	return func(c *restoreConfig) { c.progressEvery, c.progressSpan = d, span }
 }
 
 // IdleTimeout is how long a restore waits for records it knows exist
 // before failing with a *StalledError (default 30s).
-func IdleTimeout(d time.Duration) RestoreOpt { return func(c *restoreConfig) { c.idleTimeout = d } }
+func IdleTimeout(d time.Duration) Opt { return func(c *restoreConfig) { c.idleTimeout = d } }
 
 func (c *restoreConfig) validate() error {
 	var errs []error
 	if len(c.brokers) == 0 {
-		errs = append(errs, &OptionError{"Brokers", "no brokers"})
+		errs = append(errs, &state.OptionError{Option: "Brokers", Reason: "no brokers"})
 	}
 	if c.batchRecords <= 0 || c.batchRecords > maxBatchRecords {
-		errs = append(errs, &OptionError{"BatchRecords", fmt.Sprintf("%d is not in [1, 2^30]", c.batchRecords)})
+		errs = append(errs, &state.OptionError{Option: "BatchRecords", Reason: fmt.Sprintf("%d is not in [1, 2^30]", c.batchRecords)})
 	}
 	if c.progressEvery <= 0 || c.progressSpan <= 0 {
-		errs = append(errs, &OptionError{"ProgressEvery", fmt.Sprintf("%v, %d: both must be positive", c.progressEvery, c.progressSpan)})
+		errs = append(errs, &state.OptionError{Option: "ProgressEvery", Reason: fmt.Sprintf("%v, %d: both must be positive", c.progressEvery, c.progressSpan)})
 	}
 	if c.idleTimeout <= 0 {
-		errs = append(errs, &OptionError{"IdleTimeout", fmt.Sprintf("%v is not positive", c.idleTimeout)})
+		errs = append(errs, &state.OptionError{Option: "IdleTimeout", Reason: fmt.Sprintf("%v is not positive", c.idleTimeout)})
 	}
 	return errors.Join(errs...)
 }
@@ -90,7 +92,7 @@ type Restorer struct {
 
 // NewRestorer validates the options and makes the admin client used to
 // look up changelog offsets.
-func NewRestorer(opts ...RestoreOpt) (*Restorer, error) {
+func NewRestorer(opts ...Opt) (*Restorer, error) {
 	cfg := restoreConfig{
 		batchRecords:  50_000,
 		progressEvery: time.Second,
@@ -106,7 +108,7 @@ func NewRestorer(opts ...RestoreOpt) (*Restorer, error) {
 	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(cfg.brokers...)}, cfg.kafkaOpts...)...)
 	if err != nil {
-		return nil, fmt.Errorf("state: restore client: %w", err)
+		return nil, fmt.Errorf("changelog: restore client: %w", err)
 	}
 	return &Restorer{cfg: cfg, admin: cl, adm: kadm.NewClient(cl)}, nil
 }
@@ -150,7 +152,7 @@ type StalledError struct {
 }
 
 func (e *StalledError) Error() string {
-	return fmt.Sprintf("state: restoring %s/%d: no record for %v at offset %d, end %d", e.Topic, e.Partition, e.Waited, e.Next, e.End)
+	return fmt.Sprintf("changelog: restoring %s/%d: no record for %v at offset %d, end %d", e.Topic, e.Partition, e.Waited, e.Next, e.End)
 }
 
 // Restore brings dst up to date with partition of the changelog topic: it
@@ -166,7 +168,7 @@ func (e *StalledError) Error() string {
 // read with read_committed, and the restore would otherwise wait for it.
 // In the runtime a new owner fences the previous one first, which aborts
 // its open transaction, so the two are normally equal.
-func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, from int64, dst Committer, progress func(Progress)) (res Result, err error) {
+func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, from int64, dst state.Committer, progress func(Progress)) (res Result, err error) {
 	start := r.cfg.now()
 	report := func(p Progress) {
 		if progress != nil {
@@ -206,7 +208,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, f
 	} else if dst.Checkpoint().Offset(partition) != end {
 		// Nothing to read, but the store's checkpoint should say so (a
 		// reset store, or an empty changelog).
-		if err := dst.Apply(nil, dst.Checkpoint().with(partition, end, r.cfg.now())); err != nil {
+		if err := dst.Apply(nil, dst.Checkpoint().With(partition, end, r.cfg.now())); err != nil {
 			return res, err
 		}
 	}
@@ -222,14 +224,14 @@ func (r *Restorer) bounds(ctx context.Context, topic string, partition int32) (f
 	lookup := func(what string, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (int64, error) {
 		offs, err := list(ctx, topic)
 		if err != nil {
-			return 0, fmt.Errorf("state: listing %s offsets of %s: %w", what, topic, err)
+			return 0, fmt.Errorf("changelog: listing %s offsets of %s: %w", what, topic, err)
 		}
 		o, ok := offs.Lookup(topic, partition)
 		if !ok {
-			return 0, fmt.Errorf("state: changelog %s has no partition %d", topic, partition)
+			return 0, fmt.Errorf("changelog: %s has no partition %d", topic, partition)
 		}
 		if o.Err != nil {
-			return 0, fmt.Errorf("state: listing %s offsets of %s/%d: %w", what, topic, partition, o.Err)
+			return 0, fmt.Errorf("changelog: listing %s offsets of %s/%d: %w", what, topic, partition, o.Err)
 		}
 		return o.Offset, nil
 	}
@@ -240,7 +242,7 @@ func (r *Restorer) bounds(ctx context.Context, topic string, partition int32) (f
 	return first, end, err
 }
 
-func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst Committer, res *Result, start time.Time, report func(Progress)) (err error) {
+func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst state.Committer, res *Result, start time.Time, report func(Progress)) (err error) {
 	opts := append([]kgo.Opt{kgo.SeedBrokers(r.cfg.brokers...)}, r.cfg.kafkaOpts...)
 	opts = append(opts,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(res.From)}}),
@@ -260,7 +262,7 @@ func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst 
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return fmt.Errorf("state: restore client: %w", err)
+		return fmt.Errorf("changelog: restore client: %w", err)
 	}
 	closeClient := sync.OnceFunc(cl.Close)
 	defer closeClient()
@@ -312,7 +314,7 @@ func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst 
 			}
 		})
 		if ferr != nil {
-			return fmt.Errorf("state: reading %s/%d: %w", topic, partition, ferr)
+			return fmt.Errorf("changelog: reading %s/%d: %w", topic, partition, ferr)
 		}
 		if fs.NumRecords() == 0 {
 			return &StalledError{Topic: topic, Partition: partition, Next: next, End: res.End, Waited: r.cfg.idleTimeout}
@@ -369,7 +371,7 @@ func firstFrom(rs []*kgo.Record, o int64) int {
 // per record happens on the applier, so the reading goroutine polls as
 // often as a plain consumer would as long as the applier keeps up.
 type applier struct {
-	dst          Committer
+	dst          state.Committer
 	partition    int32
 	end          int64 // offsets from here are not restored
 	batchRecords int
@@ -405,7 +407,7 @@ type restoreChunk struct {
 // hold their buffers until applied.
 const restoreQueue = 8
 
-func startApplier(dst Committer, partition int32, end int64, batchRecords int, now func() time.Time) *applier {
+func startApplier(dst state.Committer, partition int32, end int64, batchRecords int, now func() time.Time) *applier {
 	a := &applier{
 		dst: dst, partition: partition, end: end, batchRecords: batchRecords, now: now,
 		in:      make(chan restoreChunk, restoreQueue),
@@ -448,7 +450,7 @@ func (a *applier) run() {
 			continue // drained until the reading goroutine closes in
 		}
 		if err := a.add(c); err != nil {
-			a.err = fmt.Errorf("state: applying restored records: %w", err)
+			a.err = fmt.Errorf("changelog: applying restored records: %w", err)
 			close(a.failed)
 		}
 	}
@@ -491,7 +493,7 @@ func (a *applier) add(c restoreChunk) error {
 }
 
 func (a *applier) apply(next int64) error {
-	if err := a.dst.Apply(a.b.changes, a.dst.Checkpoint().with(a.partition, next, a.now())); err != nil {
+	if err := a.dst.Apply(a.b.changes, a.dst.Checkpoint().With(a.partition, next, a.now())); err != nil {
 		return err
 	}
 	a.applied.Add(int64(a.b.read))
@@ -544,7 +546,7 @@ func decompressPooled(cl *kgo.Client) bool {
 // per key per commit) this saves most of the store's writes. Keys and
 // values point into the fetches' buffers until the batch is applied.
 type restoreBatch struct {
-	changes []Change
+	changes []state.Change
 	index   keyIndex // key to its position in changes
 	read    int      // records read into the batch, repeats included
 }
@@ -555,7 +557,7 @@ func (b *restoreBatch) add(key, value []byte) {
 		b.changes[i].Value = value
 		return
 	}
-	b.changes = append(b.changes, Change{Key: key, Value: value})
+	b.changes = append(b.changes, state.Change{Key: key, Value: value})
 }
 
 // reset empties the batch for reuse, dropping its references to fetch
@@ -590,7 +592,7 @@ func newKeyIndex() keyIndex {
 // lookup returns the position of key in changes, or, when it is not
 // there, records it at position len(changes), for the caller to append,
 // and returns -1.
-func (x *keyIndex) lookup(key []byte, changes []Change) int {
+func (x *keyIndex) lookup(key []byte, changes []state.Change) int {
 	h := maphash.Bytes(x.seed, key)
 	mask := uint64(len(x.slots) - 1)
 	for i := h >> x.shift; ; i = (i + 1) & mask {

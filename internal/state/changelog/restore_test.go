@@ -1,10 +1,11 @@
-package state_test
+package changelog_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/state"
+	"github.com/sluicehq/sluice/internal/state/changelog"
 	"github.com/sluicehq/sluice/internal/state/statetest"
 )
 
@@ -95,14 +97,14 @@ func TestRestoreMetrics(t *testing.T) {
 	}
 	cl.Write(t, changes, true)
 	reg := prometheus.NewRegistry()
-	m, err := state.NewMetrics(reg)
+	m, err := changelog.NewMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	obs := m.Observer("orders", "count", statetest.Partition)
 	var sawRestoring bool
 	r := statetest.NewRestorer(t, cl.Brokers)
-	_, err = r.Restore(context.Background(), cl.Topic, statetest.Partition, 0, state.NewMemory(), func(p state.Progress) {
+	_, err = r.Restore(context.Background(), cl.Topic, statetest.Partition, 0, state.NewMemory(), func(p changelog.Progress) {
 		obs(p)
 		if !p.Finished && gauges(t, reg)["sluice_state_restoring"] == 1 {
 			sawRestoring = true
@@ -149,10 +151,10 @@ func TestRestoreApplyFails(t *testing.T) {
 		}
 		cl.Write(t, b, true)
 	}
-	r := statetest.NewRestorer(t, cl.Brokers, state.BatchRecords(100))
+	r := statetest.NewRestorer(t, cl.Brokers, changelog.BatchRecords(100))
 	dst := &failingStore{Memory: state.NewMemory()}
-	var last state.Progress
-	_, err := r.Restore(context.Background(), cl.Topic, statetest.Partition, 0, dst, func(p state.Progress) { last = p })
+	var last changelog.Progress
+	_, err := r.Restore(context.Background(), cl.Topic, statetest.Partition, 0, dst, func(p changelog.Progress) { last = p })
 	if !errors.Is(err, errApply) {
 		t.Fatalf("restore: %v, want %v", err, errApply)
 	}
@@ -208,7 +210,7 @@ func TestRestoreCompressed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			// Small fetches, so the batch spans many of them.
-			r := statetest.NewRestorer(t, cl.Brokers, state.KafkaOptions(append(tc.opts, kgo.FetchMaxPartitionBytes(1))...))
+			r := statetest.NewRestorer(t, cl.Brokers, changelog.KafkaOptions(append(tc.opts, kgo.FetchMaxPartitionBytes(1))...))
 			dst := state.NewMemory()
 			res, err := r.Restore(context.Background(), cl.Topic, statetest.Partition, 0, dst, nil)
 			if err != nil {
@@ -218,5 +220,21 @@ func TestRestoreCompressed(t *testing.T) {
 				t.Errorf("restored %d records: %v", res.Applied, statetest.Diff(got, want))
 			}
 		})
+	}
+}
+
+// TestOptionsValidated: bad options fail construction with
+// state.OptionErrors naming each option (the disk store's: pebblestore's
+// TestOptionsValidated).
+func TestOptionsValidated(t *testing.T) {
+	_, err := changelog.NewRestorer(changelog.BatchRecords(0), changelog.IdleTimeout(-1))
+	var oe *state.OptionError
+	if !errors.As(err, &oe) {
+		t.Fatalf("NewRestorer with bad options: %v", err)
+	}
+	for _, name := range []string{"Brokers", "BatchRecords", "IdleTimeout"} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
+		}
 	}
 }
