@@ -66,6 +66,15 @@ type Stage struct {
 	// keepsValues: every step keeps values (ValueKeeper) and the input is
 	// JSON, so outputs carry the input's bytes.
 	keepsValues bool
+	// transient: every step is Transient, so Process decodes each
+	// message into the scratch record, object and values, reused from one
+	// message to the next; scratchBusy guards them from a second Process
+	// at the same time, which then allocates its own.
+	transient    bool
+	scratchBusy  atomic.Bool
+	scratchRec   record.Record
+	scratchValue map[string]any
+	scratchVals  record.Scratch
 
 	// Stateful steps: their links in step order, how their stores are
 	// opened, and the tasks (input partitions) seen so far.
@@ -123,6 +132,17 @@ type ValueKeeper interface {
 	KeepsValue()
 }
 
+// Transient is implemented by operators that keep nothing of a record once
+// Process has returned: not the *Record, not its value, not anything
+// inside the value (a field's string, a nested object), other than by
+// passing the record to their Output (filter, map). When every step of a
+// stage is Transient and stateless, Process reuses one record and one
+// decoded object for message after message instead of allocating them;
+// an operator that keeps any of it would see it change under it.
+type Transient interface {
+	Transient()
+}
+
 // StageOption configures a Stage.
 type StageOption func(*Stage)
 
@@ -143,6 +163,7 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 		o(s)
 	}
 	s.keepsValues = s.valuesKept()
+	s.transient = s.allTransient()
 	s.fields = s.fieldDemand()
 	// Build the chain back to front: each link's Next runs the following
 	// operator; the last one writes the stage's output.
@@ -210,6 +231,20 @@ func (s *Stage) valuesKept() bool {
 	}
 	for _, st := range s.stage.Steps {
 		if _, ok := st.Operator.(ValueKeeper); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// allTransient reports whether every step is Transient and none is
+// stateful.
+func (s *Stage) allTransient() bool {
+	for _, st := range s.stage.Steps {
+		if _, ok := st.Operator.(Transient); !ok {
+			return false
+		}
+		if _, ok := st.Operator.(catalog.StatefulOperator); ok {
 			return false
 		}
 	}
@@ -342,10 +377,31 @@ func (s *Stage) Process(ctx context.Context, m Message) error {
 		return s.processTable(ctx, m)
 	}
 	if s.stage.Repartition != nil {
-		s.in = &m
-		defer func() { s.in = nil }()
+		return s.processIn(ctx, m)
 	}
-	r, err := s.Decode(m)
+	return s.process(ctx, m)
+}
+
+// processIn is process for a stage that ends in a repartition, whose
+// records carry the message they came from (Stage.in). The message is
+// copied here, so that only these stages put it on the heap.
+func (s *Stage) processIn(ctx context.Context, m Message) error {
+	in := m
+	s.in = &in
+	defer func() { s.in = nil }()
+	return s.process(ctx, m)
+}
+
+// process is Process for a message of the stage's input.
+func (s *Stage) process(ctx context.Context, m Message) error {
+	var r *record.Record
+	var err error
+	if s.transient && s.scratchBusy.CompareAndSwap(false, true) {
+		defer s.releaseScratch()
+		r, err = s.decode(m, true)
+	} else {
+		r, err = s.Decode(m)
+	}
 	if err == nil && s.stateful() {
 		var t *task
 		if t, err = s.task(m.Partition); err != nil {
@@ -432,12 +488,37 @@ func errorText(err error) string {
 // on the first stage. Later stages read repartition topics, which carry JSON
 // and the key already computed.
 func (s *Stage) Decode(m Message) (*record.Record, error) {
-	r := &record.Record{Headers: m.Headers, Timestamp: m.Timestamp, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	return s.decode(m, false)
+}
+
+// releaseScratch forgets the scratch record's contents, so that they do
+// not stay alive until the next message, and frees it for reuse.
+func (s *Stage) releaseScratch() {
+	s.scratchRec = record.Record{}
+	clear(s.scratchValue)
+	s.scratchVals.Reset()
+	s.scratchBusy.Store(false)
+}
+
+// decode is Decode; with scratch (held by the caller), into the stage's
+// scratch record and object.
+func (s *Stage) decode(m Message, scratch bool) (*record.Record, error) {
+	var r *record.Record
+	if scratch {
+		r = &s.scratchRec
+		*r = record.Record{Headers: m.Headers, Timestamp: m.Timestamp, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	} else {
+		r = &record.Record{Headers: m.Headers, Timestamp: m.Timestamp, Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}
+	}
 	if s.stage.Index > 0 {
 		r.Headers = withoutOrigin(m.Headers)
 	}
 	if m.Key != nil {
-		r.SetRawKey(m.Key)
+		if scratch {
+			r.SetRawKeyIn(m.Key, &s.scratchVals)
+		} else {
+			r.SetRawKey(m.Key)
+		}
 	}
 	format := s.plan.Source.Format
 	if s.stage.Index > 0 {
@@ -446,7 +527,7 @@ func (s *Stage) Decode(m Message) (*record.Record, error) {
 	if s.keepsValues && m.Value != nil {
 		r.SetRawValue(m.Value)
 	}
-	if v, ok := s.decodeFields(m.Value); ok {
+	if v, ok := s.decodeFields(m.Value, scratch); ok {
 		r.Value = v
 	} else {
 		v, err := DecodeValue(m.Value, format)
@@ -482,11 +563,21 @@ func (s *Stage) Decode(m Message) (*record.Record, error) {
 // decodeFields decodes only the fields the stage reads, when it reads only
 // some and the value is a JSON object; otherwise the value is decoded in
 // full (which also reports invalid input).
-func (s *Stage) decodeFields(b []byte) (map[string]any, bool) {
+func (s *Stage) decodeFields(b []byte, scratch bool) (map[string]any, bool) {
 	if s.fields == nil || b == nil {
 		return nil, false
 	}
-	return record.DecodeFields(b, s.fields)
+	if !scratch {
+		return record.DecodeFields(b, s.fields)
+	}
+	if s.scratchValue == nil {
+		s.scratchValue = make(map[string]any, s.fields.Len())
+	}
+	if !record.DecodeFieldsInto(b, s.fields, s.scratchValue, &s.scratchVals) {
+		clear(s.scratchValue)
+		return nil, false
+	}
+	return s.scratchValue, true
 }
 
 // DecodeValue decodes a value in the given format.

@@ -2,6 +2,7 @@ package record
 
 import (
 	"encoding/binary"
+	"math"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -81,17 +82,144 @@ func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
 		return nil, false
 	}
 	m := make(map[string]any, len(f.names))
+	if !d.fields(i, f, m) {
+		return nil, false
+	}
+	return m, true
+}
+
+// DecodeFieldsInto is DecodeFields storing the fields into m, which must
+// be empty, rather than into a new map, for a caller that reuses one map
+// for record after record. When it returns false, m may hold some fields.
+//
+// With a Scratch, the numbers and strings that are fields of the object
+// are held in it rather than boxed one allocation each: the values in m
+// then stay valid only until the Scratch is Reset, and nothing may keep
+// them (or anything holding them) past that.
+func DecodeFieldsInto(b []byte, f *FieldSet, m map[string]any, sc *Scratch) bool {
+	d := fieldDecoder{b: b, scratch: sc}
+	i := d.ws(0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	return d.fields(i, f, m)
+}
+
+// Scratch holds the numbers and string headers of the fields
+// DecodeFieldsInto decodes, for a caller that decodes record after record
+// and keeps nothing of one record when it moves on to the next. Interface
+// values of these fields point into it instead of to an allocation of
+// their own. The zero Scratch is ready to use; it must not be used by two
+// decodes at the same time.
+type Scratch struct {
+	nums []uint64 // int and float64 values, by their bits
+	strs []string
+}
+
+// Reset makes the Scratch's storage free for the next record, and lets go
+// of the strings it holds. Values
+// boxed before keep the arrays they point into alive: append never writes
+// into an array past its length, and a full array is replaced, not
+// reused, so a value's storage changes only when the caller reuses the
+// Scratch, as its contract says.
+func (sc *Scratch) Reset() {
+	clear(sc.strs) // do not keep the last record's strings alive
+	sc.nums, sc.strs = sc.nums[:0], sc.strs[:0]
+}
+
+// eface is the layout of an interface value of type any.
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+func typeOf(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
+
+var (
+	intType     = typeOf(int(0))
+	float64Type = typeOf(float64(0))
+	stringType  = typeOf("")
+)
+
+// boxAt returns the interface value of type typ whose value is at p.
+func boxAt(typ, p unsafe.Pointer) any {
+	var v any
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = typ, p
+	return v
+}
+
+// int boxes x into the Scratch.
+func (sc *Scratch) int(x int) any {
+	if uint(x) < 256 {
+		return x // the runtime boxes small values without allocating
+	}
+	sc.nums = append(sc.nums, uint64(x))
+	return boxAt(intType, unsafe.Pointer(&sc.nums[len(sc.nums)-1]))
+}
+
+// float boxes f into the Scratch.
+func (sc *Scratch) float(f float64) any {
+	sc.nums = append(sc.nums, math.Float64bits(f))
+	return boxAt(float64Type, unsafe.Pointer(&sc.nums[len(sc.nums)-1]))
+}
+
+// String returns s as an interface value held in the Scratch: valid until
+// the Scratch is Reset.
+func (sc *Scratch) String(s string) any {
+	sc.strs = append(sc.strs, s)
+	return boxAt(stringType, unsafe.Pointer(&sc.strs[len(sc.strs)-1]))
+}
+
+// scalar decodes the string or number at i into the Scratch, returning
+// false (with i) when it is neither, for build to decode.
+func (d *fieldDecoder) scalar(i int) (any, int, bool) {
+	b := d.b
+	switch c := b[i]; {
+	case c == '"':
+		end, flags := d.str(i)
+		if flags&strBad != 0 {
+			return nil, -1, true
+		}
+		return d.scratch.String(d.unquote(i, end, flags)), end, true
+	case c == '-' || '0' <= c && c <= '9':
+		end, float := d.scanNumber(i)
+		if end < 0 {
+			return nil, -1, true
+		}
+		tok := b[i:end]
+		if float {
+			if f, ok := parseSimpleFloat(tok); ok {
+				return d.scratch.float(f), end, true
+			}
+		} else if n := len(tok); n <= 18 || n == 19 && tok[0] == '-' {
+			neg := tok[0] == '-'
+			var x int
+			for _, c := range tok[btoi(neg):] {
+				x = x*10 + int(c-'0')
+			}
+			if neg {
+				x = -x
+			}
+			return d.scratch.int(x), end, true
+		}
+	}
+	return nil, i, false
+}
+
+// fields decodes the fields of f of the object whose '{' is at i into m.
+func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any) bool {
+	b := d.b
 	i = d.ws(i + 1)
 	if i < len(b) && b[i] == '}' {
 		i++
 	} else {
 		for {
 			if i >= len(b) || b[i] != '"' {
-				return nil, false
+				return false
 			}
 			end, flags := d.str(i)
 			if flags&strBad != 0 {
-				return nil, false
+				return false
 			}
 			var name string
 			var named bool
@@ -105,37 +233,41 @@ func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
 			}
 			i = d.ws(end)
 			if i >= len(b) || b[i] != ':' {
-				return nil, false
+				return false
 			}
 			i = d.ws(i + 1)
 			if named {
 				var v any
-				if v, i = d.build(i, 2); i < 0 {
-					return nil, false
+				done := false
+				if d.scratch != nil && i < len(b) {
+					v, i, done = d.scalar(i)
+				}
+				if !done {
+					v, i = d.build(i, 2)
+				}
+				if i < 0 {
+					return false
 				}
 				m[name] = v // a later duplicate wins, as in DecodeJSON
 			} else if i = d.value(i, 1); i < 0 {
-				return nil, false
+				return false
 			}
 			i = d.ws(i)
 			if i >= len(b) {
-				return nil, false
+				return false
 			}
 			if b[i] == ',' {
 				i = d.ws(i + 1)
 				continue
 			}
 			if b[i] != '}' {
-				return nil, false
+				return false
 			}
 			i++
 			break
 		}
 	}
-	if d.ws(i) != len(b) {
-		return nil, false
-	}
-	return m, true
+	return d.ws(i) == len(b)
 }
 
 // fieldDecoder scans (and, in decode.go, builds) JSON values in b.
@@ -149,6 +281,9 @@ type fieldDecoder struct {
 	// strings cannot point into b). Strings of a value decoded whole keep
 	// the copy alive, which costs no more than the value itself.
 	copied string
+	// scratch, when set, holds the numbers and strings that are fields
+	// of the top-level object (DecodeFieldsInto).
+	scratch *Scratch
 }
 
 // ws skips JSON white space from i.

@@ -52,6 +52,15 @@ func checkDecodeFields(t *testing.T, in []byte, names ...string) (fast bool) {
 	f := NewFieldSet(names...)
 	got, ok := DecodeFields(in, f)
 	full, err := DecodeJSON(in)
+	// The same through a reused map and Scratch, their values checked
+	// before the Scratch is Reset.
+	into := map[string]any{}
+	var sc Scratch
+	intoOK := DecodeFieldsInto(in, f, into, &sc)
+	if intoOK != ok || ok && !sameJSON(into, got) {
+		t.Fatalf("DecodeFieldsInto(%q, %q) = %#v, %v; DecodeFields gives %#v, %v", in, names, into, intoOK, got, ok)
+	}
+	sc.Reset()
 	if !ok {
 		return false
 	}
@@ -72,6 +81,35 @@ func checkDecodeFields(t *testing.T, in []byte, names ...string) (fast bool) {
 		t.Fatalf("DecodeFields(%q, %q) = %#v, DecodeJSON gives %#v", in, names, got, want)
 	}
 	return true
+}
+
+// TestScratchValues checks that values held in a Scratch are the values
+// decoded, of their kinds, and that Reset lets the storage be used again.
+func TestScratchValues(t *testing.T) {
+	f := NewFieldSet("i", "big", "neg", "f", "whole", "s", "esc", "n")
+	in := []byte(`{"i":7,"big":123456789012,"neg":-300,"f":2.5,"whole":4.0,"s":"truck-1","esc":"a\u00e9","n":12345678901234567890123}`)
+	var sc Scratch
+	for range 3 {
+		m := map[string]any{}
+		if !DecodeFieldsInto(in, f, m, &sc) {
+			t.Fatal("DecodeFieldsInto failed")
+		}
+		want := map[string]any{"i": 7, "big": 123456789012, "neg": -300, "f": 2.5, "whole": 4.0, "s": "truck-1", "esc": "aé", "n": Number("12345678901234567890123")}
+		if !sameJSON(m, want) {
+			t.Fatalf("got %#v, want %#v", m, want)
+		}
+		if _, ok := m["whole"].(float64); !ok {
+			t.Fatalf("4.0 decoded as %T", m["whole"])
+		}
+		b, err := EncodeJSON(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(b); got != `{"big":123456789012,"esc":"aé","f":2.5,"i":7,"n":12345678901234567890123,"neg":-300,"s":"truck-1","whole":4.0}` {
+			t.Fatalf("encoded %s", got)
+		}
+		sc.Reset()
+	}
 }
 
 func TestDecodeFields(t *testing.T) {

@@ -57,6 +57,13 @@ func (r *Record) SetRawKey(b []byte) {
 	r.rawKey = b
 }
 
+// SetRawKeyIn is SetRawKey with Key's interface value held in sc (see
+// Scratch.String): for a record that is not kept once sc is Reset.
+func (r *Record) SetRawKeyIn(b []byte, sc *Scratch) {
+	r.Key = sc.String(string(b))
+	r.rawKey = b
+}
+
 // EncodedKey returns KeyBytes(r.Key), reusing the bytes given to SetRawKey
 // (without copying them) while the key is the string they hold. The result
 // must be treated as read-only.

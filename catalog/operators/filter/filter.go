@@ -128,3 +128,7 @@ func (f *filter) KeepsValue() {}
 func (f *filter) FieldDemand(after []string, afterAll bool) ([]string, bool) {
 	return f.pred.FieldsAnd(after, afterAll)
 }
+
+// Transient implements engine.Transient: a filter keeps nothing of a
+// record.
+func (f *filter) Transient() {}

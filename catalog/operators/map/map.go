@@ -131,3 +131,7 @@ func (m *mapper) Process(ctx context.Context, r *record.Record, out catalog.Outp
 func (m *mapper) FieldDemand(_ []string, _ bool) ([]string, bool) {
 	return m.t.Fields()
 }
+
+// Transient implements engine.Transient: the new value is encoded by the
+// steps after the map; the map itself keeps nothing of a record.
+func (m *mapper) Transient() {}
