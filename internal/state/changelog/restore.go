@@ -26,6 +26,7 @@ type restoreConfig struct {
 	brokers       []string
 	kafkaOpts     []kgo.Opt
 	batchRecords  int
+	batchBytes    int
 	progressEvery time.Duration
 	progressSpan  int64
 	idleTimeout   time.Duration
@@ -51,6 +52,12 @@ func KafkaOptions(opts ...kgo.Opt) Opt {
 // applied.
 func BatchRecords(n int) Opt { return func(c *restoreConfig) { c.batchRecords = n } }
 
+// BatchBytes bounds a batch by the keys and values it holds as well
+// (default 16 MiB): a batch is applied when it reaches BatchRecords records
+// or this many bytes, whichever comes first, so that large records do not
+// make a restoring task hold BatchRecords of them (100 MB of 1 KB records).
+func BatchBytes(n int) Opt { return func(c *restoreConfig) { c.batchBytes = n } }
+
 // maxBatchRecords keeps a batch's positions in 32 bits (see keyIndex).
 const maxBatchRecords = 1 << 30
 
@@ -72,6 +79,9 @@ func (c *restoreConfig) validate() error {
 	}
 	if c.batchRecords <= 0 || c.batchRecords > maxBatchRecords {
 		errs = append(errs, &state.OptionError{Option: "BatchRecords", Reason: fmt.Sprintf("%d is not in [1, 2^30]", c.batchRecords)})
+	}
+	if c.batchBytes <= 0 {
+		errs = append(errs, &state.OptionError{Option: "BatchBytes", Reason: fmt.Sprintf("%d is not positive", c.batchBytes)})
 	}
 	if c.progressEvery <= 0 || c.progressSpan <= 0 {
 		errs = append(errs, &state.OptionError{Option: "ProgressEvery", Reason: fmt.Sprintf("%v, %d: both must be positive", c.progressEvery, c.progressSpan)})
@@ -96,6 +106,7 @@ type Restorer struct {
 func NewRestorer(opts ...Opt) (*Restorer, error) {
 	cfg := restoreConfig{
 		batchRecords:  100_000,
+		batchBytes:    16 << 20,
 		progressEvery: time.Second,
 		progressSpan:  100_000,
 		idleTimeout:   30 * time.Second,
@@ -268,7 +279,7 @@ func (r *Restorer) read(ctx context.Context, topic string, partition int32, dst 
 	closeClient := sync.OnceFunc(cl.Close)
 	defer closeClient()
 
-	a := startApplier(dst, partition, res.End, r.cfg.batchRecords, r.cfg.now)
+	a := startApplier(dst, partition, res.End, r.cfg.batchRecords, r.cfg.batchBytes, r.cfg.now)
 	a.recycleCompressed = !decompressPooled(cl)
 	defer func() {
 		if err != nil {
@@ -376,6 +387,7 @@ type applier struct {
 	partition    int32
 	end          int64 // offsets from here are not restored
 	batchRecords int
+	batchBytes   int
 	now          func() time.Time
 
 	in      chan restoreChunk
@@ -408,9 +420,9 @@ type restoreChunk struct {
 // hold their buffers until applied.
 const restoreQueue = 8
 
-func startApplier(dst state.Committer, partition int32, end int64, batchRecords int, now func() time.Time) *applier {
+func startApplier(dst state.Committer, partition int32, end int64, batchRecords, batchBytes int, now func() time.Time) *applier {
 	a := &applier{
-		dst: dst, partition: partition, end: end, batchRecords: batchRecords, now: now,
+		dst: dst, partition: partition, end: end, batchRecords: batchRecords, batchBytes: batchBytes, now: now,
 		in:      make(chan restoreChunk, restoreQueue),
 		failed:  make(chan struct{}),
 		stopped: make(chan struct{}),
@@ -458,7 +470,7 @@ func (a *applier) run() {
 }
 
 // add adds the data records of c to the batch, applying the batch each
-// time it has BatchRecords records, with the checkpoint after its last
+// time it has BatchRecords records or BatchBytes bytes, with the checkpoint after its last
 // record, and at the end.
 //
 // The records themselves are recycled as soon as they are added: the
@@ -481,7 +493,7 @@ func (a *applier) add(c restoreChunk) error {
 			a.b.add(rec.Key, rec.Value)
 		}
 		recycle(c.records[i:i+1], a.recycleCompressed) // rec is not to be used after
-		if a.b.read >= a.batchRecords {
+		if a.b.read >= a.batchRecords || a.b.bytes >= a.batchBytes {
 			if err := a.apply(offset + 1); err != nil {
 				return err
 			}
@@ -550,10 +562,12 @@ type restoreBatch struct {
 	changes []state.Change
 	index   keyIndex // key to its position in changes
 	read    int      // records read into the batch, repeats included
+	bytes   int      // their keys and values, repeats included
 }
 
 func (b *restoreBatch) add(key, value []byte) {
 	b.read++
+	b.bytes += len(key) + len(value)
 	if i := b.index.lookup(key, b.changes); i >= 0 {
 		b.changes[i].Value = value
 		return
@@ -566,7 +580,7 @@ func (b *restoreBatch) add(key, value []byte) {
 func (b *restoreBatch) reset() {
 	clear(b.changes)
 	b.index.reset()
-	b.changes, b.read = b.changes[:0], 0
+	b.changes, b.read, b.bytes = b.changes[:0], 0, 0
 }
 
 // keyIndex finds a key among the changes of a batch. It is an

@@ -168,6 +168,58 @@ func TestRestoreApplyFails(t *testing.T) {
 	}
 }
 
+// countingStore records the bytes of each Apply's changes.
+type countingStore struct {
+	*state.Memory
+	batches []int
+}
+
+func (s *countingStore) Apply(changes []state.Change, cp state.Checkpoint) error {
+	n := 0
+	for _, c := range changes {
+		n += len(c.Key) + len(c.Value)
+	}
+	s.batches = append(s.batches, n)
+	return s.Memory.Apply(changes, cp)
+}
+
+// TestRestoreBatchBytes: a batch is applied once it holds BatchBytes of
+// keys and values, before BatchRecords, so large records do not make a
+// restore hold BatchRecords of them; the store still ends with every key.
+func TestRestoreBatchBytes(t *testing.T) {
+	cl := statetest.NewChangelog(t)
+	want := map[string]string{}
+	for i := range 4 {
+		var b []state.Change
+		for j := range 100 {
+			k, v := fmt.Sprintf("k%d-%03d", i, j), strings.Repeat("v", 200)
+			b = append(b, statetest.Put(k, v))
+			want[k] = v
+		}
+		cl.Write(t, b, true)
+	}
+	const limit = 4096
+	r := statetest.NewRestorer(t, cl.Brokers, changelog.BatchRecords(1000), changelog.BatchBytes(limit))
+	dst := &countingStore{Memory: state.NewMemory()}
+	res, err := r.Restore(context.Background(), cl.Topic, statetest.Partition, 0, dst, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := statetest.Contents(t, dst.Memory); res.Applied != 400 || !maps.Equal(got, want) {
+		t.Fatalf("restored %d records: %v", res.Applied, statetest.Diff(got, want))
+	}
+	// 400 records of about 206 bytes: at most limit plus one record per
+	// batch, so at least 400*206/(limit+206) batches.
+	if len(dst.batches) < 400*206/(limit+206) {
+		t.Errorf("%d batches %v: BatchBytes %d did not split them", len(dst.batches), dst.batches, limit)
+	}
+	for _, n := range dst.batches {
+		if n > limit+206 {
+			t.Errorf("a batch of %d bytes, over BatchBytes %d by more than a record", n, limit)
+		}
+	}
+}
+
 // scribblingPool is a kgo.PoolDecompressBytes that overwrites a buffer
 // put back, as reusing it would.
 type scribblingPool struct{}
@@ -227,12 +279,12 @@ func TestRestoreCompressed(t *testing.T) {
 // state.OptionErrors naming each option (the disk store's: pebblestore's
 // TestOptionsValidated).
 func TestOptionsValidated(t *testing.T) {
-	_, err := changelog.NewRestorer(changelog.BatchRecords(0), changelog.IdleTimeout(-1))
+	_, err := changelog.NewRestorer(changelog.BatchRecords(0), changelog.BatchBytes(0), changelog.IdleTimeout(-1))
 	var oe *state.OptionError
 	if !errors.As(err, &oe) {
 		t.Fatalf("NewRestorer with bad options: %v", err)
 	}
-	for _, name := range []string{"Brokers", "BatchRecords", "IdleTimeout"} {
+	for _, name := range []string{"Brokers", "BatchRecords", "BatchBytes", "IdleTimeout"} {
 		if !strings.Contains(err.Error(), name) {
 			t.Errorf("error %q does not name %s", err, name)
 		}
