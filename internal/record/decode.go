@@ -200,6 +200,25 @@ func hex4(b []byte) rune {
 	return r
 }
 
+// shortInt parses tok, an integer without fraction or exponent as the
+// JSON grammar checked, when it has at most 18 digits, which cannot
+// overflow int64.
+func shortInt(tok []byte) (int, bool) {
+	n := len(tok)
+	if n > 18 && (n != 19 || tok[0] != '-') {
+		return 0, false
+	}
+	neg := tok[0] == '-'
+	var x int
+	for _, c := range tok[btoi(neg):] {
+		x = x*10 + int(c-'0')
+	}
+	if neg {
+		x = -x
+	}
+	return x, true
+}
+
 // parseNumber decodes a number valid in the JSON grammar: an int when it
 // has neither fraction nor exponent and fits in int64, a Number holding
 // its text when it has neither but does not fit, and a float64 otherwise.
@@ -207,16 +226,7 @@ func hex4(b []byte) rune {
 // a fraction or an exponent.
 func parseNumber(tok []byte, float bool) (any, bool) {
 	if !float {
-		// Up to 18 digits cannot overflow int64.
-		if n := len(tok); n <= 18 || n == 19 && tok[0] == '-' {
-			neg := tok[0] == '-'
-			var x int
-			for _, c := range tok[btoi(neg):] {
-				x = x*10 + int(c-'0')
-			}
-			if neg {
-				x = -x
-			}
+		if x, ok := shortInt(tok); ok {
 			return x, true
 		}
 		if x, err := strconv.ParseInt(bytesString(tok), 10, 64); err == nil {

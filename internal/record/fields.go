@@ -191,15 +191,7 @@ func (d *fieldDecoder) scalar(i int) (any, int, bool) {
 			if f, ok := parseSimpleFloat(tok); ok {
 				return d.scratch.float(f), end, true
 			}
-		} else if n := len(tok); n <= 18 || n == 19 && tok[0] == '-' {
-			neg := tok[0] == '-'
-			var x int
-			for _, c := range tok[btoi(neg):] {
-				x = x*10 + int(c-'0')
-			}
-			if neg {
-				x = -x
-			}
+		} else if x, ok := shortInt(tok); ok {
 			return d.scratch.int(x), end, true
 		}
 	}
