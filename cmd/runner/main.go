@@ -189,7 +189,7 @@ func run(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		log := slog.New(slog.NewTextHandler(stderr, nil))
 		brokers := strings.Split(cfg.demo.brokers, ",")
 		if cfg.demo.topicsOnly {
-			return demotraffic.CreateTopics(ctx, brokers)
+			return demotraffic.CreateTopics(ctx, log, brokers)
 		}
 		return demotraffic.Run(ctx, log, brokers, cfg.demo.seed)
 	}

@@ -287,7 +287,7 @@ func along(a, b point, d float64) point {
 // produce). Failures are logged when they start and when they stop, not
 // once a second.
 func Run(ctx context.Context, log *slog.Logger, brokers []string, seed uint64) error {
-	if err := CreateTopics(ctx, brokers); err != nil {
+	if err := CreateTopics(ctx, log, brokers); err != nil {
 		return err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ProducerLinger(50*time.Millisecond))
@@ -331,18 +331,29 @@ func Run(ctx context.Context, log *slog.Logger, brokers []string, seed uint64) e
 
 // CreateTopics creates the demo's input topics unless they exist,
 // retrying every two seconds while the cluster is still starting, until
-// ctx ends.
-func CreateTopics(ctx context.Context, brokers []string) error {
+// ctx ends. It logs the first failure, so that an unreachable cluster does
+// not look like a silent hang, and the success after one.
+func CreateTopics(ctx context.Context, log *slog.Logger, brokers []string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
+	failing := false
 	for {
 		err := tryCreateTopics(ctx, adm)
-		if err == nil || ctx.Err() != nil {
+		switch {
+		case ctx.Err() != nil:
 			return nil
+		case err == nil:
+			if failing {
+				log.Info("demo traffic: topics created")
+			}
+			return nil
+		case !failing:
+			failing = true
+			log.Warn("demo traffic: cannot create the topics yet; retrying every 2 s", "brokers", brokers, "err", err)
 		}
 		select {
 		case <-ctx.Done():
