@@ -192,7 +192,12 @@ func trapHint(lines []string, line int) (hint string, col int) {
 			if j := strings.Index(e, ": "); j >= 0 && value[0] == '{' {
 				e = strings.TrimSpace(e[j+2:])
 			}
-			if isTrap(e) || strings.ContainsAny(e, "[]{}") {
+			if e != "" && (e[0] == '\'' || e[0] == '"') {
+				continue // quoted: never the trap
+			}
+			// Inside a flow collection any '?' ends a plain scalar too
+			// (a ?? b, a ? b : c).
+			if isTrap(e) || strings.ContainsAny(e, "[]{}?") {
 				return fmt.Sprintf("; inside %c...%c quote the expression: %s, or write the step in block form",
 					value[0], value[len(value)-1], quoteYAML(e)), col
 			}
