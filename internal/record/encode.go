@@ -237,6 +237,21 @@ var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &
 // maxPooledEncodeBuf keeps buffers of huge outputs out of the pool.
 const maxPooledEncodeBuf = 64 << 10
 
+// AppendObjectKey appends the key of an object member as EncodeJSON
+// writes it, quoted and followed by a colon.
+func AppendObjectKey(dst []byte, k string) []byte {
+	return append(appendString(dst, k), ':')
+}
+
+// AppendObjectValue appends the value of a member of a top-level object
+// as EncodeJSON writes it, for a caller that writes the object's members
+// itself (in key order, after AppendObjectKey). It returns false, dst
+// then holding a partial encoding, for a value EncodeJSON leaves to the
+// JSON library (see appendPlain).
+func AppendObjectValue(dst []byte, v any) ([]byte, bool) {
+	return appendPlain(dst, v, 1, false)
+}
+
 // encodePlain encodes v with appendPlain into a fresh slice of exactly its
 // size, or returns false.
 func encodePlain(v any) ([]byte, bool) {

@@ -3,6 +3,7 @@ package record
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 	"unsafe"
@@ -44,21 +45,23 @@ func (f *FieldSet) Names() []string { return append([]string(nil), f.names...) }
 // Len returns the number of names.
 func (f *FieldSet) Len() int { return len(f.names) }
 
-// lookup returns the set's own copy of the name key, or false.
-func (f *FieldSet) lookup(key []byte) (string, bool) {
+// Index returns the position of name in the set (as in Names), or -1.
+func (f *FieldSet) Index(name string) int { return f.lookup([]byte(name)) }
+
+// lookup returns the position of the name key in the set, or -1.
+func (f *FieldSet) lookup(key []byte) int {
 	if f.index != nil {
-		i, ok := f.index[string(key)]
-		if !ok {
-			return "", false
+		if i, ok := f.index[string(key)]; ok {
+			return i
 		}
-		return f.names[i], true
+		return -1
 	}
-	for _, n := range f.names {
+	for i, n := range f.names {
 		if len(n) == len(key) && n == string(key) {
-			return n, true
+			return i
 		}
 	}
-	return "", false
+	return -1
 }
 
 // maxFieldsDepth bounds the nesting DecodeFields checks by itself; deeper
@@ -82,7 +85,7 @@ func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
 		return nil, false
 	}
 	m := make(map[string]any, len(f.names))
-	if !d.fields(i, f, m) {
+	if !d.fields(i, f, m, nil) {
 		return nil, false
 	}
 	return m, true
@@ -102,7 +105,21 @@ func DecodeFieldsInto(b []byte, f *FieldSet, m map[string]any, sc *Scratch) bool
 	if i >= len(b) || b[i] != '{' {
 		return false
 	}
-	return d.fields(i, f, m)
+	return d.fields(i, f, m, nil)
+}
+
+// DecodeFieldsSlots is DecodeFieldsInto storing each field of f into
+// vals[j], j being its position in f (see Names and Index), rather than
+// into a map, for a caller that reads fields by position: vals must have
+// f.Len() entries, all nil; a field the object does not have stays nil.
+// The Scratch may be nil.
+func DecodeFieldsSlots(b []byte, f *FieldSet, vals []any, sc *Scratch) bool {
+	d := fieldDecoder{b: b, scratch: sc}
+	i := d.ws(0)
+	if i >= len(b) || b[i] != '{' || len(vals) != len(f.names) {
+		return false
+	}
+	return d.fields(i, f, nil, vals)
 }
 
 // Scratch holds the numbers and string headers of the fields
@@ -198,8 +215,9 @@ func (d *fieldDecoder) scalar(i int) (any, int, bool) {
 	return nil, i, false
 }
 
-// fields decodes the fields of f of the object whose '{' is at i into m.
-func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any) bool {
+// fields decodes the fields of f of the object whose '{' is at i into m,
+// or, with vals, into vals by position.
+func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any, vals []any) bool {
 	b := d.b
 	i = d.ws(i + 1)
 	if i < len(b) && b[i] == '}' {
@@ -213,22 +231,20 @@ func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any) bool {
 			if flags&strBad != 0 {
 				return false
 			}
-			var name string
-			var named bool
+			var at int
 			if flags&(strEscaped|strNonASCII) == 0 {
-				name, named = f.lookup(b[i+1 : end-1])
+				at = f.lookup(b[i+1 : end-1])
 			} else {
 				// The key DecodeJSON would hold: escapes resolved,
 				// invalid UTF-8 replaced.
-				name = d.unquote(i, end, flags)
-				_, named = f.lookup([]byte(name))
+				at = f.lookup([]byte(d.unquote(i, end, flags)))
 			}
 			i = d.ws(end)
 			if i >= len(b) || b[i] != ':' {
 				return false
 			}
 			i = d.ws(i + 1)
-			if named {
+			if at >= 0 {
 				var v any
 				done := false
 				if d.scratch != nil && i < len(b) {
@@ -240,7 +256,12 @@ func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any) bool {
 				if i < 0 {
 					return false
 				}
-				m[name] = v // a later duplicate wins, as in DecodeJSON
+				// A later duplicate wins, as in DecodeJSON.
+				if vals != nil {
+					vals[at] = v
+				} else {
+					m[f.names[at]] = v
+				}
 			} else if i = d.value(i, 1); i < 0 {
 				return false
 			}
@@ -304,8 +325,13 @@ func (d *fieldDecoder) str(i int) (int, int) {
 	b := d.b
 	flags := 0
 	for i++; i < len(b); i++ {
-		// Skip eight plain bytes at a time.
-		for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
+		// Skip eight plain bytes at a time, then straight to the first
+		// byte that needs a look.
+		for i+8 <= len(b) {
+			if w := special8(binary.LittleEndian.Uint64(b[i:])); w != 0 {
+				i += bits.TrailingZeros64(w) >> 3
+				break
+			}
 			i += 8
 		}
 		if i >= len(b) {
@@ -345,17 +371,19 @@ func (d *fieldDecoder) str(i int) (int, int) {
 	return i, strBad
 }
 
-// special8 reports whether any of the eight bytes in w needs a look in a
-// string: a quote, a backslash, a control character or a non-ASCII byte.
-// (The tests for a zero byte and for a byte below 0x20 are exact about
-// whether there is one, which is all that is asked.)
-func special8(w uint64) bool {
+// special8 marks the bytes of w (little-endian) that need a look in a
+// string: a quote, a backslash, a control character or a non-ASCII byte,
+// by the high bit of each. The lowest mark is exact: the zero-byte and
+// below-0x20 tests can mark a byte above a true one (a borrow), never
+// below it, so the lowest set bit is the first byte that needs a look,
+// and zero means none does.
+func special8(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	hasZero := func(v uint64) uint64 { return (v - ones) & ^v & highs }
 	quote := hasZero(w ^ (ones * '"'))
 	backslash := hasZero(w ^ (ones * '\\'))
 	control := (w - ones*0x20) & ^w & highs
-	return (quote | backslash | control | w&highs) != 0
+	return quote | backslash | control | w&highs
 }
 
 func isHex(c byte) bool {

@@ -2,6 +2,7 @@ package record
 
 import (
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"strconv"
 	"strings"
@@ -59,6 +60,21 @@ func checkDecodeFields(t *testing.T, in []byte, names ...string) (fast bool) {
 	intoOK := DecodeFieldsInto(in, f, into, &sc)
 	if intoOK != ok || ok && !sameJSON(into, got) {
 		t.Fatalf("DecodeFieldsInto(%q, %q) = %#v, %v; DecodeFields gives %#v, %v", in, names, into, intoOK, got, ok)
+	}
+	sc.Reset()
+	// And by position: the same values, nil for a name the object lacks.
+	vals := make([]any, f.Len())
+	slotsOK := DecodeFieldsSlots(in, f, vals, &sc)
+	if slotsOK != ok {
+		t.Fatalf("DecodeFieldsSlots(%q, %q) = %v; DecodeFields gives %v", in, names, slotsOK, ok)
+	}
+	for j, n := range f.Names() {
+		if f.Index(n) != j {
+			t.Fatalf("Index(%q) = %d, want %d", n, f.Index(n), j)
+		}
+		if ok && !sameJSON(vals[j], got[n]) {
+			t.Fatalf("DecodeFieldsSlots(%q) field %q = %#v; DecodeFields gives %#v", in, n, vals[j], got[n])
+		}
 	}
 	sc.Reset()
 	if !ok {
@@ -256,29 +272,34 @@ func TestParseSimpleFloat(t *testing.T) {
 	}
 }
 
-// special8 must flag exactly the words with a byte str has to look at.
+// special8 must flag exactly the words with a byte str has to look at,
+// and its lowest mark must be the first such byte.
 func TestSpecial8(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	interesting := []byte{0, 1, 0x1f, 0x20, 0x21, '"', '#', '\\', 0x5b, 0x5d, 0x7e, 0x7f, 0x80, 0xff, 'x', 'a'}
 	for range 200000 {
 		var b [8]byte
-		want := false
+		first := 8
 		for j := range b {
 			c := interesting[rng.IntN(len(interesting))]
 			if rng.IntN(3) == 0 {
 				c = byte(rng.IntN(256))
 			}
 			b[j] = c
-			if c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
-				want = true
+			if (c == '"' || c == '\\' || c < 0x20 || c >= 0x80) && first == 8 {
+				first = j
 			}
 		}
 		w := uint64(0)
 		for j := 7; j >= 0; j-- {
 			w = w<<8 | uint64(b[j])
 		}
-		if got := special8(w); got != want {
-			t.Fatalf("special8(%q) = %v, want %v", b[:], got, want)
+		got := 8
+		if m := special8(w); m != 0 {
+			got = bits.TrailingZeros64(m) >> 3
+		}
+		if got != first {
+			t.Fatalf("special8(%q) marks byte %d first, want %d", b[:], got, first)
 		}
 	}
 }
