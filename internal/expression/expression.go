@@ -100,7 +100,10 @@ type Program struct {
 	// field, as in {vehicle: vehicle_id}) reads; Eval then looks it up
 	// without running the VM, as the VM's one instruction would.
 	load string
-	vms  sync.Pool
+	// native evaluates the expression without the VM when its shape and
+	// the values allow (see native); nil when its shape does not.
+	native native
+	vms    sync.Pool
 	// what names the result in type errors ("filter"); see Named.
 	what string
 }
@@ -164,7 +167,8 @@ func Compile(src string, want Type) (p *Program, err error) {
 		fields = append(fields, n)
 	}
 	sort.Strings(fields)
-	p = &Program{src: src, prog: prog, want: want, usesMeta: v.usesMeta, fields: fields, allData: v.allData}
+	p = &Program{src: src, prog: prog, want: want, usesMeta: v.usesMeta, fields: fields, allData: v.allData,
+		native: compileNative(prog.Node(), nil)}
 	if want == Any && len(prog.Bytecode) == 1 && prog.Bytecode[0] == vm.OpLoadFast && len(prog.Arguments) == 1 {
 		if a := prog.Arguments[0]; a >= 0 && a < len(prog.Constants) {
 			p.load, _ = prog.Constants[a].(string)
@@ -325,6 +329,11 @@ func (p *Program) Eval(r *record.Record) (any, error) {
 // that evaluate expressions over something other than a record (an array
 // element, an accumulator).
 func (p *Program) EvalEnv(env map[string]any) (out any, err error) {
+	if p.native != nil {
+		if out, ok := p.native(env, nil); ok {
+			return out, nil
+		}
+	}
 	m, _ := p.vms.Get().(*vm.VM)
 	if m == nil {
 		m = &vm.VM{}
@@ -339,6 +348,29 @@ func (p *Program) EvalEnv(env map[string]any) (out any, err error) {
 		return nil, &EvalError{Source: p.src, Err: err}
 	}
 	return out, nil
+}
+
+// SlotFunc is a program compiled against numbered values (see Slots).
+// It returns false when it cannot answer for these values; Eval on a
+// record whose fields hold them then gives the answer or the error.
+type SlotFunc func(vals []any) (any, bool)
+
+// Slots compiles the program to read each field it uses from
+// vals[slot(name)] rather than from a record, for a caller that decodes
+// fields into numbered slots. It returns nil when the program cannot run
+// that way: it reads metadata or the whole value, uses a construct only
+// the VM runs (a function call, let, in, ...), or slot gives no number
+// (-1) for a name it reads. Where the SlotFunc answers, its answer is
+// Eval's on a record whose fields are those values (absent ones nil).
+func (p *Program) Slots(slot func(name string) int) SlotFunc {
+	if p.native == nil || p.usesMeta || p.allData {
+		return nil
+	}
+	f := compileNative(p.prog.Node(), slot)
+	if f == nil {
+		return nil
+	}
+	return func(vals []any) (any, bool) { return f(nil, vals) }
 }
 
 // Bool runs a predicate on r. A nil result (a missing field) is false.
