@@ -75,6 +75,9 @@ type Stage struct {
 	scratchRec   record.Record
 	scratchValue map[string]any
 	scratchVals  record.Scratch
+	// compiled runs the stage without records when it is all
+	// predicates and flat projections (see compiledStage); nil when not.
+	compiled *compiledStage
 
 	// Stateful steps: their links in step order, how their stores are
 	// opened, and the tasks (input partitions) seen so far.
@@ -165,6 +168,9 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	s.keepsValues = s.valuesKept()
 	s.transient = s.allTransient()
 	s.fields = s.fieldDemand()
+	if s.transient {
+		s.compiled = s.compileStage()
+	}
 	// Build the chain back to front: each link's Next runs the following
 	// operator; the last one writes the stage's output.
 	var next catalog.Output = &tail{s: s}
@@ -394,6 +400,13 @@ func (s *Stage) processIn(ctx context.Context, m Message) error {
 
 // process is Process for a message of the stage's input.
 func (s *Stage) process(ctx context.Context, m Message) error {
+	if s.compiled != nil && s.scratchBusy.CompareAndSwap(false, true) {
+		handled, err := s.compiled.run(ctx, s, m)
+		s.scratchBusy.Store(false)
+		if handled {
+			return err
+		}
+	}
 	var r *record.Record
 	var err error
 	if s.transient && s.scratchBusy.CompareAndSwap(false, true) {

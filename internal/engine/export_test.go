@@ -13,3 +13,7 @@ func (s *Stage) DecodesFields() []string {
 	}
 	return append([]string{}, s.fields.Names()...)
 }
+
+// RunsCompiled reports whether the stage runs its messages compiled (see
+// compiledStage) before it falls back to records.
+func (s *Stage) RunsCompiled() bool { return s.compiled != nil }

@@ -132,3 +132,6 @@ func (f *filter) FieldDemand(after []string, afterAll bool) ([]string, bool) {
 // Transient implements engine.Transient: a filter keeps nothing of a
 // record.
 func (f *filter) Transient() {}
+
+// Predicate implements engine.Predicate.
+func (f *filter) Predicate() *expression.Program { return f.pred }

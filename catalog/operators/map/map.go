@@ -9,6 +9,7 @@ import (
 
 	"github.com/sluicehq/sluice/catalog"
 	"github.com/sluicehq/sluice/catalog/operators/internal/objexpr"
+	"github.com/sluicehq/sluice/internal/expression"
 	"github.com/sluicehq/sluice/internal/record"
 )
 
@@ -131,6 +132,10 @@ func (m *mapper) Process(ctx context.Context, r *record.Record, out catalog.Outp
 func (m *mapper) FieldDemand(_ []string, _ bool) ([]string, bool) {
 	return m.t.Fields()
 }
+
+// Projection implements engine.Projection for a mapping without nested
+// objects.
+func (m *mapper) Projection() ([]string, []*expression.Program, bool) { return m.t.Flat() }
 
 // Transient implements engine.Transient: the new value is encoded by the
 // steps after the map; the map itself keeps nothing of a record.

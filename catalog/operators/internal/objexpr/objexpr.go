@@ -136,6 +136,19 @@ func writeFields(fs []field, dst map[string]any, vals []any, i *int, merge bool)
 	}
 }
 
+// Flat returns the field names and their expressions, in the mapping's
+// order, for a mapping without nested objects; false for one with.
+func (t *Template) Flat() (names []string, progs []*expression.Program, ok bool) {
+	for _, f := range t.fields {
+		if f.prog == nil {
+			return nil, nil, false
+		}
+		names = append(names, f.name)
+		progs = append(progs, f.prog)
+	}
+	return names, progs, true
+}
+
 // Len returns the number of top-level fields.
 func (t *Template) Len() int { return len(t.fields) }
 
