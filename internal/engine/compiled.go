@@ -164,8 +164,10 @@ func stepPrograms(op catalog.Operator) (progs []*expression.Program, projects bo
 func (c *compiledStage) run(ctx context.Context, s *Stage, m Message) (handled bool, err error) {
 	in := c.vals[0]
 	defer func() {
+		// Keep nothing of this message alive: its strings are views of
+		// m.Value, which the Kafka client reuses.
 		for _, v := range c.vals {
-			clear(v) // keep nothing of this message alive
+			clear(v)
 		}
 		c.sc.Reset()
 	}()

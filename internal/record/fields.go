@@ -113,8 +113,12 @@ func DecodeFieldsInto(b []byte, f *FieldSet, m map[string]any, sc *Scratch) bool
 // into a map, for a caller that reads fields by position: vals must have
 // f.Len() entries, all nil; a field the object does not have stays nil.
 // The Scratch may be nil.
+//
+// Strings are not copied unless they have escapes: they are views of b,
+// valid only as long as b is not changed, so that a caller that is done
+// with the values before it lets go of b allocates nothing for them.
 func DecodeFieldsSlots(b []byte, f *FieldSet, vals []any, sc *Scratch) bool {
-	d := fieldDecoder{b: b, scratch: sc}
+	d := fieldDecoder{b: b, scratch: sc, copied: bytesString(b)}
 	i := d.ws(0)
 	if i >= len(b) || b[i] != '{' || len(vals) != len(f.names) {
 		return false
