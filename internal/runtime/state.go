@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -300,15 +302,26 @@ func (s *stores) closeAll() {
 // last commit through produce, to the task's changelog partition, and
 // waits until all are acknowledged, noting the offset after each store's
 // last record. A failure is returned: the transaction must then abort.
+//
+// Each store's records are produced by one goroutine, in the order Drain
+// gives them, and no two stores share a changelog partition, so each
+// partition gets them in that order; the stores are drained by up to one
+// goroutine per core at once. Handing a record to the client costs about
+// as much as processing one, and a commit drains a record per key written
+// since the last: done on one goroutine it kept the other cores idle for
+// a third of a dedupe pipeline's time.
 func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.Record, func(*kgo.Record, error)), flush func(context.Context) error) error {
-	var wg sync.WaitGroup
+	var wg sync.WaitGroup // one per record produced, done by its promise
 	var mu sync.Mutex
 	var firstErr error
+	var todo []*taskStore
 	for _, ts := range s.open {
 		ts.next = -1
-		if ts.logged.Pending() == 0 {
-			continue
+		if ts.logged.Pending() > 0 {
+			todo = append(todo, ts)
 		}
+	}
+	drainOne := func(ts *taskStore) {
 		for _, c := range ts.logged.Drain() {
 			wg.Add(1)
 			produce(ctx, &kgo.Record{Topic: ts.topic, Partition: ts.id.partition, Key: c.Key, Value: c.Value}, func(r *kgo.Record, err error) {
@@ -324,6 +337,22 @@ func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.R
 				ts.next = max(ts.next, r.Offset+1)
 			})
 		}
+	}
+	if n := min(len(todo), goruntime.GOMAXPROCS(0)); n <= 1 {
+		for _, ts := range todo {
+			drainOne(ts)
+		}
+	} else {
+		var next atomic.Int64
+		var producers sync.WaitGroup
+		for range n {
+			producers.Go(func() {
+				for i := next.Add(1) - 1; i < int64(len(todo)); i = next.Add(1) - 1 {
+					drainOne(todo[i])
+				}
+			})
+		}
+		producers.Wait()
 	}
 	ferr := flush(ctx)
 	wg.Wait()
