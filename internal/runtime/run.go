@@ -557,9 +557,22 @@ func (ru *run) batch(budget time.Duration) int {
 	if ru.perRecord <= 0 {
 		return 1
 	}
+	limit := ru.rt.cfg.maxPoll
+	if ru.st != nil {
+		// A stateful pipeline's poll is processed a partition per worker
+		// (see executor), and a poll takes the fetched records of one
+		// partition after another: at 5,000 records it often holds one
+		// or two partitions, and a worker idles. A larger poll spans
+		// more of them; the budget still bounds it.
+		limit *= statefulPollFactor
+	}
 	n := budget / ru.perRecord
-	return int(max(1, min(n, time.Duration(ru.rt.cfg.maxPoll))))
+	return int(max(1, min(n, time.Duration(limit))))
 }
+
+// statefulPollFactor is how many times maxPoll a stateful pipeline may
+// poll at once.
+const statefulPollFactor = 4
 
 // fetchErr returns the first fetch error that is not a context ending or
 // news about the group session.
