@@ -579,3 +579,14 @@ export function parseRedactPaths(text: string): { paths: string[]; error: string
   }
   return { paths, error: '' };
 }
+
+/**
+ * fleetSize describes a fleet's size on its card. A destroyed fleet keeps
+ * its desired size (the next plan creates that many again), so it says so
+ * rather than calling the runners wanted.
+ */
+export function fleetSize(module: string, runners: number, status: string): string {
+  const n = `${runners} runner${runners === 1 ? '' : 's'}`;
+  if (status === 'destroyed') return `${module}, no runners; a plan creates ${n} again`;
+  return `${module}, ${n} wanted`;
+}

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import {
   checkNewPath,
   expiryFrom,
+  fleetSize,
   formatAgo,
   formatCount,
   formatDuration,
@@ -193,4 +194,10 @@ test('rollbackable offers the newest rollout of each fleet that was not rolled b
     r('d', 'edge', '2026-01-03T00:00:00Z'),
   ]);
   assert.deepEqual([...got].sort(), ['b', 'd']);
+});
+
+test('fleetSize says what a fleet has and wants', () => {
+  assert.equal(fleetSize('local', 3, 'ready'), 'local, 3 runners wanted');
+  assert.equal(fleetSize('aws', 1, 'pending'), 'aws, 1 runner wanted');
+  assert.equal(fleetSize('local', 3, 'destroyed'), 'local, no runners; a plan creates 3 runners again');
 });

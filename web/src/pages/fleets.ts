@@ -3,7 +3,7 @@
 // for review and applied only when approved. Run logs stream live.
 import { api, ApiError, type List } from '../api';
 import { h, alert, errorText, projectPath, stream, time } from '../dom';
-import { formatAgo } from '../logic';
+import { fleetSize, formatAgo } from '../logic';
 
 interface Fleet {
   id: string;
@@ -178,7 +178,7 @@ function fleetCard(f: Fleet, reload: () => Promise<void>): HTMLElement {
   const card = h(
     'section',
     { class: 'card fleet', 'data-fleet': f.name, 'aria-labelledby': `fleet-${f.id}` },
-    h('h2', { id: `fleet-${f.id}` }, `${f.name} `, h('span', { class: 'muted' }, `${f.module}, ${f.runners} runner${f.runners === 1 ? '' : 's'} wanted`), ' ', h('span', { class: 'badge ' + f.status }, f.status)),
+    h('h2', { id: `fleet-${f.id}` }, `${f.name} `, h('span', { class: 'muted' }, fleetSize(f.module, f.runners, f.status)), ' ', h('span', { class: 'badge ' + f.status }, f.status)),
     h('p', { class: 'muted' }, `Rollouts: ${f.rollout.strategy}, bake ${f.rollout.bake_seconds} s, at most ${(f.rollout.max_dlq_ratio * 100).toFixed(1)} % to the DLQ.`),
     h(
       'form',
