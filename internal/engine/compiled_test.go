@@ -50,14 +50,7 @@ func TestCompiledStagesAgree(t *testing.T) {
 			}
 			compiled, _ := runStage(t, p, inputs)
 			general, _ := runStage(t, p, inputs, engine.WithFullDecode())
-			if len(compiled) != len(general) {
-				t.Fatalf("%d messages compiled, %d through records", len(compiled), len(general))
-			}
-			for j := range compiled {
-				if compiled[j] != general[j] {
-					t.Errorf("message %d:\n compiled %s\n  records %s", j, compiled[j], general[j])
-				}
-			}
+			requireSameMessages(t, "compiled", compiled, "through records", general)
 		})
 	}
 }

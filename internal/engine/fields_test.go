@@ -227,15 +227,22 @@ func TestDecodeOnlyReadFields(t *testing.T) {
 			if none != nil {
 				t.Fatalf("WithFullDecode still decodes only %q", none)
 			}
-			if len(fast) != len(full) {
-				t.Fatalf("%d messages, %d with whole values", len(fast), len(full))
-			}
-			for i := range fast {
-				if fast[i] != full[i] {
-					t.Errorf("message %d:\n got %s\nwant %s", i, fast[i], full[i])
-				}
-			}
+			requireSameMessages(t, "decoding some fields", fast, "with whole values", full)
 		})
+	}
+}
+
+// requireSameMessages fails t unless got and want, runStage's messages
+// from two ways of running one stage, are the same.
+func requireSameMessages(t *testing.T, gotWay string, got []string, wantWay string, want []string) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%d messages %s, %d %s", len(got), gotWay, len(want), wantWay)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("message %d:\n%s: %s\n%s: %s", i, gotWay, got[i], wantWay, want[i])
+		}
 	}
 }
 
