@@ -58,9 +58,9 @@ func TestCompiledStagesAgree(t *testing.T) {
 // TestStagesThatDoNotCompile names the shapes that run through records.
 func TestStagesThatDoNotCompile(t *testing.T) {
 	for _, tt := range []struct{ source, steps string }{
-		{"{topic: in}", `    - map: {pos: {lat: lat, lon: lon}}`},       // nested
-		{"{topic: in}", `    - map: {k: key, s: speed}`},                 // metadata
-		{"{topic: in}", `    - map: {s: lower(vehicle_id)}`},             // a function call
+		{"{topic: in}", `    - map: {pos: {lat: lat, lon: lon}}`}, // nested
+		{"{topic: in}", `    - map: {k: key, s: speed}`},          // metadata
+		{"{topic: in}", `    - map: {s: lower(vehicle_id)}`},      // a function call
 		{"{topic: in}", `    - filter: speed > 0
     - set: {b: 1}`}, // not a filter or map
 		{"{topic: in, key: vehicle_id}", `    - filter: speed > 0`}, // a source key
