@@ -77,8 +77,10 @@ func (s *Stage) compileStage() *compiledStage {
 		p.Source.Key != nil || p.Source.Timestamp != nil {
 		return nil
 	}
-	// The input's fields: everything read up to the first projection.
+	// Every step must be a predicate or a flat projection; the input's
+	// fields are everything read up to the first projection.
 	var inNames []string
+	projected := false
 	for _, step := range st.Steps {
 		progs, proj := stepPrograms(step.Operator)
 		if progs == nil {
@@ -89,11 +91,11 @@ func (s *Stage) compileStage() *compiledStage {
 			if all {
 				return nil
 			}
-			inNames = append(inNames, names...)
+			if !projected {
+				inNames = append(inNames, names...)
+			}
 		}
-		if proj {
-			break
-		}
+		projected = projected || proj
 	}
 	c := &compiledStage{in: record.NewFieldSet(inNames...)}
 	c.vals = [][]any{make([]any, c.in.Len())}
@@ -110,7 +112,10 @@ func (s *Stage) compileStage() *compiledStage {
 			c.steps = append(c.steps, compiledStep{pred: f, from: from})
 			continue
 		}
-		names, progs, _ := pj.Projection()
+		names, progs, ok := pj.Projection()
+		if !ok {
+			return nil // checked above; kept so that this loop stands alone
+		}
 		cs := compiledStep{from: from, to: from + 1}
 		for _, prog := range progs {
 			f := prog.Slots(slot)

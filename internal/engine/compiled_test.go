@@ -67,6 +67,8 @@ func TestStagesThatDoNotCompile(t *testing.T) {
 		{"{topic: in, format: raw}", `    - filter: value != ""`},
 		{"{topic: in}", `    - map: {v: vehicle_id}
     - filter: speed > 0`}, // reads a field the map dropped
+		{"{topic: in}", `    - map: {a: lat}
+    - map: {pos: {x: a}}`}, // a nested mapping after a flat one
 	} {
 		p := compilePlan(t, tt.source, tt.steps)
 		st, err := engine.NewStage(p, 0, func(_ context.Context, _ engine.Message) error { return nil })
