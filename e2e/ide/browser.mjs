@@ -422,7 +422,7 @@ try {
     console.log('fleet destroy plan:', await planText(run, '0 to add, 0 to change, 3 to destroy'));
     await page.getByRole('button', { name: 'Approve run 3 of e2e-local' }).click();
     await fleetRun(3, 'applied');
-    await redrawn('runners wanted', 'destroyed');
+    await redrawn('no runners; a plan creates 3 runners again', 'destroyed');
     await fleetShot('fleets-destroyed');
     console.log('fleet: e2e-local created with 2 runners, scaled to 3 and destroyed');
   }
