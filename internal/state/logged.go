@@ -275,7 +275,7 @@ func (l *Logged) Drain() []Change {
 	l.drained = make([]Change, 0, len(l.long))
 	for _, i := range l.long {
 		w := &l.buf[i]
-		c := Change{Key: []byte(w.key)}
+		c := Change{Key: keyBytes(w.key)} // the buffer's own bytes, never written again
 		if !w.del {
 			c.Value = w.v
 		}
