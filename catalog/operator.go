@@ -44,6 +44,18 @@ type Output interface {
 	To(ctx context.Context, topic string, r *record.Record) error
 }
 
+// EncodedOutput is implemented by the Output of a last step whose records
+// go to the sink as JSON with nothing after to read them. A step that
+// builds its outputs (a window's results) may then write a record's value
+// itself, in the sink's encoding (record.AppendObjectKey and
+// AppendObjectValue, keys in order), and save building a map to encode.
+type EncodedOutput interface {
+	Output
+	// NextEncoded is Next for r with the JSON value value; r.Value is not
+	// read. The output keeps value.
+	NextEncoded(ctx context.Context, r *record.Record, value []byte) error
+}
+
 // Router is implemented by operators that write to sink topics of their own
 // (route), so that the plan knows every topic a pipeline writes.
 type Router interface {

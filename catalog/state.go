@@ -48,6 +48,16 @@ type TaskCache interface {
 	SetCached(v any)
 }
 
+// StateFlusher is implemented by a value kept with a task (TaskCache)
+// that holds writes back from the task's store between records, such as
+// decoded window accumulators that many records update between two
+// commits. The runtime calls FlushState before every commit, so that the
+// store, and so its changelog, has them; a value whose writes are lost
+// (an aborted transaction) is forgotten with its task, unflushed.
+type StateFlusher interface {
+	FlushState() error
+}
+
 // StatefulOperator is implemented by the operators of specs with State. The
 // runtime calls ProcessTask instead of Process, with the record's task, and
 // OnWatermark after the task's stream time advanced, which is when windows

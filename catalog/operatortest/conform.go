@@ -226,14 +226,27 @@ func outputs(res *Result) string {
 }
 
 // loggedTask is a task whose store is the state layer's changelogged store
-// (state.Logged) over a memory store, as the runtime gives a task.
+// (state.Logged) over a memory store, as the runtime gives a task, with
+// the value the step keeps with it (catalog.TaskCache), which is flushed
+// before every commit and lost with the task in a crash.
 type loggedTask struct {
-	store *state.Logged
-	st    time.Time
+	store  *state.Logged
+	st     time.Time
+	cached any
 }
 
 func (t *loggedTask) Store() catalog.Store  { return t.store }
 func (t *loggedTask) StreamTime() time.Time { return t.st }
+func (t *loggedTask) Cached() any           { return t.cached }
+func (t *loggedTask) SetCached(v any)       { t.cached = v }
+
+// flush writes what the step holds back (catalog.StateFlusher).
+func (t *loggedTask) flush() error {
+	if f, ok := t.cached.(catalog.StateFlusher); ok {
+		return f.FlushState()
+	}
+	return nil
+}
 
 type outcome struct {
 	outs []string
@@ -274,6 +287,9 @@ func RunRestored(t testing.TB, build func() catalog.Operator, in []*record.Recor
 	committed.dlq, pending.dlq = map[int]catalog.Reason{}, map[int]catalog.Reason{}
 	next := 0 // the input after the last commit
 	commit := func(upTo int) {
+		if err := tk.flush(); err != nil {
+			t.Fatal(err)
+		}
 		for _, c := range tk.store.Drain() {
 			changelog = append(changelog, state.Change{Key: slices.Clone(c.Key), Value: slices.Clone(c.Value)})
 		}

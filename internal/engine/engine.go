@@ -174,6 +174,9 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	// Build the chain back to front: each link's Next runs the following
 	// operator; the last one writes the stage's output.
 	var next catalog.Output = &tail{s: s}
+	if s.stage.Repartition == nil && s.plan.Sink.Format == pipeline.FormatJSON {
+		next = &encodedTail{tail{s: s}}
+	}
 	for i := len(s.stage.Steps) - 1; i >= 0; i-- {
 		l := &link{s: s, step: s.stage.Steps[i], next: next, busy: int32(i + 1)}
 		if _, ok := l.step.Operator.(catalog.StatefulOperator); ok {
@@ -320,6 +323,16 @@ func (t *tail) To(ctx context.Context, topic string, r *record.Record) error {
 	return t.s.write(ctx, topic, r)
 }
 
+// encodedTail is the tail of a stage that writes JSON to its sink, with
+// no repartition to key: a last step may hand it encoded values.
+type encodedTail struct{ tail }
+
+var _ catalog.EncodedOutput = (*encodedTail)(nil)
+
+func (t *encodedTail) NextEncoded(ctx context.Context, r *record.Record, value []byte) error {
+	return t.s.writeValue(ctx, t.s.plan.Sink.Topic, r, value)
+}
+
 // outputError marks a failure to encode an output, as opposed to an
 // operator's failure.
 type outputError struct {
@@ -344,6 +357,11 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 			return &outputError{reason: catalog.ReasonType, err: err}
 		}
 	}
+	return s.writeValue(ctx, topic, r, val)
+}
+
+// writeValue writes r to topic with the encoded value val.
+func (s *Stage) writeValue(ctx context.Context, topic string, r *record.Record, val []byte) error {
 	if len(val) > s.maxBytes {
 		return &outputError{reason: catalog.ReasonOversize, err: fmt.Errorf("output to %s is %d bytes, over the %d-byte limit", topic, len(val), s.maxBytes)}
 	}

@@ -145,7 +145,10 @@ func (s *Stage) Advance(ctx context.Context, partition int32, to time.Time) erro
 	ctx = context.WithValue(ctx, taskKey{}, t)
 	for _, l := range s.statefulLinks {
 		op := l.step.Operator.(catalog.StatefulOperator)
-		out := &deadLettering{s: s, partition: partition, next: l.next}
+		var out catalog.Output = &deadLettering{s: s, partition: partition, next: l.next}
+		if enc, ok := l.next.(catalog.EncodedOutput); ok {
+			out = &encodedDeadLettering{deadLettering{s: s, partition: partition, next: l.next}, enc}
+		}
 		if err := op.OnWatermark(ctx, t.step(l), out); err != nil {
 			var emitErr *EmitError
 			if errors.As(err, &emitErr) {
@@ -194,19 +197,61 @@ func (d *deadLettering) To(ctx context.Context, topic string, r *record.Record) 
 }
 
 func (d *deadLettering) handle(ctx context.Context, r *record.Record, err error) error {
+	if err == nil {
+		return nil
+	}
+	val, encErr := record.EncodeJSON(record.Plain(r.Value))
+	if encErr != nil {
+		val = []byte(fmt.Sprint(r.Value))
+	}
+	return d.handleValue(ctx, r, val, err)
+}
+
+// handleValue is handle for a record whose value is encoded as val.
+func (d *deadLettering) handleValue(ctx context.Context, r *record.Record, val []byte, err error) error {
 	var emitErr *EmitError
 	if err == nil || errors.As(err, &emitErr) {
 		return err
 	}
 	key, _ := r.EncodedKey()
-	val, encErr := record.EncodeJSON(record.Plain(r.Value))
-	if encErr != nil {
-		val = []byte(fmt.Sprint(r.Value))
-	}
 	// The source header names the task; offset -1 says no input record.
 	m := Message{Topic: d.s.stage.Input, Key: key, Value: val, Timestamp: r.Timestamp, Partition: d.partition, Offset: -1}
 	if e := d.s.emit(ctx, d.s.DeadLetter(m, err)); e != nil {
 		return &EmitError{Err: e}
+	}
+	return nil
+}
+
+// encodedDeadLettering is deadLettering for the last step, which may hand
+// over encoded values (catalog.EncodedOutput).
+type encodedDeadLettering struct {
+	deadLettering
+	enc catalog.EncodedOutput
+}
+
+func (d *encodedDeadLettering) NextEncoded(ctx context.Context, r *record.Record, value []byte) error {
+	return d.handleValue(ctx, r, value, d.enc.NextEncoded(ctx, r, value))
+}
+
+// FlushState writes what the stateful steps of partition's task hold back
+// from their stores (catalog.StateFlusher), before a commit drains the
+// stores to their changelogs. A stage without the task has nothing to
+// write.
+func (s *Stage) FlushState(partition int32) error {
+	s.tasksMu.Lock()
+	t := s.tasks[partition]
+	s.tasksMu.Unlock()
+	if t == nil {
+		return nil
+	}
+	for i, st := range t.steps {
+		f, ok := st.cached.(catalog.StateFlusher)
+		if !ok {
+			continue
+		}
+		if err := f.FlushState(); err != nil {
+			return fmt.Errorf("step %s, partition %d: writing its state: %w", s.statefulLinks[i].step.Name, partition, err)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unsafe"
 )
 
 // Header is one Kafka record header.
@@ -54,6 +55,13 @@ func (r *Record) RawValue() []byte { return r.rawValue }
 // returns b itself as long as Key is that string.
 func (r *Record) SetRawKey(b []byte) {
 	r.Key = string(b)
+	r.rawKey = b
+}
+
+// SetRawKeyOwned is SetRawKey for bytes the record takes over: Key shares
+// their memory, so nothing may change b afterwards.
+func (r *Record) SetRawKeyOwned(b []byte) {
+	r.Key = unsafe.String(unsafe.SliceData(b), len(b))
 	r.rawKey = b
 }
 

@@ -546,6 +546,9 @@ func (t taskState) drain(ctx context.Context, produce func(context.Context, *kgo
 	if t.s == nil {
 		return nil
 	}
+	if err := t.s.flush(t.ex); err != nil {
+		return err
+	}
 	return t.s.drain(ctx, produce, flush)
 }
 

@@ -298,6 +298,20 @@ func (s *stores) closeAll() {
 	}
 }
 
+// flush has the stages write to the stores what their tasks hold back
+// from them (engine.Stage.FlushState), so that drain finds every write
+// of the batch.
+func (s *stores) flush(ex *executor) error {
+	for _, ts := range s.open {
+		if st := ex.stage(ts.input, ts.id.partition); st != nil {
+			if err := st.FlushState(ts.id.partition); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // drain produces the changelog records of every store's writes since the
 // last commit through produce, to the task's changelog partition, and
 // waits until all are acknowledged, noting the offset after each store's

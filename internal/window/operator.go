@@ -63,8 +63,13 @@ type Config struct {
 type Result struct {
 	Key    []byte
 	Window Window
-	// Values maps aggregate names to results; nil for a retraction.
+	// Values maps aggregate names to results; nil for a retraction, and
+	// for an operator opened with AccumulatorResults, which sets Accs.
 	Values map[string]any
+	// Accs are the window's accumulators in Config.Aggregates order, for
+	// an operator opened with AccumulatorResults: valid only until the
+	// operator's next call, and not to be changed.
+	Accs []Accumulator
 	// Retract marks, in update mode, a session window that was merged into
 	// another and no longer exists.
 	Retract bool
@@ -100,13 +105,27 @@ type Operator struct {
 	wins             []Window
 	changes          []change
 	kbuf, vbuf, abuf []byte
+
+	// cache and dirty are a write-back operator's windows (see WriteBack)
+	// and those changed since the last FlushState; nil cache: writes go
+	// straight to the store.
+	cache      map[string]*cached
+	dirty      []*cached
+	accResults bool     // see AccumulatorResults
+	results    []Result // Process's, reused with AccumulatorResults
+	wmDirty    bool     // wm not yet written (WriteBack)
+	// spare are the accumulators of the last record's inputs, which
+	// Process merged into its windows: the next record's, reset.
+	spare []Accumulator
 }
 
-// change is a window a record changed, with its new accumulators.
+// change is a window a record changed, with its new accumulators (those
+// of e when it is cached).
 type change struct {
 	w     Window
 	accs  []Accumulator
 	isNew bool
+	e     *cached
 }
 
 // Metadata keys.
@@ -176,8 +195,11 @@ func NewOperator(cfg Config, store Store) (*Operator, error) {
 
 // Open opens an operator over store, resuming from whatever state store
 // holds.
-func (p *Prepared) Open(store Store) (*Operator, error) {
+func (p *Prepared) Open(store Store, opts ...OpenOption) (*Operator, error) {
 	o := &Operator{cfg: &p.cfg, numbered: p.numbered, store: store, low: math.MinInt64, xlow: math.MinInt64}
+	for _, opt := range opts {
+		opt(o)
+	}
 	if p.cfg.Window.kind != KindSession {
 		o.xlow = math.MaxInt64 // only sessions are remembered after closing
 	}
@@ -230,7 +252,7 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 	if len(open) == 0 {
 		return nil, o.late(t)
 	}
-	rec, err := o.recordAccs(t, value)
+	rec, err := o.recordAccs(t, value, true)
 	if err != nil {
 		return nil, err
 	}
@@ -238,8 +260,12 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 	defer func() { clear(changes); o.changes = changes[:0] }() // let the accumulators go
 	for _, w := range open {
 		o.kbuf = appendStateKey(o.kbuf[:0], key, w.Start)
-		accs, ok, err := o.load(o.kbuf)
-		if err != nil {
+		e := o.lookup(o.kbuf)
+		var accs []Accumulator
+		ok := e != nil
+		if ok {
+			accs = e.accs
+		} else if accs, ok, err = o.load(o.kbuf); err != nil {
 			return nil, err
 		}
 		if !ok {
@@ -247,18 +273,29 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 				return nil, err
 			}
 		}
-		if err := o.merge(accs, rec); err != nil {
+		changes = append(changes, change{w, accs, !ok, e})
+	}
+	// Every window is read before any changes: cached accumulators are
+	// changed in place, and a store error must leave them as they were.
+	// Only a merge of mismatched accumulators, a bug, fails halfway.
+	for _, c := range changes {
+		if err := o.merge(c.accs, rec); err != nil {
 			return nil, err
 		}
-		changes = append(changes, change{w, accs, !ok})
 	}
+	o.spare = rec // merged into every window, not kept by any
 	var out []Result
 	if o.cfg.Emit == EmitUpdate {
-		out = make([]Result, 0, len(changes))
+		if o.accResults {
+			out = o.results[:0] // valid until the next call, as Accs are
+		} else {
+			out = make([]Result, 0, len(changes))
+		}
 	}
 	low := o.low
 	for _, c := range changes {
-		if err := o.save(key, c.w, c.accs); err != nil {
+		o.kbuf = appendStateKey(o.kbuf[:0], key, c.w.Start)
+		if err := o.changed(key, o.kbuf, c.w, c.accs, c.e); err != nil {
 			return nil, err
 		}
 		if c.isNew {
@@ -271,6 +308,9 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 		if o.cfg.Emit == EmitUpdate {
 			out = append(out, o.result(key, c.w, c.accs))
 		}
+	}
+	if o.accResults {
+		o.results = out
 	}
 	if err := o.saveLow(low, o.xlow); err != nil {
 		return nil, err
@@ -311,7 +351,7 @@ func (o *Operator) processSession(key []byte, t int64, value any) ([]Result, err
 	if reopens {
 		return nil, o.late(t)
 	}
-	rec, err := o.recordAccs(t, value)
+	rec, err := o.recordAccs(t, value, false) // may become a session's state
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +413,7 @@ func (o *Operator) processSession(key []byte, t int64, value any) ([]Result, err
 			return nil, err
 		}
 		if o.cfg.Emit == EmitUpdate {
-			out = append(out, Result{Key: key, Window: s.w, Retract: true})
+			out = append(out, Result{Key: slices.Clone(key), Window: s.w, Retract: true})
 		}
 	}
 	if err := o.save(key, merged, accs); err != nil {
@@ -397,10 +437,14 @@ func (o *Operator) processSession(key []byte, t int64, value any) ([]Result, err
 
 // recordAccs extracts the record's inputs into fresh accumulators, so that
 // a type error is found before any state changes.
-func (o *Operator) recordAccs(t int64, value any) ([]Accumulator, error) {
-	accs, err := o.newAccs()
-	if err != nil {
-		return nil, err
+// With reuse, they are the last record's (spare), reset, when they can be.
+func (o *Operator) recordAccs(t int64, value any, reuse bool) ([]Accumulator, error) {
+	accs, err := o.spare, error(nil)
+	o.spare = nil
+	if !reuse || !resetAccs(accs) {
+		if accs, err = o.newAccs(); err != nil {
+			return nil, err
+		}
 	}
 	seq := o.seq + 1
 	for i := range o.cfg.Aggregates {
@@ -486,21 +530,18 @@ func (o *Operator) decodeAccs(b []byte) ([]Accumulator, error) {
 
 // save writes a window's state: its end, then the accumulators.
 func (o *Operator) save(key []byte, w Window, accs []Accumulator) error {
-	v := AppendTime(o.vbuf[:0], w.End)
-	for _, acc := range accs {
-		var err error
-		if o.abuf, err = acc.AppendBinary(o.abuf[:0]); err != nil {
-			return err
-		}
-		v = binary.AppendUvarint(v, uint64(len(o.abuf)))
-		v = append(v, o.abuf...)
+	v, err := o.encode(w.End, accs)
+	if err != nil {
+		return err
 	}
-	o.vbuf = v
 	o.kbuf = appendStateKey(o.kbuf[:0], key, w.Start)
 	return o.store.Put(o.kbuf, v) // the store keeps neither
 }
 
 func (o *Operator) result(key []byte, w Window, accs []Accumulator) Result {
+	if o.accResults {
+		return Result{Key: slices.Clone(key), Window: w, Accs: accs}
+	}
 	vals := make(map[string]any, len(accs)+1) // room for the caller's window bounds
 	for i, acc := range accs {
 		vals[o.cfg.Aggregates[i].Name] = acc.Result()
@@ -517,8 +558,9 @@ func (o *Operator) Advance(wm int64) ([]Result, error) {
 		return nil, nil
 	}
 	o.wm, o.hasWM = wm, true
-	o.vbuf = AppendTime(o.vbuf[:0], wm)
-	if err := o.store.Put(metaWM, o.vbuf); err != nil {
+	if o.cache != nil {
+		o.wmDirty = true // written by FlushState: it moves with most records
+	} else if err := o.saveWM(); err != nil {
 		return nil, err
 	}
 	low, xlow := o.low, o.xlow
@@ -535,6 +577,12 @@ func (o *Operator) Advance(wm int64) ([]Result, error) {
 		}
 	}
 	return out, o.saveLow(low, xlow)
+}
+
+// saveWM writes the watermark to the store.
+func (o *Operator) saveWM() error {
+	o.vbuf = AppendTime(o.vbuf[:0], o.wm)
+	return o.store.Put(metaWM, o.vbuf)
 }
 
 // errStop ends a Scan early.
@@ -580,8 +628,12 @@ func (o *Operator) close(bound int64) ([]Result, error) {
 		w := Window{start, end}
 		sk := StateKey(key, start)
 		if o.cfg.Emit == EmitFinal {
-			accs, ok, err := o.load(sk)
-			if err != nil {
+			var accs []Accumulator
+			e := o.lookup(sk)
+			ok := e != nil
+			if ok {
+				accs = e.accs
+			} else if accs, ok, err = o.load(sk); err != nil {
 				return nil, err
 			}
 			if !ok {
@@ -589,6 +641,7 @@ func (o *Operator) close(bound int64) ([]Result, error) {
 			}
 			out = append(out, o.result(key, w, accs))
 		}
+		o.forget(sk)
 		if err := o.store.Delete(sk); err != nil {
 			return nil, err
 		}

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +36,16 @@ type op struct {
 	// task: most outputs in a row are of one window, and formatting times
 	// is costly.
 	bounds atomic.Pointer[bounds]
+	// members are the members of a result object in key order, for
+	// writing results directly (see encode).
+	members []member
+}
+
+// member is one member of a result object: an aggregate (its index) or,
+// with agg -1, the window bounds; key is its key as the encoder writes it.
+type member struct {
+	key []byte
+	agg int
 }
 
 func newWindow(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
@@ -59,6 +71,22 @@ func (o *op) validate(conf catalog.Config) (*op, error) {
 		return nil, conf.Errorf("%v", err)
 	}
 	o.model = m
+	o.members = o.members[:0]
+	bounds := true
+	for i, a := range o.cfg.Aggregates {
+		o.members = append(o.members, member{key: record.AppendObjectKey(nil, a.Name), agg: i})
+		bounds = bounds && a.Name != "window"
+	}
+	if bounds {
+		o.members = append(o.members, member{key: record.AppendObjectKey(nil, "window"), agg: -1})
+	}
+	name := func(m member) string {
+		if m.agg < 0 {
+			return "window"
+		}
+		return o.cfg.Aggregates[m.agg].Name
+	}
+	slices.SortFunc(o.members, func(a, b member) int { return strings.Compare(name(a), name(b)) })
 	return o, nil
 }
 
@@ -276,8 +304,8 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		// Catch the model up with the task's clock first, so lateness is
 		// judged against it.
 		if results, err := m.Advance(st.UnixMilli()); err != nil {
-			return o.failed(task, err)
-		} else if err := o.emit(ctx, out, results); err != nil {
+			return o.failed(task, m, err)
+		} else if err := o.emit(ctx, out, m, results); err != nil {
 			return err
 		}
 	}
@@ -287,23 +315,25 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		if errors.As(err, &re) {
 			return catalog.Reject(reason(re.Reason), re) // the model is unchanged
 		}
-		return o.failed(task, err)
+		return o.failed(task, m, err)
 	}
-	return o.emit(ctx, out, results)
+	return o.emit(ctx, out, m, results)
 }
 
 // open returns the task's window model: the one kept with the task
-// (catalog.TaskCache), which follows every write it makes, or one read
-// from the task's store.
+// (catalog.TaskCache), which follows every write it makes and holds the
+// accumulators it changes until the runtime flushes it before a commit
+// (win.WriteBack), or one read from the task's store that writes through.
 func (o *op) open(task catalog.Task) (*win.Operator, error) {
 	c, ok := task.(catalog.TaskCache)
-	if ok {
-		if m, ok := c.Cached().(*win.Operator); ok {
-			return m, nil
-		}
+	if !ok {
+		return o.model.Open(task.Store(), win.AccumulatorResults())
 	}
-	m, err := o.model.Open(task.Store())
-	if err == nil && ok {
+	if m, ok := c.Cached().(*win.Operator); ok {
+		return m, nil
+	}
+	m, err := o.model.Open(task.Store(), win.WriteBack(), win.AccumulatorResults())
+	if err == nil {
 		c.SetCached(m)
 	}
 	return m, err
@@ -311,9 +341,12 @@ func (o *op) open(task catalog.Task) (*win.Operator, error) {
 
 // failed forgets the task's model after a store error, which may have
 // come between two writes of one change: the next record reads the model
-// from the store again.
-func (o *op) failed(task catalog.Task, err error) error {
+// from the store again. What the model holds back is written first, as
+// the records before this one changed it; when the store fails that too,
+// it is failing as a whole, and the runtime restores it.
+func (o *op) failed(task catalog.Task, m *win.Operator, err error) error {
 	if c, ok := task.(catalog.TaskCache); ok {
+		err = errors.Join(err, m.FlushState())
 		c.SetCached(nil)
 	}
 	return err
@@ -340,9 +373,9 @@ func (o *op) OnWatermark(ctx context.Context, task catalog.Task, out catalog.Out
 	}
 	results, err := m.Advance(st)
 	if err != nil {
-		return o.failed(task, err)
+		return o.failed(task, m, err)
 	}
-	return o.emit(ctx, out, results)
+	return o.emit(ctx, out, m, results)
 }
 
 func reason(r string) catalog.Reason {
@@ -359,19 +392,30 @@ func reason(r string) catalog.Reason {
 
 // emit turns results into records keyed by the grouping key: the value holds
 // the window bounds and the aggregates, the timestamp is the window's end.
-// A retraction (update mode, a session merged away) is a null value.
-func (o *op) emit(ctx context.Context, out catalog.Output, results []win.Result) error {
+// A retraction (update mode, a session merged away) is a null value. When
+// the results go straight to the sink (catalog.EncodedOutput) their values
+// are written directly, byte for byte as the sink would encode them.
+func (o *op) emit(ctx context.Context, out catalog.Output, m *win.Operator, results []win.Result) error {
+	enc, _ := out.(catalog.EncodedOutput)
 	for _, res := range results {
 		// The key as Kafka carries it: the grouping key's bytes (the
-		// result's own copy, which the record may keep to write out).
+		// result's own copy, which the record takes over).
 		r := &record.Record{Timestamp: time.UnixMilli(res.Window.End)}
 		if len(res.Key) > 0 {
-			r.SetRawKey(res.Key)
+			r.SetRawKeyOwned(res.Key)
+		}
+		if enc != nil && !res.Retract {
+			if b, ok := o.encode(res); ok {
+				if err := enc.NextEncoded(ctx, r, b); err != nil {
+					return err
+				}
+				continue
+			}
 		}
 		if !res.Retract {
 			// The result's map is the model's fresh copy: it becomes the
 			// value. An aggregate named window hides the bounds.
-			v := res.Values
+			v := m.Values(res)
 			for n, x := range v {
 				v[n] = record.Plain(x)
 			}
@@ -388,11 +432,40 @@ func (o *op) emit(ctx context.Context, out catalog.Output, results []win.Result)
 	return nil
 }
 
+// encode writes a result's value as the sink would encode the map emit
+// otherwise builds: members in key order, each value as the encoder writes
+// it. It returns false for a value the encoder leaves to the JSON library.
+func (o *op) encode(res win.Result) ([]byte, bool) {
+	b := make([]byte, 0, 64+16*len(o.members)) // the output keeps it
+	b = append(b, '{')
+	for i, m := range o.members {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, m.key...)
+		if m.agg < 0 {
+			bs := o.formatBounds(res.Window)
+			if bs.json == nil {
+				return nil, false
+			}
+			b = append(b, bs.json...)
+			continue
+		}
+		var ok bool
+		if b, ok = record.AppendObjectValue(b, record.Plain(res.Accs[m.agg].Result())); !ok {
+			return nil, false
+		}
+	}
+	return append(b, '}'), true
+}
+
 // bounds are a window's start and end as RFC 3339 UTC times, held as
-// values of the output (strings, which nothing changes in place).
+// values of the output (strings, which nothing changes in place), and
+// the JSON of the bounds object they make.
 type bounds struct {
 	w          win.Window
 	start, end any
+	json       []byte
 }
 
 // formatBounds returns w's bounds.
@@ -404,6 +477,7 @@ func (o *op) formatBounds(w win.Window) *bounds {
 		start: time.UnixMilli(w.Start).UTC().Format(time.RFC3339Nano),
 		end:   time.UnixMilli(w.End).UTC().Format(time.RFC3339Nano),
 	}
+	b.json, _ = record.EncodeJSON(map[string]any{"start": b.start, "end": b.end})
 	o.bounds.Store(b)
 	return b
 }
