@@ -161,3 +161,39 @@ func TestResetAccsIsNew(t *testing.T) {
 		t.Fatal("an accumulator without a reset was reported reset")
 	}
 }
+
+// A dedupe model that holds its watermark back writes it on FlushState,
+// not before: a model reopened from the store then resumes from it.
+func TestDedupeHoldsWatermarkUntilFlush(t *testing.T) {
+	store := NewMemStore()
+	d, err := NewDedupe(100, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.HoldWatermark()
+	for i, tm := range []int64{1000, 1010, 1020} {
+		if err := d.Advance(tm); err != nil {
+			t.Fatal(err)
+		}
+		if pass, err := d.Process([]byte(fmt.Sprint(i)), tm); err != nil || !pass {
+			t.Fatalf("record %d: pass %v, %v", i, pass, err)
+		}
+	}
+	if _, ok, _ := StoredStreamTime(store); ok {
+		t.Fatal("the watermark was written before FlushState")
+	}
+	if err := d.FlushState(); err != nil {
+		t.Fatal(err)
+	}
+	if at, ok, err := StoredStreamTime(store); err != nil || !ok || at != 1020 {
+		t.Fatalf("after FlushState the stored watermark is %d (%v, %v), want 1020", at, ok, err)
+	}
+	// Without HoldWatermark every Advance writes it.
+	d2, _ := NewDedupe(100, NewMemStore())
+	if err := d2.Advance(5); err != nil {
+		t.Fatal(err)
+	}
+	if at, ok, _ := StoredStreamTime(d2.store); !ok || at != 5 {
+		t.Fatalf("a write-through dedupe stored watermark %d (%v), want 5", at, ok)
+	}
+}

@@ -31,6 +31,11 @@ type Dedupe struct {
 	store   Store
 	wm      int64
 	hasWM   bool
+	// hold: the watermark is written on FlushState, not on every Advance
+	// (HoldWatermark); wmDirty: it moved since.
+	hold, wmDirty bool
+	// Buffers for keys and values, which the store copies.
+	kbuf, xbuf, vbuf []byte
 }
 
 var metaDedupeWM = metaKey("dedupe-wm")
@@ -55,10 +60,30 @@ func NewDedupe(horizon int64, store Store) (*Dedupe, error) {
 	return d, nil
 }
 
-func dedupeKey(id []byte) []byte { return append([]byte{famDedupe}, id...) }
+// HoldWatermark has the model write its watermark, which moves with nearly
+// every record, only on FlushState: for a model kept with its task between
+// records, which the caller flushes before the store's writes are
+// committed and drops, unflushed, when they are not (see WriteBack).
+func (d *Dedupe) HoldWatermark() { d.hold = true }
 
-func dedupeExpiryKey(expiry int64, id []byte) []byte {
-	return append(AppendTime([]byte{famDedupeExpiry}, expiry), id...)
+// FlushState writes the watermark held back since the last FlushState.
+func (d *Dedupe) FlushState() error {
+	if !d.wmDirty {
+		return nil
+	}
+	d.wmDirty = false
+	d.vbuf = AppendTime(d.vbuf[:0], d.wm)
+	return d.store.Put(metaDedupeWM, d.vbuf)
+}
+
+func dedupeKey(id []byte) []byte { return appendDedupeKey(nil, id) }
+
+func appendDedupeKey(dst, id []byte) []byte { return append(append(dst, famDedupe), id...) }
+
+func dedupeExpiryKey(expiry int64, id []byte) []byte { return appendDedupeExpiryKey(nil, expiry, id) }
+
+func appendDedupeExpiryKey(dst []byte, expiry int64, id []byte) []byte {
+	return append(AppendTime(append(dst, famDedupeExpiry), expiry), id...)
 }
 
 // expired reports whether the state of an id last passing at t0 has
@@ -68,7 +93,8 @@ func (d *Dedupe) expired(t0 int64) bool { return d.hasWM && satAdd(t0, d.horizon
 // Process reports whether the record with dedupe value id at event time t
 // passes (true) or is a duplicate (false).
 func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
-	k := dedupeKey(id)
+	d.kbuf = appendDedupeKey(d.kbuf[:0], id)
+	k := d.kbuf
 	v, stored, err := d.store.Get(k)
 	if err != nil {
 		return false, err
@@ -95,14 +121,17 @@ func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
 	}
 	if stored {
 		// The state is replaced, so its expiry entry must not drop it.
-		if err := d.store.Delete(dedupeExpiryKey(satAdd(t0, d.horizon), id)); err != nil {
+		d.xbuf = appendDedupeExpiryKey(d.xbuf[:0], satAdd(t0, d.horizon), id)
+		if err := d.store.Delete(d.xbuf); err != nil {
 			return false, err
 		}
 	}
-	if err := d.store.Put(k, AppendTime(nil, t)); err != nil {
+	d.vbuf = AppendTime(d.vbuf[:0], t)
+	if err := d.store.Put(k, d.vbuf); err != nil {
 		return false, err
 	}
-	return true, d.store.Put(dedupeExpiryKey(expiry, id), nil)
+	d.xbuf = appendDedupeExpiryKey(d.xbuf[:0], expiry, id)
+	return true, d.store.Put(d.xbuf, nil)
 }
 
 // Advance moves the watermark to wm (ignored unless ahead); ids whose
@@ -114,8 +143,11 @@ func (d *Dedupe) Advance(wm int64) error {
 	}
 	scan := !d.hasWM || wm == math.MaxInt64 || floorDiv(wm, d.bucket) != floorDiv(d.wm, d.bucket)
 	d.wm, d.hasWM = wm, true
-	if err := d.store.Put(metaDedupeWM, AppendTime(nil, wm)); err != nil {
-		return err
+	d.wmDirty = true
+	if !d.hold {
+		if err := d.FlushState(); err != nil {
+			return err
+		}
 	}
 	if !scan {
 		return nil

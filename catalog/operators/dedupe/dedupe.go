@@ -113,27 +113,63 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	if err != nil {
 		return catalog.Reject(catalog.ReasonType, err)
 	}
-	d, err := win.NewDedupe(o.horizon, task.Store())
+	d, err := o.open(task)
 	if err != nil {
 		return err
 	}
 	if err := advance(d, task); err != nil {
-		return err
+		return o.failed(task, d, err)
 	}
 	pass, err := d.Process(id, r.Timestamp.UnixMilli())
-	if err != nil || !pass {
-		return err
+	if err != nil {
+		return o.failed(task, d, err)
+	}
+	if !pass {
+		return nil
 	}
 	return out.Next(ctx, r)
 }
 
 // OnWatermark forgets ids whose horizon the stream time has passed.
 func (o *op) OnWatermark(_ context.Context, task catalog.Task, _ catalog.Output) error {
-	d, err := win.NewDedupe(o.horizon, task.Store())
+	d, err := o.open(task)
 	if err != nil {
 		return err
 	}
-	return advance(d, task)
+	if err := advance(d, task); err != nil {
+		return o.failed(task, d, err)
+	}
+	return nil
+}
+
+// open returns the task's dedupe model: the one kept with the task
+// (catalog.TaskCache), which follows its own writes and holds its
+// watermark back until the runtime flushes it before a commit, or one
+// read from the task's store.
+func (o *op) open(task catalog.Task) (*win.Dedupe, error) {
+	c, ok := task.(catalog.TaskCache)
+	if !ok {
+		return win.NewDedupe(o.horizon, task.Store())
+	}
+	if d, ok := c.Cached().(*win.Dedupe); ok {
+		return d, nil
+	}
+	d, err := win.NewDedupe(o.horizon, task.Store())
+	if err == nil {
+		d.HoldWatermark()
+		c.SetCached(d)
+	}
+	return d, err
+}
+
+// failed forgets the task's model after a store error, writing what it
+// held back first (see the window step's failed).
+func (o *op) failed(task catalog.Task, d *win.Dedupe, err error) error {
+	if c, ok := task.(catalog.TaskCache); ok {
+		err = errors.Join(err, d.FlushState())
+		c.SetCached(nil)
+	}
+	return err
 }
 
 // StoredStreamTime implements catalog.StreamTimeRecorder.

@@ -6,8 +6,10 @@
 package join
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -208,6 +210,11 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 			return err
 		}
 		if ok {
+			if enc, last := out.(catalog.EncodedOutput); last {
+				if v, ok := o.encodeJoined(obj, b); ok {
+					return enc.NextEncoded(ctx, r, v)
+				}
+			}
 			if row, err = record.DecodeJSON(b); err != nil {
 				return err
 			}
@@ -219,6 +226,50 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	obj[o.as] = row
 	return out.Next(ctx, r)
 }
+
+// encodeJoined writes the joined value as the sink would encode obj with
+// the row set as field as, for a join that is the last step before a JSON
+// sink (catalog.EncodedOutput): members in key order, the row as it is
+// stored (ProcessSide stored it in the encoder's bytes, which decoding and
+// encoding again gives back), so that it is neither decoded nor encoded
+// per record. It returns false for what it cannot write byte for byte: a
+// value the encoder leaves to the JSON library, or a row nested so deep
+// that the encoder would, one level further down.
+func (o *op) encodeJoined(obj map[string]any, row []byte) ([]byte, bool) {
+	if bytes.Count(row, []byte{'{'})+bytes.Count(row, []byte{'['}) >= maxEncodedRowDepth {
+		return nil, false
+	}
+	keys := make([]string, 0, len(obj)+1)
+	for k := range obj {
+		keys = append(keys, k)
+	}
+	if _, ok := obj[o.as]; !ok {
+		keys = append(keys, o.as)
+	}
+	slices.Sort(keys)
+	b := make([]byte, 0, len(row)+24*len(keys)) // the output keeps it
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = record.AppendObjectKey(b, k)
+		if k == o.as {
+			b = append(b, row...)
+			continue
+		}
+		var ok bool
+		if b, ok = record.AppendObjectValue(b, obj[k]); !ok {
+			return nil, false
+		}
+	}
+	return append(b, '}'), true
+}
+
+// maxEncodedRowDepth bounds the nesting of a row encodeJoined writes as
+// stored, well under the depth at which the encoder hands values to the
+// JSON library (whose bytes may differ).
+const maxEncodedRowDepth = 256
 
 // OnWatermark forgets buffered stream records no later record can join;
 // table rows live until they are deleted.

@@ -101,3 +101,82 @@ func TestStreamStreamPairsAndExpires(t *testing.T) {
 		t.Errorf("stored stream time %v, %v, %v; want the end of time", stored, ok, err)
 	}
 }
+
+// encodedSink takes values encoded by the join (catalog.EncodedOutput), as
+// the output of a last step before a JSON sink does.
+type encodedSink struct {
+	vals    []string
+	encoded int
+}
+
+func (s *encodedSink) Next(_ context.Context, r *record.Record) error {
+	b, err := record.EncodeJSON(r.Value)
+	s.vals = append(s.vals, string(b))
+	return err
+}
+func (s *encodedSink) To(context.Context, string, *record.Record) error { return nil }
+func (s *encodedSink) NextEncoded(_ context.Context, _ *record.Record, value []byte) error {
+	s.encoded++
+	s.vals = append(s.vals, string(value))
+	return nil
+}
+
+// A stream-table join that is the last step writes the joined value itself
+// from the stored row; it must be what the sink would have encoded from the
+// joined record, byte for byte, for rows and records of every kind.
+func TestEncodedJoinIsTheSinksEncoding(t *testing.T) {
+	reg := operatortest.Registry(t, join.Register)
+	rows := map[string]string{
+		"a": `{"name":"Ann","n":4,"f":4.0,"x":1.5e300,"big":123456789012345678901234567890,"tags":["x",{"y":null}],"s":"é\n\"<>\u2028"}`,
+		"b": `{}`,
+		"c": `"just a string"`,
+		"d": `[1,2.5,true]`,
+		"e": `null`, // a tombstone: no row
+		"f": `{"deep":` + strings.Repeat(`[`, 300) + strings.Repeat(`]`, 300) + `}`,
+	}
+	inputs := []map[string]any{
+		{"id": "a", "v": 1, "w": 2.0},
+		{"id": "b", "zz": "last", "AA": "first", "c": map[string]any{"k": []any{1, "two"}}},
+		{"id": "c", "c": "replaced by the row"},
+		{"id": "d"},
+		{"id": "e"},
+		{"id": "f"},
+		{"id": "missing"},
+	}
+	for _, step := range []string{"table: t\non: id\nas: c\n", "table: t\non: id\nas: c\ntype: left\n"} {
+		run := func(out catalog.Output) {
+			built, err := operatortest.Build(reg, "join", step)
+			if err != nil {
+				t.Fatal(err)
+			}
+			op := built.(catalog.SideInputOperator)
+			tk := &task{store: state.NewMemory()}
+			for k, row := range rows {
+				v, err := record.DecodeJSON([]byte(row))
+				if err != nil {
+					t.Fatal(err)
+				}
+				r := &record.Record{Topic: "t", Value: v}
+				r.SetRawKey([]byte(k))
+				if err := op.ProcessSide(t.Context(), tk, r, out); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, in := range inputs {
+				r := &record.Record{Value: record.CloneValue(in)}
+				if err := op.ProcessTask(t.Context(), tk, r, out); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		var plain, enc encodedSink
+		run(&struct{ catalog.Output }{&plain}) // without NextEncoded
+		run(&enc)
+		if enc.encoded < 4 {
+			t.Errorf("%s: %d outputs encoded by the join, want the 4 with rows of normal depth", step, enc.encoded)
+		}
+		if fmt.Sprint(plain.vals) != fmt.Sprint(enc.vals) {
+			t.Errorf("%s: outputs through Next\n%s\nwritten by the join\n%s", step, strings.Join(plain.vals, "\n"), strings.Join(enc.vals, "\n"))
+		}
+	}
+}
