@@ -12,7 +12,9 @@ import (
 
 // A task opened again on the same stores (a restart, or the partition
 // coming back) starts its stream time where its steps left it, also
-// without a record (Resume), instead of from zero.
+// without a record (Resume), instead of from zero. Steps hold their
+// watermark with the task until FlushState, which the runtime calls
+// before every commit, so that is where a restart picks up from.
 func TestStreamTimeResumes(t *testing.T) {
 	p := compilePlan(t, "{topic: in, timestamp: ts}", `    - dedupe: {by: id, within: 1h}
     - window: {tumbling: 1m, grace: 0s, aggregates: {n: count}}`)
@@ -43,6 +45,9 @@ func TestStreamTimeResumes(t *testing.T) {
 	want, ok := st.StreamTime(3)
 	if !ok || want.IsZero() {
 		t.Fatalf("no stream time after three records: %v %v", want, ok)
+	}
+	if err := st.FlushState(3); err != nil {
+		t.Fatal(err)
 	}
 
 	again, err := engine.NewStage(p, last, emit, engine.WithStores(factory))
