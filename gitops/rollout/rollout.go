@@ -394,8 +394,7 @@ func (r *Reconciler) advance(st *state) {
 		for _, it := range st.items {
 			p, _ := rs.pipeline(it.name)
 			base := st.baseline[rs.id.String()+"/"+it.name]
-			if it.toDigest != "" && p.Lag != nil && p.Lag.Status == observability.StatusWarning && base.Lag == observability.StatusOK.String() &&
-				p.Lag.EventAgeMs >= lagGateAge.Milliseconds() {
+			if it.toDigest != "" && lagCounts(p) && p.Lag.Status == observability.StatusWarning && base.Lag == observability.StatusOK.String() {
 				r.rollBack(st, fmt.Sprintf("runner %s: pipeline %s's lag kept growing during the bake (%s)", rs.name, it.name, slowest(p.Lag)))
 				return
 			}
@@ -429,7 +428,7 @@ func (r *Reconciler) gate(st *state, rs runnerState, it item, p agentproto.Pipel
 	if p.Restarts > base.Restarts+2 {
 		return fmt.Sprintf("runner %s: pipeline %s restarted %d times during the bake: %s", rs.name, it.name, p.Restarts-base.Restarts, p.Error)
 	}
-	if p.Lag != nil && p.Lag.Status == observability.StatusStalled && p.Lag.EventAgeMs >= lagGateAge.Milliseconds() {
+	if lagCounts(p) && p.Lag.Status == observability.StatusStalled {
 		return fmt.Sprintf("runner %s: pipeline %s stalled on the new revision: its group commits without moving on while records wait (%s)", rs.name, it.name, slowest(p.Lag))
 	}
 	if p.Processed < base.Processed || p.DeadLetter < base.DeadLetter {
@@ -673,6 +672,24 @@ func (r *Reconciler) refreshStatuses(ctx context.Context) error {
 // record or two, milliseconds old, that the sampling window calls stalled
 // is no reason to roll back.
 const lagGateAge = 10 * time.Second
+
+// lagCounts reports whether a pipeline's lag verdict may fail a rollout
+// step: it is lagGateAge behind, and it was sampled at least lagGateAge
+// after the pipeline entered its state on this runner. The sampler's
+// window outlives a revision change, so right after the new revision
+// starts it still holds the commits of the gap while no revision ran
+// (the old one stopped, the new one starting) and calls that stalled;
+// the new revision has not had a chance to commit yet. Both times come
+// from the runner's clock; a report without them is judged as it is.
+func lagCounts(p agentproto.PipelineStatus) bool {
+	if p.Lag == nil || p.Lag.EventAgeMs < lagGateAge.Milliseconds() {
+		return false
+	}
+	if p.Since.IsZero() || p.Lag.SampledAt.IsZero() {
+		return true
+	}
+	return p.Lag.SampledAt.Sub(p.Since) >= lagGateAge
+}
 
 // slowest names a pipeline's slowest stage and why, for a gate's reason.
 func slowest(l *observability.PipelineLag) string {

@@ -403,6 +403,18 @@ func TestGroupProtocolChangeStopsOldMembersFirst(t *testing.T) {
 // records and the lag status lag(i).
 func (f *fixture) reportLag(lag func(i int) observability.Status, age int64) {
 	f.t.Helper()
+	f.reportLagRunning(lag, age, 0)
+}
+
+// reportLagRunning is reportLag for a lag sampled running after the
+// pipeline entered its state (zero: neither time is reported).
+func (f *fixture) reportLagRunning(lag func(i int) observability.Status, age int64, running time.Duration) {
+	f.t.Helper()
+	var since, sampled time.Time
+	if running > 0 {
+		since = time.Now()
+		sampled = since.Add(running)
+	}
 	for i, r := range f.runners {
 		a, err := f.store.Assignments(f.ctx, r)
 		if err != nil {
@@ -410,8 +422,8 @@ func (f *fixture) reportLag(lag func(i int) observability.Status, age int64) {
 		}
 		rep := agentproto.StatusReport{Generation: a.Generation}
 		for _, p := range a.Pipelines {
-			l := &observability.PipelineLag{Status: lag(i), EventAgeMs: age, Slowest: &observability.Slowest{Topic: "orders", Status: lag(i), Reason: "lag 500 and rising"}}
-			rep.Pipelines = append(rep.Pipelines, agentproto.PipelineStatus{Name: p.Name, Digest: p.Digest, State: "running", Processed: 100, Lag: l})
+			l := &observability.PipelineLag{SampledAt: sampled, Status: lag(i), EventAgeMs: age, Slowest: &observability.Slowest{Topic: "orders", Status: lag(i), Reason: "lag 500 and rising"}}
+			rep.Pipelines = append(rep.Pipelines, agentproto.PipelineStatus{Name: p.Name, Digest: p.Digest, State: "running", Processed: 100, Since: since, Lag: l})
 		}
 		if err := f.store.Report(f.ctx, r, rep); err != nil {
 			f.t.Fatal(err)
@@ -421,18 +433,24 @@ func (f *fixture) reportLag(lag func(i int) observability.Status, age int64) {
 
 // The lag gates: a canary whose group stalls is rolled back at once; one
 // whose lag grows all through the bake, from a healthy start, too. A lag
-// only milliseconds behind fails neither.
+// only milliseconds behind fails neither, and neither does a verdict
+// sampled within seconds of the new revision starting (its window still
+// holds the gap between the revisions, when nothing committed).
 func TestLagGates(t *testing.T) {
 	for _, c := range []struct {
-		name   string
-		during observability.Status
-		age    int64
-		want   string
+		name    string
+		during  observability.Status
+		age     int64
+		running time.Duration
+		want    string
 	}{
-		{"stalled", observability.StatusStalled, 60_000, "stalled on the new revision"},
-		{"growing", observability.StatusWarning, 60_000, "lag kept growing during the bake"},
-		{"stalled but fresh", observability.StatusStalled, 50, ""},
-		{"growing but fresh", observability.StatusWarning, 50, ""},
+		{"stalled", observability.StatusStalled, 60_000, 0, "stalled on the new revision"},
+		{"growing", observability.StatusWarning, 60_000, 0, "lag kept growing during the bake"},
+		{"stalled but fresh", observability.StatusStalled, 50, 0, ""},
+		{"growing but fresh", observability.StatusWarning, 50, 0, ""},
+		{"stalled, running long enough", observability.StatusStalled, 60_000, 30 * time.Second, "stalled on the new revision"},
+		{"stalled, just started", observability.StatusStalled, 60_000, time.Second, ""},
+		{"growing, just started", observability.StatusWarning, 60_000, time.Second, ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := newFixture(t, "canary", 2)
@@ -449,12 +467,12 @@ func TestLagGates(t *testing.T) {
 			ok := func(int) observability.Status { return observability.StatusOK }
 			f.reportLag(ok, 0)
 			f.pass() // the bake begins, lag OK
-			f.reportLag(func(i int) observability.Status {
+			f.reportLagRunning(func(i int) observability.Status {
 				if i == 0 {
 					return c.during
 				}
 				return observability.StatusOK
-			}, c.age)
+			}, c.age, c.running)
 			time.Sleep(1100 * time.Millisecond) // past the bake
 			f.pass()
 			phase, _, reason := f.rolloutState(id)
