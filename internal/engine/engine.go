@@ -66,6 +66,10 @@ type Stage struct {
 	// keepsValues: every step keeps values (ValueKeeper) and the input is
 	// JSON, so outputs carry the input's bytes.
 	keepsValues bool
+	// setsField: the last step is a FieldSetter that writes its outputs
+	// from the input's bytes, the others keep values (see FieldSetter);
+	// records carry their input's bytes, decoded only in the fields read.
+	setsField bool
 	// transient: every step is Transient, so Process decodes each
 	// message into the scratch record, object and values, reused from one
 	// message to the next; scratchBusy guards them from a second Process
@@ -135,6 +139,22 @@ type ValueKeeper interface {
 	KeepsValue()
 }
 
+// FieldSetter is implemented by operators that pass on the value they get
+// with one top-level field set, SetsField, and nothing else changed (a
+// stream-table join). When such a step is the last of a stage whose other
+// steps keep values (ValueKeeper) and the stage reads JSON and writes it to
+// the sink, its records carry their input's bytes (record.RawValue) and
+// are decoded only in the fields the stage reads and SetsField: the
+// operator then writes its output from those bytes (NextEncoded, the
+// field appended) instead of decoding and encoding the whole value, or,
+// when it cannot, decodes RawValue in full into Value and drops it
+// (SetRawValue(nil)) before Next. A record that an earlier step sends
+// elsewhere (route) is written as its input's bytes.
+type FieldSetter interface {
+	// SetsField names the field; "" when this step does not work so.
+	SetsField() string
+}
+
 // Transient is implemented by operators that keep nothing of a record once
 // Process has returned: not the *Record, not its value, not anything
 // inside the value (a field's string, a nested object), other than by
@@ -166,6 +186,7 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 		o(s)
 	}
 	s.keepsValues = s.valuesKept()
+	s.setsField = s.fieldSet()
 	s.transient = s.allTransient()
 	s.fields = s.fieldDemand()
 	if s.transient {
@@ -205,6 +226,11 @@ func (s *Stage) fieldDemand() *record.FieldSet {
 	}
 	var need []string
 	all := !s.keepsValues // outputs are encoded whole, unless passed on as bytes
+	if s.setsField {
+		// Written from the input's bytes, with the field set: the step
+		// reads whether the input has it already.
+		need, all = []string{s.stage.Steps[len(s.stage.Steps)-1].Operator.(FieldSetter).SetsField()}, false
+	}
 	if rp := s.stage.Repartition; rp != nil && rp.Key != nil && !all {
 		// The repartition key is computed from the value at the end.
 		need, all = rp.Key.Fields()
@@ -239,6 +265,26 @@ func (s *Stage) valuesKept() bool {
 		return false
 	}
 	for _, st := range s.stage.Steps {
+		if _, ok := st.Operator.(ValueKeeper); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// fieldSet reports whether the stage's last step is a FieldSetter that can
+// write its outputs from the input's bytes: the others keep values, the
+// stage reads JSON and writes it to the sink, with nothing after the step.
+func (s *Stage) fieldSet() bool {
+	steps := s.stage.Steps
+	if s.keepsValues || len(steps) == 0 || s.stage.Repartition != nil || s.plan.Sink.Format != pipeline.FormatJSON ||
+		s.stage.Index == 0 && s.plan.Source.Format != pipeline.FormatJSON {
+		return false
+	}
+	if fs, ok := steps[len(steps)-1].Operator.(FieldSetter); !ok || fs.SetsField() == "" {
+		return false
+	}
+	for _, st := range steps[:len(steps)-1] {
 		if _, ok := st.Operator.(ValueKeeper); !ok {
 			return false
 		}
@@ -349,8 +395,10 @@ func (s *Stage) write(ctx context.Context, topic string, r *record.Record) error
 		format = pipeline.FormatJSON // route targets and repartition topics carry JSON
 	}
 	var val []byte
-	if raw := r.RawValue(); raw != nil && s.keepsValues && format == pipeline.FormatJSON {
-		val = raw // the input's bytes: no step changed the value
+	if raw := r.RawValue(); raw != nil && (s.keepsValues || s.setsField) && format == pipeline.FormatJSON {
+		// The input's bytes: no step changed the value (a FieldSetter
+		// that sets its field drops them, see FieldSetter).
+		val = raw
 	} else {
 		var err error
 		if val, err = EncodeValue(r.Value, format); err != nil {
@@ -555,7 +603,7 @@ func (s *Stage) decode(m Message, scratch bool) (*record.Record, error) {
 	if s.stage.Index > 0 {
 		format = pipeline.FormatJSON
 	}
-	if s.keepsValues && m.Value != nil {
+	if (s.keepsValues || s.setsField) && m.Value != nil {
 		r.SetRawValue(m.Value)
 	}
 	if v, ok := s.decodeFields(m.Value, scratch); ok {

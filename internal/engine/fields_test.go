@@ -206,7 +206,13 @@ func TestDecodeOnlyReadFields(t *testing.T) {
 		// steps after it read from its input too.
 		{"table join then map", "{topic: in, key: vehicle_id, partitioned_by_key: true}", `    - join: {table: t, on: vehicle_id, as: row, type: left}
     - map: {v: vehicle_id, r: row, s: speed}`, []string{"row", "speed", "vehicle_id"}},
-		{"table join", "{topic: in, key: vehicle_id, partitioned_by_key: true}", `    - join: {table: t, on: vehicle_id, as: row, type: left}`, nil},
+		// As the last step after keepers (engine.FieldSetter), it
+		// appends the row to the input's bytes: it reads whether the
+		// input has the field already.
+		{"table join", "{topic: in, key: vehicle_id, partitioned_by_key: true}", `    - join: {table: t, on: vehicle_id, as: row, type: left}`,
+			[]string{"row", "vehicle_id"}},
+		{"filter then table join", "{topic: in, key: vehicle_id, partitioned_by_key: true}", `    - filter: speed > 0
+    - join: {table: t, on: vehicle_id, as: row, type: left}`, []string{"row", "speed", "vehicle_id"}},
 		{"stream join then map", "{topic: in, key: vehicle_id, partitioned_by_key: true}", `    - join: {stream: s, on: vehicle_id, as: o, within: 1m, grace: 0s}
     - map: {v: vehicle_id}`, nil},
 	}
@@ -296,5 +302,48 @@ func TestKeepersPassBytes(t *testing.T) {
 	}
 	if len(vals) != 1 || vals[0] != nil {
 		t.Fatalf("tombstone through rekey: %q", vals)
+	}
+}
+
+// A stream-table join that is the last step after keepers appends the row
+// to the input's bytes (engine.FieldSetter); an input that has the field
+// already, or a step after the join, makes the stage encode the joined
+// value again.
+func TestTableJoinAppendsToInputBytes(t *testing.T) {
+	in := []byte(`{ "vehicle_id":"v1", "speed" : 5, "n": 4.0 }`)
+	for _, tt := range []struct {
+		name, steps string
+		in, want    string
+	}{
+		{"filter and join", `    - filter: speed > 0
+    - join: {table: t, on: vehicle_id, as: row}`, string(in), `{ "vehicle_id":"v1", "speed" : 5, "n": 4.0,"row":{"x":1}}`},
+		{"left join without a row", `    - join: {table: t, on: vehicle_id, as: row, type: left}`,
+			`{"vehicle_id":"v2"}`, `{"vehicle_id":"v2","row":null}`},
+		{"the field is there", `    - join: {table: t, on: vehicle_id, as: row}`,
+			`{"vehicle_id":"v1","row":0,"speed":5}`, `{"row":{"x":1},"speed":5,"vehicle_id":"v1"}`},
+		{"a step after the join", `    - join: {table: t, on: vehicle_id, as: row}
+    - set: {a: 1}`, string(in), `{"a":1,"n":4.0,"row":{"x":1},"speed":5,"vehicle_id":"v1"}`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := compilePlan(t, "{topic: in, key: vehicle_id, partitioned_by_key: true}", tt.steps)
+			var got []string
+			st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+				got = append(got, m.Topic+" "+string(m.Value))
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			if err := st.Process(ctx, engine.Message{Topic: "t", Key: []byte("v1"), Value: []byte(`{"x":1}`)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := st.Process(ctx, engine.Message{Topic: "in", Key: []byte("v1"), Value: []byte(tt.in)}); err != nil {
+				t.Fatal(err)
+			}
+			if want := []string{"out " + tt.want}; !slices.Equal(got, want) {
+				t.Fatalf("outputs %q, want %q", got, want)
+			}
+		})
 	}
 }

@@ -193,7 +193,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		}
 		return o.streamMain(ctx, task, kb, r, out)
 	}
-	var row any
+	var row []byte // the row as stored; nil when there is none
 	if k != nil {
 		var rk []byte
 		if s, ok := k.(string); ok { // rowKey(KeyBytes(k)) in one allocation
@@ -210,32 +210,81 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 			return err
 		}
 		if ok {
-			if enc, last := out.(catalog.EncodedOutput); last {
-				if v, ok := o.encodeJoined(obj, b); ok {
-					return enc.NextEncoded(ctx, r, v)
-				}
-			}
-			if row, err = record.DecodeJSON(b); err != nil {
-				return err
-			}
+			row = b
 		}
 	}
 	if row == nil && !o.left {
 		return nil
 	}
-	obj[o.as] = row
+	if enc, last := out.(catalog.EncodedOutput); last {
+		if v, ok := o.encodeJoined(r, obj, row); ok {
+			return enc.NextEncoded(ctx, r, v)
+		}
+	}
+	if raw := r.RawValue(); raw != nil {
+		// Decoded only in the fields the stage reads (engine.FieldSetter):
+		// the steps after this one get the whole value.
+		v, err := record.DecodeJSON(raw)
+		if err != nil {
+			return catalog.Reject(catalog.ReasonDecode, err)
+		}
+		if obj, err = catalog.ObjectValue(&record.Record{Value: v}); err != nil {
+			return err
+		}
+		r.Value = obj
+		r.SetRawValue(nil)
+	}
+	var rowValue any
+	if row != nil {
+		if rowValue, err = record.DecodeJSON(row); err != nil {
+			return err
+		}
+	}
+	obj[o.as] = rowValue
 	return out.Next(ctx, r)
 }
 
-// encodeJoined writes the joined value as the sink would encode obj with
-// the row set as field as, for a join that is the last step before a JSON
-// sink (catalog.EncodedOutput): members in key order, the row as it is
-// stored (ProcessSide stored it in the encoder's bytes, which decoding and
-// encoding again gives back), so that it is neither decoded nor encoded
-// per record. It returns false for what it cannot write byte for byte: a
-// value the encoder leaves to the JSON library, or a row nested so deep
-// that the encoder would, one level further down.
-func (o *op) encodeJoined(obj map[string]any, row []byte) ([]byte, bool) {
+// SetsField implements engine.FieldSetter: a stream-table join passes its
+// input on with the row set as field as. (A stream-stream join keeps whole
+// values; it does not write its outputs from the input's bytes.)
+func (o *op) SetsField() string {
+	if o.table == "" {
+		return ""
+	}
+	return o.as
+}
+
+// encodeJoined writes the joined value, the row (nil: none) set as field
+// as, for a join that is the last step before a JSON sink
+// (catalog.EncodedOutput), so that the row, stored as JSON, is neither
+// decoded nor encoded per record. Given the input's bytes (RawValue: the
+// engine decoded only the fields the stage reads, see engine.FieldSetter)
+// it appends the field to them, unless the input has the field already;
+// otherwise it writes obj as the sink would encode it, members in key
+// order, unless obj holds a value the encoder leaves to the JSON library or
+// the row is nested so deep that the encoder would, one level further
+// down. It returns false when it writes nothing.
+func (o *op) encodeJoined(r *record.Record, obj map[string]any, row []byte) ([]byte, bool) {
+	if row == nil {
+		row = []byte("null")
+	}
+	if raw := r.RawValue(); raw != nil {
+		if _, ok := obj[o.as]; ok {
+			return nil, false // replacing a field: rewritten in full
+		}
+		// raw is a valid JSON object (it decoded to obj): cut its
+		// closing brace and the white space around it.
+		body := bytes.TrimRight(raw, " \t\r\n")
+		body = bytes.TrimRight(body[:len(body)-1], " \t\r\n")
+		b := make([]byte, 0, len(body)+len(o.as)+len(row)+5) // the output keeps it
+		b = append(b, body...)
+		if body[len(body)-1] != '{' {
+			b = append(b, ',')
+		}
+		b = record.AppendObjectKey(b, o.as)
+		b = append(b, row...)
+		return append(b, '}'), true
+	}
 	if bytes.Count(row, []byte{'{'})+bytes.Count(row, []byte{'['}) >= maxEncodedRowDepth {
 		return nil, false
 	}

@@ -180,3 +180,110 @@ func TestEncodedJoinIsTheSinksEncoding(t *testing.T) {
 		}
 	}
 }
+
+// A stream-table join that is the last step after steps that keep values
+// (engine.FieldSetter) gets its input's bytes, decoded only in the fields
+// the stage reads: it appends the row to those bytes, keeping the input's
+// members as they were written, and falls back to the whole value when the
+// input has the field already or nothing takes encoded values. Either way
+// the output is the joined value.
+func TestJoinAppendsToInputBytes(t *testing.T) {
+	reg := operatortest.Registry(t, join.Register)
+	rows := map[string]string{
+		"a": `{"f":4.0,"n":4,"name":"Ann"}`, // as stored: the encoder's bytes
+		"d": `[1,2.5,true]`,
+		"f": `{"deep":` + strings.Repeat(`[`, 300) + strings.Repeat(`]`, 300) + `}`,
+	}
+	inputs := []struct {
+		raw, spliced string // spliced: the output written from raw, "" for none
+	}{
+		{`{"id":"a","v":1,"w":2.0}`, `{"id":"a","v":1,"w":2.0,"c":` + rows["a"] + `}`},
+		{" { \"id\" : \"d\" , \"zz\":[1, 2] } \n", ` { "id" : "d" , "zz":[1, 2],"c":[1,2.5,true]}`},
+		{`{"id":"f"}`, `{"id":"f","c":` + rows["f"] + `}`},
+		{`{"id":"a","c":"replaced by the row"}`, ""},
+		{`{"id":"missing"}`, `{"id":"missing","c":null}`}, // left only
+	}
+	fields := record.NewFieldSet("id", "c") // on and as
+	for _, left := range []bool{false, true} {
+		step := "table: t\non: id\nas: c\n"
+		if left {
+			step += "type: left\n"
+		}
+		built, err := operatortest.Build(reg, "join", step)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := built.(interface{ SetsField() string }).SetsField(); got != "c" {
+			t.Fatalf("SetsField() = %q, want c", got)
+		}
+		op := built.(catalog.SideInputOperator)
+		tk := &task{store: state.NewMemory()}
+		for k, row := range rows {
+			v, err := record.DecodeJSON([]byte(row))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &record.Record{Topic: "t", Value: v}
+			r.SetRawKey([]byte(k))
+			if err := op.ProcessSide(t.Context(), tk, r, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, in := range inputs {
+			if in.raw == `{"id":"missing"}` && !left {
+				continue
+			}
+			full, err := record.DecodeJSON([]byte(in.raw))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := full.(map[string]any)
+			want["c"] = nil
+			if row, ok := rows[want["id"].(string)]; ok {
+				if want["c"], err = record.DecodeJSON([]byte(row)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			wantJSON, err := record.EncodeJSON(want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, encoded := range []bool{true, false} {
+				part, ok := record.DecodeFields([]byte(in.raw), fields)
+				if !ok {
+					t.Fatalf("%s does not decode in part", in.raw)
+				}
+				r := &record.Record{Value: part}
+				r.SetRawValue([]byte(in.raw))
+				var sink encodedSink
+				out := catalog.Output(&sink)
+				if !encoded {
+					out = &struct{ catalog.Output }{&sink}
+				}
+				if err := op.ProcessTask(t.Context(), tk, r, out); err != nil {
+					t.Fatal(err)
+				}
+				if len(sink.vals) != 1 {
+					t.Fatalf("%s (left %v, encoded %v): %d outputs, want 1", in.raw, left, encoded, len(sink.vals))
+				}
+				got := sink.vals[0]
+				if encoded && in.spliced != "" {
+					if sink.encoded != 1 || got != in.spliced {
+						t.Errorf("%s (left %v): wrote %q (encoded %d), want the input's bytes with the row appended %q", in.raw, left, got, sink.encoded, in.spliced)
+					}
+					continue
+				}
+				if !encoded && r.RawValue() != nil {
+					t.Errorf("%s (left %v): passed on with the input's bytes, which lack the row", in.raw, left)
+				}
+				v, err := record.DecodeJSON([]byte(got))
+				if err != nil {
+					t.Fatalf("%s (left %v, encoded %v): output %s: %v", in.raw, left, encoded, got, err)
+				}
+				if b, _ := record.EncodeJSON(v); string(b) != string(wantJSON) {
+					t.Errorf("%s (left %v, encoded %v): output %s, want %s", in.raw, left, encoded, got, wantJSON)
+				}
+			}
+		}
+	}
+}
