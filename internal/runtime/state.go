@@ -352,22 +352,7 @@ func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.R
 			})
 		}
 	}
-	if n := min(len(todo), goruntime.GOMAXPROCS(0)); n <= 1 {
-		for _, ts := range todo {
-			drainOne(ts)
-		}
-	} else {
-		var next atomic.Int64
-		var producers sync.WaitGroup
-		for range n {
-			producers.Go(func() {
-				for i := next.Add(1) - 1; i < int64(len(todo)); i = next.Add(1) - 1 {
-					drainOne(todo[i])
-				}
-			})
-		}
-		producers.Wait()
-	}
+	eachStore(todo, func(_ int, ts *taskStore) { drainOne(ts) })
 	ferr := flush(ctx)
 	wg.Wait()
 	return errors.Join(firstErr, ferr)
@@ -381,13 +366,22 @@ func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.R
 // their tasks' stream time, which came from records that are read again.
 func (s *stores) ended(ex *executor, committed bool) error {
 	var errs []error
-	for _, ts := range s.open {
-		if committed {
-			if ts.next < 0 {
+	if committed {
+		// Applying a commit interval's writes costs about as much as
+		// draining them: the stores apply theirs at the same time.
+		var todo []*taskStore
+		for _, ts := range s.open {
+			if ts.next >= 0 {
+				todo = append(todo, ts)
+			} else {
 				ts.logged.Aborted() // nothing drained (a no-op)
-				continue
 			}
-			if err := ts.logged.Committed(ts.next); err != nil {
+		}
+		failed := make([]error, len(todo))
+		eachStore(todo, func(i int, ts *taskStore) { failed[i] = ts.logged.Committed(ts.next) })
+		for i, ts := range todo {
+			ts.next = -1
+			if err := failed[i]; err != nil {
 				// The transaction committed, the store is behind: close
 				// it, and the next record restores it from its checkpoint.
 				errs = append(errs, fmt.Errorf("applying committed state of step %s, partition %d: %w", ts.id.step, ts.id.partition, err))
@@ -396,19 +390,40 @@ func (s *stores) ended(ex *executor, committed bool) error {
 					st.DropTask(ts.id.partition)
 				}
 			}
-			ts.next = -1
-			continue
 		}
+		s.measure(time.Now())
+		return errors.Join(errs...)
+	}
+	for _, ts := range s.open {
 		ts.logged.Aborted()
 		ts.next, ts.epoch = -1, 0
 		if st := ex.stage(ts.input, ts.id.partition); st != nil {
 			st.DropTask(ts.id.partition)
 		}
 	}
-	if committed {
-		s.measure(time.Now())
+	return nil
+}
+
+// eachStore calls f for every store of todo (i its position), on up to one
+// goroutine per core, and returns when all calls have.
+func eachStore(todo []*taskStore, f func(i int, ts *taskStore)) {
+	n := min(len(todo), goruntime.GOMAXPROCS(0))
+	if n <= 1 {
+		for i, ts := range todo {
+			f(i, ts)
+		}
+		return
 	}
-	return errors.Join(errs...)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(todo)); i = next.Add(1) - 1 {
+				f(int(i), todo[i])
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // measure notes the open stores' sizes for Status, at most every
