@@ -272,19 +272,12 @@ func TestKeepersPassBytes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := compilePlan(t, "{topic: in}", tt.steps)
-			var got []string
-			st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
-				got = append(got, m.Topic+" "+string(m.Value))
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st, got := recordingStage(t, p)
 			if err := st.Process(context.Background(), engine.Message{Topic: "in", Value: in}); err != nil {
 				t.Fatal(err)
 			}
-			if !slices.Equal(got, tt.want) {
-				t.Fatalf("outputs %q, want %q", got, tt.want)
+			if !slices.Equal(*got, tt.want) {
+				t.Fatalf("outputs %q, want %q", *got, tt.want)
 			}
 		})
 	}
@@ -328,14 +321,7 @@ func TestTableJoinAppendsToInputBytes(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			p := compilePlan(t, "{topic: in, key: vehicle_id, partitioned_by_key: true}", tt.steps)
-			var got []string
-			st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
-				got = append(got, m.Topic+" "+string(m.Value))
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
-			}
+			st, got := recordingStage(t, p)
 			ctx := context.Background()
 			if err := st.Process(ctx, engine.Message{Topic: "t", Key: []byte("v1"), Value: []byte(`{"x":1}`)}); err != nil {
 				t.Fatal(err)
@@ -347,9 +333,24 @@ func TestTableJoinAppendsToInputBytes(t *testing.T) {
 			if !strings.HasPrefix(tt.want, "fast ") {
 				want[0] = "out " + tt.want
 			}
-			if !slices.Equal(got, want) {
-				t.Fatalf("outputs %q, want %q", got, want)
+			if !slices.Equal(*got, want) {
+				t.Fatalf("outputs %q, want %q", *got, want)
 			}
 		})
 	}
+}
+
+// recordingStage builds stage 0 of p, whose messages are noted in got as
+// "topic value".
+func recordingStage(t *testing.T, p *pipeline.Plan) (st *engine.Stage, got *[]string) {
+	t.Helper()
+	got = new([]string)
+	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+		*got = append(*got, m.Topic+" "+string(m.Value))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, got
 }

@@ -150,18 +150,7 @@ func TestEncodedJoinIsTheSinksEncoding(t *testing.T) {
 				t.Fatal(err)
 			}
 			op := built.(catalog.SideInputOperator)
-			tk := &task{store: state.NewMemory()}
-			for k, row := range rows {
-				v, err := record.DecodeJSON([]byte(row))
-				if err != nil {
-					t.Fatal(err)
-				}
-				r := &record.Record{Topic: "t", Value: v}
-				r.SetRawKey([]byte(k))
-				if err := op.ProcessSide(t.Context(), tk, r, out); err != nil {
-					t.Fatal(err)
-				}
-			}
+			tk := loadRows(t, op, rows, out)
 			for _, in := range inputs {
 				r := &record.Record{Value: record.CloneValue(in)}
 				if err := op.ProcessTask(t.Context(), tk, r, out); err != nil {
@@ -217,18 +206,7 @@ func TestJoinAppendsToInputBytes(t *testing.T) {
 			t.Fatalf("SetsField() = %q, want c", got)
 		}
 		op := built.(catalog.SideInputOperator)
-		tk := &task{store: state.NewMemory()}
-		for k, row := range rows {
-			v, err := record.DecodeJSON([]byte(row))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r := &record.Record{Topic: "t", Value: v}
-			r.SetRawKey([]byte(k))
-			if err := op.ProcessSide(t.Context(), tk, r, nil); err != nil {
-				t.Fatal(err)
-			}
-		}
+		tk := loadRows(t, op, rows, nil)
 		for _, in := range inputs {
 			if in.raw == `{"id":"missing"}` && !left {
 				continue
@@ -286,4 +264,22 @@ func TestJoinAppendsToInputBytes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// loadRows gives op the table rows (key -> JSON) in a new task.
+func loadRows(t *testing.T, op catalog.SideInputOperator, rows map[string]string, out catalog.Output) *task {
+	t.Helper()
+	tk := &task{store: state.NewMemory()}
+	for k, row := range rows {
+		v, err := record.DecodeJSON([]byte(row))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &record.Record{Topic: "t", Value: v}
+		r.SetRawKey([]byte(k))
+		if err := op.ProcessSide(t.Context(), tk, r, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tk
 }
