@@ -63,6 +63,7 @@ type Stage struct {
 	// stage reads; nil when it needs the whole value.
 	fields     *record.FieldSet
 	fullDecode bool // never decode only some fields (tests)
+	noScratch  bool // never reuse the scratch record (tests)
 	// keepsValues: every step keeps values (ValueKeeper) and the input is
 	// JSON, so outputs carry the input's bytes.
 	keepsValues bool
@@ -70,7 +71,7 @@ type Stage struct {
 	// from the input's bytes, the others keep values (see FieldSetter);
 	// records carry their input's bytes, decoded only in the fields read.
 	setsField bool
-	// transient: every step is Transient, so Process decodes each
+	// transient: every step is transient (Transient), so Process decodes each
 	// message into the scratch record, object and values, reused from one
 	// message to the next; scratchBusy guards them from a second Process
 	// at the same time, which then allocates its own.
@@ -155,15 +156,17 @@ type FieldSetter interface {
 	SetsField() string
 }
 
-// Transient is implemented by operators that keep nothing of a record once
-// Process has returned: not the *Record, not its value, not anything
-// inside the value (a field's string, a nested object), other than by
-// passing the record to their Output (filter, map). When every step of a
-// stage is Transient and stateless, Process reuses one record and one
-// decoded object for message after message instead of allocating them;
-// an operator that keeps any of it would see it change under it.
+// Transient is implemented by operators that can keep nothing of a record
+// once Process (or ProcessTask) has returned: not the *Record, not its
+// value, not anything inside the value (a field's string, a nested
+// object), other than by passing the record to their Output (filter, map,
+// dedupe). Transient reports whether this one, as configured, keeps
+// nothing: a window that counts does, one that collects values does not.
+// When every step of a stage is transient, Process reuses one record and
+// one decoded object for message after message instead of allocating
+// them; an operator that keeps any of it would see it change under it.
 type Transient interface {
-	Transient()
+	Transient() bool
 }
 
 // StageOption configures a Stage.
@@ -187,7 +190,7 @@ func NewStage(plan *pipeline.Plan, index int, emit Emit, opts ...StageOption) (*
 	}
 	s.keepsValues = s.valuesKept()
 	s.setsField = s.fieldSet()
-	s.transient = s.allTransient()
+	s.transient = !s.noScratch && s.allTransient()
 	s.fields = s.fieldDemand()
 	if s.transient {
 		s.compiled = s.compileStage()
@@ -292,14 +295,10 @@ func (s *Stage) fieldSet() bool {
 	return true
 }
 
-// allTransient reports whether every step is Transient and none is
-// stateful.
+// allTransient reports whether every step is transient (Transient).
 func (s *Stage) allTransient() bool {
 	for _, st := range s.stage.Steps {
-		if _, ok := st.Operator.(Transient); !ok {
-			return false
-		}
-		if _, ok := st.Operator.(catalog.StatefulOperator); ok {
+		if t, ok := st.Operator.(Transient); !ok || !t.Transient() {
 			return false
 		}
 	}
@@ -489,7 +488,7 @@ func (s *Stage) process(ctx context.Context, m Message) error {
 		if r.Timestamp.After(t.streamTime) {
 			t.streamTime = r.Timestamp
 		}
-		ctx = context.WithValue(ctx, taskKey{}, t)
+		ctx = t.context(ctx)
 	}
 	if err == nil {
 		err = s.head.Next(ctx, r)

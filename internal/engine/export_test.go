@@ -17,3 +17,12 @@ func (s *Stage) DecodesFields() []string {
 // RunsCompiled reports whether the stage runs its messages compiled (see
 // compiledStage) before it falls back to records.
 func (s *Stage) RunsCompiled() bool { return s.compiled != nil }
+
+// WithoutScratch makes a stage decode every message into a record of its
+// own, as a stage with a step that is not transient does; the
+// differential tests compare the two.
+func WithoutScratch() StageOption { return func(s *Stage) { s.noScratch = true } }
+
+// ReusesScratch reports whether the stage decodes messages into its
+// scratch record (every step is transient).
+func (s *Stage) ReusesScratch() bool { return s.transient }

@@ -110,6 +110,13 @@ func differentialInputs() [][]byte {
 // emitted messages as text, DLQ headers included.
 func runStage(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.StageOption) (out []string, fields []string) {
 	t.Helper()
+	out, st := runStageOf(t, p, inputs, opts...)
+	return out, st.DecodesFields()
+}
+
+// runStageOf is runStage, returning the stage.
+func runStageOf(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.StageOption) (out []string, st *engine.Stage) {
+	t.Helper()
 	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
 		var h []string
 		for _, x := range m.Headers {
@@ -135,7 +142,7 @@ func runStage(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.St
 	if err := st.Advance(context.Background(), 1, catalog.EndOfTime); err != nil {
 		t.Fatal(err)
 	}
-	return out, st.DecodesFields()
+	return out, st
 }
 
 // TestDecodeOnlyReadFields runs pipelines whose steps read only some fields

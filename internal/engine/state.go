@@ -29,6 +29,19 @@ type task struct {
 	partition  int32
 	steps      []*stepTask // by the step's link's slot
 	streamTime time.Time
+	// ctx is parent with the task as a value (taskOf), kept while
+	// records come with the same parent, so that processing one
+	// allocates no context.
+	parent, ctx context.Context
+}
+
+// context returns ctx carrying t. The contexts the runtime processes
+// records in are pointers, compared cheaply.
+func (t *task) context(ctx context.Context) context.Context {
+	if t.ctx == nil || t.parent != ctx {
+		t.parent, t.ctx = ctx, context.WithValue(ctx, taskKey{}, t)
+	}
+	return t.ctx
 }
 
 // step returns the task as l's step sees it.

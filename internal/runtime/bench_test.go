@@ -14,8 +14,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	goruntime "runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -346,11 +348,13 @@ func throughputOnce(b *testing.B, c *benchCluster, pt passThrough, iter string, 
 	})
 	goruntime.GC()
 
+	stopProfile := profileTimed(b, iter)
 	b.StartTimer()
 	cpu0 := cpuTime()
 	assigned, stop := pt(b, in, out, iter)
 	err := rd.wait(2 * time.Minute)
 	cpu = cpuTime() - cpu0
+	stopProfile()
 	b.StopTimer()
 	defer stop()
 	if err != nil {
@@ -369,6 +373,37 @@ func throughputOnce(b *testing.B, c *benchCluster, pt passThrough, iter string, 
 		check(b, first)
 	}
 	return rd.last.Sub(at), cpu
+}
+
+// profiledRuns counts the runs profileTimed profiled.
+var profiledRuns atomic.Int64
+
+// profileTimed starts a CPU profile of the timed part of one run when
+// SLUICE_BENCH_CPUPROFILE names a directory, into
+// <dir>/<benchmark>-<iter>-<n>.prof (n counts the runs of the process, so
+// that -count runs can be merged), and returns what stops it. A -cpuprofile of the whole benchmark would also
+// hold producing the input and checking every output, which dwarf the
+// pipeline in the stateful benchmarks.
+func profileTimed(b *testing.B, iter string) func() {
+	dir := os.Getenv("SLUICE_BENCH_CPUPROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(b.Name())
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-%s-%d.prof", name, iter, profiledRuns.Add(1))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Error(err)
+		}
+	}
 }
 
 // r0 is the baseline: a minimal franz-go consumer-group pass-through that

@@ -130,6 +130,10 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	return out.Next(ctx, r)
 }
 
+// Transient implements engine.Transient: dedupe keeps the bytes of a
+// record's id, copied into its store, and passes the record on.
+func (o *op) Transient() bool { return true }
+
 // OnWatermark forgets ids whose horizon the stream time has passed.
 func (o *op) OnWatermark(_ context.Context, task catalog.Task, _ catalog.Output) error {
 	d, err := o.open(task)

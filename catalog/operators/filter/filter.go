@@ -131,7 +131,7 @@ func (f *filter) FieldDemand(after []string, afterAll bool) ([]string, bool) {
 
 // Transient implements engine.Transient: a filter keeps nothing of a
 // record.
-func (f *filter) Transient() {}
+func (f *filter) Transient() bool { return true }
 
 // Predicate implements engine.Predicate.
 func (f *filter) Predicate() *expression.Program { return f.pred }

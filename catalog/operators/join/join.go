@@ -244,6 +244,11 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	return out.Next(ctx, r)
 }
 
+// Transient implements engine.Transient: a stream-table join looks its
+// row up and passes the record on; a stream-stream join keeps records
+// for the other stream's to meet.
+func (o *op) Transient() bool { return o.table != "" }
+
 // SetsField implements engine.FieldSetter: a stream-table join passes its
 // input on with the row set as field as. (A stream-stream join keeps whole
 // values; it does not write its outputs from the input's bytes.)

@@ -139,4 +139,4 @@ func (m *mapper) Projection() ([]string, []*expression.Program, bool) { return m
 
 // Transient implements engine.Transient: the new value is encoded by the
 // steps after the map; the map itself keeps nothing of a record.
-func (m *mapper) Transient() {}
+func (m *mapper) Transient() bool { return true }

@@ -274,6 +274,23 @@ func (o *op) FieldDemand([]string, bool) ([]string, bool) {
 	return expression.FieldsOf(o.reads...)
 }
 
+// Transient implements engine.Transient: a window keeps nothing of a
+// record when its aggregates keep only numbers (and its key's bytes,
+// which the model copies); first, last, collect and top_n keep values.
+func (o *op) Transient() bool {
+	if o.whole {
+		return false
+	}
+	for _, a := range o.cfg.Aggregates {
+		switch a.Func {
+		case win.Count, win.Sum, win.Min, win.Max, win.Avg, win.CountDistinct, win.Percentiles:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Process is not used: the runtime runs stateful operators through
 // ProcessTask with the task's store.
 func (o *op) Process(context.Context, *record.Record, catalog.Output) error {
