@@ -124,54 +124,110 @@ func TestHandWrittenMatchesEngine(t *testing.T) {
 // an output per record. A commit (flush, drain, apply) every 10,000
 // records, as the runtime's exactly-once loop makes them, is included.
 func BenchmarkEngineWindow(b *testing.B) {
+	keys := make([][]byte, 10_000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "truck-%05d", i)
+	}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, emit := range []string{"update", "final"} {
 		b.Run(emit, func(b *testing.B) {
-			p := compileB(b, `apiVersion: sluice/v1
+			benchStateful(b, "{topic: in}", `    - window: {tumbling: 1m, grace: 5s, emit: `+emit+`, aggregates: {readings: count}}`,
+				func(i int) engine.Message {
+					return engine.Message{Topic: "in", Key: keys[i%len(keys)], Value: sample, Offset: int64(i), Timestamp: base.Add(time.Duration(i) * time.Millisecond)}
+				}, emit == "update")
+		})
+	}
+}
+
+// BenchmarkEngineDedupe is the engine's side of BenchmarkRunnerDedupe
+// (internal/runtime): ids by vehicle within 10m, 100,000 vehicles each
+// reporting every 1000s of event time, every tenth record a redelivery
+// of the reading five records before it, which is dropped.
+func BenchmarkEngineDedupe(b *testing.B) {
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	values := make([][]byte, 100_000)
+	for i := range values {
+		values[i] = fmt.Appendf(nil, `{"vehicle_id":"truck-%05d","speed":23.7,"lat":52.370216,"lon":4.895168,"heading":271,"fuel":0.62,"driver":{"id":"d-17","shift":"early"},"engine_on":true}`, i)
+	}
+	benchStateful(b, "{topic: in, key: vehicle_id, partitioned_by_key: true}", `    - dedupe: {by: vehicle_id, within: 10m}`,
+		func(i int) engine.Message {
+			if i%10 == 9 {
+				i -= 5
+			}
+			return engine.Message{Topic: "in", Value: values[i%len(values)], Offset: int64(i), Timestamp: base.Add(time.Duration(i) * 10 * time.Millisecond)}
+		}, true)
+}
+
+// BenchmarkEngineJoin is the engine's side of BenchmarkRunnerJoin: a
+// stream-table inner join of the sample against 10,000 rows, which are
+// read before the stream.
+func BenchmarkEngineJoin(b *testing.B) {
+	const rows = 10_000
+	values := make([][]byte, rows)
+	for i := range values {
+		values[i] = fmt.Appendf(nil, `{"vehicle_id":"truck-%05d","speed":23.7,"lat":52.370216,"lon":4.895168,"heading":271,"fuel":0.62,"driver":{"id":"d-17","shift":"early"},"engine_on":true}`, i)
+	}
+	benchStateful(b, "{topic: in, key: vehicle_id, partitioned_by_key: true}", `    - join: {table: vehicles, on: vehicle_id, as: vehicle}`,
+		func(i int) engine.Message {
+			if i < rows {
+				return engine.Message{Topic: "vehicles", Key: fmt.Appendf(nil, "truck-%05d", i),
+					Value: fmt.Appendf(nil, `{"model":"FH16","depot":"AMS-%d","capacity_kg":%d}`, i%7, 18_000+i)}
+			}
+			return engine.Message{Topic: "in", Value: values[i%rows], Offset: int64(i)}
+		}, true)
+}
+
+// benchStateful runs one stateful step over the records msg makes, record
+// i for iteration i, with a changelogged memory store committed every
+// 10,000 records. With outputs set, most records must produce one.
+func benchStateful(b *testing.B, source, steps string, msg func(i int) engine.Message, outputs bool) {
+	p := compileB(b, `apiVersion: sluice/v1
 kind: Pipeline
 metadata: {name: bench}
 spec:
-  source: {topic: in}
+  source: `+source+`
   steps:
-    - window: {tumbling: 1m, grace: 5s, emit: `+emit+`, aggregates: {readings: count}}
+`+steps+`
   sink: {topic: out}
 `)
-			logged := state.NewLogged(state.NewMemory(), 0)
-			var n int
-			st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
-				n++
-				return nil
-			}, engine.WithStores(func(string, int32) (catalog.Store, error) { return logged, nil }))
-			if err != nil {
+	if len(p.Stages) != 1 {
+		b.Fatalf("%d stages, want 1", len(p.Stages))
+	}
+	logged := state.NewLogged(state.NewMemory(), 0)
+	var n, dead int
+	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+		if m.Topic == p.DLQ {
+			dead++
+		}
+		n++
+		return nil
+	}, engine.WithStores(func(string, int32) (catalog.Store, error) { return logged, nil }))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.SetBytes(int64(len(sample)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := st.Process(ctx, msg(i)); err != nil {
+			b.Fatal(err)
+		}
+		if i%10_000 == 9_999 {
+			if err := st.FlushState(0); err != nil {
 				b.Fatal(err)
 			}
-			ctx := context.Background()
-			keys := make([][]byte, 10_000)
-			for i := range keys {
-				keys[i] = fmt.Appendf(nil, "truck-%05d", i)
+			logged.Drain()
+			if err := logged.Committed(int64(i)); err != nil {
+				b.Fatal(err)
 			}
-			base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-			b.SetBytes(int64(len(sample)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				m := engine.Message{Topic: "in", Key: keys[i%len(keys)], Value: sample, Offset: int64(i), Timestamp: base.Add(time.Duration(i) * time.Millisecond)}
-				if err := st.Process(ctx, m); err != nil {
-					b.Fatal(err)
-				}
-				if i%10_000 == 9_999 {
-					if err := st.FlushState(0); err != nil {
-						b.Fatal(err)
-					}
-					logged.Drain()
-					if err := logged.Committed(int64(i)); err != nil {
-						b.Fatal(err)
-					}
-				}
-			}
-			b.StopTimer()
-			if n == 0 && b.N > 100_000 {
-				b.Fatal("nothing was produced")
-			}
-		})
+		}
+	}
+	b.StopTimer()
+	if dead > 0 {
+		b.Fatalf("%d records went to the DLQ", dead)
+	}
+	if outputs && b.N > 100_000 && n < b.N/2 {
+		b.Fatalf("%d outputs for %d records", n, b.N)
 	}
 }

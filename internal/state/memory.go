@@ -7,24 +7,35 @@ import (
 )
 
 // Memory is an in-memory Store and Committer. Point operations are map
-// operations. The ordered key index Scan needs is kept lazily: keys added
-// since the last Scan wait in a list, and the next Scan sorts only those
-// and merges them in, so a task that never scans never sorts, and one that
-// scans after each few writes pays O(new log new + n) rather than a sort of
-// everything. Deleted keys that are in the index stay in the map as dead
-// entries until the index is next rebuilt, so a Delete does not have to
-// find the key in the index.
+// operations. The ordered key index Scan needs is kept lazily, one per
+// first byte of the keys (operators put each kind of state under a prefix
+// byte of its own), so a Scan orders only the keys of the prefixes it
+// covers. Keys added since a prefix's last Scan wait in a list, and the
+// next Scan sorts only those and merges them in: a task that never scans
+// never sorts, one that scans after each few writes pays O(new log new +
+// n) rather than a sort of everything, and keys that come in order (an
+// index by time) are appended without a merge. Deleted keys that are in
+// the index stay in the map as dead entries until their index is next
+// rebuilt, so a Delete does not have to find the key in the index.
 //
 // Nothing in a Memory store survives the process; its checkpoint is kept
 // so a task reassigned to the same process can restore only the tail.
 type Memory struct {
-	m      map[string]*memEntry
-	sorted []indexed // indexed keys in order; may include dead ones
-	added  []string  // keys not yet indexed; may repeat or be gone
-	dead   int       // dead entries in m
-	bytes  int64     // key and value bytes of the live entries (Size)
+	m map[string]*memEntry
+	// index orders the keys by first byte: index[0] is the empty key's,
+	// index[1+b] those starting with byte b. Each is nil until used.
+	index  [257]*keyIndex
+	dead   int   // dead entries in m
+	bytes  int64 // key and value bytes of the live entries (Size)
 	cp     Checkpoint
 	closed bool
+}
+
+// keyIndex is the ordered index of the keys that share a first byte.
+type keyIndex struct {
+	sorted []indexed // indexed keys in order; may include dead ones
+	added  []string  // keys not yet indexed; may repeat or be gone
+	dead   int       // dead entries in sorted
 }
 
 // indexed is a key of the ordered index with its entry, so that merging
@@ -69,11 +80,30 @@ func (s *Memory) Put(key, value []byte) error {
 	return nil
 }
 
+// slot returns the position in index of the keys starting as key does.
+func slot(key string) int {
+	if key == "" {
+		return 0
+	}
+	return 1 + int(key[0])
+}
+
+// indexOf returns the index of the keys starting as key does, made on
+// first use.
+func (s *Memory) indexOf(key string) *keyIndex {
+	i := slot(key)
+	if s.index[i] == nil {
+		s.index[i] = &keyIndex{}
+	}
+	return s.index[i]
+}
+
 func (s *Memory) put(key, value []byte) {
 	if e := s.m[string(key)]; e != nil {
 		if e.dead {
 			e.dead = false
 			s.dead--
+			s.indexOf(string(key)).dead--
 			s.bytes += int64(len(key))
 		}
 		s.bytes += int64(len(value) - len(e.v))
@@ -93,10 +123,11 @@ func (s *Memory) put(key, value []byte) {
 	s.bytes += int64(len(key) + len(value))
 	k := string(key)
 	s.m[k] = &memEntry{v: v}
-	s.added = append(s.added, k)
+	ix := s.indexOf(k)
+	ix.added = append(ix.added, k)
 	// Keys put and deleted before any Scan would otherwise pile up in added.
-	if len(s.added) > 1024 && len(s.added) > 2*len(s.m) {
-		s.index()
+	if len(ix.added) > 1024 && len(ix.added) > 2*len(ix.sorted) {
+		s.dead -= ix.update(s.m)
 	}
 }
 
@@ -121,34 +152,46 @@ func (s *Memory) delete(key []byte) {
 	}
 	e.dead, e.v = true, nil
 	s.dead++
-	if s.dead > 1024 && s.dead > len(s.m)/2 {
-		s.index()
+	ix := s.indexOf(string(key))
+	ix.dead++
+	if ix.dead > 1024 && ix.dead > len(ix.sorted)/2 {
+		s.dead -= ix.update(s.m)
 	}
 }
 
-// index brings sorted up to date: the added keys that are live and not yet
-// indexed are sorted and merged in, and dead entries are dropped.
-func (s *Memory) index() {
-	slices.Sort(s.added)
+// update brings the index up to date: the added keys that are live and
+// not yet indexed are sorted and put in. Keys after all the indexed ones
+// are appended; otherwise the index is merged anew, and then, or once
+// they are a quarter of it, its dead entries are dropped from it and
+// from m. It returns the number of dead entries dropped.
+func (ix *keyIndex) update(m map[string]*memEntry) int {
+	slices.Sort(ix.added)
 	var fresh []indexed
-	for _, k := range s.added {
-		if e := s.m[k]; e != nil && !e.dead && !e.indexed {
+	for _, k := range ix.added {
+		if e := m[k]; e != nil && !e.dead && !e.indexed {
 			e.indexed = true
 			fresh = append(fresh, indexed{k, e})
 		}
 	}
-	if s.dead == 0 && len(fresh) == 0 {
-		s.added = s.added[:0]
-		return
+	ix.added = ix.added[:0]
+	compact := ix.dead > 0 && ix.dead >= len(ix.sorted)/4
+	if len(fresh) == 0 && !compact {
+		return 0
 	}
-	merged := make([]indexed, 0, len(s.sorted)-s.dead+len(fresh))
+	if !compact && (len(ix.sorted) == 0 || ix.sorted[len(ix.sorted)-1].k < fresh[0].k) {
+		ix.sorted = append(ix.sorted, fresh...)
+		return 0
+	}
+	merged := make([]indexed, 0, len(ix.sorted)-ix.dead+len(fresh))
+	dropped := 0
 	i, j := 0, 0
-	for i < len(s.sorted) || j < len(fresh) {
-		if j == len(fresh) || (i < len(s.sorted) && s.sorted[i].k < fresh[j].k) {
-			x := s.sorted[i]
+	for i < len(ix.sorted) || j < len(fresh) {
+		if j == len(fresh) || (i < len(ix.sorted) && ix.sorted[i].k < fresh[j].k) {
+			x := ix.sorted[i]
 			i++
 			if x.e.dead {
-				delete(s.m, x.k)
+				delete(m, x.k)
+				dropped++
 				continue
 			}
 			merged = append(merged, x)
@@ -157,7 +200,8 @@ func (s *Memory) index() {
 		merged = append(merged, fresh[j])
 		j++
 	}
-	s.sorted, s.added, s.dead = merged, s.added[:0], 0
+	ix.sorted, ix.dead = merged, 0
+	return dropped
 }
 
 // Scan implements Store.
@@ -165,28 +209,42 @@ func (s *Memory) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	if s.closed {
 		return ErrClosed
 	}
-	if len(s.added) > 0 {
-		s.index()
+	first, last := slot(string(lo)), len(s.index)-1
+	if hi != nil {
+		last = slot(string(hi))
 	}
-	start, _ := slices.BinarySearchFunc(s.sorted, string(lo), func(x indexed, t string) int { return strings.Compare(x.k, t) })
-	sorted := s.sorted
 	h := string(hi)
-	for _, x := range sorted[start:] {
-		k, e := x.k, x.e
-		if hi != nil && k >= h {
-			break
-		}
-		if e.dead {
+	for i := first; i <= last; i++ {
+		ix := s.index[i]
+		if ix == nil {
 			continue
 		}
-		// fn gets the key's bytes without a copy; the Store contract says
-		// they are valid only during the call, and fn may not write.
-		kb := []byte{} // the empty key is empty, not nil
-		if k != "" {
-			kb = unsafe.Slice(unsafe.StringData(k), len(k))
+		if len(ix.added) > 0 {
+			s.dead -= ix.update(s.m)
 		}
-		if err := fn(kb, e.v); err != nil {
-			return err
+		sorted := ix.sorted
+		if i == first {
+			start, _ := slices.BinarySearchFunc(sorted, string(lo), func(x indexed, t string) int { return strings.Compare(x.k, t) })
+			sorted = sorted[start:]
+		}
+		for _, x := range sorted {
+			k, e := x.k, x.e
+			if hi != nil && k >= h {
+				return nil
+			}
+			if e.dead {
+				continue
+			}
+			// fn gets the key's bytes without a copy; the Store contract
+			// says they are valid only during the call, and fn may not
+			// write.
+			kb := []byte{} // the empty key is empty, not nil
+			if k != "" {
+				kb = unsafe.Slice(unsafe.StringData(k), len(k))
+			}
+			if err := fn(kb, e.v); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

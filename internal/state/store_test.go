@@ -56,8 +56,66 @@ func TestMemoryDeleteChurnStaysBounded(t *testing.T) {
 		_ = m.Put(k, k)
 		_ = m.Delete(k)
 	}
-	if len(m.added) > 2048 || m.dead > 2048 || len(m.m) > 4096 {
-		t.Errorf("after churn: %d added, %d dead, %d in map", len(m.added), m.dead, len(m.m))
+	added := 0
+	for _, ix := range m.index {
+		if ix != nil {
+			added += len(ix.added)
+		}
+	}
+	if added > 2048 || m.dead > 2048 || len(m.m) > 4096 {
+		t.Errorf("after churn: %d added, %d dead, %d in map", added, m.dead, len(m.m))
+	}
+}
+
+// TestMemoryIndexOfKeysInOrder: an expiry index (keys by time under one
+// prefix byte, put in time order, scanned and deleted from the oldest)
+// beside keys of another prefix put in no order. The index's dead
+// entries are dropped once they are about a quarter of it, and every scan
+// answers as the oracle does.
+func TestMemoryIndexOfKeysInOrder(t *testing.T) {
+	m := NewMemory()
+	want := oracle{}
+	r := rand.New(rand.NewPCG(3, 4))
+	key := func(fam byte, n int) []byte { return fmt.Appendf(nil, "%c%08d", fam, n) }
+	put := func(k []byte) {
+		want[string(k)] = k
+		if err := m.Put(k, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expired := 0 // the expiry keys below are deleted
+	for n := range 20_000 {
+		put(key('e', n))
+		put(key('d', r.IntN(5_000)))
+		if n%250 != 249 {
+			continue
+		}
+		// Scan the expiry index up to a point, as dedupe does, and delete
+		// what it found with its ids.
+		upto := key('e', n-1_000)
+		got := scanAll(t, m, key('e', 0), upto)
+		if w := want.scan(key('e', 0), upto); !slices.Equal(got, w) {
+			t.Fatalf("after %d: scan of the expiry index = %d keys, want %d", n, len(got), len(w))
+		}
+		for _, kv := range got {
+			delete(want, kv[0])
+			if err := m.Delete([]byte(kv[0])); err != nil {
+				t.Fatal(err)
+			}
+			expired++
+		}
+		if ix := m.index[slot("e")]; ix.dead > len(ix.sorted)/4+250 {
+			t.Fatalf("after %d: %d dead entries in an index of %d", n, ix.dead, len(ix.sorted))
+		}
+	}
+	if expired < 15_000 {
+		t.Fatalf("only %d expiry keys expired", expired)
+	}
+	if got, w := scanAll(t, m, nil, nil), want.scan(nil, nil); !slices.Equal(got, w) {
+		t.Fatalf("full scan = %d keys, want %d", len(got), len(w))
+	}
+	if got, w := scanAll(t, m, key('d', 100), key('e', 19_500)), want.scan(key('d', 100), key('e', 19_500)); !slices.Equal(got, w) {
+		t.Fatalf("scan across prefixes = %d keys, want %d", len(got), len(w))
 	}
 }
 

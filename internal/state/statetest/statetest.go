@@ -49,13 +49,15 @@ func (o oracle) scan(lo, hi []byte) [][2]string {
 }
 
 // randKey draws from a small key space, so keys are overwritten, deleted
-// and put again; "" and keys that are prefixes of others are included.
+// and put again; "" and keys that are prefixes of others are included, and
+// keys start with one of a few bytes (the lowest and highest among them),
+// as operators' families of keys do.
 func randKey(r *rand.Rand) []byte {
 	n := r.IntN(300)
 	if n == 0 {
 		return []byte{}
 	}
-	return fmt.Appendf(nil, "k%d", n)
+	return fmt.Appendf(nil, "%s%d", []string{"k", "\x00", "z", "\xff"}[n%4], n)
 }
 
 func randValue(r *rand.Rand) []byte {
