@@ -336,20 +336,27 @@ func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.R
 		}
 	}
 	drainOne := func(ts *taskStore) {
-		for _, c := range ts.logged.Drain() {
-			wg.Add(1)
-			produce(ctx, &kgo.Record{Topic: ts.topic, Partition: ts.id.partition, Key: c.Key, Value: c.Value}, func(r *kgo.Record, err error) {
-				mu.Lock()
-				defer mu.Unlock()
-				defer wg.Done()
-				if err != nil {
-					if firstErr == nil {
-						firstErr = fmt.Errorf("producing to %s: %w", ts.topic, err)
-					}
-					return
+		promise := func(r *kgo.Record, err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			defer wg.Done()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = fmt.Errorf("producing to %s: %w", ts.topic, err)
 				}
-				ts.next = max(ts.next, r.Offset+1)
-			})
+				return
+			}
+			ts.next = max(ts.next, r.Offset+1)
+		}
+		changes := ts.logged.Drain()
+		// One allocation for the store's records rather than one each;
+		// the client holds them until their promises, which wg awaits.
+		recs := make([]kgo.Record, len(changes))
+		for i, c := range changes {
+			r := &recs[i]
+			r.Topic, r.Partition, r.Key, r.Value = ts.topic, ts.id.partition, c.Key, c.Value
+			wg.Add(1)
+			produce(ctx, r, promise)
 		}
 	}
 	eachStore(todo, func(_ int, ts *taskStore) { drainOne(ts) })

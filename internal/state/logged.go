@@ -25,13 +25,16 @@ import (
 // Scan merges the buffered writes with the store's keys, so it needs the
 // buffered keys in order. Operators may scan often (a session window on
 // every record), so the order is kept incrementally rather than sorted on
-// each Scan: in a long sorted run and a short one of at most about its
-// square root's length. The keys buffered since the last Scan wait
-// unsorted; the next Scan sorts those (a few, when scans are frequent) and
-// merges them into the short run, which is merged into the long one when
-// it outgrows its bound. A Scan thus costs O(f log f + √n) for f new keys
-// among n buffered ones, then a binary search per run; Drain reuses the
-// order.
+// each Scan, and only for the keys a Scan covers: the keys are indexed by
+// their first byte, as operators put each kind of state under a prefix
+// byte of its own, so that a scan of an expiry index never sorts the
+// states beside it. Per first byte, the keys are kept in a long sorted run
+// and a short one of at most about its square root's length; the keys
+// buffered since the last Scan of that prefix wait unsorted, and the next
+// Scan sorts those (a few, when scans are frequent) and merges them into
+// the short run, which is merged into the long one when it outgrows its
+// bound. A Scan thus costs O(f log f + √n) for f new keys among n buffered
+// ones of its prefixes, then a binary search per run. Drain does not sort.
 type Logged struct {
 	base      Committer
 	partition int32
@@ -41,17 +44,27 @@ type Logged struct {
 	// write, and pending the position of each key's.
 	buf     []pendingWrite
 	pending map[string]int32
-	// long, short and fresh are positions in buf: the keys in order,
-	// partitioned between long and short runs and fresh (unsorted, new
-	// since the last Scan) ones; spare is a buffer to merge into. They hold
-	// no pointers, so merging them is a plain copy.
-	long, short, fresh, spare []int32
+	// index orders the buffered keys for Scan, by first byte (see slot):
+	// each is nil until a key with its first byte is written. spare is a
+	// buffer to merge runs into.
+	index [257]*runs
+	spare []int32
+	// scanBuf is Scan's buffer for the keys it merges in.
+	scanBuf []int32
 
 	draining bool
 	drained  []Change
 	broken   error // set when applying a committed batch failed
 
 	writes, changes int64
+}
+
+// runs are the positions in buf of the buffered keys that share a first
+// byte: in order, partitioned between a long and a short run, and fresh
+// (unsorted, new since the last Scan of them) ones. They hold no pointers,
+// so merging them is a plain copy.
+type runs struct {
+	long, short, fresh []int32
 }
 
 type pendingWrite struct {
@@ -122,24 +135,29 @@ func (l *Logged) write(key, value []byte, del bool) error {
 	i := int32(len(l.buf))
 	l.buf = append(l.buf, w)
 	l.pending[w.key] = i
-	l.fresh = append(l.fresh, i)
+	rs := l.index[slot(w.key)]
+	if rs == nil {
+		rs = &runs{}
+		l.index[slot(w.key)] = rs
+	}
+	rs.fresh = append(rs.fresh, i)
 	return nil
 }
 
-// index sorts the fresh keys into the short run, and the short run into
+// sort sorts rs's fresh keys into its short run, and the short run into
 // the long one when it has grown past about the square root of the long
-// one's length (or all is set, for Drain).
-func (l *Logged) index(all bool) {
-	if len(l.fresh) > 0 {
-		slices.SortFunc(l.fresh, func(a, b int32) int {
+// one's length.
+func (l *Logged) sort(rs *runs) {
+	if len(rs.fresh) > 0 {
+		slices.SortFunc(rs.fresh, func(a, b int32) int {
 			return strings.Compare(l.buf[a].key, l.buf[b].key)
 		})
-		l.short, l.spare = l.merge(l.spare, l.short, l.fresh), l.short
-		l.fresh = l.fresh[:0]
+		rs.short, l.spare = l.merge(l.spare, rs.short, rs.fresh), rs.short
+		rs.fresh = rs.fresh[:0]
 	}
-	if n := len(l.short); n > 0 && (all || n >= 16 && n*n >= len(l.long)) {
-		l.long, l.spare = l.merge(l.spare, l.long, l.short), l.long
-		l.short = l.short[:0]
+	if n := len(rs.short); n >= 16 && n*n >= len(rs.long) {
+		rs.long, l.spare = l.merge(l.spare, rs.long, rs.short), rs.long
+		rs.short = rs.short[:0]
 	}
 }
 
@@ -205,33 +223,35 @@ func (l *Logged) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	if l.broken != nil {
 		return l.broken
 	}
-	l.index(false)
-	a, b := l.within(l.long, lo, hi), l.within(l.short, lo, hi)
-	if len(a) == 0 && len(b) == 0 {
+	// The buffered keys in [lo, hi), in order: the prefixes one after
+	// another, each prefix's two runs merged. The buffer is the Logged
+	// store's, unless fn scans too.
+	in := l.scanBuf[:0]
+	l.scanBuf = nil
+	first, last := slot(string(lo)), len(l.index)-1
+	if hi != nil {
+		last = slot(string(hi))
+	}
+	for i := first; i <= last; i++ {
+		rs := l.index[i]
+		if rs == nil {
+			continue
+		}
+		l.sort(rs)
+		in = l.appendMerged(in, l.within(rs.long, lo, hi), l.within(rs.short, lo, hi))
+	}
+	defer func(buf []int32) { l.scanBuf = buf[:0] }(in)
+	if len(in) == 0 {
 		return l.base.Scan(lo, hi, fn)
-	}
-	// next returns the first buffered write left in order, or nil; pop
-	// moves past it.
-	next := func() *pendingWrite {
-		switch {
-		case len(a) > 0 && (len(b) == 0 || l.buf[a[0]].key < l.buf[b[0]].key):
-			return &l.buf[a[0]]
-		case len(b) > 0:
-			return &l.buf[b[0]]
-		}
-		return nil
-	}
-	pop := func() {
-		if len(a) > 0 && (len(b) == 0 || l.buf[a[0]].key < l.buf[b[0]].key) {
-			a = a[1:]
-		} else {
-			b = b[1:]
-		}
 	}
 	// emit sends the buffered writes before k, or all of them.
 	emit := func(k []byte, all bool) error {
-		for w := next(); w != nil && (all || w.key < string(k)); w = next() {
-			pop()
+		for len(in) > 0 {
+			w := &l.buf[in[0]]
+			if !all && w.key >= string(k) {
+				return nil
+			}
+			in = in[1:]
 			if !w.del {
 				if err := fn(keyBytes(w.key), w.v); err != nil {
 					return err
@@ -244,8 +264,9 @@ func (l *Logged) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 		if err := emit(k, false); err != nil {
 			return err
 		}
-		if w := next(); w != nil && w.key == string(k) {
-			pop()
+		if len(in) > 0 && l.buf[in[0]].key == string(k) {
+			w := &l.buf[in[0]]
+			in = in[1:]
 			if w.del {
 				return nil
 			}
@@ -259,21 +280,34 @@ func (l *Logged) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 	return emit(nil, true)
 }
 
+// appendMerged appends the sorted runs a and b, which share no key,
+// merged, to dst.
+func (l *Logged) appendMerged(dst, a, b []int32) []int32 {
+	for len(a) > 0 && len(b) > 0 {
+		if l.buf[a[0]].key < l.buf[b[0]].key {
+			dst, a = append(dst, a[0]), a[1:]
+		} else {
+			dst, b = append(dst, b[0]), b[1:]
+		}
+	}
+	return append(append(dst, a...), b...)
+}
+
 // Drain returns the changelog records of the current commit interval, one
-// per key written (a nil Value is a delete), in key order, and starts the
-// commit: until Committed or Aborted, writes fail with ErrDraining. Calling
-// it again before then returns the same records. The records' slices stay
-// valid until Committed or Aborted returns.
+// per key written (a nil Value is a delete), in the order the keys were
+// first written in the interval, and starts the commit: until Committed
+// or Aborted, writes fail with ErrDraining. Calling it again before then
+// returns the same records. The records' slices stay valid until
+// Committed or Aborted returns.
 func (l *Logged) Drain() []Change {
 	if l.draining {
 		return l.drained
 	}
 	l.draining = true
-	// Key order makes the changelog of a replayed input identical; the
-	// index has it.
-	l.index(true)
-	l.drained = make([]Change, 0, len(l.long))
-	for _, i := range l.long {
+	// First-write order makes the changelog of a replayed input identical,
+	// as key order would, without sorting.
+	l.drained = make([]Change, 0, len(l.buf))
+	for i := range l.buf {
 		w := &l.buf[i]
 		c := Change{Key: keyBytes(w.key)} // the buffer's own bytes, never written again
 		if !w.del {
@@ -319,7 +353,12 @@ func (l *Logged) reset() {
 	clear(l.pending)
 	clear(l.buf) // let the interval's values go
 	l.buf = l.buf[:0]
-	l.long, l.short, l.fresh, l.spare = l.long[:0], l.short[:0], l.fresh[:0], l.spare[:0]
+	for _, rs := range l.index {
+		if rs != nil {
+			rs.long, rs.short, rs.fresh = rs.long[:0], rs.short[:0], rs.fresh[:0]
+		}
+	}
+	l.spare = l.spare[:0]
 	l.draining, l.drained = false, nil
 }
 

@@ -34,7 +34,7 @@ type Memory struct {
 // keyIndex is the ordered index of the keys that share a first byte.
 type keyIndex struct {
 	sorted []indexed // indexed keys in order; may include dead ones
-	added  []string  // keys not yet indexed; may repeat or be gone
+	added  []indexed // keys not yet indexed; may be gone
 	dead   int       // dead entries in sorted
 }
 
@@ -49,6 +49,7 @@ type memEntry struct {
 	v       []byte
 	dead    bool // deleted, but still in sorted
 	indexed bool // in sorted
+	gone    bool // deleted before it was indexed, and out of the map
 }
 
 var _ Committer = (*Memory)(nil)
@@ -122,9 +123,10 @@ func (s *Memory) put(key, value []byte) {
 	copy(v, value)
 	s.bytes += int64(len(key) + len(value))
 	k := string(key)
-	s.m[k] = &memEntry{v: v}
+	e := &memEntry{v: v}
+	s.m[k] = e
 	ix := s.indexOf(k)
-	ix.added = append(ix.added, k)
+	ix.added = append(ix.added, indexed{k, e})
 	// Keys put and deleted before any Scan would otherwise pile up in added.
 	if len(ix.added) > 1024 && len(ix.added) > 2*len(ix.sorted) {
 		s.dead -= ix.update(s.m)
@@ -147,6 +149,7 @@ func (s *Memory) delete(key []byte) {
 	}
 	s.bytes -= int64(len(key) + len(e.v))
 	if !e.indexed {
+		e.gone = true // for update, which finds it in added
 		delete(s.m, string(key))
 		return
 	}
@@ -165,15 +168,16 @@ func (s *Memory) delete(key []byte) {
 // they are a quarter of it, its dead entries are dropped from it and
 // from m. It returns the number of dead entries dropped.
 func (ix *keyIndex) update(m map[string]*memEntry) int {
-	slices.Sort(ix.added)
-	var fresh []indexed
-	for _, k := range ix.added {
-		if e := m[k]; e != nil && !e.dead && !e.indexed {
-			e.indexed = true
-			fresh = append(fresh, indexed{k, e})
+	// The added keys that are live and not indexed, in order, in place.
+	fresh := ix.added[:0]
+	for _, x := range ix.added {
+		if !x.e.gone && !x.e.dead && !x.e.indexed {
+			x.e.indexed = true
+			fresh = append(fresh, x)
 		}
 	}
-	ix.added = ix.added[:0]
+	slices.SortFunc(fresh, func(a, b indexed) int { return strings.Compare(a.k, b.k) })
+	defer func() { clear(ix.added); ix.added = ix.added[:0] }()
 	compact := ix.dead > 0 && ix.dead >= len(ix.sorted)/4
 	if len(fresh) == 0 && !compact {
 		return 0

@@ -341,19 +341,29 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 // (catalog.TaskCache), which follows every write it makes and holds the
 // accumulators it changes until the runtime flushes it before a commit
 // (win.WriteBack), or one read from the task's store that writes through.
-func (o *op) open(task catalog.Task) (*win.Operator, error) {
+func (o *op) open(task catalog.Task) (*taskModel, error) {
 	c, ok := task.(catalog.TaskCache)
 	if !ok {
-		return o.model.Open(task.Store(), win.AccumulatorResults())
+		m, err := o.model.Open(task.Store(), win.AccumulatorResults())
+		return &taskModel{Operator: m}, err
 	}
-	if m, ok := c.Cached().(*win.Operator); ok {
+	if m, ok := c.Cached().(*taskModel); ok {
 		return m, nil
 	}
 	m, err := o.model.Open(task.Store(), win.WriteBack(), win.AccumulatorResults())
-	if err == nil {
-		c.SetCached(m)
+	if err != nil {
+		return nil, err
 	}
-	return m, err
+	tm := &taskModel{Operator: m}
+	c.SetCached(tm)
+	return tm, nil
+}
+
+// taskModel is what a window keeps with a task: its model, and the record
+// results written directly (see emit) go out in, one after another.
+type taskModel struct {
+	*win.Operator
+	out record.Record
 }
 
 // failed forgets the task's model after a store error, which may have
@@ -361,7 +371,7 @@ func (o *op) open(task catalog.Task) (*win.Operator, error) {
 // from the store again. What the model holds back is written first, as
 // the records before this one changed it; when the store fails that too,
 // it is failing as a whole, and the runtime restores it.
-func (o *op) failed(task catalog.Task, m *win.Operator, err error) error {
+func (o *op) failed(task catalog.Task, m *taskModel, err error) error {
 	if c, ok := task.(catalog.TaskCache); ok {
 		err = errors.Join(err, m.FlushState())
 		c.SetCached(nil)
@@ -412,22 +422,31 @@ func reason(r string) catalog.Reason {
 // A retraction (update mode, a session merged away) is a null value. When
 // the results go straight to the sink (catalog.EncodedOutput) their values
 // are written directly, byte for byte as the sink would encode them.
-func (o *op) emit(ctx context.Context, out catalog.Output, m *win.Operator, results []win.Result) error {
+func (o *op) emit(ctx context.Context, out catalog.Output, m *taskModel, results []win.Result) error {
 	enc, _ := out.(catalog.EncodedOutput)
 	for _, res := range results {
+		if enc != nil && !res.Retract {
+			if b, ok := o.encode(res); ok {
+				// Written out before NextEncoded returns: the task's
+				// output record serves every such result.
+				r := &m.out
+				*r = record.Record{Timestamp: time.UnixMilli(res.Window.End)}
+				if len(res.Key) > 0 {
+					r.SetRawKeyOwned(res.Key)
+				}
+				err := enc.NextEncoded(ctx, r, b)
+				*r = record.Record{}
+				if err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		// The key as Kafka carries it: the grouping key's bytes (the
 		// result's own copy, which the record takes over).
 		r := &record.Record{Timestamp: time.UnixMilli(res.Window.End)}
 		if len(res.Key) > 0 {
 			r.SetRawKeyOwned(res.Key)
-		}
-		if enc != nil && !res.Retract {
-			if b, ok := o.encode(res); ok {
-				if err := enc.NextEncoded(ctx, r, b); err != nil {
-					return err
-				}
-				continue
-			}
 		}
 		if !res.Retract {
 			// The result's map is the model's fresh copy: it becomes the
