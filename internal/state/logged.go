@@ -335,7 +335,14 @@ func (l *Logged) Committed(nextOffset int64) error {
 	}
 	var err error
 	if len(l.drained) > 0 {
-		err = l.base.Apply(l.drained, l.base.Checkpoint().With(l.partition, nextOffset, l.now()))
+		cp := l.base.Checkpoint().With(l.partition, nextOffset, l.now())
+		if m, ok := l.base.(*Memory); ok {
+			// The drained bytes are never written again (see write) and
+			// reset lets go of them: the memory store can keep them.
+			err = m.applyOwned(l.drained, cp)
+		} else {
+			err = l.base.Apply(l.drained, cp)
+		}
 	}
 	l.reset()
 	if err != nil {

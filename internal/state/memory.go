@@ -99,7 +99,11 @@ func (s *Memory) indexOf(key string) *keyIndex {
 	return s.index[i]
 }
 
-func (s *Memory) put(key, value []byte) {
+func (s *Memory) put(key, value []byte) { s.store(key, value, false) }
+
+// store puts key with value; with owned, the bytes of a new key and its
+// value are the store's from now on, kept rather than copied.
+func (s *Memory) store(key, value []byte, owned bool) {
 	if e := s.m[string(key)]; e != nil {
 		if e.dead {
 			e.dead = false
@@ -119,10 +123,13 @@ func (s *Memory) put(key, value []byte) {
 		copy(e.v, value)
 		return
 	}
-	v := make([]byte, len(value))
-	copy(v, value)
+	v, k := value, unsafe.String(unsafe.SliceData(key), len(key))
+	if !owned {
+		v = make([]byte, len(value))
+		copy(v, value)
+		k = string(key)
+	}
 	s.bytes += int64(len(key) + len(value))
-	k := string(key)
 	e := &memEntry{v: v}
 	s.m[k] = e
 	ix := s.indexOf(k)
@@ -257,6 +264,17 @@ func (s *Memory) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 // Apply implements Committer. A Memory store has nothing to crash, so
 // applying in place is atomic enough.
 func (s *Memory) Apply(changes []Change, cp Checkpoint) error {
+	return s.apply(changes, cp, false)
+}
+
+// applyOwned is Apply of changes whose bytes nothing else will use or
+// change (a Logged store's drained changes once they are committed): the
+// keys and values new to the store are kept rather than copied.
+func (s *Memory) applyOwned(changes []Change, cp Checkpoint) error {
+	return s.apply(changes, cp, true)
+}
+
+func (s *Memory) apply(changes []Change, cp Checkpoint, owned bool) error {
 	if s.closed {
 		return ErrClosed
 	}
@@ -264,7 +282,7 @@ func (s *Memory) Apply(changes []Change, cp Checkpoint) error {
 		if c.Value == nil {
 			s.delete(c.Key)
 		} else {
-			s.put(c.Key, c.Value)
+			s.store(c.Key, c.Value, owned)
 		}
 	}
 	s.cp = cp
