@@ -65,10 +65,12 @@ func (r *Record) SetRawKeyOwned(b []byte) {
 	r.rawKey = b
 }
 
-// SetRawKeyIn is SetRawKey with Key's interface value held in sc (see
-// Scratch.String): for a record that is not kept once sc is Reset.
+// SetRawKeyIn is SetRawKey for a record that is not kept once sc is
+// Reset: Key's interface value is held in sc (see Scratch.String), and its
+// string is a view of b rather than a copy, so b must not change before
+// then.
 func (r *Record) SetRawKeyIn(b []byte, sc *Scratch) {
-	r.Key = sc.String(string(b))
+	r.Key = sc.String(bytesString(b))
 	r.rawKey = b
 }
 

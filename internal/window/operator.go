@@ -112,6 +112,7 @@ type Operator struct {
 	cache      map[string]*cached
 	dirty      []*cached
 	accResults bool     // see AccumulatorResults
+	shareKey   bool     // in ProcessShared: results keep its key
 	results    []Result // Process's, reused with AccumulatorResults
 	wmDirty    bool     // wm not yet written (WriteBack)
 	// spare are the accumulators of the last record's inputs, which
@@ -233,6 +234,15 @@ func (o *Operator) Watermark() (int64, bool) { return o.wm, o.hasWM }
 // closed reports whether a window ending at end has closed.
 func (o *Operator) closed(end int64) bool {
 	return o.hasWM && end <= satSub(o.wm, o.cfg.Grace)
+}
+
+// ProcessShared is Process for a key that nothing changes afterwards (the
+// bytes of a fetched record, or a fresh encoding): its results keep the
+// key itself rather than a copy each.
+func (o *Operator) ProcessShared(key []byte, t int64, value any) ([]Result, error) {
+	o.shareKey = true
+	defer func() { o.shareKey = false }()
+	return o.Process(key, t, value)
 }
 
 // Process adds a record. It returns the update-mode results, or a
@@ -539,14 +549,17 @@ func (o *Operator) save(key []byte, w Window, accs []Accumulator) error {
 }
 
 func (o *Operator) result(key []byte, w Window, accs []Accumulator) Result {
+	if !o.shareKey {
+		key = slices.Clone(key)
+	}
 	if o.accResults {
-		return Result{Key: slices.Clone(key), Window: w, Accs: accs}
+		return Result{Key: key, Window: w, Accs: accs}
 	}
 	vals := make(map[string]any, len(accs)+1) // room for the caller's window bounds
 	for i, acc := range accs {
 		vals[o.cfg.Aggregates[i].Name] = acc.Result()
 	}
-	return Result{Key: slices.Clone(key), Window: w, Values: vals}
+	return Result{Key: key, Window: w, Values: vals}
 }
 
 // Advance moves the watermark to wm (ignored unless it is ahead) and closes

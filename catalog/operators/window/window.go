@@ -326,7 +326,9 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 			return err
 		}
 	}
-	results, err := m.Process(key, r.Timestamp.UnixMilli(), r)
+	// The key is the input's bytes, which nothing changes, or a fresh
+	// encoding: the results can keep it.
+	results, err := m.ProcessShared(key, r.Timestamp.UnixMilli(), r)
 	if err != nil {
 		var re *win.RecordError
 		if errors.As(err, &re) {
@@ -360,10 +362,12 @@ func (o *op) open(task catalog.Task) (*taskModel, error) {
 }
 
 // taskModel is what a window keeps with a task: its model, and the record
-// results written directly (see emit) go out in, one after another.
+// results written directly (see emit) go out in, one after another, with
+// the scratch its key is held in.
 type taskModel struct {
 	*win.Operator
-	out record.Record
+	out  record.Record
+	keys record.Scratch
 }
 
 // failed forgets the task's model after a store error, which may have
@@ -432,10 +436,11 @@ func (o *op) emit(ctx context.Context, out catalog.Output, m *taskModel, results
 				r := &m.out
 				*r = record.Record{Timestamp: time.UnixMilli(res.Window.End)}
 				if len(res.Key) > 0 {
-					r.SetRawKeyOwned(res.Key)
+					r.SetRawKeyIn(res.Key, &m.keys)
 				}
 				err := enc.NextEncoded(ctx, r, b)
 				*r = record.Record{}
+				m.keys.Reset()
 				if err != nil {
 					return err
 				}
@@ -443,7 +448,7 @@ func (o *op) emit(ctx context.Context, out catalog.Output, m *taskModel, results
 			}
 		}
 		// The key as Kafka carries it: the grouping key's bytes (the
-		// result's own copy, which the record takes over).
+		// result's own copy, or the input's, which nothing changes).
 		r := &record.Record{Timestamp: time.UnixMilli(res.Window.End)}
 		if len(res.Key) > 0 {
 			r.SetRawKeyOwned(res.Key)
