@@ -273,10 +273,14 @@ func encodePlain(v any) ([]byte, bool) {
 // dedupe ids: JSON with sorted keys in which numbers are written by value,
 // 4 and 4.0 alike, as every number was written before integers had their
 // own kind (so stored ids still match).
-func IdentityJSON(v any) ([]byte, error) {
+func IdentityJSON(v any) ([]byte, error) { return AppendIdentityJSON(nil, v) }
+
+// AppendIdentityJSON appends IdentityJSON(v) to dst.
+func AppendIdentityJSON(dst []byte, v any) ([]byte, error) {
 	v = Plain(v)
-	if b, ok := appendPlain(nil, v, 0, true); ok {
+	if b, ok := appendPlain(dst, v, 0, true); ok {
 		return b, nil
 	}
-	return EncodeJSON(v)
+	b, err := EncodeJSON(v)
+	return append(dst, b...), err
 }

@@ -96,11 +96,15 @@ func DecodeFields(b []byte, f *FieldSet) (map[string]any, bool) {
 // for record after record. When it returns false, m may hold some fields.
 //
 // With a Scratch, the numbers and strings that are fields of the object
-// are held in it rather than boxed one allocation each: the values in m
-// then stay valid only until the Scratch is Reset, and nothing may keep
-// them (or anything holding them) past that.
+// are held in it rather than boxed one allocation each, and strings
+// without escapes are views of b rather than copies: the values in m then
+// stay valid only until the Scratch is Reset, and only while b does not
+// change, and nothing may keep them (or anything holding them) past that.
 func DecodeFieldsInto(b []byte, f *FieldSet, m map[string]any, sc *Scratch) bool {
 	d := fieldDecoder{b: b, scratch: sc}
+	if sc != nil {
+		d.copied = bytesString(b)
+	}
 	i := d.ws(0)
 	if i >= len(b) || b[i] != '{' {
 		return false

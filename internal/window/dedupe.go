@@ -161,7 +161,8 @@ func (d *Dedupe) Advance(wm int64) error {
 		return err
 	}
 	for _, xk := range due {
-		if err := d.store.Delete(dedupeKey(xk[1+timeLen:])); err != nil {
+		d.kbuf = appendDedupeKey(d.kbuf[:0], xk[1+timeLen:])
+		if err := d.store.Delete(d.kbuf); err != nil {
 			return err
 		}
 		if err := d.store.Delete(xk); err != nil {

@@ -109,18 +109,20 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	if v == nil {
 		return &expression.EvalError{Source: o.by.Source(), Err: errors.New("the id is null")}
 	}
-	id, err := record.IdentityJSON(v) // 4 and 4.0 are one id
-	if err != nil {
-		return catalog.Reject(catalog.ReasonType, err)
-	}
 	d, err := o.open(task)
 	if err != nil {
 		return err
 	}
-	if err := advance(d, task); err != nil {
+	// The model copies the id into its own keys: one buffer serves every
+	// record of the task.
+	d.id, err = record.AppendIdentityJSON(d.id[:0], v) // 4 and 4.0 are one id
+	if err != nil {
+		return catalog.Reject(catalog.ReasonType, err)
+	}
+	if err := advance(d.Dedupe, task); err != nil {
 		return o.failed(task, d, err)
 	}
-	pass, err := d.Process(id, r.Timestamp.UnixMilli())
+	pass, err := d.Process(d.id, r.Timestamp.UnixMilli())
 	if err != nil {
 		return o.failed(task, d, err)
 	}
@@ -140,7 +142,7 @@ func (o *op) OnWatermark(_ context.Context, task catalog.Task, _ catalog.Output)
 	if err != nil {
 		return err
 	}
-	if err := advance(d, task); err != nil {
+	if err := advance(d.Dedupe, task); err != nil {
 		return o.failed(task, d, err)
 	}
 	return nil
@@ -150,25 +152,35 @@ func (o *op) OnWatermark(_ context.Context, task catalog.Task, _ catalog.Output)
 // (catalog.TaskCache), which follows its own writes and holds its
 // watermark back until the runtime flushes it before a commit, or one
 // read from the task's store.
-func (o *op) open(task catalog.Task) (*win.Dedupe, error) {
+func (o *op) open(task catalog.Task) (*taskModel, error) {
 	c, ok := task.(catalog.TaskCache)
 	if !ok {
-		return win.NewDedupe(o.horizon, task.Store())
+		d, err := win.NewDedupe(o.horizon, task.Store())
+		return &taskModel{Dedupe: d}, err
 	}
-	if d, ok := c.Cached().(*win.Dedupe); ok {
-		return d, nil
+	if m, ok := c.Cached().(*taskModel); ok {
+		return m, nil
 	}
 	d, err := win.NewDedupe(o.horizon, task.Store())
-	if err == nil {
-		d.HoldWatermark()
-		c.SetCached(d)
+	if err != nil {
+		return nil, err
 	}
-	return d, err
+	d.HoldWatermark()
+	m := &taskModel{Dedupe: d}
+	c.SetCached(m)
+	return m, nil
+}
+
+// taskModel is what dedupe keeps with a task: its model, and a buffer for
+// the id of the record being processed.
+type taskModel struct {
+	*win.Dedupe
+	id []byte
 }
 
 // failed forgets the task's model after a store error, writing what it
 // held back first (see the window step's failed).
-func (o *op) failed(task catalog.Task, d *win.Dedupe, err error) error {
+func (o *op) failed(task catalog.Task, d *taskModel, err error) error {
 	if c, ok := task.(catalog.TaskCache); ok {
 		err = errors.Join(err, d.FlushState())
 		c.SetCached(nil)
