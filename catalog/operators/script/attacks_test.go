@@ -110,14 +110,8 @@ func liveHeap() uint64 {
 
 // peakLimit is what the process heap must stay under during any attack:
 // the watchdog acts above 256MiB and one more doubling step of a string
-// may complete before the interrupt lands.
-//
-// On a machine too busy to run the watchdog at once (CI under -race with
-// other tests), a string that doubles in one instruction can double once
-// or twice more before the interrupt lands: 1,025 MiB was seen there, so
-// the bound is 1.5 GiB. It still fails on an unguarded attack, which grows
-// until the time budget (gigabytes).
-const peakLimit = 3 << 29
+// may complete before the interrupt lands. It is set in
+// attacks_norace_test.go and attacks_race_test.go.
 
 // liveLimit is what the live heap must be under after an attack. The
 // runtime that hit a limit is garbage by then, but a stack slot of the test
