@@ -178,14 +178,7 @@ func (l *Logged) merge(dst, a, b []int32) []int32 {
 		}
 		return append(dst, a...)
 	}
-	for len(a) > 0 && len(b) > 0 {
-		if l.buf[a[0]].key < l.buf[b[0]].key {
-			dst, a = append(dst, a[0]), a[1:]
-		} else {
-			dst, b = append(dst, b[0]), b[1:]
-		}
-	}
-	return append(append(dst, a...), b...)
+	return l.appendMerged(dst, a, b)
 }
 
 // search returns the position in the sorted run of the first key at or
