@@ -110,19 +110,8 @@ func differentialInputs() [][]byte {
 // emitted messages as text, DLQ headers included.
 func runStage(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.StageOption) (out []string, fields []string) {
 	t.Helper()
-	out, st := runStageOf(t, p, inputs, opts...)
-	return out, st.DecodesFields()
-}
-
-// runStageOf is runStage, returning the stage.
-func runStageOf(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.StageOption) (out []string, st *engine.Stage) {
-	t.Helper()
 	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
-		var h []string
-		for _, x := range m.Headers {
-			h = append(h, x.Key+"="+string(x.Value))
-		}
-		out = append(out, fmt.Sprintf("%s key=%q value=%q ts=%d headers=%q", m.Topic, m.Key, m.Value, m.Timestamp.UnixMilli(), h))
+		out = append(out, messageText(m))
 		return nil
 	}, append(opts, engine.WithRevision("r1"))...)
 	if err != nil {
@@ -142,7 +131,17 @@ func runStageOf(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.
 	if err := st.Advance(context.Background(), 1, catalog.EndOfTime); err != nil {
 		t.Fatal(err)
 	}
-	return out, st
+	return out, st.DecodesFields()
+}
+
+// messageText is an emitted message as the differential tests compare
+// them: topic, key, value, timestamp and headers.
+func messageText(m engine.Message) string {
+	var h []string
+	for _, x := range m.Headers {
+		h = append(h, x.Key+"="+string(x.Value))
+	}
+	return fmt.Sprintf("%s key=%q value=%q ts=%d headers=%q", m.Topic, m.Key, m.Value, m.Timestamp.UnixMilli(), h)
 }
 
 // TestDecodeOnlyReadFields runs pipelines whose steps read only some fields

@@ -51,7 +51,7 @@ func TestStatefulStagesReuseRecords(t *testing.T) {
 			run := func(opts ...engine.StageOption) ([]string, *engine.Stage) {
 				var out []string
 				st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
-					out = append(out, fmt.Sprintf("%s key=%q value=%q ts=%d headers=%q", m.Topic, m.Key, m.Value, m.Timestamp.UnixMilli(), m.Headers))
+					out = append(out, messageText(m))
 					return nil
 				}, append(opts, engine.WithRevision("r1"))...)
 				if err != nil {
