@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 )
 
 // Reasons a record is rejected, as written to the DLQ.
@@ -329,7 +330,10 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 }
 
 func (o *Operator) late(t int64) error {
-	return &RecordError{Reason: ReasonLate, Err: fmt.Errorf("%w: event time %d, watermark %d, grace %d", ErrLate, t, o.wm, o.cfg.Grace)}
+	// Times as people read them, as the other event-time steps write them.
+	at := func(ms int64) string { return time.UnixMilli(ms).UTC().Format(time.RFC3339Nano) }
+	return &RecordError{Reason: ReasonLate, Err: fmt.Errorf("%w: event time %s, and the stream time %s is past the end of its windows plus grace (%s)",
+		ErrLate, at(t), at(o.wm), time.Duration(o.cfg.Grace)*time.Millisecond)}
 }
 
 // processSession adds a record to a session window, merging the open

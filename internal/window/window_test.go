@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -181,6 +182,10 @@ func TestOperatorRejectsTypeWithoutChangingState(t *testing.T) {
 	_, err = op.Process([]byte("k"), 9, map[string]any{"v": 1.0})
 	if !errors.As(err, &re) || re.Reason != ReasonLate || !errors.Is(err, ErrLate) {
 		t.Fatalf("err = %v, want late", err)
+	}
+	// Times as people read them, not epoch milliseconds.
+	if want := "event time 1970-01-01T00:00:00.009Z, and the stream time 1970-01-01T00:00:00.01Z"; !strings.Contains(err.Error(), want) {
+		t.Errorf("late error %q does not say %q", err, want)
 	}
 	for _, cfg := range []Config{
 		{Window: tum, Grace: -1, Emit: EmitFinal, Aggregates: []Aggregate{{Name: "n", Func: Count}}},
