@@ -255,9 +255,11 @@ func (s *stores) dropRevoked(ex *executor) {
 		}
 		if s.ru.p.Plan.Standbys > 0 {
 			// Kept as a standby copy until keepWarm finds this runner is
-			// not one of the partition's standbys. The base store holds
-			// committed writes only; pending ones go with the Logged
-			// wrapper, as when the store is closed.
+			// not one of the partition's standbys, with committed writes
+			// only: the open transaction, if any, aborts (a revocation
+			// aborts it), so its writes, which a memory store holds
+			// already, are rolled back.
+			ts.logged.Aborted()
 			s.warm[id] = &warmStore{input: ts.input, base: ts.base}
 			delete(s.open, id)
 			s.mu.Lock()

@@ -29,8 +29,16 @@
 //   - the transaction aborted: [Logged.Aborted] drops the buffered writes,
 //     so the store is again the state as of the last committed transaction.
 //
+// Over a [Memory] store, Logged writes through instead, keeping the value
+// each key had before its first write of the interval: Drain reads the
+// written keys' values from the store, Committed records the checkpoint,
+// and Aborted puts the old values back. A memory store keeps nothing
+// across a crash, so what follows holds for it too: the state it holds
+// between transactions is the committed one.
+//
 // So the local store never holds a write that is not in a committed
-// transaction: it is never AHEAD of the changelog. It can be BEHIND: a
+// transaction once that transaction has ended: it is never AHEAD of the
+// changelog. It can be BEHIND: a
 // crash after the commit and before the batch is applied, or, because the
 // Pebble store has no write-ahead log (package pebblestore says why), a
 // crash before Pebble flushed its memtable. Both are safe: the store then

@@ -36,6 +36,9 @@ type keyIndex struct {
 	sorted []indexed // indexed keys in order; may include dead ones
 	added  []indexed // keys not yet indexed; may be gone
 	dead   int       // dead entries in sorted
+	// pruneAt is the length of added past which its gone keys are
+	// dropped (see set).
+	pruneAt int
 }
 
 // indexed is a key of the ordered index with its entry, so that merging
@@ -46,10 +49,14 @@ type indexed struct {
 }
 
 type memEntry struct {
+	k       string // the entry's key in the map
 	v       []byte
 	dead    bool // deleted, but still in sorted
 	indexed bool // in sorted
 	gone    bool // deleted before it was indexed, and out of the map
+	// written: a Logged store writing through has logged the entry's
+	// state before its first write of the commit interval.
+	written bool
 }
 
 var _ Committer = (*Memory)(nil)
@@ -99,45 +106,59 @@ func (s *Memory) indexOf(key string) *keyIndex {
 	return s.index[i]
 }
 
-func (s *Memory) put(key, value []byte) { s.store(key, value, false) }
+func (s *Memory) put(key, value []byte) { s.set(s.m[string(key)], key, value, false, true) }
 
-// store puts key with value; with owned, the bytes of a new key and its
-// value are the store's from now on, kept rather than copied.
-func (s *Memory) store(key, value []byte, owned bool) {
-	if e := s.m[string(key)]; e != nil {
+// set puts value in e, key's entry (nil when key has none), and returns
+// the entry. With owned, the bytes of a new key and its value are the
+// store's from now on, kept rather than copied. With reuse, e's value
+// buffer may be overwritten; without, the new value is always a slice of
+// its own (a Logged store writing through keeps the old one to roll back
+// to, and the new one to drain).
+func (s *Memory) set(e *memEntry, key, value []byte, owned, reuse bool) *memEntry {
+	if e != nil {
 		if e.dead {
 			e.dead = false
 			s.dead--
-			s.indexOf(string(key)).dead--
+			s.indexOf(e.k).dead--
 			s.bytes += int64(len(key))
 		}
 		s.bytes += int64(len(value) - len(e.v))
 		// Reusing the old value's buffer saves an allocation per update
 		// (most writes of a state store are updates); the Store contract
 		// makes a value from Get valid only until the next write.
-		if e.v != nil && cap(e.v) >= len(value) && cap(e.v) <= 2*len(value)+16 {
+		if reuse && e.v != nil && cap(e.v) >= len(value) && cap(e.v) <= 2*len(value)+16 {
 			e.v = e.v[:len(value)]
 		} else {
 			e.v = make([]byte, len(value))
 		}
 		copy(e.v, value)
-		return
+		return e
 	}
-	v, k := value, unsafe.String(unsafe.SliceData(key), len(key))
-	if !owned {
-		v = make([]byte, len(value))
-		copy(v, value)
-		k = string(key)
+	var k string
+	v := value
+	if owned {
+		k = unsafe.String(unsafe.SliceData(key), len(key))
+	} else {
+		// The key's string and the value share one allocation; the key's
+		// bytes are never written again.
+		n := len(key)
+		b := make([]byte, n+len(value))
+		copy(b, key)
+		copy(b[n:], value)
+		k, v = unsafe.String(unsafe.SliceData(b), n), b[n:len(b):len(b)]
 	}
 	s.bytes += int64(len(key) + len(value))
-	e := &memEntry{v: v}
+	e = &memEntry{k: k, v: v}
 	s.m[k] = e
 	ix := s.indexOf(k)
 	ix.added = append(ix.added, indexed{k, e})
-	// Keys put and deleted before any Scan would otherwise pile up in added.
-	if len(ix.added) > 1024 && len(ix.added) > 2*len(ix.sorted) {
-		s.dead -= ix.update(s.m)
+	// Keys put and deleted before any Scan would otherwise pile up in
+	// added. Only those are dropped: sorting the rest is for a Scan, and
+	// some prefixes are never scanned (a dedupe step's ids).
+	if n := len(ix.added); n > 1024 && n > ix.pruneAt {
+		ix.prune()
 	}
+	return e
 }
 
 // Delete implements Store.
@@ -149,24 +170,41 @@ func (s *Memory) Delete(key []byte) error {
 	return nil
 }
 
-func (s *Memory) delete(key []byte) {
-	e := s.m[string(key)]
+func (s *Memory) delete(key []byte) { s.remove(s.m[string(key)]) }
+
+// remove deletes the key of entry e, if e is live.
+func (s *Memory) remove(e *memEntry) {
 	if e == nil || e.dead {
 		return
 	}
-	s.bytes -= int64(len(key) + len(e.v))
+	s.bytes -= int64(len(e.k) + len(e.v))
 	if !e.indexed {
 		e.gone = true // for update, which finds it in added
-		delete(s.m, string(key))
+		delete(s.m, e.k)
 		return
 	}
 	e.dead, e.v = true, nil
 	s.dead++
-	ix := s.indexOf(string(key))
+	ix := s.indexOf(e.k)
 	ix.dead++
 	if ix.dead > 1024 && ix.dead > len(ix.sorted)/2 {
 		s.dead -= ix.update(s.m)
 	}
+}
+
+// prune drops the gone keys from added, and sets the length at which to
+// do it again to twice what is left, so that the cost is constant per
+// key added.
+func (ix *keyIndex) prune() {
+	live := ix.added[:0]
+	for _, x := range ix.added {
+		if !x.e.gone {
+			live = append(live, x)
+		}
+	}
+	clear(ix.added[len(live):])
+	ix.added = live
+	ix.pruneAt = 2 * len(live)
 }
 
 // update brings the index up to date: the added keys that are live and
@@ -184,7 +222,7 @@ func (ix *keyIndex) update(m map[string]*memEntry) int {
 		}
 	}
 	slices.SortFunc(fresh, func(a, b indexed) int { return strings.Compare(a.k, b.k) })
-	defer func() { clear(ix.added); ix.added = ix.added[:0] }()
+	defer func() { clear(ix.added); ix.added, ix.pruneAt = ix.added[:0], 0 }()
 	compact := ix.dead > 0 && ix.dead >= len(ix.sorted)/4
 	if len(fresh) == 0 && !compact {
 		return 0
@@ -264,17 +302,6 @@ func (s *Memory) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 // Apply implements Committer. A Memory store has nothing to crash, so
 // applying in place is atomic enough.
 func (s *Memory) Apply(changes []Change, cp Checkpoint) error {
-	return s.apply(changes, cp, false)
-}
-
-// applyOwned is Apply of changes whose bytes nothing else will use or
-// change (a Logged store's drained changes once they are committed): the
-// keys and values new to the store are kept rather than copied.
-func (s *Memory) applyOwned(changes []Change, cp Checkpoint) error {
-	return s.apply(changes, cp, true)
-}
-
-func (s *Memory) apply(changes []Change, cp Checkpoint, owned bool) error {
 	if s.closed {
 		return ErrClosed
 	}
@@ -282,7 +309,7 @@ func (s *Memory) apply(changes []Change, cp Checkpoint, owned bool) error {
 		if c.Value == nil {
 			s.delete(c.Key)
 		} else {
-			s.store(c.Key, c.Value, owned)
+			s.put(c.Key, c.Value)
 		}
 	}
 	s.cp = cp
