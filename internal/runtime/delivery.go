@@ -212,6 +212,9 @@ type transactions struct {
 	sess      *kgo.GroupTransactSession
 	closeOnce sync.Once
 	retried   bool // the last transaction was aborted on abortableProduce errors
+	// ending is when the last transaction began to end: the next one is
+	// due one commit interval after it (see due).
+	ending time.Time
 }
 
 // newTransactions opens the transactional session and loads its producer
@@ -263,7 +266,24 @@ func (t *transactions) poll(ctx context.Context, max int) (kgo.Fetches, error) {
 
 func (t *transactions) begin() error { return t.sess.Begin() }
 
-func (t *transactions) due(now time.Time) time.Time { return now.Add(t.ru.rt.cfg.commitInterval) }
+// due is one commit interval after the last transaction began to end, as
+// Kafka Streams commits every commit interval, rather than an interval
+// after this one began: records that came while the last one ended have
+// waited through that end already, and waiting a full interval more put
+// them in the latency tail. A transaction still lasts at least half an
+// interval, so that long ends (a large drain) do not make commits more
+// frequent, and the changelog less coalesced, under load.
+func (t *transactions) due(now time.Time) time.Time {
+	interval := t.ru.rt.cfg.commitInterval
+	return latest(now.Add(interval/2), t.ending.Add(interval))
+}
+
+func latest(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
 
 // abandon does nothing: outside a transaction nothing is committed.
 func (t *transactions) abandon() {}
@@ -272,6 +292,7 @@ func (t *transactions) abandon() {}
 // changelog records of the stores' writes, and aborts otherwise.
 func (t *transactions) end(cause error) (again bool, err error) {
 	ru := t.ru
+	t.ending = time.Now()
 	prodErr := t.prod.take()
 	ctx, cancel := context.WithTimeout(context.Background(), endTimeout)
 	var stateErr error
