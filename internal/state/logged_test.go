@@ -13,6 +13,23 @@ import (
 // store over it buffers its writes as over a disk store.
 type buffered struct{ Committer }
 
+// loggedOver returns a Logged store over base: written through, or, with
+// through false, buffering its writes as over a disk store.
+func loggedOver(base *Memory, partition int32, through bool) *Logged {
+	if through {
+		return NewLogged(base, partition)
+	}
+	return NewLogged(buffered{base}, partition)
+}
+
+// pathName names the path loggedOver takes, for subtests.
+func pathName(through bool) string {
+	if through {
+		return "memory"
+	}
+	return "buffered"
+}
+
 // TestLoggedScanKeepsOrder: over a store other than Memory, Scan merges
 // the buffered writes from an index kept up to date incrementally (per
 // first byte of the keys: a long run, a short run, the keys new since the
@@ -116,11 +133,8 @@ func TestLoggedScanKeepsOrder(t *testing.T) {
 func BenchmarkLoggedScanAfterWrite(b *testing.B) {
 	for _, through := range []bool{false, true} {
 		for _, n := range []int{1_000, 10_000, 100_000} {
-			b.Run(fmt.Sprintf("%s/%d", map[bool]string{false: "buffered", true: "memory"}[through], n), func(b *testing.B) {
-				l := NewLogged(buffered{NewMemory()}, 0)
-				if through {
-					l = NewLogged(NewMemory(), 0)
-				}
+			b.Run(fmt.Sprintf("%s/%d", pathName(through), n), func(b *testing.B) {
+				l := loggedOver(NewMemory(), 0, through)
 				for i := range n {
 					_ = l.Put(fmt.Appendf(nil, "k%08d", i*7919%n), []byte("v"))
 				}

@@ -125,22 +125,13 @@ func TestMemoryIndexOfKeysInOrder(t *testing.T) {
 // the transaction committed.
 func TestLoggedCoalesces(t *testing.T) {
 	for _, through := range []bool{true, false} {
-		name := "buffered"
-		if through {
-			name = "memory"
-		}
-		t.Run(name, func(t *testing.T) { testLoggedCoalesces(t, through) })
+		t.Run(pathName(through), func(t *testing.T) { testLoggedCoalesces(t, through) })
 	}
 }
 
 func testLoggedCoalesces(t *testing.T, through bool) {
 	base := NewMemory()
-	var l *Logged
-	if through {
-		l = NewLogged(base, 3)
-	} else {
-		l = NewLogged(buffered{base}, 3)
-	}
+	l := loggedOver(base, 3, through)
 	now := time.Unix(1_800_000_000, 0)
 	l.now = func() time.Time { return now }
 	for i := range 1000 {
@@ -235,15 +226,10 @@ func testLoggedCoalesces(t *testing.T, through bool) {
 // interval, entries dropped by a compaction in between).
 func TestLoggedChangelogReplays(t *testing.T) {
 	for _, through := range []bool{true, false} {
-		t.Run(map[bool]string{true: "memory", false: "buffered"}[through], func(t *testing.T) {
+		t.Run(pathName(through), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(5, 6))
 			base := NewMemory()
-			var l *Logged
-			if through {
-				l = NewLogged(base, 0)
-			} else {
-				l = NewLogged(buffered{base}, 0)
-			}
+			l := loggedOver(base, 0, through)
 			replica := NewMemory()
 			key := func() []byte { return fmt.Appendf(nil, "%c%04d", "ab"[r.IntN(2)], r.IntN(3000)) }
 			contents := func(s Store) map[string]string {
