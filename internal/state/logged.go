@@ -438,9 +438,7 @@ func (l *Logged) Aborted() {
 		// Back to the state before each entry's first write, the last
 		// first: a key deleted and put again in the interval can have
 		// two entries in the log, and the earlier one holds its state.
-		for _, w := range l.log {
-			w.e.written = false
-		}
+		// (reset clears the entries' written marks.)
 		for i := len(l.log) - 1; i >= 0; i-- {
 			w := &l.log[i]
 			if w.live {
