@@ -110,13 +110,7 @@ func differentialInputs() [][]byte {
 // emitted messages as text, DLQ headers included.
 func runStage(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.StageOption) (out []string, fields []string) {
 	t.Helper()
-	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
-		out = append(out, messageText(m))
-		return nil
-	}, append(opts, engine.WithRevision("r1"))...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := textStage(t, p, &out, opts...)
 	for i, v := range inputs {
 		m := engine.Message{Topic: "in", Partition: 1, Offset: int64(i), Key: []byte("k"), Value: v,
 			Headers: []record.Header{{Key: "h", Value: []byte("hv")}}, Timestamp: time.UnixMilli(1_700_000_000_000)}
@@ -132,6 +126,20 @@ func runStage(t *testing.T, p *pipeline.Plan, inputs [][]byte, opts ...engine.St
 		t.Fatal(err)
 	}
 	return out, st.DecodesFields()
+}
+
+// textStage builds stage 0 of p at revision r1, appending what it emits
+// to out as messageText.
+func textStage(t *testing.T, p *pipeline.Plan, out *[]string, opts ...engine.StageOption) *engine.Stage {
+	t.Helper()
+	st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
+		*out = append(*out, messageText(m))
+		return nil
+	}, append(opts, engine.WithRevision("r1"))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // messageText is an emitted message as the differential tests compare

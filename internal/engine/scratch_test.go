@@ -50,13 +50,7 @@ func TestStatefulStagesReuseRecords(t *testing.T) {
 			}
 			run := func(opts ...engine.StageOption) ([]string, *engine.Stage) {
 				var out []string
-				st, err := engine.NewStage(p, 0, func(_ context.Context, m engine.Message) error {
-					out = append(out, messageText(m))
-					return nil
-				}, append(opts, engine.WithRevision("r1"))...)
-				if err != nil {
-					t.Fatal(err)
-				}
+				st := textStage(t, p, &out, opts...)
 				base := time.UnixMilli(1_700_000_000_000)
 				for i, v := range inputs {
 					m := engine.Message{Topic: "in", Partition: 1, Offset: int64(i), Key: fmt.Appendf(nil, "k%d", i%3), Value: v,
