@@ -354,10 +354,10 @@ func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.R
 		// One allocation for the store's records rather than one each;
 		// the client holds them until their promises, which wg awaits.
 		recs := make([]kgo.Record, len(changes))
+		wg.Add(len(changes))
 		for i, c := range changes {
 			r := &recs[i]
 			r.Topic, r.Partition, r.Key, r.Value = ts.topic, ts.id.partition, c.Key, c.Value
-			wg.Add(1)
 			produce(ctx, r, promise)
 		}
 	}
