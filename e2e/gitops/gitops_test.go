@@ -249,7 +249,9 @@ func TestQuickStart(t *testing.T) {
 	dev := startProc(t, "controlplane dev", []string{"DATABASE_URL=", "KAFKA_BROKERS="}, bin.controlplane, "dev",
 		"--data-dir", filepath.Join(dir, ".sluice"), "--listen", addr, "--runner", bin.runner,
 		"--runner-listen", freeAddr(t), "--embedded-addr", kafka)
-	dev.WaitFor(t, urlRE, 90*time.Second)
+	// The banner comes in several writes: wait for its last line, not the
+	// URL, before reading the commands it prints.
+	dev.WaitFor(t, bannerEndRE, 90*time.Second)
 	out := dev.Output()
 	for _, want := range []string{"set -a; . ", "git clone -c credential.helper=", "kcat -P -b " + kafka + " -t clicks", "kcat -C -b " + kafka + " -t clicks.clean"} {
 		if !strings.Contains(out, want) {

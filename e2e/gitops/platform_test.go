@@ -54,6 +54,9 @@ var (
 
 var urlRE = regexp.MustCompile(`(?m)^\s+URL:\s+(\S+)`)
 
+// bannerEndRE matches the last line of controlplane dev's banner.
+var bannerEndRE = regexp.MustCompile(`(?m)^(Ctrl-C stops .*)$`)
+
 // platform is `controlplane dev` without its own runner, on a database of
 // the test's, with the credentials it wrote.
 type platform struct {
