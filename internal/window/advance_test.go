@@ -1,22 +1,22 @@
 package window
 
 import (
-	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
 )
 
-// countingStore counts the scans of the close and expiry indexes, which
-// Advance must make only when something can be due.
+// countingStore counts the scans of the close and expiry indexes and of
+// the dedupe ids, which Advance must make only when something can be due
+// (and, for dedupe ids, only to build its list of them).
 type countingStore struct {
 	*MemStore
 	scans int
 }
 
 func (s *countingStore) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
-	if len(lo) > 0 && (lo[0] == famClose || lo[0] == famClosedExpiry || lo[0] == famDedupeExpiry) {
+	if len(lo) > 0 && (lo[0] == famClose || lo[0] == famClosedExpiry || lo[0] == famDedupe || lo[0] == famDedupeExpiry) {
 		s.scans++
 	}
 	return s.MemStore.Scan(lo, hi, fn)
@@ -198,25 +198,79 @@ func TestDedupeExpiresInBuckets(t *testing.T) {
 	if stored("c") || !stored("a") {
 		t.Fatalf("after the bucket scan: c stored %v, a stored %v", stored("c"), stored("a"))
 	}
-	var expiries [][]byte
-	_ = store.Scan([]byte{famDedupeExpiry}, []byte{famDedupeExpiry + 1}, func(k, _ []byte) error {
-		expiries = append(expiries, bytes.Clone(k))
-		return nil
-	})
-	if len(expiries) != 1 || !bytes.Equal(expiries[0], dedupeExpiryKey(260, []byte("a"))) {
-		t.Fatalf("expiry index %q, want a's at 260 only", expiries)
+	if store.Len() != 2 {
+		t.Errorf("%d keys stored, want a's state and the watermark", store.Len())
 	}
 	scans := store.scans
-	for wm := int64(182); wm < 1000; wm++ {
-		advance(wm)
+	advance(259) // a expires at 260, in bucket 13
+	if !stored("a") {
+		t.Fatal("a dropped before it expired")
 	}
-	if n := store.scans - scans; n != 40 {
-		t.Errorf("%d scans from 182 to 999, want one per bucket entered, 40", n)
-	}
+	advance(260)
 	if stored("a") {
-		t.Error("a not dropped")
+		t.Fatal("a not dropped when the watermark entered the bucket of its expiry")
+	}
+	if store.scans != scans {
+		t.Errorf("%d scans of the store after the first look, want none: the ids to look at are in memory", store.scans-scans)
 	}
 	advance(math.MaxInt64)
+	if store.Len() != 1 {
+		t.Errorf("%d keys left at the end of time, want the watermark", store.Len())
+	}
+}
+
+// TestDedupeRebuildsFromStore: a model opened over a store that already
+// holds ids (a restart, a restore) finds them there and drops each when it
+// expires, and drops the expiry index ('e' keys) earlier versions kept.
+func TestDedupeRebuildsFromStore(t *testing.T) {
+	const horizon = 100 // buckets of 12ms
+	store := NewMemStore()
+	first, err := NewDedupe(horizon, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []struct {
+		id string
+		t  int64
+	}{{"a", 10}, {"b", 50}, {"a", 120}, {"c", 30}} {
+		if _, err := first.Process([]byte(r.id), r.t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldIndex := append(AppendTime([]byte{famDedupeExpiry}, 130), 'c')
+	if err := store.Put(oldIndex, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	d, err := NewDedupe(horizon, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := func(id string) bool {
+		_, ok, _ := store.Get(dedupeKey([]byte(id)))
+		return ok
+	}
+	if err := d.Advance(135); err != nil { // b (150) and a (220) stay, c (130) goes
+		t.Fatal(err)
+	}
+	if !stored("a") || !stored("b") || stored("c") {
+		t.Fatalf("at 135: a %v, b %v, c %v stored; want a and b", stored("a"), stored("b"), stored("c"))
+	}
+	if _, ok, _ := store.Get(oldIndex); ok {
+		t.Error("the old expiry index is still stored")
+	}
+	if pass, _ := d.Process([]byte("a"), 125); pass {
+		t.Error("a at 125 passed; its occurrence at 120 is stored")
+	}
+	if err := d.Advance(156); err != nil { // bucket 13 (156-167): b expired
+		t.Fatal(err)
+	}
+	if !stored("a") || stored("b") {
+		t.Fatalf("at 156: a %v, b %v stored; want a only", stored("a"), stored("b"))
+	}
+	if err := d.Advance(math.MaxInt64); err != nil {
+		t.Fatal(err)
+	}
 	if store.Len() != 1 {
 		t.Errorf("%d keys left at the end of time, want the watermark", store.Len())
 	}

@@ -18,24 +18,38 @@ import (
 // ahead of the watermark, becomes the state. Expiry follows the event-time
 // watermark, not the wall clock, so replays dedupe the same way.
 //
-// All state is in the Store ('d' id -> t0, and an expiry index 'e' expiry
-// id). Expired ids are dropped from the store in batches: Advance scans the
-// expiry index only when the watermark enters a new bucket of an eighth
-// of the horizon, and until then Process ignores an id whose state has
-// expired (t0 + horizon <= watermark), so a record costs no scan and the
-// store holds at most a bucket's worth of expired ids. A Dedupe is not
-// safe for concurrent use.
+// The state is in the Store ('d' id -> t0, and the watermark). Expired ids
+// are dropped from the store in batches: Advance looks for them only when
+// the watermark enters a new bucket of an eighth of the horizon, and until
+// then Process ignores an id whose state has expired (t0 + horizon <=
+// watermark), so a record costs no search and the store holds at most a
+// bucket's worth of expired ids. Which ids may expire in which bucket is
+// kept in memory, not in the store: it follows from the stored t0s, so a
+// model rebuilds it from the store when it first needs it, and the
+// changelog carries one record per id and commit instead of two. A Dedupe
+// is not safe for concurrent use.
 type Dedupe struct {
 	horizon int64
-	bucket  int64 // ms of watermark between two scans of the expiry index
+	bucket  int64 // ms of watermark between two looks for expired ids
 	store   Store
 	wm      int64
 	hasWM   bool
 	// hold: the watermark is written on FlushState, not on every Advance
 	// (HoldWatermark); wmDirty: it moved since.
 	hold, wmDirty bool
+	// due lists the ids to look at by the bucket of their expiry; nil
+	// until the first look builds it from the store. An entry may be
+	// stale (its id passed again later, or was dropped): the stored t0
+	// decides.
+	due map[int64][]pending
 	// Buffers for keys and values, which the store copies.
-	kbuf, xbuf, vbuf []byte
+	kbuf, vbuf []byte
+}
+
+// pending is an id that expires at expiry unless it passed again since.
+type pending struct {
+	expiry int64
+	id     string
 }
 
 var metaDedupeWM = metaKey("dedupe-wm")
@@ -80,12 +94,6 @@ func dedupeKey(id []byte) []byte { return appendDedupeKey(nil, id) }
 
 func appendDedupeKey(dst, id []byte) []byte { return append(append(dst, famDedupe), id...) }
 
-func dedupeExpiryKey(expiry int64, id []byte) []byte { return appendDedupeExpiryKey(nil, expiry, id) }
-
-func appendDedupeExpiryKey(dst []byte, expiry int64, id []byte) []byte {
-	return append(AppendTime(append(dst, famDedupeExpiry), expiry), id...)
-}
-
 // expired reports whether the state of an id last passing at t0 has
 // expired, although Advance may not have dropped it yet.
 func (d *Dedupe) expired(t0 int64) bool { return d.hasWM && satAdd(t0, d.horizon) <= d.wm }
@@ -119,19 +127,23 @@ func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
 		// the store goes with its expiry entry.
 		return true, nil
 	}
-	if stored {
-		// The state is replaced, so its expiry entry must not drop it.
-		d.xbuf = appendDedupeExpiryKey(d.xbuf[:0], satAdd(t0, d.horizon), id)
-		if err := d.store.Delete(d.xbuf); err != nil {
-			return false, err
-		}
-	}
+	// A replaced state's entry in due goes stale: the new t0 decides.
 	d.vbuf = AppendTime(d.vbuf[:0], t)
 	if err := d.store.Put(k, d.vbuf); err != nil {
 		return false, err
 	}
-	d.xbuf = appendDedupeExpiryKey(d.xbuf[:0], expiry, id)
-	return true, d.store.Put(d.xbuf, nil)
+	d.remember(expiry, id)
+	return true, nil
+}
+
+// remember notes that id may expire at expiry. Before due is built there
+// is nothing to do: building it finds the id in the store.
+func (d *Dedupe) remember(expiry int64, id []byte) {
+	if d.due == nil {
+		return
+	}
+	b := floorDiv(expiry, d.bucket)
+	d.due[b] = append(d.due[b], pending{expiry, string(id)})
 }
 
 // Advance moves the watermark to wm (ignored unless ahead); ids whose
@@ -152,20 +164,85 @@ func (d *Dedupe) Advance(wm int64) error {
 	if !scan {
 		return nil
 	}
-	var due [][]byte
-	lo, hi := closeRange(famDedupeExpiry, wm)
-	if err := d.store.Scan(lo, hi, func(k, _ []byte) error {
-		due = append(due, slices.Clone(k))
+	if d.due == nil {
+		if err := d.build(); err != nil {
+			return err
+		}
+	}
+	// The buckets that can hold expired ids, in order, and each in the
+	// order its ids came: the changelog gets the deletes in the same
+	// order in every run over the same input.
+	last := floorDiv(wm, d.bucket)
+	var buckets []int64
+	for b := range d.due {
+		if b <= last {
+			buckets = append(buckets, b)
+		}
+	}
+	slices.Sort(buckets)
+	for _, b := range buckets {
+		ps, keep := d.due[b], d.due[b][:0]
+		for _, p := range ps {
+			if p.expiry > wm {
+				keep = append(keep, p)
+			} else if err := d.drop(p.id); err != nil {
+				d.due = nil // half done: built again from the store
+				return err
+			}
+		}
+		clear(ps[len(keep):])
+		if len(keep) == 0 {
+			delete(d.due, b)
+		} else {
+			d.due[b] = keep
+		}
+	}
+	return nil
+}
+
+// drop deletes id from the store if its state has expired; a state that
+// passed again since expires later, through its own entry in due.
+func (d *Dedupe) drop(id string) error {
+	d.kbuf = append(append(d.kbuf[:0], famDedupe), id...)
+	v, ok, err := d.store.Get(d.kbuf)
+	if err != nil || !ok {
+		return err
+	}
+	t0, err := ParseTime(v)
+	if err != nil {
+		return err
+	}
+	if !d.expired(t0) {
+		return nil
+	}
+	return d.store.Delete(d.kbuf)
+}
+
+// build lists every stored id in due. Stores written by earlier versions
+// also hold an expiry index ('e' id keys), which is dropped here.
+func (d *Dedupe) build() error {
+	d.due = map[int64][]pending{}
+	err := d.store.Scan([]byte{famDedupe}, []byte{famDedupe + 1}, func(k, v []byte) error {
+		t0, err := ParseTime(v)
+		if err != nil {
+			return err
+		}
+		d.remember(satAdd(t0, d.horizon), k[1:])
+		return nil
+	})
+	if err != nil {
+		d.due = nil
+		return err
+	}
+	var old [][]byte
+	if err := d.store.Scan([]byte{famDedupeExpiry}, []byte{famDedupeExpiry + 1}, func(k, _ []byte) error {
+		old = append(old, slices.Clone(k))
 		return nil
 	}); err != nil {
 		return err
 	}
-	for _, xk := range due {
-		d.kbuf = appendDedupeKey(d.kbuf[:0], xk[1+timeLen:])
-		if err := d.store.Delete(d.kbuf); err != nil {
-			return err
-		}
-		if err := d.store.Delete(xk); err != nil {
+	for _, k := range old {
+		if err := d.store.Delete(k); err != nil {
 			return err
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 )
 
 // Key layout. Every state key starts with a one-byte family prefix; times
@@ -18,8 +17,10 @@ import (
 //	'c' end len key start             close index          -> (empty)
 //	't' len key start                 closed session       -> end
 //	'x' expiry len key start          closed-session expiry -> (empty)
-//	'd' id                            dedupe entry         -> first-seen time
-//	'e' expiry id                     dedupe expiry        -> (empty)
+//	'd' id                            dedupe entry         -> time it last passed
+//	'e' expiry id                     dedupe expiry        -> (empty); no longer
+//	                                  written (a Dedupe keeps its expiries in
+//	                                  memory) and dropped when found
 //
 // Windows to close are found by scanning 'c' up to the close bound; a
 // record's open windows (and a session's neighbours) by scanning 's' with
@@ -31,7 +32,7 @@ const (
 	famClosed       = 't'
 	famClosedExpiry = 'x'
 	famDedupe       = 'd'
-	famDedupeExpiry = 'e'
+	famDedupeExpiry = 'e' // written by earlier versions only
 	timeLen         = 8
 	keyLenLen       = 4
 )
@@ -121,16 +122,6 @@ func ParseCloseKey(k []byte) (at int64, key []byte, start int64, err error) {
 	key = k[1+timeLen+keyLenLen : 1+timeLen+keyLenLen+n]
 	start, err = ParseTime(k[1+timeLen+keyLenLen+n:])
 	return at, key, start, err
-}
-
-// closeRange returns the scan bounds of the keys of family fam whose leading
-// time is <= bound.
-func closeRange(fam byte, bound int64) (lo, hi []byte) {
-	lo = []byte{fam}
-	if bound == math.MaxInt64 {
-		return lo, []byte{fam + 1}
-	}
-	return lo, AppendTime([]byte{fam}, bound+1)
 }
 
 // PrefixEnd returns the smallest key greater than every key with prefix p
