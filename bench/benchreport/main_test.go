@@ -1,8 +1,10 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -394,5 +396,67 @@ func TestWithEarlierResults(t *testing.T) {
 	}
 	if _, err := withEarlierResults(dir, nil); err == nil {
 		t.Error("a broken result file was ignored")
+	}
+}
+
+// TestRunRounds runs go test through run with -rounds 2 on a throwaway
+// module whose benchmark reports which run of the process it was: each
+// round is a new process, so both rounds' runs must land in the results
+// (1, 2 from the first round, 1, 2 from the second), and the generated
+// section must say so.
+func TestRunRounds(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Fatal("go is needed on PATH:", err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module example.com/rounds\n\ngo 1.24\n",
+		"rounds_test.go": `package rounds
+
+import "testing"
+
+var runs int
+
+func BenchmarkRound(b *testing.B) {
+	runs++
+	for b.Loop() {
+	}
+	b.ReportMetric(float64(runs), "run")
+}
+`,
+		"targets.json": `{"targets":[]}`,
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(dir)
+	c := config{pkgs: []string{"."}, bench: ".", count: 2, rounds: 2, benchtime: "1x", timeout: "2m",
+		targets: "targets.json", outDir: "results", doc: "perf.md"}
+	if err := c.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join("results", resultFileName("example.com/rounds")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res packageResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	got := res.Benchmarks["BenchmarkRound"]
+	if got.Runs != 4 || got.Metrics["run"] != (stat{Median: 1.5, Min: 1, Max: 2}) {
+		t.Errorf("BenchmarkRound: %d runs, run metric %+v; want 4 runs of 1, 2, 1, 2", got.Runs, got.Metrics["run"])
+	}
+	doc, err := os.ReadFile("perf.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "-count 2 in each of 2 rounds") {
+		t.Errorf("the generated section does not name the rounds:\n%s", doc)
+	}
+	if err := (config{pkgs: []string{"."}, count: 1, rounds: 0}).run(t.Context()); err == nil || !strings.Contains(err.Error(), "-rounds") {
+		t.Errorf("-rounds 0: %v, want an error naming -rounds", err)
 	}
 }
