@@ -124,7 +124,7 @@ func (d *Dedupe) Process(id []byte, t int64) (bool, error) {
 	expiry := satAdd(t, d.horizon)
 	if d.hasWM && expiry <= d.wm {
 		// Already expired: nothing to remember. An expired state left in
-		// the store goes with its expiry entry.
+		// the store goes when its entry in due comes up.
 		return true, nil
 	}
 	// A replaced state's entry in due goes stale: the new t0 decides.
