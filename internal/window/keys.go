@@ -14,7 +14,10 @@ import (
 //
 //	'm' name                          model metadata (sequence, watermark, low marks)
 //	's' len key start                 window accumulators  -> end | accumulators
-//	'c' end len key start             close index          -> (empty)
+//	'c' end len key start             sessions' close index -> (empty);
+//	                                  tumbling and hopping windows keep
+//	                                  theirs in memory (earlier versions
+//	                                  wrote it here: dropped when found)
 //	't' len key start                 closed session       -> end
 //	'x' expiry len key start          closed-session expiry -> (empty)
 //	'd' id                            dedupe entry         -> time it last passed
@@ -22,7 +25,7 @@ import (
 //	                                  written (a Dedupe keeps its expiries in
 //	                                  memory) and dropped when found
 //
-// Windows to close are found by scanning 'c' up to the close bound; a
+// Sessions to close are found by scanning 'c' up to the close bound; a
 // record's open windows (and a session's neighbours) by scanning 's' with
 // the record key's prefix.
 const (

@@ -77,10 +77,12 @@ type Result struct {
 }
 
 // Operator is the in-memory model of a windowed aggregation for one task.
-// All its state is in the Store (accumulators per key and window start, a
-// close index by window end, closed sessions, and a small metadata record),
-// so a runtime operator can run it against a changelogged store and
-// restore it by reopening the same store.
+// All its state is in the Store (accumulators per key and window start,
+// sessions' close index by window end, closed sessions, and a small
+// metadata record), so a runtime operator can run it against a
+// changelogged store and restore it by reopening the same store; what it
+// keeps in memory besides (tumbling and hopping windows' close index, and
+// with WriteBack their accumulators) follows from that state.
 //
 // The caller feeds watermarks (Advance, from a Tracker) and records
 // (Process) in arrival order. An Operator is not safe for concurrent use.
@@ -110,8 +112,14 @@ type Operator struct {
 	// cache and dirty are a write-back operator's windows (see WriteBack)
 	// and those changed since the last FlushState; nil cache: writes go
 	// straight to the store.
-	cache      map[string]*cached
-	dirty      []*cached
+	cache map[string]*cached
+	dirty []*cached
+	// closing is the close index of tumbling and hopping windows: their
+	// state keys by window end. It follows from the stored windows, whose
+	// values start with their end, so it is kept in memory, not in the
+	// store, and built from the store on the first close after an open;
+	// nil until then. Sessions, which merge, keep theirs in the store.
+	closing    map[int64][]string
 	accResults bool     // see AccumulatorResults
 	shareKey   bool     // in ProcessShared: results keep its key
 	results    []Result // Process's, reused with AccumulatorResults
@@ -310,10 +318,7 @@ func (o *Operator) Process(key []byte, t int64, value any) ([]Result, error) {
 			return nil, err
 		}
 		if c.isNew {
-			o.kbuf = appendCloseKey(o.kbuf[:0], famClose, c.w.End, key, c.w.Start)
-			if err := o.store.Put(o.kbuf, nil); err != nil {
-				return nil, err
-			}
+			o.remember(c.w.End, o.kbuf)
 			o.low = min(o.low, c.w.End)
 		}
 		if o.cfg.Emit == EmitUpdate {
@@ -632,6 +637,117 @@ func (o *Operator) scanDue(fam byte, bound int64) (due [][]byte, next int64, err
 // close closes the windows with End <= bound and sets low to the end of
 // the first window left open.
 func (o *Operator) close(bound int64) ([]Result, error) {
+	if o.cfg.Window.kind == KindSession {
+		return o.closeSessions(bound)
+	}
+	if o.closing == nil {
+		if err := o.buildClosing(); err != nil {
+			return nil, err
+		}
+	}
+	var ends []int64
+	next := int64(math.MaxInt64)
+	for end := range o.closing {
+		if end <= bound {
+			ends = append(ends, end)
+		} else {
+			next = min(next, end)
+		}
+	}
+	// In (end, key, start) order, as the sessions' close index sorts:
+	// results and the changelog's deletes come in the same order in every
+	// run over the same input.
+	slices.Sort(ends)
+	var out []Result
+	for _, end := range ends {
+		sks := o.closing[end]
+		slices.Sort(sks)
+		for i, sk := range sks {
+			o.kbuf = append(o.kbuf[:0], sk...)
+			key, start, err := ParseStateKey(o.kbuf)
+			if err == nil {
+				out, err = o.closeWindow(out, key, Window{start, end}, o.kbuf)
+			}
+			if err != nil {
+				o.closing[end] = sks[i:] // still open
+				return nil, err
+			}
+		}
+		clear(sks)
+		delete(o.closing, end)
+	}
+	o.low = next
+	return out, nil
+}
+
+// closeWindow closes window w of key, whose state is under sk: its final
+// result is appended to out in final mode, and its state dropped.
+func (o *Operator) closeWindow(out []Result, key []byte, w Window, sk []byte) ([]Result, error) {
+	if o.cfg.Emit == EmitFinal {
+		var accs []Accumulator
+		e := o.lookup(sk)
+		ok := e != nil
+		var err error
+		if ok {
+			accs = e.accs
+		} else if accs, ok, err = o.load(sk); err != nil {
+			return out, err
+		}
+		if !ok {
+			return out, fmt.Errorf("window: %v of key %q is due to close and has no state", w, key)
+		}
+		out = append(out, o.result(key, w, accs))
+	}
+	o.forget(sk)
+	return out, o.store.Delete(sk)
+}
+
+// remember adds the window under state key sk, ending at end, to the close
+// index. Before the index is built there is nothing to do: building it
+// finds the window in the store.
+func (o *Operator) remember(end int64, sk []byte) {
+	if o.closing != nil {
+		o.closing[end] = append(o.closing[end], string(sk))
+	}
+}
+
+// buildClosing builds the close index of tumbling and hopping windows from
+// the store, whose window values start with their end; a write-back
+// operator writes what it holds back first, so that the store has every
+// window. Stores written by earlier versions also hold the index ('c'
+// keys), which is dropped here.
+func (o *Operator) buildClosing() error {
+	if err := o.FlushState(); err != nil {
+		return err
+	}
+	closing := map[int64][]string{}
+	if err := o.store.Scan([]byte{famState}, []byte{famState + 1}, func(k, v []byte) error {
+		end, err := ParseTime(v)
+		if err != nil {
+			return err
+		}
+		closing[end] = append(closing[end], string(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	old, _, err := o.scanDue(famClose, math.MaxInt64)
+	if err != nil {
+		return err
+	}
+	for _, k := range old {
+		if err := o.store.Delete(k); err != nil {
+			return err
+		}
+	}
+	o.closing = closing
+	return nil
+}
+
+// closeSessions closes the sessions with End <= bound, found in the close
+// index in the store, remembers them as closed until no accepted record can
+// reach them, and sets low to the end of the first session left open.
+func (o *Operator) closeSessions(bound int64) ([]Result, error) {
 	due, next, err := o.scanDue(famClose, bound)
 	if err != nil {
 		return nil, err
@@ -642,39 +758,20 @@ func (o *Operator) close(bound int64) ([]Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		w := Window{start, end}
-		sk := StateKey(key, start)
-		if o.cfg.Emit == EmitFinal {
-			var accs []Accumulator
-			e := o.lookup(sk)
-			ok := e != nil
-			if ok {
-				accs = e.accs
-			} else if accs, ok, err = o.load(sk); err != nil {
-				return nil, err
-			}
-			if !ok {
-				return nil, fmt.Errorf("window: close index names %v of key %q without state", w, key)
-			}
-			out = append(out, o.result(key, w, accs))
-		}
-		o.forget(sk)
-		if err := o.store.Delete(sk); err != nil {
+		if out, err = o.closeWindow(out, key, Window{start, end}, StateKey(key, start)); err != nil {
 			return nil, err
 		}
 		if err := o.store.Delete(ck); err != nil {
 			return nil, err
 		}
-		if o.cfg.Window.kind == KindSession {
-			if err := o.store.Put(AppendTime(keyPrefix(famClosed, key), start), AppendTime(nil, end)); err != nil {
-				return nil, err
-			}
-			expiry := satAdd(end, satAdd(o.cfg.Window.gap, o.cfg.Grace))
-			if err := o.store.Put(closeKey(famClosedExpiry, expiry, key, start), nil); err != nil {
-				return nil, err
-			}
-			o.xlow = min(o.xlow, expiry)
+		if err := o.store.Put(AppendTime(keyPrefix(famClosed, key), start), AppendTime(nil, end)); err != nil {
+			return nil, err
 		}
+		expiry := satAdd(end, satAdd(o.cfg.Window.gap, o.cfg.Grace))
+		if err := o.store.Put(closeKey(famClosedExpiry, expiry, key, start), nil); err != nil {
+			return nil, err
+		}
+		o.xlow = min(o.xlow, expiry)
 	}
 	o.low = next
 	return out, nil
