@@ -76,14 +76,14 @@ func indexFirst(t *testing.T, s Store, fam byte) (int64, bool) {
 	return at, found
 }
 
-// TestAdvanceClosesWhenDue: Advance skips its scans while the watermark is
+// TestAdvanceClosesWhenDue: Advance skips closing while the watermark is
 // before the close index's low mark, so it must still close every window
 // in the very Advance that makes it due, and forget closed sessions on
 // time, across a restart, including from a store written before the low
-// marks were kept. After every Advance the indexes may hold nothing due;
-// and a tumbling or hopping window must scan only when the watermark
-// passes a window end (plus grace), and a session window not on every
-// Advance.
+// marks were kept. After every Advance the store may hold no window due to
+// close and no closed session due to be forgotten; tumbling and hopping
+// windows must scan the store only to build their close index, once per
+// operator, and sessions must not scan theirs on every Advance.
 func TestAdvanceClosesWhenDue(t *testing.T) {
 	for _, c := range oracleCases(t) {
 		for _, oldStore := range []bool{false, true} {
