@@ -234,17 +234,5 @@ func (d *Dedupe) build() error {
 		d.due = nil
 		return err
 	}
-	var old [][]byte
-	if err := d.store.Scan([]byte{famDedupeExpiry}, []byte{famDedupeExpiry + 1}, func(k, _ []byte) error {
-		old = append(old, slices.Clone(k))
-		return nil
-	}); err != nil {
-		return err
-	}
-	for _, k := range old {
-		if err := d.store.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return deleteFamily(d.store, famDedupeExpiry)
 }

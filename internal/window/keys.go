@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Key layout. Every state key starts with a one-byte family prefix; times
@@ -141,3 +142,21 @@ func PrefixEnd(p []byte) []byte {
 }
 
 func metaKey(name string) []byte { return append([]byte{famMeta}, name...) }
+
+// deleteFamily deletes every key of family fam from s: an index an earlier
+// version kept in the store and this one keeps in memory.
+func deleteFamily(s Store, fam byte) error {
+	var keys [][]byte
+	if err := s.Scan([]byte{fam}, []byte{fam + 1}, func(k, _ []byte) error {
+		keys = append(keys, slices.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := s.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

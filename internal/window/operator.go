@@ -731,14 +731,8 @@ func (o *Operator) buildClosing() error {
 	}); err != nil {
 		return err
 	}
-	old, _, err := o.scanDue(famClose, math.MaxInt64)
-	if err != nil {
+	if err := deleteFamily(o.store, famClose); err != nil {
 		return err
-	}
-	for _, k := range old {
-		if err := o.store.Delete(k); err != nil {
-			return err
-		}
 	}
 	o.closing = closing
 	return nil
