@@ -499,6 +499,14 @@ func (a *offsetCommits) commit(ctx context.Context) error {
 	ru.rt.metrics.commitSecs.WithLabelValues(ru.p.Plan.Name).Observe(time.Since(start).Seconds())
 	if err != nil {
 		ru.countCommit("failed")
+		if removedFromGroup(err) {
+			// The coordinator removed this member (see fetchErr): the
+			// batch stays uncommitted and its records are processed again
+			// by their next owner, which is what at least once allows.
+			// The client rejoins by itself; nothing has failed.
+			ru.outOfGroup(err)
+			return a.st.ended(false)
+		}
 		return errors.Join(err, a.st.ended(false))
 	}
 	ru.countCommit("committed")

@@ -593,7 +593,7 @@ func (ru *run) fetchErr(f kgo.Fetches) error {
 			continue
 		}
 		if gs := (*kgo.ErrGroupSession)(nil); errors.As(fe.Err, &gs) && removedFromGroup(gs.Err) {
-			ru.outOfGroup(gs)
+			ru.outOfGroup(gs.Err)
 			continue
 		}
 		return fmt.Errorf("fetching %s/%d: %w", fe.Topic, fe.Partition, fe.Err)
@@ -608,18 +608,19 @@ func removedFromGroup(err error) bool {
 		errors.Is(err, kerr.FencedMemberEpoch) || errors.Is(err, kerr.StaleMemberEpoch)
 }
 
-// outOfGroup notes that the runner lost its group membership; the first
-// time since it last had partitions is logged.
-func (ru *run) outOfGroup(err *kgo.ErrGroupSession) {
+// outOfGroup notes that the runner lost its group membership, as err
+// from the coordinator says; the first time since it last had partitions
+// is logged.
+func (ru *run) outOfGroup(err error) {
 	ru.rt.metrics.groupLost.WithLabelValues(ru.p.Plan.Name).Inc()
 	ru.mu.Lock()
 	first := ru.groupErr == ""
 	if ru.assignments == ru.lostAfter { // not back yet
-		ru.groupErr = "not in the consumer group, rejoining: " + err.Err.Error()
+		ru.groupErr = "not in the consumer group, rejoining: " + err.Error()
 	}
 	ru.mu.Unlock()
 	if first {
-		ru.rt.cfg.logger.Warn("pipeline lost its consumer group membership; rejoining", "pipeline", ru.p.Plan.Name, "err", err.Err)
+		ru.rt.cfg.logger.Warn("pipeline lost its consumer group membership; rejoining", "pipeline", ru.p.Plan.Name, "err", err)
 	}
 }
 
