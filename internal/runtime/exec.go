@@ -101,7 +101,10 @@ type chunk struct {
 	done chan struct{}
 }
 
-func (ru *run) newExecutor(work context.Context, emit engine.Emit) (*executor, error) {
+// newExecutor makes the executor of one attempt; newEmit makes the Emit
+// of each goroutine that hands outputs to the producer (see producer.emit).
+func (ru *run) newExecutor(work context.Context, newEmit func() engine.Emit) (*executor, error) {
+	emit := newEmit() // the run's goroutine's
 	ex := &executor{ru: ru, work: work, emit: emit}
 	var err error
 	if ex.serialL.stages, err = ru.newStages(emit); err != nil {
@@ -116,7 +119,7 @@ func (ru *run) newExecutor(work context.Context, emit engine.Emit) (*executor, e
 		w := &worker{}
 		out := w.collect
 		if ex.byPartition {
-			out = emit
+			out = newEmit()
 		}
 		if w.lane.stages, err = ru.newStages(out); err != nil {
 			return nil, err
