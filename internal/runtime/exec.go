@@ -101,10 +101,7 @@ type chunk struct {
 	done chan struct{}
 }
 
-// newExecutor makes the executor of one attempt; newEmit makes the Emit
-// of each goroutine that hands outputs to the producer (see producer.emit).
-func (ru *run) newExecutor(work context.Context, newEmit func() engine.Emit) (*executor, error) {
-	emit := newEmit() // the run's goroutine's
+func (ru *run) newExecutor(work context.Context, emit engine.Emit) (*executor, error) {
 	ex := &executor{ru: ru, work: work, emit: emit}
 	var err error
 	if ex.serialL.stages, err = ru.newStages(emit); err != nil {
@@ -119,7 +116,7 @@ func (ru *run) newExecutor(work context.Context, newEmit func() engine.Emit) (*e
 		w := &worker{}
 		out := w.collect
 		if ex.byPartition {
-			out = newEmit()
+			out = emit
 		}
 		if w.lane.stages, err = ru.newStages(out); err != nil {
 			return nil, err

@@ -361,7 +361,7 @@ func (ru *run) attempt() error {
 	work, cancelWork := context.WithCancel(context.Background())
 	defer cancelWork()
 	var prod producer
-	ex, err := ru.newExecutor(work, func() engine.Emit { return prod.emit(ru) })
+	ex, err := ru.newExecutor(work, prod.emit(ru))
 	if err != nil {
 		return err
 	}
@@ -439,8 +439,6 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 		kgo.ConsumerGroup(ru.p.group()),
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxBytes(DefaultFetchMaxBytes),
-		kgo.FetchMaxPartitionBytes(DefaultFetchMaxPartitionBytes),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, true) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, false) }),
 		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
@@ -650,15 +648,6 @@ func (p *producer) take() error {
 	return err
 }
 
-// recordSlab is how many records an Emit allocates at a time.
-const recordSlab = 64
-
-// emit returns an Emit that hands a stage's outputs to p. It is not safe
-// for concurrent use: each goroutine that emits needs its own.
-//
-// The records it produces are cut from slabs of recordSlab rather than
-// allocated one by one: a slab stays alive until the client is done with
-// its last record, so it costs a few kilobytes per emitting lane.
 func (p *producer) emit(ru *run) engine.Emit {
 	name := ru.p.Plan.Name
 	dlq := ru.p.Plan.DLQ
@@ -672,14 +661,8 @@ func (p *producer) emit(ru *run) engine.Emit {
 			p.fail(fmt.Errorf("producing to %s: %w", r.Topic, err))
 		}
 	}
-	var slab []kgo.Record
 	return func(ctx context.Context, msg engine.Message) error {
-		if len(slab) == 0 {
-			slab = make([]kgo.Record, recordSlab)
-		}
-		r := &slab[0]
-		slab = slab[1:]
-		*r = kgo.Record{Topic: msg.Topic, Key: msg.Key, Value: msg.Value, Timestamp: msg.Timestamp}
+		r := &kgo.Record{Topic: msg.Topic, Key: msg.Key, Value: msg.Value, Timestamp: msg.Timestamp}
 		if len(msg.Headers) > 0 {
 			r.Headers = make([]kgo.RecordHeader, len(msg.Headers))
 			for i, h := range msg.Headers {
