@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -27,6 +28,13 @@ const hostEnv = "SLUICE_SCRIPT_HOST"
 
 // hostProcs is the host's GOMAXPROCS: the script and the watchdog.
 const hostProcs = 2
+
+// hostThreads is how many OS threads a host starts before its memory is
+// capped. A host runs on 4 or 5 (its Ps, sysmon, a read blocked on stdin),
+// and a thread's stack, 8 MiB under cgo, is data the kernel's limit
+// counts: a thread the runtime wanted after a script had filled the heap
+// to the limit killed a host on a good record ("pthread_create failed").
+const hostThreads = 8
 
 // ServeHostIfChild turns this process into a script host when it was
 // started as one, and returns at once otherwise. A host serves until its
@@ -54,6 +62,7 @@ func serveHost(settings string, in io.Reader, out io.Writer, stderr io.Writer) i
 		return 2
 	}
 	runtime.GOMAXPROCS(hostProcs)
+	startThreads(hostThreads)
 	if err := limitMemory(budget); err != nil {
 		fmt.Fprintln(stderr, "script host:", err)
 		return 2
@@ -135,6 +144,27 @@ func serveHost(settings string, in io.Reader, out io.Writer, stderr io.Writer) i
 			buf = nil
 		}
 	}
+}
+
+// startThreads makes the runtime start n OS threads and keep them idle,
+// so that the ones it needs later are taken from its idle list rather than
+// created under the memory limit. A goroutine locked to a thread and
+// blocked keeps that thread to itself; once unlocked, the thread is idle.
+func startThreads(n int) {
+	var locked, release, done sync.WaitGroup
+	locked.Add(n)
+	release.Add(1)
+	for range n {
+		done.Go(func() {
+			runtime.LockOSThread()
+			locked.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		})
+	}
+	locked.Wait()
+	release.Done()
+	done.Wait()
 }
 
 // hostHeap is what a host's Go heap may hold for a script with the given

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -327,5 +329,36 @@ func BenchmarkProcessIsolated(b *testing.B) {
 		if err := op.Process(ctx, r, discard{}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestIsolatedHostThreads checks that a host starts its threads before
+// its memory is capped: a thread created later needs room for its stack
+// under the limit, which a script that filled the heap has taken, and a
+// host once died of that on a good record ("pthread_create failed").
+func TestIsolatedHostThreads(t *testing.T) {
+	if left := waitChildren(5 * time.Second); len(left) > 0 {
+		t.Fatalf("hosts of earlier tests still alive: %v", left)
+	}
+	op := isolatedOp(t, script.HostConfig{}, "source: 'function process(r) { return r.value; }'\n")
+	operatortest.Process(context.Background(), op, operatortest.Values(1))
+	defer runtime.KeepAlive(op) // a dropped operator stops its host
+	hosts := children()
+	if len(hosts) != 1 {
+		t.Fatalf("%d hosts alive, want 1", len(hosts))
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", hosts[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var threads int
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "Threads:"); ok {
+			threads, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+	}
+	// 8 idle threads, the one serving and sysmon.
+	if threads < 10 {
+		t.Errorf("the host has %d threads, want at least 10", threads)
 	}
 }
