@@ -300,6 +300,14 @@ func (t *transactions) end(cause error) (again bool, err error) {
 		// The stores' writes go to their changelogs in this transaction;
 		// they are applied to the stores only once it has committed.
 		stateErr = t.st.drain(ctx, t.sess.Produce, t.sess.Client().Flush)
+		// Every record of the transaction is acknowledged or failed once
+		// flushed. End flushes too but commits whatever failed meanwhile:
+		// an output the broker refused (too large, not authorised) would
+		// be lost with its input's offset committed.
+		if err := t.sess.Client().Flush(ctx); err != nil {
+			stateErr = errors.Join(stateErr, err)
+		}
+		prodErr = t.prod.take()
 	}
 	try := kgo.TryCommit
 	if cause != nil || prodErr != nil || stateErr != nil {
@@ -327,6 +335,12 @@ func (t *transactions) end(cause error) (again bool, err error) {
 		cause = nil // aborted on purpose; the records are processed again
 	}
 	lateErr := t.prod.take()
+	if try == kgo.TryAbort && errors.Is(lateErr, kgo.ErrAborting) {
+		// Records the abort itself failed, given up on purpose: a
+		// stop mid-batch is no error, and an abort on a producer
+		// error may still be retried in place (below).
+		lateErr = nil
+	}
 	err = errors.Join(cause, prodErr, lateErr, stateErr, endErr)
 	if err != nil && cause == nil && stateErr == nil && !committed && !t.retried &&
 		abortableOrNil(prodErr) && abortableOrNil(lateErr) && abortableOrNil(endErr) {
