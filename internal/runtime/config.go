@@ -34,11 +34,28 @@ type config struct {
 	lag            lagConfig // lag.go
 }
 
+// What a pipeline's consumer asks a broker for in one fetch: at most
+// DefaultFetchMaxBytes per response and DefaultFetchMaxPartitionBytes per
+// partition, where franz-go's defaults are 50 MiB and 1 MiB. A pipeline
+// takes at most 5,000 records per poll, and its client keeps one fetch per
+// broker buffered ahead of the poll: in a runner that hosts many pipelines,
+// a smaller fetch bounds the memory each one holds while it catches up, and
+// a response of about the CPU's cache size is still in that cache when its
+// records are decoded. With the in-process broker (docs/performance.md,
+// 2026-12-06) the runner used about a fifth less CPU per record than with
+// franz-go's defaults, and over twice less with 24 partitions, where a
+// response of the defaults reaches 24 MiB.
+const (
+	DefaultFetchMaxBytes          = 1 << 20
+	DefaultFetchMaxPartitionBytes = 256 << 10
+)
+
 // Brokers sets the seed brokers. Required.
 func Brokers(addrs ...string) Opt { return func(c *config) { c.brokers = addrs } }
 
 // KafkaOptions adds client options to every client the runtime makes: TLS,
-// SASL, client ID. Group, topic and transaction options are the runtime's.
+// SASL, client ID. Group, topic and transaction options are the runtime's;
+// fetch sizes (DefaultFetchMaxBytes) are defaults these options override.
 func KafkaOptions(opts ...kgo.Opt) Opt {
 	return func(c *config) { c.kafkaOpts = append(c.kafkaOpts, opts...) }
 }

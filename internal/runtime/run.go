@@ -439,6 +439,8 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 		kgo.ConsumerGroup(ru.p.group()),
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxBytes(DefaultFetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(DefaultFetchMaxPartitionBytes),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, true) }),
 		kgo.OnPartitionsRevoked(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, false) }),
 		kgo.OnPartitionsLost(func(_ context.Context, cl *kgo.Client, m map[string][]int32) {
