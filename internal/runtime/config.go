@@ -39,12 +39,11 @@ type config struct {
 // partition, where franz-go's defaults are 50 MiB and 1 MiB. A pipeline
 // takes at most 5,000 records per poll, and its client keeps one fetch per
 // broker buffered ahead of the poll: in a runner that hosts many pipelines,
-// a smaller fetch bounds the memory each one holds while it catches up, and
-// a response of about the CPU's cache size is still in that cache when its
-// records are decoded. With the in-process broker (docs/performance.md,
-// 2026-12-06) the runner used about a fifth less CPU per record than with
-// franz-go's defaults, and over twice less with 24 partitions, where a
-// response of the defaults reaches 24 MiB.
+// a smaller fetch bounds the memory each one holds while it catches up.
+// With the in-process broker (docs/performance.md, 2026-12-06) the runner
+// also used about a fifth less CPU per record than with franz-go's
+// defaults, and less than half with 24 partitions, where a response of
+// the defaults reaches 24 MiB.
 const (
 	DefaultFetchMaxBytes          = 1 << 20
 	DefaultFetchMaxPartitionBytes = 256 << 10
