@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -188,6 +189,48 @@ func TestJoinStreamTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJoinTransactionalTable: a table written in transactions (by an
+// exactly-once pipeline, say) ends in a transaction marker, which a
+// read_committed consumer does not hand out. Its tasks must still see
+// their table partitions reach the end looked up, marker included, rather
+// than wait for the consumer to go quiet, which a busy pipeline never
+// does.
+func TestJoinTransactionalTable(t *testing.T) {
+	brokers := kafkatest.Brokers(t)
+	in, table, out := kafkatest.Topic(t, "orders"), kafkatest.Topic(t, "customers"), kafkatest.Topic(t, "enriched")
+	kafkatest.CreateTopic(t, brokers, in, 2)
+	kafkatest.CreateTopic(t, brokers, table, 2)
+	txn := kafkatest.Client(t, brokers, kgo.TransactionalID("table-writer"))
+	ctx := context.Background()
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.ProduceSync(ctx, customerRows(table)...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	const n = 600
+	kafkatest.Produce(t, brokers, orders(in, n, func(i int) string { return fmt.Sprintf("c%d", i%(joinCustomers+joinUnknown)) })...)
+
+	name := kafkatest.Topic(t, "enrich")
+	p := plan(t, name, fmt.Sprintf(`  source: {topic: %s, key: customer_id, partitioned_by_key: true}
+  steps:
+    - join: {table: %s, on: customer_id, as: customer, type: left}
+  sink: {topic: %s}
+`, in, table, out))
+	logs := &logBuffer{}
+	rt := newRuntime(t, brokers, runtime.Logger(slog.New(slog.NewTextHandler(logs, nil))))
+	if err := rt.Apply(ctx, []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	checkEnriched(t, readAfterCommit(t, brokers, p, out), n)
+	if got := strings.Count(logs.String(), "tables caught up"); got != 2 || strings.Contains(logs.String(), "short of their end") {
+		t.Errorf("%d tasks saw their table partition reach its end, want 2; log:\n%s", got, logs.String())
 	}
 }
 

@@ -439,6 +439,10 @@ func (ru *run) baseOpts(topics []string) []kgo.Opt {
 		kgo.ConsumerGroup(ru.p.group()),
 		kgo.ConsumeTopics(topics...),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers tell how far a table partition has been
+		// read (tables); polled drops them before anything else sees
+		// the records.
+		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(DefaultFetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(DefaultFetchMaxPartitionBytes),
 		kgo.OnPartitionsAssigned(func(_ context.Context, cl *kgo.Client, m map[string][]int32) { ru.assign(cl, m, true) }),
@@ -535,12 +539,41 @@ func (ru *run) inputs() []string {
 }
 
 // polled is called with every poll's fetches before they are processed.
+// The tables see the transaction markers among the records; then they are
+// dropped from f.
 func (ru *run) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) error {
-	ru.lag.observe(f, ru.stageOf)
-	if ru.tb == nil {
-		return nil
+	var err error
+	if ru.tb != nil {
+		err = ru.tb.polled(ctx, cl, f)
 	}
-	return ru.tb.polled(ctx, cl, f)
+	dropControl(f)
+	ru.lag.observe(f, ru.stageOf)
+	return err
+}
+
+// dropControl removes the control records (transaction markers) from f, in
+// place. The client commits past them all the same: it counts every record
+// it returned.
+func dropControl(f kgo.Fetches) {
+	for i := range f {
+		for j := range f[i].Topics {
+			parts := f[i].Topics[j].Partitions
+			for k := range parts {
+				recs := parts[k].Records
+				n := 0
+				for _, r := range recs {
+					if !r.Attrs.IsControl() {
+						recs[n] = r
+						n++
+					}
+				}
+				if n < len(recs) {
+					clear(recs[n:])
+					parts[k].Records = recs[:n]
+				}
+			}
+		}
+	}
 }
 
 // errStopping ends a batch when the pipeline is being stopped: the record

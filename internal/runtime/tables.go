@@ -72,11 +72,16 @@ func (copartitionBalancer) Balance(cb *kgo.ConsumerBalancer, topics map[string]i
 	return plan
 }
 
-// tableQuiet is how long a table partition may deliver nothing before a
-// task takes it as caught up although its position is short of the end
-// looked up at assignment. A consumer's position skips transaction markers
-// and aborted records that the end offset counts, and a caught-up
-// partition returns no fetch at all, so this is what ends the wait then.
+// tableQuiet is how long the pipeline's consumer must have fetched nothing
+// at all, the table partition included, before a task takes its table as
+// caught up although its position is short of the end looked up at
+// assignment. The position counts transaction markers (the consumer keeps
+// control records), so a table normally reaches its end exactly; this
+// covers a tail the broker cannot serve any more (compacted away). It
+// waits for the whole consumer to be idle, not the table partition alone:
+// a partition can be left out of fetch after fetch while others fill the
+// responses, and a table taken as caught up then would join the stream
+// with rows missing.
 const tableQuiet = time.Second
 
 // tables holds back the stream partitions of tasks whose tables are not
@@ -85,7 +90,7 @@ const tableQuiet = time.Second
 // the task's table partitions ends (its last stable offset) and where the
 // group's committed offset is, reads the table records as they come, and
 // resumes the stream partition once every table partition has reached the
-// end it had at assignment, or has been quiet for tableQuiet.
+// end it had at assignment, or the consumer has been idle for tableQuiet.
 type tables struct {
 	ru *run
 	// streamOf is the stage input each side input is read with; rows
@@ -95,6 +100,7 @@ type tables struct {
 
 	mu      sync.Mutex // the assignment callbacks run on the client's goroutines
 	pending map[topicPartition]*catchUp
+	busy    time.Time // when a poll last returned records, markers included
 }
 
 // catchUp is where one task's tables are.
@@ -172,28 +178,16 @@ func (tb *tables) revoked(cl *kgo.Client, m map[string][]int32) {
 
 // polled notes how far f read the tables of waiting tasks and resumes the
 // stream of each task whose tables are caught up. It runs on the run's
-// goroutine after every poll. The lock is not held during the offset
-// lookups, so a rebalance callback never waits for the network.
+// goroutine after every poll, with the control records (transaction
+// markers) still in f. The lock is not held during the offset lookups, so
+// a rebalance callback never waits for the network.
 func (tb *tables) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) error {
 	tb.mu.Lock()
+	tb.note(f, time.Now())
 	if len(tb.pending) == 0 {
 		tb.mu.Unlock()
 		return nil
 	}
-	now := time.Now()
-	f.EachPartition(func(fp kgo.FetchTopicPartition) {
-		input, ok := tb.streamOf[fp.Topic]
-		if !ok || len(fp.Records) == 0 {
-			return
-		}
-		c := tb.pending[topicPartition{input, fp.Partition}]
-		if c == nil {
-			return
-		}
-		c.pos[fp.Topic] = max(c.pos[fp.Topic], fp.Records[len(fp.Records)-1].Offset+1)
-		c.read += int64(len(fp.Records))
-		c.last = now
-	})
 	need := tb.unlooked()
 	tb.mu.Unlock()
 
@@ -208,32 +202,74 @@ func (tb *tables) polled(ctx context.Context, cl *kgo.Client, f kgo.Fetches) err
 
 	tb.mu.Lock()
 	defer tb.mu.Unlock()
-	now = time.Now()
+	if resume := tb.ready(ends, committed, time.Now()); len(resume) > 0 {
+		cl.ResumeFetchPartitions(resume)
+	}
+	return nil
+}
+
+// note takes in how far f read each waiting task's tables, counting
+// transaction markers, and whether it brought anything at all; tb.mu is
+// held.
+func (tb *tables) note(f kgo.Fetches, now time.Time) {
+	if f.NumRecords() > 0 {
+		tb.busy = now
+	}
+	if len(tb.pending) == 0 {
+		return
+	}
+	f.EachPartition(func(fp kgo.FetchTopicPartition) {
+		input, ok := tb.streamOf[fp.Topic]
+		if !ok || len(fp.Records) == 0 {
+			return
+		}
+		c := tb.pending[topicPartition{input, fp.Partition}]
+		if c == nil {
+			return
+		}
+		c.pos[fp.Topic] = max(c.pos[fp.Topic], fp.Records[len(fp.Records)-1].Offset+1)
+		for _, r := range fp.Records {
+			if !r.Attrs.IsControl() {
+				c.read++
+			}
+		}
+		c.last = now
+	})
+}
+
+// ready starts the waits whose lookups (ends, committed) have come, and
+// returns the stream partitions of the tasks whose tables are caught up,
+// which stop waiting: every table partition has reached the end it had at
+// lookup, or neither it nor the consumer has brought anything for
+// tableQuiet. tb.mu is held.
+func (tb *tables) ready(ends kadm.ListedOffsets, committed kadm.OffsetResponses, now time.Time) map[string][]int32 {
 	resume := map[string][]int32{}
 	for tp, c := range tb.pending {
 		if !c.looked && !tb.start(tp, c, ends, committed, now) {
 			continue // assigned during the lookup: next poll
 		}
-		caughtUp := now.Sub(c.last) >= tableQuiet
-		if !caughtUp {
-			caughtUp = true
-			for _, t := range tb.rows[tp.topic] {
-				caughtUp = caughtUp && c.pos[t] >= c.end[t]
-			}
+		caughtUp := true
+		for _, t := range tb.rows[tp.topic] {
+			caughtUp = caughtUp && c.pos[t] >= c.end[t]
 		}
+		quiet := false
 		if !caughtUp {
+			quiet = now.Sub(c.last) >= tableQuiet && now.Sub(tb.busy) >= tableQuiet
+		}
+		if !caughtUp && !quiet {
 			continue
 		}
 		delete(tb.pending, tp)
 		resume[tp.topic] = append(resume[tp.topic], tp.partition)
-		tb.ru.rt.cfg.logger.Info("tables caught up; processing the stream", "pipeline", tb.ru.p.Plan.Name,
+		msg := "tables caught up; processing the stream"
+		if quiet {
+			msg = "tables quiet short of their end; processing the stream"
+		}
+		tb.ru.rt.cfg.logger.Info(msg, "pipeline", tb.ru.p.Plan.Name,
 			"stream", tp.topic, "partition", tp.partition, "tables", tb.rows[tp.topic], "table_records", c.read,
 			"took", now.Sub(c.assigned).Round(time.Millisecond))
 	}
-	if len(resume) > 0 {
-		cl.ResumeFetchPartitions(resume)
-	}
-	return nil
+	return resume
 }
 
 // unlooked lists the tables of the tasks whose ends are not looked up yet.
