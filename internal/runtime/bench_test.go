@@ -321,7 +321,9 @@ type passThrough func(b *testing.B, in, out, iter string) (assigned <-chan time.
 // benchInput is what one throughput iteration pre-produces and how many
 // outputs pt makes of it.
 type benchInput struct {
-	// produce writes the benchRecords input records to topic in before pt
+	// records is the number of input records produce writes.
+	records int
+	// produce writes the input records to topic in before pt
 	// starts, and whatever else iteration iter's pt reads (a table). It
 	// returns the topics it created besides in, deleted after the
 	// iteration.
@@ -337,6 +339,7 @@ var backlogInput = benchInput{
 		c.produceBacklog(b, in, benchRecords)
 		return nil
 	},
+	records: benchRecords,
 	outputs: benchRecords,
 }
 
@@ -350,8 +353,8 @@ func benchThroughput(b *testing.B, c *benchCluster, pt passThrough, input benchI
 		busy += w
 		cpu += u
 	}
-	b.ReportMetric(float64(benchRecords*b.N)/busy.Seconds(), "records/s")
-	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(benchRecords*b.N), "cpu-us/record")
+	b.ReportMetric(float64(input.records*b.N)/busy.Seconds(), "records/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/1e3/float64(input.records*b.N), "cpu-us/record")
 }
 
 // cpuTime is the CPU time (user and system) the process has used so far.

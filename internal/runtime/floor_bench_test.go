@@ -266,7 +266,7 @@ func statefulShape(sb *stateBench) floorShape {
 	return floorShape{name: sb.name, delivery: "exactly-once", input: sb.input, plan: sb.plan}
 }
 
-// writes is what a pipeline wrote for benchRecords inputs: per written
+// writes is what a pipeline wrote for its input records: per written
 // topic (the output first), per partition, its records in order.
 type writes struct {
 	topics [][][]*kgo.Record // [topic][partition] records
@@ -353,7 +353,7 @@ func recordWrites(b *testing.B, c *benchCluster, shape floorShape) *writes {
 				size += len(r.Key) + len(r.Value)
 			}
 		}
-		b.Logf("%s writes to %s: %d records for %d inputs, %.0f bytes of key and value on average", shape.name, written[i], n, benchRecords, float64(size)/float64(max(n, 1)))
+		b.Logf("%s writes to %s: %d records for %d inputs, %.0f bytes of key and value on average", shape.name, written[i], n, shape.input.records, float64(size)/float64(max(n, 1)))
 	}
 	recorded[shape.name] = w
 	return w

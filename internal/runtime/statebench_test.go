@@ -1,11 +1,11 @@
 package runtime_test
 
-// Benchmarks of the runtime's stateful steps (window, dedupe, join) against
-// R0 (BenchmarkPassThroughR0), for the targets runner-window-vs-r0,
-// runner-dedupe-vs-r0 and runner-join-vs-r0 in bench/targets.json. They
-// share the stateless benchmarks' setup (bench_test.go): the same 200-byte
-// JSON record (benchValue), 4 partitions, benchRecords records pre-produced,
-// no compression, exactly-once with the default 100ms commit interval, and
+// Benchmarks of the runtime's stateful steps (window, dedupe, join), for
+// the targets runner-window-vs-f0, runner-window-final-vs-f0,
+// runner-dedupe-vs-f0 and runner-join-vs-f0 in bench/targets.json (their
+// F0s are in floor_bench_test.go). They share the stateless benchmarks'
+// setup (bench_test.go): the same 200-byte JSON record (benchValue), 4
+// partitions, no compression, exactly-once with the default 100ms commit interval, and
 // records/s counting input records from the group's partition assignment to
 // the last output. State is in the memory store and, as for every stateful
 // step, in a changelog topic written inside each task's transaction.
@@ -18,6 +18,12 @@ package runtime_test
 // After each iteration the pipeline is stopped and its output topic read
 // once more in full to check every output, beyond their number: a dedupe
 // that let duplicates through would reach the wanted count early.
+//
+// Each iteration pre-produces stateRecords input records, five times the
+// stateless benchmarks' benchRecords: a stateful iteration of 200,000
+// records took 100-400ms, a few of the 100ms transactions, so its
+// records/s measured when the last commit fell as much as the step's
+// throughput (docs/performance.md).
 
 import (
 	"context"
@@ -38,13 +44,16 @@ import (
 )
 
 const (
+	// stateRecords are pre-produced per iteration of a stateful benchmark
+	// and of its F0.
+	stateRecords = 1_000_000
 	// stateKeys is the number of distinct keys (vehicles) of the window and
 	// join benchmarks' input, and the number of rows of the join's table.
 	stateKeys = 10_000
 	// windowTick is how far the event time of each input record of the
-	// window benchmark is after the one before: benchRecords records span
-	// 200s, four or five 1-minute windows per key, of which all but the
-	// last close during the run.
+	// window benchmark is after the one before: stateRecords records span
+	// 1000s, 17 or 18 1-minute windows per key with 6 records each, of
+	// which all but the last close during the run.
 	windowTick = time.Millisecond
 	// dedupeIDs is the number of distinct ids (vehicle_id values of
 	// benchValue) the dedupe benchmark's input cycles through, and
@@ -175,11 +184,11 @@ func readAllOutputs(brokers []string, topic string, each func(*kgo.Record) error
 
 // BenchmarkRunnerWindowedCount is the runtime counting records per key in
 // 1-minute tumbling windows (a `window` step with `emit: update`), exactly
-// once, state in the memory store and its changelog (target: >= 0.5 x R0
-// records/s). The input is keyed by vehicle over stateKeys keys, the
+// once, state in the memory store and its changelog (target: >= 0.6 x its
+// F0 records/s). The input is keyed by vehicle over stateKeys keys, the
 // window's grouping key, and its event time is the Kafka timestamp, 1ms
-// apart from record to record and ending about now: of the four or five
-// windows of each key in its 200s of event time, all but the last close on
+// apart from record to record and ending about now: of the 17 or 18
+// windows of each key in its 1000s of event time, all but the last close on
 // the way. With `emit: update` each record
 // yields one output, its window's count so far, so outputs equal inputs as
 // for R0. Every output is checked: the counts of a key and window go up by
@@ -201,15 +210,16 @@ func windowBench() *stateBench {
 		input: benchInput{
 			produce: func(b *testing.B, c *benchCluster, in, _ string) []string {
 				now := time.Now()
-				base = now.Add(-benchRecords * windowTick).UnixMilli()
+				base = now.Add(-stateRecords * windowTick).UnixMilli()
 				sent := now.UnixMicro()
-				c.produceRecords(b, benchRecords, func(i int) *kgo.Record {
+				c.produceRecords(b, stateRecords, func(i int) *kgo.Record {
 					return &kgo.Record{Topic: in, Key: stateBenchKey(i), Value: benchValue(i%stateKeys, sent),
 						Timestamp: time.UnixMilli(base + int64(i)*windowTick.Milliseconds())}
 				})
 				return nil
 			},
-			outputs: benchRecords,
+			records: stateRecords,
+			outputs: stateRecords,
 		},
 		first: func(b *testing.B, first []byte) {
 			// A partition's first output is for the first record of its key.
@@ -221,7 +231,7 @@ func windowBench() *stateBench {
 		outputs: func() outputCheck {
 			want := map[windowBenchKey]int{}
 			size := time.Minute.Milliseconds()
-			for i := range benchRecords {
+			for i := range stateRecords {
 				t := base + int64(i)*windowTick.Milliseconds()
 				want[windowBenchKey{string(stateBenchKey(i)), t - t%size}]++
 			}
@@ -300,17 +310,17 @@ func BenchmarkRunnerWindowedCountFinal(b *testing.B) { windowFinalBench().run(b)
 func windowFinalBench() *stateBench {
 	size := time.Minute.Milliseconds()
 	// base is the event time of the first input record (Unix ms): a minute
-	// boundary at least 260s ago plus the offset that puts the last record
-	// 30s into its minute.
+	// boundary at least the input's span plus a minute ago, plus the
+	// offset that puts the last record 30s into its minute.
 	base := func() int64 {
-		m := time.Now().Add(-260*time.Second).UnixMilli() / size * size
-		last := int64(benchRecords-1) * windowTick.Milliseconds()
+		last := int64(stateRecords-1) * windowTick.Milliseconds()
+		m := (time.Now().UnixMilli() - last - size) / size * size
 		return m + ((30_000-last)%size+size)%size
 	}()
-	last := base + int64(benchRecords-1)*windowTick.Milliseconds()
+	last := base + int64(stateRecords-1)*windowTick.Milliseconds()
 	lastStart := last - last%size
 	want := map[windowBenchKey]int{} // records per key and closed window
-	for i := range benchRecords {
+	for i := range stateRecords {
 		t := base + int64(i)*windowTick.Milliseconds()
 		if start := t - t%size; start < lastStart {
 			want[windowBenchKey{string(stateBenchKey(i)), start}]++
@@ -328,12 +338,13 @@ func windowFinalBench() *stateBench {
 		input: benchInput{
 			produce: func(b *testing.B, c *benchCluster, in, _ string) []string {
 				sent := time.Now().UnixMicro()
-				c.produceRecords(b, benchRecords, func(i int) *kgo.Record {
+				c.produceRecords(b, stateRecords, func(i int) *kgo.Record {
 					return &kgo.Record{Topic: in, Key: stateBenchKey(i), Value: benchValue(i%stateKeys, sent),
 						Timestamp: time.UnixMilli(base + int64(i)*windowTick.Milliseconds())}
 				})
 				return nil
 			},
+			records: stateRecords,
 			outputs: len(want),
 		},
 		first: func(b *testing.B, first []byte) {
@@ -374,7 +385,7 @@ func (c *windowFinalCheck) output(r *kgo.Record) error {
 
 // BenchmarkRunnerDedupe is the runtime dropping redelivered records with a
 // `dedupe` step by vehicle_id within 10 minutes of event time, exactly once,
-// state in the memory store and its changelog (target: >= 0.6 x R0
+// state in the memory store and its changelog (target: >= 0.6 x its F0
 // records/s). records/s counts input records, as for R0, although only the
 // 90% that are unique come out: the benchmark waits for exactly that many.
 //
@@ -400,7 +411,7 @@ func dedupeBench() *stateBench {
 		}
 		return i
 	}
-	unique := benchRecords - benchRecords/dedupeEvery
+	unique := stateRecords - stateRecords/dedupeEvery
 	return &stateBench{
 		name:   "dedupe",
 		source: "key: vehicle_id, partitioned_by_key: true",
@@ -408,15 +419,16 @@ func dedupeBench() *stateBench {
 		input: benchInput{
 			produce: func(b *testing.B, c *benchCluster, in, _ string) []string {
 				now := time.Now()
-				base = now.Add(-benchRecords * dedupeTick).UnixMilli()
+				base = now.Add(-stateRecords * dedupeTick).UnixMilli()
 				sent := now.UnixMicro()
-				c.produceRecords(b, benchRecords, func(i int) *kgo.Record {
+				c.produceRecords(b, stateRecords, func(i int) *kgo.Record {
 					j := reading(i)
 					return &kgo.Record{Topic: in, Key: fmt.Appendf(nil, "truck-%05d", j%dedupeIDs), Value: benchValue(j, sent),
 						Timestamp: time.UnixMilli(base + int64(j)*dedupeTick.Milliseconds())}
 				})
 				return nil
 			},
+			records: stateRecords,
 			outputs: unique,
 		},
 		first: func(b *testing.B, first []byte) {
@@ -457,7 +469,7 @@ func (c *dedupeBenchCheck) output(r *kgo.Record) error {
 	// The reading is the input record with this id and event time.
 	since := r.Timestamp.UnixMilli() - c.base
 	i := int(since / dedupeTick.Milliseconds())
-	if since%dedupeTick.Milliseconds() != 0 || i < 0 || i >= benchRecords || i%dedupeIDs != id || i%dedupeEvery == dedupeEvery-1 {
+	if since%dedupeTick.Milliseconds() != 0 || i < 0 || i >= stateRecords || i%dedupeIDs != id || i%dedupeEvery == dedupeEvery-1 {
 		return fmt.Errorf("output %s at %v is no input reading", r.Value, r.Timestamp.UTC())
 	}
 	if prev, ok := c.last[v.VehicleID]; ok && prev >= i {
@@ -472,7 +484,7 @@ func (c *dedupeBenchCheck) output(r *kgo.Record) error {
 }
 
 func (c *dedupeBenchCheck) done() error {
-	if want := benchRecords - benchRecords/dedupeEvery; len(c.seen) != want {
+	if want := stateRecords - stateRecords/dedupeEvery; len(c.seen) != want {
 		return fmt.Errorf("%d distinct readings came out, want %d", len(c.seen), want)
 	}
 	return nil
@@ -494,7 +506,7 @@ func vehicleOf(key string) vehicleRow {
 
 // BenchmarkRunnerJoin is the runtime enriching each record with its
 // vehicle's row in a table (a stream-table inner `join`), exactly once,
-// state in the memory store and its changelog (target: >= 0.6 x R0
+// state in the memory store and its changelog (target: >= 0.6 x its F0
 // records/s). The table is a compacted topic of stateKeys rows
 // (vehicleRow) over the same 4 partitions, produced before the runner
 // starts: producing it is not measured, the runner reading it into its
@@ -523,12 +535,13 @@ func joinBench() *stateBench {
 					return &kgo.Record{Topic: table, Key: key, Value: row}
 				})
 				sent := time.Now().UnixMicro()
-				c.produceRecords(b, benchRecords, func(i int) *kgo.Record {
+				c.produceRecords(b, stateRecords, func(i int) *kgo.Record {
 					return &kgo.Record{Topic: in, Key: stateBenchKey(i), Value: benchValue(i%stateKeys, sent)}
 				})
 				return []string{table}
 			},
-			outputs: benchRecords,
+			records: stateRecords,
+			outputs: stateRecords,
 		},
 		first: func(b *testing.B, first []byte) {
 			if err := checkJoinBenchOutput(nil, first); err != nil {
@@ -583,8 +596,8 @@ func (c *joinBenchCheck) done() error {
 		return fmt.Errorf("outputs for %d keys, want %d", len(c.perKey), stateKeys)
 	}
 	for k, n := range c.perKey {
-		if n != benchRecords/stateKeys {
-			return fmt.Errorf("key %s has %d outputs, want %d", k, n, benchRecords/stateKeys)
+		if n != stateRecords/stateKeys {
+			return fmt.Errorf("key %s has %d outputs, want %d", k, n, stateRecords/stateKeys)
 		}
 	}
 	return nil
