@@ -269,7 +269,65 @@ func statefulShape(sb *stateBench) floorShape {
 // writes is what a pipeline wrote for its input records: per written
 // topic (the output first), per partition, its records in order.
 type writes struct {
-	topics [][][]*kgo.Record // [topic][partition] records
+	topics [][]*recordedPartition // [topic][partition]
+}
+
+// recordedPartition is the records written to one partition of a topic,
+// kept without a pointer per record: the process keeps every recording,
+// and millions of *kgo.Record left every garbage collection of the
+// benchmarks after them (the runner's) marking them all, which slowed
+// those by up to half.
+type recordedPartition struct {
+	data []byte // keys, values, header keys and values, back to back
+	recs []recordedRecord
+	hdrs []recordedHeader
+}
+
+// span is a slice of recordedPartition.data; n < 0 stands for nil (a
+// tombstone's value).
+type span struct{ off, n int }
+
+type recordedRecord struct {
+	key, value     span
+	ts             int64 // Unix nanoseconds
+	hdrFrom, hdrTo int   // its headers: hdrs[hdrFrom:hdrTo]
+}
+
+type recordedHeader struct{ key, value span }
+
+func (rp *recordedPartition) put(b []byte) span {
+	if b == nil {
+		return span{n: -1}
+	}
+	sp := span{off: len(rp.data), n: len(b)}
+	rp.data = append(rp.data, b...)
+	return sp
+}
+
+func (rp *recordedPartition) get(sp span) []byte {
+	if sp.n < 0 {
+		return nil
+	}
+	return rp.data[sp.off : sp.off+sp.n : sp.off+sp.n]
+}
+
+func (rp *recordedPartition) add(r *kgo.Record) {
+	rec := recordedRecord{key: rp.put(r.Key), value: rp.put(r.Value), ts: r.Timestamp.UnixNano(), hdrFrom: len(rp.hdrs)}
+	for _, h := range r.Headers {
+		rp.hdrs = append(rp.hdrs, recordedHeader{key: rp.put([]byte(h.Key)), value: rp.put(h.Value)})
+	}
+	rec.hdrTo = len(rp.hdrs)
+	rp.recs = append(rp.recs, rec)
+}
+
+// record returns recorded record i, to be produced to topic, partition.
+func (rp *recordedPartition) record(i int, topic string, partition int32) *kgo.Record {
+	x := &rp.recs[i]
+	r := &kgo.Record{Topic: topic, Partition: partition, Key: rp.get(x.key), Value: rp.get(x.value), Timestamp: time.Unix(0, x.ts)}
+	for _, h := range rp.hdrs[x.hdrFrom:x.hdrTo] {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: string(rp.get(h.key)), Value: rp.get(h.value)})
+	}
+	return r
 }
 
 var (
@@ -327,13 +385,16 @@ func recordWrites(b *testing.B, c *benchCluster, shape floorShape) *writes {
 	stopChecked(b, rt, name)
 	w := &writes{}
 	for _, topic := range written {
-		parts := make([][]*kgo.Record, benchPartitions)
+		parts := make([]*recordedPartition, benchPartitions)
+		for i := range parts {
+			parts[i] = &recordedPartition{}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		_, err := kafkatest.ReadToEnd(ctx, c.brokers, topic, func(r *kgo.Record) error {
 			if int(r.Partition) >= len(parts) {
 				return fmt.Errorf("%s has partition %d, want %d partitions", topic, r.Partition, benchPartitions)
 			}
-			parts[r.Partition] = append(parts[r.Partition], &kgo.Record{Key: r.Key, Value: r.Value, Headers: r.Headers, Timestamp: r.Timestamp})
+			parts[r.Partition].add(r)
 			return nil
 		})
 		cancel()
@@ -348,9 +409,9 @@ func recordWrites(b *testing.B, c *benchCluster, shape floorShape) *writes {
 	for i, parts := range w.topics {
 		n, size := 0, 0
 		for _, p := range parts {
-			for _, r := range p {
+			for _, r := range p.recs {
 				n++
-				size += len(r.Key) + len(r.Value)
+				size += max(r.key.n, 0) + max(r.value.n, 0)
 			}
 		}
 		b.Logf("%s writes to %s: %d records for %d inputs, %.0f bytes of key and value on average", shape.name, written[i], n, shape.input.records, float64(size)/float64(max(n, 1)))
@@ -359,10 +420,10 @@ func recordWrites(b *testing.B, c *benchCluster, shape floorShape) *writes {
 	return w
 }
 
-func countRecords(parts [][]*kgo.Record) int {
+func countRecords(parts []*recordedPartition) int {
 	n := 0
 	for _, p := range parts {
-		n += len(p)
+		n += len(p.recs)
 	}
 	return n
 }
@@ -390,10 +451,10 @@ func floor(c *benchCluster, shape floorShape, w *writes) passThrough {
 		write := func(r *kgo.Record, emit func(*kgo.Record)) {
 			n := inputs[r.Partition]
 			for t, parts := range w.topics {
-				recs := parts[r.Partition]
-				m := int64(len(recs))
-				for _, x := range recs[r.Offset*m/n : (r.Offset+1)*m/n] {
-					emit(&kgo.Record{Topic: topics[t], Partition: r.Partition, Key: x.Key, Value: x.Value, Headers: x.Headers, Timestamp: x.Timestamp})
+				rp := parts[r.Partition]
+				m := int64(len(rp.recs))
+				for i := r.Offset * m / n; i < (r.Offset+1)*m/n; i++ {
+					emit(rp.record(int(i), topics[t], r.Partition))
 				}
 			}
 		}
