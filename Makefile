@@ -138,8 +138,9 @@ dev: setup ## Run the platform locally: PostgreSQL under .sluice/, the control p
 	./bin/controlplane dev $(DEV_FLAGS)
 
 # The packages of `make test`: everything but the end-to-end tests, which
-# run whole processes for minutes and have `make e2e`.
-UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e')
+# run whole processes for minutes and have `make e2e`, plus the tests of
+# our patches to kfake (third_party/kfake, a module of its own).
+UNIT_PKGS = $$($(GO) list ./... | grep -v '/e2e') github.com/twmb/franz-go/pkg/kfake
 
 .PHONY: test
 test: $(WEB_DEPS) ## Run the fast tier: every package's tests but e2e (race detector, shuffled, fuzz seed corpora), the example pipelines' tests, the IDE's unit tests
