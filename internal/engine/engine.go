@@ -90,8 +90,11 @@ type Stage struct {
 	tableLinks    map[string]*link // side topic -> the step reading it
 	rowTables     map[string]bool  // the side topics that are tables, not streams
 	stores        StoreFactory
-	tasksMu       sync.Mutex
-	tasks         map[int32]*task
+	// tasks is read on every record, by every worker: a snapshot, copied
+	// under tasksMu when a task opens or is dropped (rarely), so that the
+	// readers take no lock.
+	tasksMu sync.Mutex
+	tasks   atomic.Pointer[map[int32]*task]
 
 	// in is the message Process is on, in a stage that ends in a
 	// repartition: its records carry it to the next stage (HeaderInput).

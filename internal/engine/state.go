@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -73,9 +74,12 @@ func (s *Stage) stateful() bool { return len(s.statefulLinks) > 0 }
 
 // task returns partition's task, opening its stores on first use.
 func (s *Stage) task(partition int32) (*task, error) {
+	if t := s.openTask(partition); t != nil {
+		return t, nil
+	}
 	s.tasksMu.Lock()
 	defer s.tasksMu.Unlock()
-	if t, ok := s.tasks[partition]; ok {
+	if t := s.openTask(partition); t != nil {
 		return t, nil
 	}
 	t := &task{partition: partition, steps: make([]*stepTask, len(s.statefulLinks))}
@@ -100,11 +104,27 @@ func (s *Stage) task(partition int32) (*task, error) {
 			t.streamTime = at
 		}
 	}
-	if s.tasks == nil {
-		s.tasks = map[int32]*task{}
-	}
-	s.tasks[partition] = t
+	s.setTasks(func(m map[int32]*task) { m[partition] = t })
 	return t, nil
+}
+
+// openTask returns partition's task, or nil when it has none open.
+func (s *Stage) openTask(partition int32) *task {
+	if m := s.tasks.Load(); m != nil {
+		return (*m)[partition]
+	}
+	return nil
+}
+
+// setTasks replaces the tasks with a copy that change has changed. The
+// caller holds tasksMu.
+func (s *Stage) setTasks(change func(map[int32]*task)) {
+	m := map[int32]*task{}
+	if old := s.tasks.Load(); old != nil {
+		maps.Copy(m, *old)
+	}
+	change(m)
+	s.tasks.Store(&m)
 }
 
 // Resume opens partition's task if it is not open, with its stream time
@@ -120,13 +140,13 @@ func (s *Stage) Resume(partition int32) error {
 
 // Partitions lists the partitions the stage has tasks for, in order.
 func (s *Stage) Partitions() []int32 {
-	s.tasksMu.Lock()
-	defer s.tasksMu.Unlock()
-	out := make([]int32, 0, len(s.tasks))
-	for p := range s.tasks {
-		out = append(out, p)
+	out := []int32{}
+	if m := s.tasks.Load(); m != nil {
+		for p := range *m {
+			out = append(out, p)
+		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	slices.Sort(out)
 	return out
 }
 
@@ -251,9 +271,7 @@ func (d *encodedDeadLettering) NextEncoded(ctx context.Context, r *record.Record
 // stores to their changelogs. A stage without the task has nothing to
 // write.
 func (s *Stage) FlushState(partition int32) error {
-	s.tasksMu.Lock()
-	t := s.tasks[partition]
-	s.tasksMu.Unlock()
+	t := s.openTask(partition)
 	if t == nil {
 		return nil
 	}
@@ -285,10 +303,8 @@ func (s *Stage) StatefulSteps() []string {
 // StreamTime returns partition's stream time, and false when the stage has
 // no task for it.
 func (s *Stage) StreamTime(partition int32) (time.Time, bool) {
-	s.tasksMu.Lock()
-	defer s.tasksMu.Unlock()
-	t, ok := s.tasks[partition]
-	if !ok {
+	t := s.openTask(partition)
+	if t == nil {
 		return time.Time{}, false
 	}
 	return t.streamTime, true
@@ -301,5 +317,7 @@ func (s *Stage) StreamTime(partition int32) (time.Time, bool) {
 func (s *Stage) DropTask(partition int32) {
 	s.tasksMu.Lock()
 	defer s.tasksMu.Unlock()
-	delete(s.tasks, partition)
+	if s.openTask(partition) != nil {
+		s.setTasks(func(m map[int32]*task) { delete(m, partition) })
+	}
 }

@@ -328,8 +328,6 @@ func (s *stores) flush(ex *executor) error {
 // a third of a dedupe pipeline's time.
 func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.Record, func(*kgo.Record, error)), flush func(context.Context) error) error {
 	var wg sync.WaitGroup // one per record produced, done by its promise
-	var mu sync.Mutex
-	var firstErr error
 	var todo []*taskStore
 	for _, ts := range s.open {
 		ts.next = -1
@@ -337,18 +335,28 @@ func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.R
 			todo = append(todo, ts)
 		}
 	}
-	drainOne := func(ts *taskStore) {
+	// Each store's promises write only its own end, without a lock: a
+	// mutex shared by every changelog record's promise was a tenth of a
+	// dedupe pipeline's lock traffic with the client's goroutines. A
+	// store's records go to one partition, whose promises the client calls
+	// in order, but one that fails before it is buffered calls its promise
+	// at once, on another goroutine: hence atomics.
+	ends := make([]drainEnd, len(todo))
+	drainOne := func(i int, ts *taskStore) {
+		end := &ends[i]
+		end.next.Store(-1)
 		promise := func(r *kgo.Record, err error) {
-			mu.Lock()
-			defer mu.Unlock()
 			defer wg.Done()
 			if err != nil {
-				if firstErr == nil {
-					firstErr = fmt.Errorf("producing to %s: %w", ts.topic, err)
-				}
+				end.err.CompareAndSwap(nil, &err)
 				return
 			}
-			ts.next = max(ts.next, r.Offset+1)
+			for next := r.Offset + 1; ; {
+				cur := end.next.Load()
+				if cur >= next || end.next.CompareAndSwap(cur, next) {
+					break
+				}
+			}
 		}
 		changes := ts.logged.Drain()
 		// One allocation for the store's records rather than one each;
@@ -361,10 +369,24 @@ func (s *stores) drain(ctx context.Context, produce func(context.Context, *kgo.R
 			produce(ctx, r, promise)
 		}
 	}
-	eachStore(todo, func(_ int, ts *taskStore) { drainOne(ts) })
+	eachStore(todo, drainOne)
 	ferr := flush(ctx)
 	wg.Wait()
+	var firstErr error
+	for i, ts := range todo {
+		if err := ends[i].err.Load(); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("producing to %s: %w", ts.topic, *err)
+		}
+		ts.next = ends[i].next.Load()
+	}
 	return errors.Join(firstErr, ferr)
+}
+
+// drainEnd is what the promises of one store's changelog records found:
+// the offset after the last one, and the first error.
+type drainEnd struct {
+	next atomic.Int64
+	err  atomic.Pointer[error]
 }
 
 // ended finishes the commit protocol of every store: a committed
