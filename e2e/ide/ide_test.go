@@ -43,6 +43,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/sluicehq/sluice/e2e/proctest"
 	"github.com/sluicehq/sluice/internal/kafkatest"
 	"github.com/sluicehq/sluice/internal/pgcluster/pgtest"
 	"github.com/sluicehq/sluice/provisioning/terraform/localtest"
@@ -154,7 +155,7 @@ func TestIDE(t *testing.T) {
 		cancel()
 		_ = cp.Wait()
 		if t.Failed() {
-			t.Logf("controlplane output (last 6 KiB):\n%s", tail(cpOut.String(), 6<<10))
+			proctest.LogOutput(t, "controlplane", cpOut.String())
 		}
 	})
 	var base string
@@ -285,13 +286,13 @@ func (w *runnerWatch) kill(t *testing.T, dir string) {
 	}
 }
 
-// logRunners logs the end of each local runner's log under dir.
+// logRunners logs each local runner's log under dir (proctest.LogOutput).
 func logRunners(t *testing.T, dir string) {
 	t.Helper()
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Name() == "runner.log" {
 			b, _ := os.ReadFile(p)
-			t.Logf("%s (last 2 KiB):\n%s", p, tail(string(b), 2<<10))
+			proctest.LogOutput(t, p, string(b))
 		}
 		return nil
 	})
@@ -333,7 +334,7 @@ func startRunner(ctx context.Context, t *testing.T, base string, creds map[strin
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("runner output (last 6 KiB):\n%s", tail(out.String(), 6<<10))
+			proctest.LogOutput(t, "runner", out.String())
 		}
 	})
 }
@@ -430,11 +431,4 @@ func colours(t *testing.T, path string) int {
 		}
 	}
 	return len(seen)
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return s[len(s)-n:]
-	}
-	return s
 }

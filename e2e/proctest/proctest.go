@@ -55,8 +55,8 @@ type Proc struct {
 }
 
 // Start runs path with args and env added to the test's environment. The
-// process is killed when the test ends, and its output's tail is logged if
-// the test failed.
+// process is killed when the test ends, and its output logged if the test
+// failed (LogOutput).
 func Start(t testing.TB, name string, env []string, path string, args ...string) *Proc {
 	t.Helper()
 	p := &Proc{name: name, cmd: exec.Command(path, args...), done: make(chan struct{})}
@@ -79,7 +79,7 @@ func Start(t testing.TB, name string, env []string, path string, args ...string)
 	t.Cleanup(func() {
 		p.Kill()
 		if t.Failed() {
-			t.Logf("%s output (last 6 KiB):\n%s", name, Tail(p.Output(), 6<<10))
+			LogOutput(t, name, p.Output())
 		}
 	})
 	return p
@@ -175,6 +175,44 @@ func Credentials(t testing.TB, path string) map[string]string {
 		out[k] = v
 	}
 	return out
+}
+
+// LogOutput logs the last 6 KiB of out, the output of the process name,
+// and with SLUICE_E2E_LOGDIR set writes all of it to a file there
+// (SaveOutput). Start calls it when a test fails; a test that runs a
+// process by itself calls it too.
+func LogOutput(t testing.TB, name, out string) {
+	t.Helper()
+	t.Logf("%s output (last 6 KiB):\n%s", name, Tail(out, 6<<10))
+	dir := os.Getenv("SLUICE_E2E_LOGDIR")
+	if dir == "" {
+		return
+	}
+	if path, err := SaveOutput(dir, t.Name(), name, out); err != nil {
+		t.Logf("saving %s's output: %v", name, err)
+	} else {
+		t.Logf("%s output in full (%d bytes): %s", name, len(out), path)
+	}
+}
+
+// SaveOutput writes out, the output of the process name started by test,
+// to a new file in dir (made if missing) named after both, and returns
+// its path. A process started again under the same name gets a file of
+// its own.
+func SaveOutput(dir, test, name, out string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	clean := strings.NewReplacer("/", "_", " ", "_", string(filepath.Separator), "_")
+	f, err := os.CreateTemp(dir, clean.Replace(test)+"-"+clean.Replace(name)+"-*.log")
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString(out); err != nil {
+		f.Close()
+		return "", err
+	}
+	return f.Name(), f.Close()
 }
 
 // Tail is the last n bytes of s.
