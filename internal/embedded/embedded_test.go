@@ -210,3 +210,63 @@ func TestReadCommittedWithFullFetches(t *testing.T) {
 		}
 	}
 }
+
+// TestFetchSessionsServePartitionsInTurn checks the cluster's fetch
+// sessions (the kfake patch in third_party/kfake/SLUICE.md): a consumer
+// whose fetches hold one partition's batch each gets every partition with
+// a backlog in turn, as from Kafka, not one partition until its backlog is
+// read. A stateful pipeline's workers (a partition each) idled otherwise.
+func TestFetchSessionsServePartitionsInTurn(t *testing.T) {
+	c := start(t, freeAddr(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const partitions, batches = 4, 8
+	prod, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.DefaultProduceTopic("backlog"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	if _, err := kadm.NewClient(prod).CreateTopic(ctx, partitions, 1, nil, "backlog"); err != nil {
+		t.Fatal(err)
+	}
+	// batches batches of 64 KiB per partition, each produced and flushed
+	// on its own so that it is one batch.
+	for range batches {
+		for p := range int32(partitions) {
+			for range 64 {
+				prod.Produce(ctx, &kgo.Record{Partition: p, Value: bytes.Repeat([]byte("x"), 1000)}, nil)
+			}
+		}
+		if err := prod.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A fetch of at most 32 KiB holds one batch: the first partition's,
+	// which is returned whole although it is larger.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumeTopics("backlog"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(32<<10), kgo.FetchMaxPartitionBytes(32<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	var order []int32
+	for len(order) < partitions {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("polling: %v", err)
+		}
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			if len(p.Records) > 0 {
+				order = append(order, p.Partition)
+			}
+		})
+	}
+	seen := map[int32]bool{}
+	for _, p := range order[:partitions] {
+		seen[p] = true
+	}
+	if len(seen) != partitions {
+		t.Errorf("the first %d fetches returned partitions %v: want each of the %d partitions once", partitions, order[:partitions], partitions)
+	}
+}

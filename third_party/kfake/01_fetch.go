@@ -203,6 +203,15 @@ func (c *Cluster) handleFetch(creq *clientReq, w *watchFetch) (kmsg.Response, er
 		}
 	}
 
+	if session != nil {
+		// Sluice's patch: the session's order, not the request's (which
+		// lists first the partitions whose offsets moved, those that
+		// just returned records), as Kafka does (see order).
+		sort.SliceStable(toFetch, func(i, j int) bool {
+			return session.orderOf(toFetch[i].topic, toFetch[i].partition) < session.orderOf(toFetch[j].topic, toFetch[j].partition)
+		})
+	}
+
 	var (
 		readCommitted = req.IsolationLevel == 1
 		nbytes        int
@@ -585,6 +594,9 @@ type fetchSession struct {
 	// fetch rather than once.
 	unknownIDs map[idp]fetchSessionPartition
 	lastUsed   time.Time
+	// nextOrder is the order the next partition added to the session, or
+	// moved to its end, gets (Sluice's patch; see fetchSessionPartition).
+	nextOrder uint64
 }
 
 // idp keys a session entry by topic ID and partition.
@@ -609,6 +621,15 @@ type fetchSessionPartition struct {
 	// in the first response after the partition is added.
 	lastHighWatermark  int64
 	lastLogStartOffset int64
+
+	// order is the partition's place in the session (Sluice's patch):
+	// a fetch reads the session's partitions in this order, and one that
+	// returned records moves to the end, so that a partition with a
+	// backlog does not starve the others. Kafka's IncrementalFetchContext
+	// moves every partition an incremental response includes; kfake
+	// leaves the partitions after a full response out of it, which would
+	// then move as changed on the next fetch.
+	order uint64
 }
 
 const defMaxFetchSessionCacheSlots = 1000
@@ -696,7 +717,9 @@ func (s *fetchSession) updatePartition(topic string, topicID uuid, partition int
 		existing.currentEpoch = currentEpoch
 		s.partitions[key] = existing
 	} else {
+		s.nextOrder++
 		s.partitions[key] = fetchSessionPartition{
+			order:              s.nextOrder,
 			topicID:            topicID,
 			fetchOffset:        fetchOffset,
 			maxBytes:           maxBytes,
@@ -705,6 +728,15 @@ func (s *fetchSession) updatePartition(topic string, topicID uuid, partition int
 			lastLogStartOffset: -1,
 		}
 	}
+}
+
+// orderOf is fp's place in the session (Sluice's patch; see order).
+// An entry without a name (an unresolved topic ID) comes first.
+func (s *fetchSession) orderOf(topic string, partition int32) uint64 {
+	if topic == "" {
+		return 0
+	}
+	return s.partitions[tp{topic, partition}].order
 }
 
 func (s *fetchSession) forgetPartition(topic string, partition int32) {
@@ -783,6 +815,10 @@ func (s *fetchSession) updateAndFilterResponse(resp *kmsg.FetchResponse, filter 
 				rp.LogStartOffset != sp.lastLogStartOffset
 
 			if ok {
+				if len(rp.RecordBatches) > 0 {
+					s.nextOrder++
+					sp.order = s.nextOrder // to the end (see order)
+				}
 				if rp.ErrorCode != 0 {
 					sp.lastHighWatermark = -1
 					sp.lastLogStartOffset = -1
