@@ -93,8 +93,14 @@ func (ru *run) deliver(ex *executor, d deliveryMode, st taskState) error {
 		open bool      // a batch is open
 		due  time.Time // when the open batch ends
 	)
-	// fail ends the attempt on err, giving up the open batch, if any.
+	// Whatever ends the attempt, no worker is left processing its records.
+	defer func() { _ = ex.wait() }()
+	// fail ends the attempt on err, giving up the open batch, if any,
+	// once the workers have stopped on it.
 	fail := func(err error) error {
+		if werr := ex.wait(); werr != nil && errors.Is(err, errStopping) {
+			err = werr // a worker's failure says more than the stop
+		}
 		if !open {
 			d.abandon()
 			if errors.Is(err, errStopping) {
@@ -174,6 +180,9 @@ func (ru *run) deliver(ex *executor, d deliveryMode, st taskState) error {
 		}
 		if !open || ru.ctx.Err() == nil && time.Now().Before(due) {
 			continue
+		}
+		if err := ex.wait(); err != nil {
+			return fail(err)
 		}
 		again, err := d.end(nil)
 		open = false
@@ -572,7 +581,14 @@ func (t taskState) idle(now time.Time, begin func() error) (bool, error) {
 	if t.s == nil {
 		return false, nil
 	}
-	return t.s.idle(t.ex.work, t.ex, now, begin)
+	// Moving a task on emits from its stage, which a worker may be
+	// using: the workers finish first.
+	return t.s.idle(t.ex.work, t.ex, now, func() error {
+		if err := t.ex.wait(); err != nil {
+			return err
+		}
+		return begin()
+	})
 }
 
 // keepWarm catches standby copies up (see stores.keepWarm).

@@ -46,7 +46,12 @@ const (
 // task's stream time and use its stores, and which emits straight to the
 // producer. Partitions are independent, so the workers need no ordering
 // between them; within a partition, one worker processes and produces in
-// input order.
+// input order. The run's goroutine hands each worker its records of a poll
+// and polls on while they are processed (dispatch), since a poll often
+// holds a single partition: waiting for it left the other cores, and the
+// next fetch, idle. A worker has at most two polls' records in flight, and
+// the run waits for all of them (wait) before it ends a batch, restores or
+// drops a task, or moves on idle ones.
 type executor struct {
 	ru      *run
 	work    context.Context
@@ -57,9 +62,15 @@ type executor struct {
 	// their partition (see executor), never to serialL.
 	byPartition bool
 
-	recs    []*kgo.Record
-	chunks  []chunk
-	buckets [][]*kgo.Record // byPartition: each worker's records of a poll
+	recs   []*kgo.Record
+	chunks []chunk
+
+	// byPartition: the dispatched batches not processed yet, the first
+	// failure of one, and the time per record of the last one finished
+	// (ns; 0 once taken).
+	inflight  sync.WaitGroup
+	failure   atomic.Pointer[error]
+	perRecord atomic.Int64
 }
 
 // worker is one worker's own lane, whose stages emit into the chunk it is
@@ -67,6 +78,17 @@ type executor struct {
 type worker struct {
 	lane
 	cur *chunk
+
+	// byPartition: the worker's batches in flight, oldest first, each
+	// with its records and a channel closed when it is processed; a
+	// finished batch's buffer holds the next one.
+	batches [2]batch
+}
+
+// batch is a worker's records of one poll (byPartition).
+type batch struct {
+	recs []*kgo.Record
+	done chan struct{}
 }
 
 // lane is what one goroutine processes records with: its stages, a cache
@@ -123,7 +145,6 @@ func (ru *run) newExecutor(work context.Context, emit engine.Emit) (*executor, e
 		}
 		ex.workers = append(ex.workers, w)
 	}
-	ex.buckets = make([][]*kgo.Record, n)
 	return ex, nil
 }
 
@@ -235,6 +256,17 @@ func (l *lane) flush(ru *run) {
 // see executor.
 func (ex *executor) processFetches(f kgo.Fetches) error {
 	ru := ex.ru
+	if ex.byPartition {
+		err := ex.dispatch(f)
+		if d := time.Duration(ex.perRecord.Swap(0)); d > 0 {
+			ru.timed(d)
+		} else if ru.perRecord <= 0 {
+			// No batch has finished yet: poll as if a record took what
+			// the last attempt's did, or a microsecond.
+			ru.timed(time.Microsecond)
+		}
+		return err
+	}
 	start := time.Now()
 	ex.recs = ex.recs[:0]
 	f.EachRecord(func(r *kgo.Record) { ex.recs = append(ex.recs, r) })
@@ -242,24 +274,26 @@ func (ex *executor) processFetches(f kgo.Fetches) error {
 	defer clear(ex.recs) // do not keep the records alive until the next poll
 	var n int
 	var err error
-	if ex.byPartition {
-		n, err = ex.partitioned(recs)
-	} else if len(ex.workers) == 0 || len(recs) < minParallel {
+	if len(ex.workers) == 0 || len(recs) < minParallel {
 		n, err = ex.serial(recs)
 		ex.serialL.flush(ru)
 	} else {
 		n, err = ex.parallel(recs)
 	}
 	if n > 0 {
-		// Follow a slowdown at once, a speed-up gradually.
-		d := time.Since(start) / time.Duration(n)
-		if d > ru.perRecord {
-			ru.perRecord = d
-		} else {
-			ru.perRecord = (ru.perRecord + d) / 2
-		}
+		ru.timed(time.Since(start) / time.Duration(n))
 	}
 	return err
+}
+
+// timed takes in how long a record took to process: a slowdown at once,
+// a speed-up gradually.
+func (ru *run) timed(d time.Duration) {
+	if d > ru.perRecord {
+		ru.perRecord = d
+	} else {
+		ru.perRecord = (ru.perRecord + d) / 2
+	}
 }
 
 // serial processes recs one by one on the run's goroutine.
@@ -276,76 +310,89 @@ func (ex *executor) serial(recs []*kgo.Record) (n int, err error) {
 	return n, nil
 }
 
-// partitioned processes recs on the workers of their partitions, each
-// worker its records in order; with only one worker's records in the
-// poll, on the run's goroutine. The workers stop at the first failure.
-func (ex *executor) partitioned(recs []*kgo.Record) (n int, err error) {
+// dispatch hands f's records to the workers of their partitions and
+// returns without waiting for them, unless a worker still has two batches
+// in flight: then it waits for the older. It returns the first failure of
+// a batch dispatched before, if any; once one failed, the workers skip
+// the rest.
+func (ex *executor) dispatch(f kgo.Fetches) error {
+	if err := ex.failed(); err != nil {
+		return err
+	}
 	nw := len(ex.workers)
-	for i := range ex.buckets {
-		ex.buckets[i] = ex.buckets[i][:0]
-	}
-	busy := 0
-	for _, r := range recs {
-		i := int(r.Partition) % nw
-		if len(ex.buckets[i]) == 0 {
-			busy++
+	var busy uint64 // bit i: worker i has records in f (maxWorkers <= 64)
+	f.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) > 0 {
+			busy |= 1 << (int(p.Partition) % nw)
 		}
-		ex.buckets[i] = append(ex.buckets[i], r)
-	}
-	defer func() {
-		for i := range ex.buckets {
-			clear(ex.buckets[i])
-		}
-	}()
-	var failed atomic.Bool
-	run := func(w *worker, recs []*kgo.Record) (n int, err error) {
-		defer w.flush(ex.ru)
-		for _, r := range recs {
-			if ex.ru.ctx.Err() != nil {
-				return n, errStopping
-			}
-			if failed.Load() {
-				return n, errSkipped
-			}
-			n++
-			if err := ex.process(&w.lane, r); err != nil {
-				failed.Store(true)
-				return n, err
-			}
-		}
-		return n, nil
-	}
-	if busy <= 1 {
-		for i, b := range ex.buckets {
-			if len(b) > 0 {
-				return run(ex.workers[i], b)
-			}
-		}
-		return 0, nil
-	}
-	counts := make([]int, nw)
-	errs := make([]error, nw)
-	var wg sync.WaitGroup
-	for i, b := range ex.buckets {
-		if len(b) == 0 {
+	})
+	for i, w := range ex.workers {
+		if busy&(1<<i) == 0 {
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counts[i], errs[i] = run(ex.workers[i], b)
-		}()
-	}
-	wg.Wait()
-	for i := range nw {
-		n += counts[i]
-		if err == nil || errors.Is(err, errSkipped) {
-			if errs[i] != nil {
-				err = errs[i]
+		// The oldest batch's buffer takes this poll's records.
+		old := &w.batches[0]
+		if old.done != nil {
+			<-old.done
+		}
+		recs := old.recs[:0]
+		f.EachPartition(func(p kgo.FetchTopicPartition) {
+			if int(p.Partition)%nw == i {
+				recs = append(recs, p.Records...)
 			}
+		})
+		prev := w.batches[1].done
+		done := make(chan struct{})
+		w.batches[0], w.batches[1] = w.batches[1], batch{recs: recs, done: done}
+		ex.inflight.Add(1)
+		go ex.runBatch(w, recs, prev, done)
+	}
+	return nil
+}
+
+// runBatch processes recs on w once w's batch before (prev) is done.
+func (ex *executor) runBatch(w *worker, recs []*kgo.Record, prev <-chan struct{}, done chan<- struct{}) {
+	defer ex.inflight.Done()
+	defer close(done)
+	defer clear(recs) // do not keep the records alive until the next poll
+	if prev != nil {
+		<-prev
+	}
+	defer w.flush(ex.ru)
+	start := time.Now()
+	for _, r := range recs {
+		if ex.ru.ctx.Err() != nil {
+			ex.fail(errStopping)
+			return
+		}
+		if ex.failure.Load() != nil {
+			return
+		}
+		if err := ex.process(&w.lane, r); err != nil {
+			ex.fail(err)
+			return
 		}
 	}
-	return n, err
+	ex.perRecord.Store(int64(time.Since(start) / time.Duration(len(recs))))
+}
+
+// fail keeps the first failure of a batch.
+func (ex *executor) fail(err error) { ex.failure.CompareAndSwap(nil, &err) }
+
+// failed returns the first failure of a batch, if any.
+func (ex *executor) failed() error {
+	if p := ex.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// wait waits until every dispatched batch is processed, or given up after
+// a failure, and returns the first failure. Without workers in byPartition
+// mode it returns at once.
+func (ex *executor) wait() error {
+	ex.inflight.Wait()
+	return ex.failed()
 }
 
 // errSkipped marks a chunk (or the rest of a partition's records) a worker

@@ -131,3 +131,60 @@ func TestParallelPanicLosesNothing(t *testing.T) {
 		})
 	}
 }
+
+// A stateful pipeline's workers process a poll's partitions while the run
+// polls on (executor.dispatch). A panic on one record of a backlog over
+// several partitions fails the pipeline without committing past that
+// record, and exactly once, nothing of the failed transactions comes out:
+// no output for the record or after it in its partition, none twice.
+func TestStatefulPanicLosesNothing(t *testing.T) {
+	if goruntime.GOMAXPROCS(0) < 2 {
+		t.Skip("needs GOMAXPROCS >= 2 to process partitions on workers")
+	}
+	const n, at = 8000, 6543
+	brokers := kafkatest.Brokers(t)
+	kafkatest.CreateTopic(t, brokers, "in", 4)
+	in := numbered("in", 0, n)
+	kafkatest.Produce(t, brokers, in...) // sets each record's partition and offset
+	panics := in[at]
+	rt := newRuntime(t, brokers, runtime.RetryBackoff(100*time.Millisecond, 100*time.Millisecond))
+	p := planWith(t, panicAtRegistry(t), "panicky", fmt.Sprintf(`  source: {topic: in, key: n, partitioned_by_key: true}
+  steps:
+    - dedupe: {by: n, within: 1h}
+    - panic_at: "%d"
+    - map: {n: n, twice: n * 2}
+  sink: {topic: out}
+  delivery: exactly-once
+`, at))
+	if len(p.Stages) != 1 {
+		t.Fatalf("plan has %d stages, want the dedupe in the source's stage", len(p.Stages))
+	}
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Eventually(t, 30*time.Second, "repeated failures on the panicking record", func() bool {
+		return statusOf(t, rt, "panicky").Restarts >= 3
+	})
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	offs, err := adm.FetchOffsets(context.Background(), "sluice-panicky")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, ok := offs.Lookup("in", panics.Partition); ok && o.At > panics.Offset {
+		t.Errorf("committed offset %d of partition %d: past the record that panics (offset %d)", o.At, panics.Partition, panics.Offset)
+	}
+	seen := map[int]bool{}
+	for _, r := range kafkatest.ReadCommitted(t, brokers, "out", n, 2*time.Second) {
+		var v struct{ N int }
+		if err := json.Unmarshal(r.Value, &v); err != nil || v.N < 0 || v.N >= n {
+			t.Fatalf("output %s is not one of the inputs (%v)", r.Value, err)
+		}
+		if seen[v.N] {
+			t.Fatalf("output for n=%d twice", v.N)
+		}
+		seen[v.N] = true
+		if src := in[v.N]; src.Partition == panics.Partition && src.Offset >= panics.Offset {
+			t.Fatalf("output for n=%d (partition %d, offset %d): at or past the record that panics (offset %d)", v.N, src.Partition, src.Offset, panics.Offset)
+		}
+	}
+}

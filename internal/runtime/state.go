@@ -188,6 +188,11 @@ func (s *stores) ensure(ctx context.Context, ex *executor, input, step string, p
 	if ts != nil && ts.epoch == epoch && epoch != 0 {
 		return nil
 	}
+	// The stage's workers may be processing other tasks' records, or
+	// this one's of the last assignment: they finish first.
+	if err := ex.wait(); err != nil {
+		return err
+	}
 	if ts == nil {
 		// A standby copy kept here is adopted: only its tail is restored.
 		base := s.adoptWarm(id)
@@ -253,6 +258,11 @@ func (s *stores) dropRevoked(ex *executor) {
 		if s.ru.epoch(ts.input, id.partition) != 0 {
 			continue
 		}
+		// A worker may still be processing the task's records (they
+		// are processed in vain: the transaction aborts); the store
+		// and the task go once it is done. A failure among them is
+		// the executor's to report.
+		_ = ex.wait()
 		if s.ru.p.Plan.Standbys > 0 {
 			// Kept as a standby copy until keepWarm finds this runner is
 			// not one of the partition's standbys, with committed writes
