@@ -28,6 +28,12 @@
 //
 //	go run ./bench/benchreport [-pkgs ./...] [-bench .] [-count 5] [-rounds 1] [-benchtime 1s] [-timeout 60m]
 //
+// With -from it runs nothing and reports the saved output of earlier runs
+// instead (the go test output benchreport prints, one or more files), so
+// that runs made apart can be reported as one: every benchmark's median is
+// then taken over all their runs. -count, -rounds and -benchtime then only
+// describe those runs in the report.
+//
 // The exit status is non-zero when go test fails (results of the packages
 // that did run are still written); targets that are not met are reported but
 // do not fail the run.
@@ -65,6 +71,7 @@ type config struct {
 	targets   string   // targets file
 	outDir    string   // directory for the JSON results
 	doc       string   // Markdown file whose generated section is rewritten
+	from      []string // saved go test output to report instead of running
 }
 
 func main() {
@@ -81,8 +88,13 @@ func main() {
 	flag.StringVar(&cfg.targets, "targets", filepath.Join("bench", "targets.json"), "performance targets file")
 	flag.StringVar(&cfg.outDir, "out", filepath.Join("bench", "results"), "directory for the JSON results")
 	flag.StringVar(&cfg.doc, "doc", filepath.Join("docs", "performance.md"), "Markdown file whose generated section is rewritten")
+	from := flag.String("from", "", "files of saved go test -bench output (as benchreport prints it), separated by commas, to report instead of running go test")
 	flag.Parse()
-	cfg.pkgs = strings.FieldsFunc(*pkgs, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	split := func(s string) []string {
+		return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+	}
+	cfg.pkgs = split(*pkgs)
+	cfg.from = split(*from)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -100,7 +112,7 @@ func (c config) run(ctx context.Context) error {
 	if c.rounds < 1 {
 		return fmt.Errorf("-rounds must be at least 1, got %d", c.rounds)
 	}
-	if len(c.pkgs) == 0 {
+	if len(c.pkgs) == 0 && len(c.from) == 0 {
 		return errors.New("no packages given")
 	}
 	// Read the targets first so that a broken targets file fails before a
@@ -110,26 +122,19 @@ func (c config) run(ctx context.Context) error {
 		return err
 	}
 
-	args := []string{"test", "-run", "^$", "-bench", c.bench, "-benchmem", "-count", strconv.Itoa(c.count)}
-	if c.benchtime != "" {
-		args = append(args, "-benchtime", c.benchtime)
-	}
-	if c.timeout != "" {
-		args = append(args, "-timeout", c.timeout)
-	}
-	args = append(args, c.pkgs...)
-	// The rounds' outputs are parsed as one: each adds its runs to every
-	// benchmark's.
 	var out bytes.Buffer
 	var testErr error
-	for round := 1; round <= c.rounds; round++ {
-		fmt.Fprintf(os.Stderr, "benchreport: round %d of %d: go %s\n", round, c.rounds, strings.Join(args, " "))
-		cmd := exec.CommandContext(ctx, "go", args...)
-		cmd.Stdout = io.MultiWriter(os.Stderr, &out)
-		cmd.Stderr = os.Stderr
-		if err := cmd.Run(); err != nil && testErr == nil {
-			testErr = err
+	if len(c.from) > 0 {
+		for _, f := range c.from {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return err
+			}
+			out.Write(b)
+			out.WriteByte('\n')
 		}
+	} else {
+		testErr = c.runTests(ctx, &out)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -184,6 +189,35 @@ func (c config) run(ctx context.Context) error {
 		return fmt.Errorf("go test: %w (results of the packages that ran were written)", testErr)
 	}
 	return nil
+}
+
+// runTests runs go test -bench for every round, writing its output to out
+// (and to stderr, to watch). It returns go test's first failure.
+func (c config) runTests(ctx context.Context, out *bytes.Buffer) error {
+	args := []string{"test", "-run", "^$", "-bench", c.bench, "-benchmem", "-count", strconv.Itoa(c.count)}
+	if c.benchtime != "" {
+		args = append(args, "-benchtime", c.benchtime)
+	}
+	if c.timeout != "" {
+		args = append(args, "-timeout", c.timeout)
+	}
+	args = append(args, c.pkgs...)
+	// The rounds' outputs are parsed as one: each adds its runs to every
+	// benchmark's.
+	var testErr error
+	for round := 1; round <= c.rounds; round++ {
+		fmt.Fprintf(os.Stderr, "benchreport: round %d of %d: go %s\n", round, c.rounds, strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, "go", args...)
+		cmd.Stdout = io.MultiWriter(os.Stderr, out)
+		cmd.Stderr = os.Stderr
+		if err := cmd.Run(); err != nil && testErr == nil {
+			testErr = err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return testErr
 }
 
 // --- parsing go test output ---
@@ -714,6 +748,9 @@ func renderSection(e env, c config, targets []targetResult, results []*packageRe
 	}
 	if c.benchtime != "" {
 		fmt.Fprintf(&b, ", -benchtime %s", c.benchtime)
+	}
+	if len(c.from) > 0 {
+		fmt.Fprintf(&b, "; reported from the saved output of %d runs (-from)", len(c.from))
 	}
 	b.WriteString(". Values are medians. Do not edit by hand._\n\n")
 

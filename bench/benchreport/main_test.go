@@ -460,3 +460,52 @@ func BenchmarkRound(b *testing.B) {
 		t.Errorf("-rounds 0: %v, want an error naming -rounds", err)
 	}
 }
+
+// -from reports saved outputs of runs made apart as one: each benchmark's
+// median is taken over the runs of every file, and no go test runs.
+func TestRunFromSavedOutput(t *testing.T) {
+	dir := t.TempDir()
+	first, second := filepath.Join(dir, "first.log"), filepath.Join(dir, "second.log")
+	saved := "benchreport: round 1 of 1: go test -run ^$ -bench . ./internal/driver\n" + sampleOutput + "target engine-vs-hand met: 1.5×\n"
+	if err := os.WriteFile(first, []byte(saved), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The second run's engine was slower: 9000 ns/op, three times.
+	slower := strings.NewReplacer("6000 ns/op", "9000 ns/op", "6200 ns/op", "9000 ns/op", "5900 ns/op", "9000 ns/op").Replace(saved)
+	if err := os.WriteFile(second, []byte(slower), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	targets := filepath.Join(dir, "targets.json")
+	if err := os.WriteFile(targets, []byte(`{"targets":[{"id":"compile","description":"compile","kind":"max","numerator":"github.com/sluicehq/sluice/internal/pipeline.BenchmarkCompile50Steps","max":50000000}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doc := filepath.Join(dir, "performance.md")
+	c := config{bench: ".", count: 3, rounds: 1, targets: targets, outDir: filepath.Join(dir, "results"), doc: doc, from: []string{first, second}}
+	if err := c.run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(c.outDir, resultFileName("github.com/sluicehq/sluice/internal/driver")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res packageResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	engine, ok := res.Benchmarks["BenchmarkEngineRecord"]
+	if !ok {
+		t.Fatalf("no BenchmarkEngineRecord in %s", b)
+	}
+	// Six runs: 5900, 6000, 6200 and 9000 three times; the median is
+	// between the third and fourth, (6200+9000)/2.
+	if engine.Runs != 6 || engine.Metrics["ns/op"].Median != 7600 {
+		t.Errorf("BenchmarkEngineRecord: %d runs, median %v ns/op; want 6 runs, 7600", engine.Runs, engine.Metrics["ns/op"].Median)
+	}
+	d, err := os.ReadFile(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(d), "reported from the saved output of 2 runs (-from)") {
+		t.Errorf("the doc does not say where its figures come from:\n%s", d)
+	}
+}
