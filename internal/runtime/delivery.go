@@ -581,14 +581,7 @@ func (t taskState) idle(now time.Time, begin func() error) (bool, error) {
 	if t.s == nil {
 		return false, nil
 	}
-	// Moving a task on emits from its stage, which a worker may be
-	// using: the workers finish first.
-	return t.s.idle(t.ex.work, t.ex, now, func() error {
-		if err := t.ex.wait(); err != nil {
-			return err
-		}
-		return begin()
-	})
+	return t.s.idle(t.ex.work, t.ex, now, begin)
 }
 
 // keepWarm catches standby copies up (see stores.keepWarm).

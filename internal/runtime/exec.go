@@ -258,12 +258,10 @@ func (ex *executor) processFetches(f kgo.Fetches) error {
 	ru := ex.ru
 	if ex.byPartition {
 		err := ex.dispatch(f)
+		// Until a batch has finished, ru.perRecord stays unknown and
+		// the run polls one record at a time (run.batch).
 		if d := time.Duration(ex.perRecord.Swap(0)); d > 0 {
 			ru.timed(d)
-		} else if ru.perRecord <= 0 {
-			// No batch has finished yet: poll as if a record took what
-			// the last attempt's did, or a microsecond.
-			ru.timed(time.Microsecond)
 		}
 		return err
 	}
