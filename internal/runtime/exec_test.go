@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/sluicehq/sluice/internal/kafkatest"
+	"github.com/sluicehq/sluice/internal/pipeline"
 	"github.com/sluicehq/sluice/internal/runtime"
 )
 
@@ -106,17 +107,7 @@ func TestParallelPanicLosesNothing(t *testing.T) {
     - map: {n: n, twice: n * 2}
   sink: {topic: out}
   delivery: `+delivery+"\n")
-			if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
-				t.Fatal(err)
-			}
-			kafkatest.Eventually(t, 30*time.Second, "repeated failures on the panicking record", func() bool {
-				return statusOf(t, rt, "panicky").Restarts >= 3
-			})
-			adm := kadm.NewClient(kafkatest.Client(t, brokers))
-			offs, err := adm.FetchOffsets(context.Background(), "sluice-panicky")
-			if err != nil {
-				t.Fatal(err)
-			}
+			offs := failRepeatedly(t, rt, brokers, p)
 			if o, ok := offs.Lookup("in", 0); ok && o.At > at {
 				t.Errorf("committed offset %d: past the record that panics (offset %d), so records were skipped", o.At, at)
 			}
@@ -159,17 +150,7 @@ func TestStatefulPanicLosesNothing(t *testing.T) {
 	if len(p.Stages) != 1 {
 		t.Fatalf("plan has %d stages, want the dedupe in the source's stage", len(p.Stages))
 	}
-	if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
-		t.Fatal(err)
-	}
-	kafkatest.Eventually(t, 30*time.Second, "repeated failures on the panicking record", func() bool {
-		return statusOf(t, rt, "panicky").Restarts >= 3
-	})
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	offs, err := adm.FetchOffsets(context.Background(), "sluice-panicky")
-	if err != nil {
-		t.Fatal(err)
-	}
+	offs := failRepeatedly(t, rt, brokers, p)
 	if o, ok := offs.Lookup("in", panics.Partition); ok && o.At > panics.Offset {
 		t.Errorf("committed offset %d of partition %d: past the record that panics (offset %d)", o.At, panics.Partition, panics.Offset)
 	}
@@ -187,4 +168,21 @@ func TestStatefulPanicLosesNothing(t *testing.T) {
 			t.Fatalf("output for n=%d (partition %d, offset %d): at or past the record that panics (offset %d)", v.N, src.Partition, src.Offset, panics.Offset)
 		}
 	}
+}
+
+// failRepeatedly runs p, whose panic_at step panics, until it has failed
+// and restarted three times, and returns its group's committed offsets.
+func failRepeatedly(t *testing.T, rt *runtime.Runtime, brokers []string, p *pipeline.Plan) kadm.OffsetResponses {
+	t.Helper()
+	if err := rt.Apply(context.Background(), []runtime.Pipeline{{Plan: p, Revision: "r1"}}); err != nil {
+		t.Fatal(err)
+	}
+	kafkatest.Eventually(t, 30*time.Second, "repeated failures on the panicking record", func() bool {
+		return statusOf(t, rt, p.Name).Restarts >= 3
+	})
+	offs, err := kadm.NewClient(kafkatest.Client(t, brokers)).FetchOffsets(context.Background(), "sluice-"+p.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return offs
 }
