@@ -730,8 +730,9 @@ func (s *fetchSession) updatePartition(topic string, topicID uuid, partition int
 	}
 }
 
-// orderOf is fp's place in the session (Sluice's patch; see order).
-// An entry without a name (an unresolved topic ID) comes first.
+// orderOf is the place of topic's partition in the session (Sluice's
+// patch; see order). An entry without a name (an unresolved topic ID)
+// comes first.
 func (s *fetchSession) orderOf(topic string, partition int32) uint64 {
 	if topic == "" {
 		return 0
