@@ -393,8 +393,8 @@ func (ex *executor) wait() error {
 	return ex.failed()
 }
 
-// errSkipped marks a chunk (or the rest of a partition's records) a worker
-// did not process because another had failed.
+// errSkipped marks a chunk (parallel) that a worker did not process
+// because another had failed.
 var errSkipped = errors.New("skipped after a failure")
 
 // parallel processes recs in chunks on the workers and emits their outputs
