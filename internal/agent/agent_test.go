@@ -227,19 +227,18 @@ func TestRegisterOnceAndReuseCredential(t *testing.T) {
 		t.Errorf("credential file mode %v, want 0600", info.Mode().Perm())
 	}
 	a.stop()
-	cp.forgetReports()
 
 	// Restarted with the spent token still given: the control plane would
 	// refuse it, so the agent must not present it again.
+	// The agent's own state, not a status report, shows that the control
+	// plane answered it: a report the first agent sent as it stopped can
+	// reach the control plane after the restart.
 	a2 := startAgent(t, cp.URL(), dir, rt, log, agent.BootstrapToken(bootstrapToken))
-	cp.waitReport(20*time.Second, "generation 1 applied after the restart", func(r agentproto.StatusReport) bool {
-		return r.Generation == 1 && !r.Cached
+	waitState(t, a2, 20*time.Second, "generation 1 applied with the saved credential after the restart", func(s agent.State) bool {
+		return s.RunnerID == "runner-1" && s.Generation == 1 && !s.Cached && s.Err == nil
 	})
 	if n := cp.registered(); n != 1 {
 		t.Errorf("%d registrations, want 1: the restart registered again", n)
-	}
-	if s := a2.State(); s.RunnerID != "runner-1" || s.Err != nil {
-		t.Errorf("after the restart: %+v", s)
 	}
 	a2.stop()
 

@@ -210,14 +210,6 @@ func (cp *controlPlane) revoke() {
 	cp.notify()
 }
 
-// forgetReports drops the reports received so far, so that waitReport
-// sees only later ones.
-func (cp *controlPlane) forgetReports() {
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	cp.reports = nil
-}
-
 func (cp *controlPlane) registered() int {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
