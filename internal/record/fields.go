@@ -307,10 +307,13 @@ type fieldDecoder struct {
 	scratch *Scratch
 }
 
-// ws skips JSON white space from i.
+// ws skips JSON white space from i. Every byte JSON white space is made of
+// is at most ' ', and every byte that ends it in valid JSON is above, so
+// the usual case, no white space, costs one comparison.
 func (d *fieldDecoder) ws(i int) int {
-	for i < len(d.b) {
-		switch d.b[i] {
+	b := d.b
+	for i < len(b) && b[i] <= ' ' {
+		switch b[i] {
 		case ' ', '\t', '\n', '\r':
 			i++
 		default:
@@ -507,25 +510,20 @@ func (d *fieldDecoder) scanNumber(i int) (end int, float bool) {
 	if b[i] == '-' {
 		i++
 	}
-	digits := func() int {
-		n := 0
-		for i < len(b) && '0' <= b[i] && b[i] <= '9' {
-			i++
-			n++
-		}
-		return n
-	}
 	if i < len(b) && b[i] == '0' {
 		i++
-	} else if digits() == 0 {
+	} else if j := digits(b, i); j == i {
 		return -1, false
+	} else {
+		i = j
 	}
 	frac := i < len(b) && b[i] == '.'
 	if frac {
-		i++
-		if digits() == 0 {
+		j := digits(b, i+1)
+		if j == i+1 {
 			return -1, false
 		}
+		i = j
 	}
 	exp := false
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
@@ -534,9 +532,11 @@ func (d *fieldDecoder) scanNumber(i int) (end int, float bool) {
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
 		}
-		if digits() == 0 {
+		j := digits(b, i)
+		if j == i {
 			return -1, false
 		}
+		i = j
 	}
 	if exp || frac && i-start > 300 {
 		if _, err := strconv.ParseFloat(bytesString(b[start:i]), 64); err != nil {
@@ -544,6 +544,31 @@ func (d *fieldDecoder) scanNumber(i int) (end int, float bool) {
 		}
 	}
 	return i, frac || exp
+}
+
+// digits returns the index of the first byte from i on in b that is not a
+// decimal digit, looking at eight bytes at a time while it can.
+func digits(b []byte, i int) int {
+	for i+8 <= len(b) {
+		if w := nonDigit8(binary.LittleEndian.Uint64(b[i:])); w != 0 {
+			return i + bits.TrailingZeros64(w)>>3
+		}
+		i += 8
+	}
+	for i < len(b) && b[i]-'0' <= 9 {
+		i++
+	}
+	return i
+}
+
+// nonDigit8 marks the bytes of w (little-endian) that are not '0'-'9' by
+// the high bit of each. A byte below '0' sets it in c-'0', one above '9'
+// in c+0x46 or (from 0xba up, where the sum carries) in c-'0'. The lowest
+// mark is exact: bytes below it are digits, which neither borrow nor
+// carry, so only bytes above the first non-digit can be marked wrongly.
+func nonDigit8(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	return ((w - ones*'0') | (w + ones*0x46)) & highs
 }
 
 // exactPow10 are the powers of ten a float64 holds exactly.

@@ -303,3 +303,27 @@ func TestSpecial8(t *testing.T) {
 		}
 	}
 }
+
+// digits must stop at the first byte that is not a decimal digit, whatever
+// the bytes after it: every byte value at every place of a word, behind
+// digits, with other bytes above it.
+func TestDigits(t *testing.T) {
+	for c := range 256 {
+		for at := range 8 {
+			for fill := 0; fill < 256; fill += 17 {
+				b := []byte("5555555555")
+				b[at] = byte(c)
+				for j := at + 1; j < len(b); j++ {
+					b[j] = byte(fill + 31*j)
+				}
+				want := 0
+				for want < len(b) && '0' <= b[want] && b[want] <= '9' {
+					want++
+				}
+				if got := digits(b, 0); got != want {
+					t.Fatalf("digits(%q) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
+}
