@@ -13,6 +13,7 @@ import (
 // in the step's changelog topic inside the task's transaction, so a restored
 // store equals the store as of the last committed input.
 type Store interface {
+	// Get does not keep key, so a caller may reuse its buffer.
 	Get(key []byte) (value []byte, ok bool, err error)
 	Put(key, value []byte) error
 	Delete(key []byte) error

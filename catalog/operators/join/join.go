@@ -76,7 +76,9 @@ type op struct {
 	other string // stream-stream mode
 	on    *expression.Program
 	as    string
-	left  bool
+	// asMember is as written as an object key ("as":), for encodeJoined.
+	asMember []byte
+	left     bool
 	// Stream-stream: the join window and grace, ms.
 	within, grace int64
 }
@@ -89,6 +91,7 @@ func newJoin(_ *catalog.Build, conf catalog.Config) (catalog.Operator, error) {
 	}
 	ac, _ := conf.Get("as")
 	o := &op{on: p, as: ac.String()}
+	o.asMember = record.AppendObjectKey(nil, o.as)
 	if tc, ok := conf.Get("table"); ok {
 		o.table = tc.String()
 		if t, ok := conf.Get("type"); ok && t.String() == "left" {
@@ -196,8 +199,8 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 	var row []byte // the row as stored; nil when there is none
 	if k != nil {
 		var rk []byte
-		if s, ok := k.(string); ok { // rowKey(KeyBytes(k)) in one allocation
-			rk = append(append(make([]byte, 0, 1+len(s)), 't'), s...)
+		if s, ok := k.(string); ok { // rowKey(KeyBytes(k)), in the task's buffer when it has one
+			rk = append(append(keyBuffer(task, 1+len(s)), 't'), s...)
 		} else {
 			kb, err := record.KeyBytes(k)
 			if err != nil {
@@ -279,14 +282,14 @@ func (o *op) encodeJoined(r *record.Record, obj map[string]any, row []byte) ([]b
 		}
 		// raw is a valid JSON object (it decoded to obj): cut its
 		// closing brace and the white space around it.
-		body := bytes.TrimRight(raw, " \t\r\n")
-		body = bytes.TrimRight(body[:len(body)-1], " \t\r\n")
-		b := make([]byte, 0, len(body)+len(o.as)+len(row)+5) // the output keeps it
+		body := trimSpace(raw)
+		body = trimSpace(body[:len(body)-1])
+		b := make([]byte, 0, len(body)+len(o.asMember)+len(row)+2) // the output keeps it
 		b = append(b, body...)
 		if body[len(body)-1] != '{' {
 			b = append(b, ',')
 		}
-		b = record.AppendObjectKey(b, o.as)
+		b = append(b, o.asMember...)
 		b = append(b, row...)
 		return append(b, '}'), true
 	}
@@ -318,6 +321,39 @@ func (o *op) encodeJoined(r *record.Record, obj map[string]any, row []byte) ([]b
 		}
 	}
 	return append(b, '}'), true
+}
+
+// trimSpace cuts JSON white space from the end of b.
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 {
+		switch b[len(b)-1] {
+		case ' ', '\t', '\r', '\n':
+			b = b[:len(b)-1]
+		default:
+			return b
+		}
+	}
+	return b
+}
+
+// keyBuffer returns an empty buffer of capacity n or more for a key the
+// step looks up and does not keep: the task's, when the task keeps a value
+// for the step (a stream-table join keeps nothing else there), so that a
+// lookup does not allocate.
+func keyBuffer(task catalog.Task, n int) []byte {
+	c, ok := task.(catalog.TaskCache)
+	if !ok {
+		return make([]byte, 0, n)
+	}
+	buf, _ := c.Cached().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+		c.SetCached(buf)
+	}
+	if cap(*buf) < n {
+		*buf = make([]byte, 0, max(n, 64))
+	}
+	return (*buf)[:0]
 }
 
 // maxEncodedRowDepth bounds the nesting of a row encodeJoined writes as
