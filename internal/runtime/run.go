@@ -687,17 +687,27 @@ func (p *producer) emit(ru *run) engine.Emit {
 	name := ru.p.Plan.Name
 	dlq := ru.p.Plan.DLQ
 	m := ru.rt.metrics
-	outCounters := map[string]prometheus.Counter{}
+	// A pipeline writes to a few topics, the sink (Topics' first) most: a
+	// search from the sink costs less per record than hashing the name.
+	type outCounter struct {
+		topic string
+		c     prometheus.Counter
+	}
+	var outCounters []outCounter
 	for _, t := range ru.p.Plan.Topics() {
-		outCounters[t] = m.out.WithLabelValues(name, t)
+		outCounters = append(outCounters, outCounter{t, m.out.WithLabelValues(name, t)})
 	}
 	promise := func(r *kgo.Record, err error) {
 		if err != nil {
 			p.fail(fmt.Errorf("producing to %s: %w", r.Topic, err))
 		}
+		// The client is done with r once its promise is called.
+		*r = kgo.Record{}
+		records.Put(r)
 	}
 	return func(ctx context.Context, msg engine.Message) error {
-		r := &kgo.Record{Topic: msg.Topic, Key: msg.Key, Value: msg.Value, Timestamp: msg.Timestamp}
+		r := records.Get().(*kgo.Record)
+		r.Topic, r.Key, r.Value, r.Timestamp = msg.Topic, msg.Key, msg.Value, msg.Timestamp
 		if len(msg.Headers) > 0 {
 			r.Headers = make([]kgo.RecordHeader, len(msg.Headers))
 			for i, h := range msg.Headers {
@@ -708,13 +718,20 @@ func (p *producer) emit(ru *run) engine.Emit {
 			ru.dead.Add(1)
 			m.dlq.WithLabelValues(name, headerValue(msg, engine.HeaderReason), headerValue(msg, engine.HeaderStep)).Inc()
 		}
-		if c, ok := outCounters[msg.Topic]; ok { // read-only after this function
-			c.Inc()
+		for _, oc := range outCounters { // read-only after this function
+			if oc.topic == msg.Topic {
+				oc.c.Inc()
+				break
+			}
 		}
 		p.produce(ctx, r, promise)
 		return ctx.Err()
 	}
 }
+
+// records recycles the records a pipeline produces: one per output is
+// otherwise a large part of what the per-record path allocates.
+var records = sync.Pool{New: func() any { return new(kgo.Record) }}
 
 func headerValue(m engine.Message, key string) string {
 	for _, h := range m.Headers {
