@@ -714,10 +714,10 @@ func (p *producer) emit(ru *run) engine.Emit {
 		}
 		// The client is done with r once its promise is called.
 		*r = kgo.Record{}
-		records.Put(r)
+		recordPool.Put(r)
 	}
 	return func(ctx context.Context, msg engine.Message) error {
-		r := records.Get().(*kgo.Record)
+		r := recordPool.Get().(*kgo.Record)
 		r.Topic, r.Key, r.Value, r.Timestamp = msg.Topic, msg.Key, msg.Value, msg.Timestamp
 		if len(msg.Headers) > 0 {
 			r.Headers = make([]kgo.RecordHeader, len(msg.Headers))
@@ -734,9 +734,9 @@ func (p *producer) emit(ru *run) engine.Emit {
 	}
 }
 
-// records recycles the records a pipeline produces: one per output is
+// recordPool recycles the records a pipeline produces: one per output is
 // otherwise a large part of what the per-record path allocates.
-var records = sync.Pool{New: func() any { return new(kgo.Record) }}
+var recordPool = sync.Pool{New: func() any { return new(kgo.Record) }}
 
 func headerValue(m engine.Message, key string) string {
 	for _, h := range m.Headers {

@@ -540,23 +540,12 @@ func (s *stores) restores() []RestoreStatus {
 func (s *stores) idle(ctx context.Context, ex *executor, now time.Time, begin func() error) (bool, error) {
 	timeout := s.ru.rt.cfg.idleTimeout
 	advanced := false
-	// A task's stream time is read, and the task moved on, only once the
-	// workers are done: one may be processing the stage's records
-	// (executor.dispatch).
-	settled := false
-	settle := func() error {
-		if settled {
-			return nil
-		}
-		settled = true
-		return ex.wait()
-	}
 	for input := range s.steps {
 		for _, st := range ex.stages(input) {
 			if st == nil {
 				continue
 			}
-			a, err := s.idleStage(ctx, st, input, now, timeout, advanced, begin, settle)
+			a, err := s.idleStage(ctx, st, input, now, timeout, advanced, begin, ex.wait)
 			advanced = advanced || a
 			if err != nil {
 				return advanced, err
@@ -567,9 +556,11 @@ func (s *stores) idle(ctx context.Context, ex *executor, now time.Time, begin fu
 }
 
 // idleStage is idle for the tasks of one stage (of one lane); began says
-// whether begin was called already, and settle waits for the workers
-// before the first task's stream time is read.
-func (s *stores) idleStage(ctx context.Context, st *engine.Stage, input string, now time.Time, timeout time.Duration, began bool, begin, settle func() error) (bool, error) {
+// whether begin was called already. A task's stream time is read, and the
+// task moved on, only after wait: a worker may be processing the stage's
+// records (executor.dispatch). Once the workers are done, wait returns at
+// once, so calling it per idle task costs nothing more.
+func (s *stores) idleStage(ctx context.Context, st *engine.Stage, input string, now time.Time, timeout time.Duration, began bool, begin, wait func() error) (bool, error) {
 	advanced := false
 	for _, p := range st.Partitions() {
 		if !s.current(input, p) {
@@ -586,7 +577,7 @@ func (s *stores) idleStage(ctx context.Context, st *engine.Stage, input string, 
 		if now.Sub(last) < timeout {
 			continue
 		}
-		if err := settle(); err != nil {
+		if err := wait(); err != nil {
 			return advanced, err
 		}
 		t, ok := st.StreamTime(p)
