@@ -112,7 +112,7 @@ type Operator struct {
 	// cache and dirty are a write-back operator's windows (see WriteBack)
 	// and those changed since the last FlushState; nil cache: writes go
 	// straight to the store.
-	cache map[string]*cached
+	cache *table
 	dirty []*cached
 	// closing is the close index of tumbling and hopping windows: their
 	// state keys by window end. It follows from the stored windows, whose

@@ -12,7 +12,6 @@ import (
 	"math"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/sluicehq/sluice/catalog"
@@ -21,8 +20,8 @@ import (
 	win "github.com/sluicehq/sluice/internal/window"
 )
 
-// op is a compiled window step. It holds configuration and a cache of
-// formatted times only: every task's state is in that task's Store.
+// op is a compiled window step. It holds configuration only: every
+// task's state is in that task's Store, and its caches in its taskModel.
 type op struct {
 	cfg   win.Config
 	model *win.Prepared       // cfg, validated
@@ -32,10 +31,6 @@ type op struct {
 	// whole record value (top_n without value): what FieldDemand reports.
 	reads []*expression.Program
 	whole bool
-	// bounds caches the formatted bounds of the window last emitted by any
-	// task: most outputs in a row are of one window, and formatting times
-	// is costly.
-	bounds atomic.Pointer[bounds]
 	// members are the members of a result object in key order, for
 	// writing results directly (see encode).
 	members []member
@@ -368,6 +363,16 @@ type taskModel struct {
 	*win.Operator
 	out  record.Record
 	keys record.Scratch
+	// bounds are the formatted bounds of the window this task emitted
+	// last: most of its outputs in a row are of one window, and
+	// formatting times is costly. Kept per task, as tasks on different
+	// workers are in different windows and would take turns replacing
+	// one shared entry.
+	bounds *bounds
+	// slab is where encode writes output values, one after another: the
+	// records produced keep them, so each gets a part of its own, but not
+	// an allocation of its own.
+	slab []byte
 }
 
 // failed forgets the task's model after a store error, which may have
@@ -430,7 +435,7 @@ func (o *op) emit(ctx context.Context, out catalog.Output, m *taskModel, results
 	enc, _ := out.(catalog.EncodedOutput)
 	for _, res := range results {
 		if enc != nil && !res.Retract {
-			if b, ok := o.encode(res); ok {
+			if b, ok := o.encode(m, res); ok {
 				// Written out before NextEncoded returns: the task's
 				// output record serves every such result.
 				r := &m.out
@@ -461,7 +466,7 @@ func (o *op) emit(ctx context.Context, out catalog.Output, m *taskModel, results
 				v[n] = record.Plain(x)
 			}
 			if _, ok := v["window"]; !ok {
-				b := o.formatBounds(res.Window)
+				b := m.formatBounds(res.Window)
 				v["window"] = map[string]any{"start": b.start, "end": b.end}
 			}
 			r.Value = v
@@ -476,16 +481,25 @@ func (o *op) emit(ctx context.Context, out catalog.Output, m *taskModel, results
 // encode writes a result's value as the sink would encode the map emit
 // otherwise builds: members in key order, each value as the encoder writes
 // it. It returns false for a value the encoder leaves to the JSON library.
-func (o *op) encode(res win.Result) ([]byte, bool) {
-	b := make([]byte, 0, 64+16*len(o.members)) // the output keeps it
+// The value is carved from m's slab, and the output keeps it.
+func (o *op) encode(m *taskModel, res win.Result) ([]byte, bool) {
+	need := 64 + 16*len(o.members)
+	if cap(m.slab)-len(m.slab) < need {
+		// Small for a model that serves one record (a task without a
+		// cache), up to 16 KiB for one kept with its task.
+		m.slab = make([]byte, 0, max(need, min(2*cap(m.slab), 16<<10)))
+	}
+	// A full slice expression: a value longer than guessed is copied
+	// out by append rather than written over the slab's next values.
+	b := m.slab[len(m.slab):len(m.slab):cap(m.slab)]
 	b = append(b, '{')
-	for i, m := range o.members {
+	for i, mb := range o.members {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, m.key...)
-		if m.agg < 0 {
-			bs := o.formatBounds(res.Window)
+		b = append(b, mb.key...)
+		if mb.agg < 0 {
+			bs := m.formatBounds(res.Window)
 			if bs.json == nil {
 				return nil, false
 			}
@@ -493,11 +507,15 @@ func (o *op) encode(res win.Result) ([]byte, bool) {
 			continue
 		}
 		var ok bool
-		if b, ok = record.AppendObjectValue(b, record.Plain(res.Accs[m.agg].Result())); !ok {
+		if b, ok = record.AppendObjectValue(b, record.Plain(res.Accs[mb.agg].Result())); !ok {
 			return nil, false
 		}
 	}
-	return append(b, '}'), true
+	b = append(b, '}')
+	if cap(b) == cap(m.slab)-len(m.slab) { // in the slab: append did not copy it out
+		m.slab = m.slab[:len(m.slab)+len(b)]
+	}
+	return b[:len(b):len(b)], true
 }
 
 // bounds are a window's start and end as RFC 3339 UTC times, held as
@@ -510,8 +528,8 @@ type bounds struct {
 }
 
 // formatBounds returns w's bounds.
-func (o *op) formatBounds(w win.Window) *bounds {
-	if b := o.bounds.Load(); b != nil && b.w == w {
+func (m *taskModel) formatBounds(w win.Window) *bounds {
+	if b := m.bounds; b != nil && b.w == w {
 		return b
 	}
 	b := &bounds{w: w,
@@ -519,6 +537,6 @@ func (o *op) formatBounds(w win.Window) *bounds {
 		end:   time.UnixMilli(w.End).UTC().Format(time.RFC3339Nano),
 	}
 	b.json, _ = record.EncodeJSON(map[string]any{"start": b.start, "end": b.end})
-	o.bounds.Store(b)
+	m.bounds = b
 	return b
 }
