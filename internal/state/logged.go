@@ -187,7 +187,7 @@ func (l *Logged) writeMem(key, value []byte, del bool) error {
 	if m.closed {
 		return ErrClosed
 	}
-	e := m.m[string(key)]
+	e := m.m.Get(key)
 	if e != nil && e.written {
 		if del {
 			m.remove(e)
@@ -442,7 +442,7 @@ func (l *Logged) Aborted() {
 		for i := len(l.log) - 1; i >= 0; i-- {
 			w := &l.log[i]
 			if w.live {
-				l.mem.set(l.mem.m[w.k], keyBytes(w.k), w.old, true, false)
+				l.mem.set(l.mem.m.GetString(w.k), keyBytes(w.k), w.old, true, false)
 			} else {
 				l.mem.delete(keyBytes(w.k))
 			}

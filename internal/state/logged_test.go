@@ -149,3 +149,69 @@ func BenchmarkLoggedScanAfterWrite(b *testing.B) {
 		}
 	}
 }
+
+// TestMemoryInlineValues: a Memory store keeps a short key and its value in
+// the entry itself (memInline), and updates a value of the same length in
+// place. Keys and values on both sides of that size are put, updated to
+// the same length and to other lengths, deleted and put again, written
+// through a Logged store whose interval then aborts or commits (a commit
+// over a buffered store applies the writes to the Memory store, updating
+// in place), and read back after each step against a map.
+func TestMemoryInlineValues(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	val := func(n int, tag byte) []byte { return bytes.Repeat([]byte{tag}, n) }
+	for _, through := range []bool{true, false} {
+		t.Run(pathName(through), func(t *testing.T) {
+			mem := NewMemory()
+			l := loggedOver(mem, 0, through)
+			committed, live := map[string]string{}, map[string]string{}
+			keys := []string{"", "k", string(val(memInline/2, 'a')), string(val(memInline, 'b')), string(val(memInline+1, 'c'))}
+			for interval := range 300 {
+				for range 1 + r.IntN(8) {
+					k := keys[r.IntN(len(keys))]
+					if r.IntN(4) == 0 {
+						if err := l.Delete([]byte(k)); err != nil {
+							t.Fatal(err)
+						}
+						delete(live, k)
+						continue
+					}
+					// Lengths around what is left of the entry's room.
+					n := max(0, memInline-len(k)+r.IntN(5)-2)
+					v := val(n, byte('0'+interval%10))
+					if err := l.Put([]byte(k), v); err != nil {
+						t.Fatal(err)
+					}
+					live[k] = string(v)
+				}
+				check := func(when string, want map[string]string) {
+					t.Helper()
+					for _, k := range keys {
+						v, ok, err := l.Get([]byte(k))
+						if err != nil {
+							t.Fatal(err)
+						}
+						if w, wok := want[k]; ok != wok || string(v) != w {
+							t.Fatalf("interval %d, %s: Get(%.8q) = %q, %v; want %q, %v", interval, when, k, v, ok, w, wok)
+						}
+					}
+				}
+				check("written", live)
+				l.Drain()
+				if r.IntN(3) == 0 {
+					l.Aborted()
+					live = maps.Clone(committed)
+				} else {
+					if err := l.Committed(int64(interval)); err != nil {
+						t.Fatal(err)
+					}
+					committed = maps.Clone(live)
+				}
+				check("after the interval", live)
+			}
+			if mem.Len() != len(live) {
+				t.Fatalf("%d keys in the store, want %d", mem.Len(), len(live))
+			}
+		})
+	}
+}

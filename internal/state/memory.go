@@ -4,10 +4,14 @@ import (
 	"slices"
 	"strings"
 	"unsafe"
+
+	"github.com/sluicehq/sluice/internal/keytable"
 )
 
-// Memory is an in-memory Store and Committer. Point operations are map
-// operations. The ordered key index Scan needs is kept lazily, one per
+// Memory is an in-memory Store and Committer. Point operations are hash
+// table operations (keytable: with many keys, each access of a lookup
+// misses the CPU caches, and a Go map makes more of them); a short key and
+// its value are kept in the entry itself. The ordered key index Scan needs is kept lazily, one per
 // first byte of the keys (operators put each kind of state under a prefix
 // byte of its own), so a Scan orders only the keys of the prefixes it
 // covers. Keys added since a prefix's last Scan wait in a list, and the
@@ -21,7 +25,7 @@ import (
 // Nothing in a Memory store survives the process; its checkpoint is kept
 // so a task reassigned to the same process can restore only the tail.
 type Memory struct {
-	m map[string]*memEntry
+	m keytable.Table[memEntry]
 	// index orders the keys by first byte: index[0] is the empty key's,
 	// index[1+b] those starting with byte b. Each is nil until used.
 	index  [257]*keyIndex
@@ -49,30 +53,36 @@ type indexed struct {
 }
 
 type memEntry struct {
-	k       string // the entry's key in the map
+	k       string // the entry's key in the table
 	v       []byte
 	dead    bool // deleted, but still in sorted
 	indexed bool // in sorted
-	gone    bool // deleted before it was indexed, and out of the map
+	gone    bool // deleted before it was indexed, and out of the table
 	// written: a Logged store writing through has logged the entry's
 	// state before its first write of the commit interval.
 	written bool
+	// kv holds a new key and its value when both fit, so that a lookup
+	// finds them where it finds the entry: 96 bytes in all.
+	kv [memInline]byte
 }
+
+// memInline is the room in an entry for its key and first value.
+const memInline = 48
 
 var _ Committer = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory store.
-func NewMemory() *Memory { return &Memory{m: make(map[string]*memEntry)} }
+func NewMemory() *Memory { return &Memory{} }
 
 // Len returns the number of live keys.
-func (s *Memory) Len() int { return len(s.m) - s.dead }
+func (s *Memory) Len() int { return s.m.Len() - s.dead }
 
 // Get implements Store.
 func (s *Memory) Get(key []byte) ([]byte, bool, error) {
 	if s.closed {
 		return nil, false, ErrClosed
 	}
-	e := s.m[string(key)]
+	e := s.m.Get(key)
 	if e == nil || e.dead {
 		return nil, false, nil
 	}
@@ -106,7 +116,7 @@ func (s *Memory) indexOf(key string) *keyIndex {
 	return s.index[i]
 }
 
-func (s *Memory) put(key, value []byte) { s.set(s.m[string(key)], key, value, false, true) }
+func (s *Memory) put(key, value []byte) { s.set(s.m.Get(key), key, value, false, true) }
 
 // set puts value in e, key's entry (nil when key has none), and returns
 // the entry. With owned, the bytes of a new key and its value are the
@@ -134,22 +144,27 @@ func (s *Memory) set(e *memEntry, key, value []byte, owned, reuse bool) *memEntr
 		copy(e.v, value)
 		return e
 	}
-	var k string
-	v := value
-	if owned {
-		k = unsafe.String(unsafe.SliceData(key), len(key))
-	} else {
-		// The key's string and the value share one allocation; the key's
-		// bytes are never written again.
-		n := len(key)
+	e = &memEntry{}
+	n := len(key)
+	switch {
+	case owned:
+		e.k, e.v = unsafe.String(unsafe.SliceData(key), n), value
+	case n+len(value) <= memInline:
+		// The key's bytes are never written again; the value's are
+		// when an update of the same length reuses them.
+		copy(e.kv[:], key)
+		copy(e.kv[n:], value)
+		e.k, e.v = unsafe.String(&e.kv[0], n), e.kv[n:n+len(value):n+len(value)]
+	default:
+		// The key's string and the value share one allocation.
 		b := make([]byte, n+len(value))
 		copy(b, key)
 		copy(b[n:], value)
-		k, v = unsafe.String(unsafe.SliceData(b), n), b[n:len(b):len(b)]
+		e.k, e.v = unsafe.String(unsafe.SliceData(b), n), b[n:len(b):len(b)]
 	}
 	s.bytes += int64(len(key) + len(value))
-	e = &memEntry{k: k, v: v}
-	s.m[k] = e
+	s.m.Put(e.k, e)
+	k := e.k
 	ix := s.indexOf(k)
 	ix.added = append(ix.added, indexed{k, e})
 	// Keys put and deleted before any Scan would otherwise pile up in
@@ -170,7 +185,7 @@ func (s *Memory) Delete(key []byte) error {
 	return nil
 }
 
-func (s *Memory) delete(key []byte) { s.remove(s.m[string(key)]) }
+func (s *Memory) delete(key []byte) { s.remove(s.m.Get(key)) }
 
 // remove deletes the key of entry e, if e is live.
 func (s *Memory) remove(e *memEntry) {
@@ -180,7 +195,7 @@ func (s *Memory) remove(e *memEntry) {
 	s.bytes -= int64(len(e.k) + len(e.v))
 	if !e.indexed {
 		e.gone = true // for update, which finds it in added
-		delete(s.m, e.k)
+		s.m.DeleteString(e.k)
 		return
 	}
 	e.dead, e.v = true, nil
@@ -188,7 +203,7 @@ func (s *Memory) remove(e *memEntry) {
 	ix := s.indexOf(e.k)
 	ix.dead++
 	if ix.dead > 1024 && ix.dead > len(ix.sorted)/2 {
-		s.dead -= ix.update(s.m)
+		s.dead -= ix.update(&s.m)
 	}
 }
 
@@ -212,7 +227,7 @@ func (ix *keyIndex) prune() {
 // are appended; otherwise the index is merged anew, and then, or once
 // they are a quarter of it, its dead entries are dropped from it and
 // from m. It returns the number of dead entries dropped.
-func (ix *keyIndex) update(m map[string]*memEntry) int {
+func (ix *keyIndex) update(m *keytable.Table[memEntry]) int {
 	// The added keys that are live and not indexed, in order, in place.
 	fresh := ix.added[:0]
 	for _, x := range ix.added {
@@ -239,7 +254,7 @@ func (ix *keyIndex) update(m map[string]*memEntry) int {
 			x := ix.sorted[i]
 			i++
 			if x.e.dead {
-				delete(m, x.k)
+				m.DeleteString(x.k)
 				dropped++
 				continue
 			}
@@ -269,7 +284,7 @@ func (s *Memory) Scan(lo, hi []byte, fn func(k, v []byte) error) error {
 			continue
 		}
 		if len(ix.added) > 0 {
-			s.dead -= ix.update(s.m)
+			s.dead -= ix.update(&s.m)
 		}
 		sorted := ix.sorted
 		if i == first {
@@ -324,7 +339,7 @@ func (s *Memory) Reset() error {
 	if s.closed {
 		return ErrClosed
 	}
-	*s = Memory{m: make(map[string]*memEntry)}
+	*s = Memory{}
 	return nil
 }
 

@@ -61,8 +61,8 @@ func TestMemoryDeleteChurnStaysBounded(t *testing.T) {
 			added += len(ix.added)
 		}
 	}
-	if added > 2048 || m.dead > 2048 || len(m.m) > 4096 {
-		t.Errorf("after churn: %d added, %d dead, %d in map", added, m.dead, len(m.m))
+	if added > 2048 || m.dead > 2048 || m.m.Len() > 4096 {
+		t.Errorf("after churn: %d added, %d dead, %d in the table", added, m.dead, m.m.Len())
 	}
 }
 

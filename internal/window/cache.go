@@ -3,6 +3,8 @@ package window
 import (
 	"encoding/binary"
 	"unsafe"
+
+	"github.com/sluicehq/sluice/internal/keytable"
 )
 
 // OpenOption changes how Open opens an operator.
@@ -19,7 +21,7 @@ type OpenOption func(*Operator)
 func WriteBack() OpenOption {
 	return func(o *Operator) {
 		if o.cfg.Window.kind != KindSession {
-			o.cache = newTable()
+			o.cache = &keytable.Table[cached]{}
 		}
 	}
 }
@@ -34,8 +36,9 @@ func AccumulatorResults() OpenOption { return func(o *Operator) { o.accResults =
 const maxCached = 1 << 14
 
 // cached is a window whose accumulators a write-back operator keeps. A
-// short key and a short accumulator list are kept in kb and ab (see
-// table): 128 bytes, two cache lines, that a record's lookup reads.
+// short key and a short accumulator list are kept in kb and ab: a record's
+// lookup reads its slot in the table and then this entry, 128 bytes, two
+// cache lines, where the key's bytes and the accumulators are.
 type cached struct {
 	key   string // the window's state key
 	accs  []Accumulator
@@ -46,12 +49,38 @@ type cached struct {
 	ab    [inlineAccs]Accumulator
 }
 
+// inlineKey is the longest state key an entry keeps in itself; and
+// inlineAccs the most accumulators, which covers most steps (a count and
+// an average, say). Longer ones are allocations of their own.
+const (
+	inlineKey  = 40
+	inlineAccs = 2
+)
+
+// newCached returns an entry for the window under state key sk, ending at
+// end, with its accumulators accs, which it copies.
+func newCached(sk []byte, end int64, accs []Accumulator) *cached {
+	e := &cached{end: end}
+	if len(sk) <= inlineKey {
+		n := copy(e.kb[:], sk)
+		e.key = unsafe.String(&e.kb[0], n)
+	} else {
+		e.key = string(sk)
+	}
+	if len(accs) <= inlineAccs {
+		e.accs = e.ab[:copy(e.ab[:], accs):inlineAccs]
+	} else {
+		e.accs = accs
+	}
+	return e
+}
+
 // lookup returns the window cached under state key k, or nil.
 func (o *Operator) lookup(k []byte) *cached {
 	if o.cache == nil {
 		return nil
 	}
-	return o.cache.get(k)
+	return o.cache.Get(k)
 }
 
 // changed records that the accumulators of window w of key, under state
@@ -63,7 +92,7 @@ func (o *Operator) changed(key, sk []byte, w Window, accs []Accumulator, e *cach
 	}
 	if e == nil {
 		e = newCached(sk, w.End, accs)
-		o.cache.put(e)
+		o.cache.Put(e.key, e)
 	}
 	if !e.dirty {
 		e.dirty = true
@@ -77,7 +106,7 @@ func (o *Operator) forget(k []byte) {
 	if o.cache == nil {
 		return
 	}
-	if e := o.cache.remove(k); e != nil {
+	if e := o.cache.Delete(k); e != nil {
 		e.gone = true
 	}
 }
@@ -108,8 +137,8 @@ func (o *Operator) FlushState() error {
 		}
 		o.wmDirty = false
 	}
-	if o.cache != nil && o.cache.len() > maxCached {
-		o.cache.reset()
+	if o.cache != nil && o.cache.Len() > maxCached {
+		o.cache.Reset()
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -195,5 +196,32 @@ func TestDedupeHoldsWatermarkUntilFlush(t *testing.T) {
 	}
 	if at, ok, _ := StoredStreamTime(d2.store); !ok || at != 5 {
 		t.Fatalf("a write-through dedupe stored watermark %d (%v), want 5", at, ok)
+	}
+}
+
+// TestNewCachedCopies checks that an entry keeps its key and accumulator
+// list whether they fit inline or not, and does not share the caller's key
+// buffer.
+func TestNewCachedCopies(t *testing.T) {
+	for _, n := range []int{0, 1, inlineKey, inlineKey + 1} {
+		for _, na := range []int{1, inlineAccs, inlineAccs + 1} {
+			sk := []byte(strings.Repeat("x", n))
+			accs := make([]Accumulator, na)
+			for i := range accs {
+				accs[i] = &countAcc{n: int64(i)}
+			}
+			e := newCached(sk, 7, accs)
+			for i := range sk {
+				sk[i] = 'y'
+			}
+			if e.key != strings.Repeat("x", n) || len(e.accs) != na || e.end != 7 {
+				t.Fatalf("key %d, %d accumulators: entry %q with %d", n, na, e.key, len(e.accs))
+			}
+			for i := range accs {
+				if e.accs[i] != accs[i] {
+					t.Fatalf("accumulator %d is not the one given", i)
+				}
+			}
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/sluicehq/sluice/internal/keytable"
 )
 
 // Reasons a record is rejected, as written to the DLQ.
@@ -112,7 +114,7 @@ type Operator struct {
 	// cache and dirty are a write-back operator's windows (see WriteBack)
 	// and those changed since the last FlushState; nil cache: writes go
 	// straight to the store.
-	cache *table
+	cache *keytable.Table[cached]
 	dirty []*cached
 	// closing is the close index of tumbling and hopping windows: their
 	// state keys by window end. It follows from the stored windows, whose
