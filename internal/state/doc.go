@@ -5,9 +5,10 @@
 // # Stores
 //
 // [Store] is the operators' view: Get, Put, Delete and an ordered Scan.
-// [Memory] keeps everything in a map with a lazily sorted key index (point
-// operations are map operations; the index is brought up to date, by
-// sorting only the keys added since, when a Scan needs it). Package
+// [Memory] keeps everything in a hash table (internal/keytable, short keys
+// and values inline in their entries) with a lazily sorted key index (the
+// index is brought up to date, by sorting only the keys added since, when
+// a Scan needs it). Package
 // pebblestore keeps state on disk in a Pebble v2 database, for state larger
 // than memory; it is a package of its own so that only the binaries that
 // open disk stores (the runner) link Pebble. Both also implement

@@ -196,11 +196,13 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		}
 		return o.streamMain(ctx, task, kb, r, out)
 	}
+	sc := scratchOf(task)
 	var row []byte // the row as stored; nil when there is none
 	if k != nil {
 		var rk []byte
-		if s, ok := k.(string); ok { // rowKey(KeyBytes(k)), in the task's buffer when it has one
-			rk = append(append(keyBuffer(task, 1+len(s)), 't'), s...)
+		if s, ok := k.(string); ok { // rowKey(KeyBytes(k)), in the task's buffer
+			rk = append(append(sc.key[:0], 't'), s...)
+			sc.key = rk
 		} else {
 			kb, err := record.KeyBytes(k)
 			if err != nil {
@@ -220,7 +222,7 @@ func (o *op) ProcessTask(ctx context.Context, task catalog.Task, r *record.Recor
 		return nil
 	}
 	if enc, last := out.(catalog.EncodedOutput); last {
-		if v, ok := o.encodeJoined(r, obj, row); ok {
+		if v, ok := o.encodeJoined(&sc.out, r, obj, row); ok {
 			return enc.NextEncoded(ctx, r, v)
 		}
 	}
@@ -271,8 +273,9 @@ func (o *op) SetsField() string {
 // otherwise it writes obj as the sink would encode it, members in key
 // order, unless obj holds a value the encoder leaves to the JSON library or
 // the row is nested so deep that the encoder would, one level further
-// down. It returns false when it writes nothing.
-func (o *op) encodeJoined(r *record.Record, obj map[string]any, row []byte) ([]byte, bool) {
+// down. It returns false when it writes nothing. The value is carved from
+// slab, and the output keeps it.
+func (o *op) encodeJoined(slab *record.Slab, r *record.Record, obj map[string]any, row []byte) ([]byte, bool) {
 	if row == nil {
 		row = []byte("null")
 	}
@@ -284,14 +287,14 @@ func (o *op) encodeJoined(r *record.Record, obj map[string]any, row []byte) ([]b
 		// closing brace and the white space around it.
 		body := trimSpace(raw)
 		body = trimSpace(body[:len(body)-1])
-		b := make([]byte, 0, len(body)+len(o.asMember)+len(row)+2) // the output keeps it
+		b := slab.Buf(len(body) + len(o.asMember) + len(row) + 2)
 		b = append(b, body...)
 		if body[len(body)-1] != '{' {
 			b = append(b, ',')
 		}
 		b = append(b, o.asMember...)
 		b = append(b, row...)
-		return append(b, '}'), true
+		return slab.Keep(append(b, '}')), true
 	}
 	if bytes.Count(row, []byte{'{'})+bytes.Count(row, []byte{'['}) >= maxEncodedRowDepth {
 		return nil, false
@@ -304,7 +307,7 @@ func (o *op) encodeJoined(r *record.Record, obj map[string]any, row []byte) ([]b
 		keys = append(keys, o.as)
 	}
 	slices.Sort(keys)
-	b := make([]byte, 0, len(row)+24*len(keys)) // the output keeps it
+	b := slab.Buf(len(row) + 24*len(keys))
 	b = append(b, '{')
 	for i, k := range keys {
 		if i > 0 {
@@ -320,7 +323,7 @@ func (o *op) encodeJoined(r *record.Record, obj map[string]any, row []byte) ([]b
 			return nil, false
 		}
 	}
-	return append(b, '}'), true
+	return slab.Keep(append(b, '}')), true
 }
 
 // trimSpace cuts JSON white space from the end of b.
@@ -336,24 +339,28 @@ func trimSpace(b []byte) []byte {
 	return b
 }
 
-// keyBuffer returns an empty buffer of capacity n or more for a key the
-// step looks up and does not keep: the task's, when the task keeps a value
-// for the step (a stream-table join keeps nothing else there), so that a
-// lookup does not allocate.
-func keyBuffer(task catalog.Task, n int) []byte {
+// taskScratch is what a stream-table join keeps with a task (a
+// stream-table join keeps nothing else there): the buffer of the row key
+// it looks up, which the store does not keep, and the slab its outputs'
+// values are written to, so that neither allocates per record.
+type taskScratch struct {
+	key []byte
+	out record.Slab
+}
+
+// scratchOf returns the task's scratch, or a new one for a task that
+// keeps none.
+func scratchOf(task catalog.Task) *taskScratch {
 	c, ok := task.(catalog.TaskCache)
 	if !ok {
-		return make([]byte, 0, n)
+		return &taskScratch{}
 	}
-	buf, _ := c.Cached().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-		c.SetCached(buf)
+	sc, _ := c.Cached().(*taskScratch)
+	if sc == nil {
+		sc = &taskScratch{}
+		c.SetCached(sc)
 	}
-	if cap(*buf) < n {
-		*buf = make([]byte, 0, max(n, 64))
-	}
-	return (*buf)[:0]
+	return sc
 }
 
 // maxEncodedRowDepth bounds the nesting of a row encodeJoined writes as

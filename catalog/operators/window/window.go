@@ -369,10 +369,9 @@ type taskModel struct {
 	// workers are in different windows and would take turns replacing
 	// one shared entry.
 	bounds *bounds
-	// slab is where encode writes output values, one after another: the
-	// records produced keep them, so each gets a part of its own, but not
-	// an allocation of its own.
-	slab []byte
+	// slab is where encode writes output values: the records produced
+	// keep them.
+	slab record.Slab
 }
 
 // failed forgets the task's model after a store error, which may have
@@ -483,15 +482,7 @@ func (o *op) emit(ctx context.Context, out catalog.Output, m *taskModel, results
 // it. It returns false for a value the encoder leaves to the JSON library.
 // The value is carved from m's slab, and the output keeps it.
 func (o *op) encode(m *taskModel, res win.Result) ([]byte, bool) {
-	need := 64 + 16*len(o.members)
-	if cap(m.slab)-len(m.slab) < need {
-		// Small for a model that serves one record (a task without a
-		// cache), up to 16 KiB for one kept with its task.
-		m.slab = make([]byte, 0, max(need, min(2*cap(m.slab), 16<<10)))
-	}
-	// A full slice expression: a value longer than guessed is copied
-	// out by append rather than written over the slab's next values.
-	b := m.slab[len(m.slab):len(m.slab):cap(m.slab)]
+	b := m.slab.Buf(64 + 16*len(o.members))
 	b = append(b, '{')
 	for i, mb := range o.members {
 		if i > 0 {
@@ -511,11 +502,7 @@ func (o *op) encode(m *taskModel, res win.Result) ([]byte, bool) {
 			return nil, false
 		}
 	}
-	b = append(b, '}')
-	if cap(b) == cap(m.slab)-len(m.slab) { // in the slab: append did not copy it out
-		m.slab = m.slab[:len(m.slab)+len(b)]
-	}
-	return b[:len(b):len(b)], true
+	return m.slab.Keep(append(b, '}')), true
 }
 
 // bounds are a window's start and end as RFC 3339 UTC times, held as
