@@ -110,19 +110,27 @@ func TestLoggedScanKeepsOrder(t *testing.T) {
 		if len(changes) != l.Pending() {
 			t.Fatalf("drained %d changes of %d keys written", len(changes), l.Pending())
 		}
-		if r.IntN(3) == 0 {
-			l.Aborted()
-			live = maps.Clone(committed)
-		} else {
-			if err := l.Committed(int64(interval)); err != nil {
-				t.Fatal(err)
-			}
-			committed = maps.Clone(live)
-		}
+		endInterval(t, r, l, interval, &live, &committed)
 		if got, want := scanAll(t, l, nil, nil), live.scan(nil, nil); !slices.Equal(got, want) {
 			t.Fatalf("after interval %d: %d keys, want %d", interval, len(got), len(want))
 		}
 	}
+}
+
+// endInterval ends l's commit interval, as a run's transaction ends: one
+// time in three it aborts, and live goes back to committed; otherwise it
+// commits, and committed becomes live.
+func endInterval(t *testing.T, r *rand.Rand, l *Logged, interval int, live, committed *oracle) {
+	t.Helper()
+	if r.IntN(3) == 0 {
+		l.Aborted()
+		*live = maps.Clone(*committed)
+		return
+	}
+	if err := l.Committed(int64(interval)); err != nil {
+		t.Fatal(err)
+	}
+	*committed = maps.Clone(*live)
 }
 
 // BenchmarkLoggedScanAfterWrite is a session window's pattern: a write and
@@ -164,7 +172,7 @@ func TestMemoryInlineValues(t *testing.T) {
 		t.Run(pathName(through), func(t *testing.T) {
 			mem := NewMemory()
 			l := loggedOver(mem, 0, through)
-			committed, live := map[string]string{}, map[string]string{}
+			committed, live := oracle{}, oracle{}
 			keys := []string{"", "k", string(val(memInline/2, 'a')), string(val(memInline, 'b')), string(val(memInline+1, 'c'))}
 			for interval := range 300 {
 				for range 1 + r.IntN(8) {
@@ -182,31 +190,23 @@ func TestMemoryInlineValues(t *testing.T) {
 					if err := l.Put([]byte(k), v); err != nil {
 						t.Fatal(err)
 					}
-					live[k] = string(v)
+					live[k] = v
 				}
-				check := func(when string, want map[string]string) {
+				check := func(when string, want oracle) {
 					t.Helper()
 					for _, k := range keys {
 						v, ok, err := l.Get([]byte(k))
 						if err != nil {
 							t.Fatal(err)
 						}
-						if w, wok := want[k]; ok != wok || string(v) != w {
+						if w, wok := want[k]; ok != wok || string(v) != string(w) {
 							t.Fatalf("interval %d, %s: Get(%.8q) = %q, %v; want %q, %v", interval, when, k, v, ok, w, wok)
 						}
 					}
 				}
 				check("written", live)
 				l.Drain()
-				if r.IntN(3) == 0 {
-					l.Aborted()
-					live = maps.Clone(committed)
-				} else {
-					if err := l.Committed(int64(interval)); err != nil {
-						t.Fatal(err)
-					}
-					committed = maps.Clone(live)
-				}
+				endInterval(t, r, l, interval, &live, &committed)
 				check("after the interval", live)
 			}
 			if mem.Len() != len(live) {
