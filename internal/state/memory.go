@@ -9,21 +9,21 @@ import (
 )
 
 // Memory is an in-memory Store and Committer. Point operations are hash
-// table operations (keytable: with many keys, each access of a lookup
-// misses the CPU caches, and a Go map makes more of them); a short key and
-// its value are kept in the entry itself. The ordered key index Scan needs is kept lazily, one per
-// first byte of the keys (operators put each kind of state under a prefix
-// byte of its own), so a Scan orders only the keys of the prefixes it
-// covers. Keys added since a prefix's last Scan wait in a list, and the
-// next Scan sorts only those and merges them in: a task that never scans
-// never sorts, one that scans after each few writes pays O(new log new +
-// n) rather than a sort of everything, and keys that come in order (an
-// index by time) are appended without a merge. Deleted keys that are in
-// the index stay in the map as dead entries until their index is next
+// table operations (keytable: with many keys, each access of a lookup misses
+// the CPU caches, and a Go map makes more of them); a short key and its
+// value are kept in the entry itself. The ordered key index Scan needs is
+// kept lazily, one per first byte of the keys (operators put each kind of
+// state under a prefix byte of its own), so a Scan orders only the keys of
+// the prefixes it covers. Keys added since a prefix's last Scan wait in a
+// list, and the next Scan sorts only those and merges them in: a task that
+// never scans never sorts, one that scans after each few writes pays O(new
+// log new + n) rather than a sort of everything, and keys that come in order
+// (an index by time) are appended without a merge. Deleted keys that are in
+// the index stay in the table as dead entries until their index is next
 // rebuilt, so a Delete does not have to find the key in the index.
 //
-// Nothing in a Memory store survives the process; its checkpoint is kept
-// so a task reassigned to the same process can restore only the tail.
+// Nothing in a Memory store survives the process; its checkpoint is kept so
+// a task reassigned to the same process can restore only the tail.
 type Memory struct {
 	m keytable.Table[memEntry]
 	// index orders the keys by first byte: index[0] is the empty key's,
@@ -46,7 +46,7 @@ type keyIndex struct {
 }
 
 // indexed is a key of the ordered index with its entry, so that merging
-// the index and scanning it need no map lookup per key.
+// the index and scanning it need no table lookup per key.
 type indexed struct {
 	k string
 	e *memEntry
@@ -164,9 +164,8 @@ func (s *Memory) set(e *memEntry, key, value []byte, owned, reuse bool) *memEntr
 	}
 	s.bytes += int64(len(key) + len(value))
 	s.m.Put(e.k, e)
-	k := e.k
-	ix := s.indexOf(k)
-	ix.added = append(ix.added, indexed{k, e})
+	ix := s.indexOf(e.k)
+	ix.added = append(ix.added, indexed{e.k, e})
 	// Keys put and deleted before any Scan would otherwise pile up in
 	// added. Only those are dropped: sorting the rest is for a Scan, and
 	// some prefixes are never scanned (a dedupe step's ids).

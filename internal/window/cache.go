@@ -58,7 +58,8 @@ const (
 )
 
 // newCached returns an entry for the window under state key sk, ending at
-// end, with its accumulators accs, which it copies.
+// end, with the accumulators of accs; it copies the key and the list, not
+// the accumulators.
 func newCached(sk []byte, end int64, accs []Accumulator) *cached {
 	e := &cached{end: end}
 	if len(sk) <= inlineKey {
