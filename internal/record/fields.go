@@ -227,6 +227,11 @@ func (d *fieldDecoder) scalar(i int) (any, int, bool) {
 // or, with vals, into vals by position.
 func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any, vals []any) bool {
 	b := d.b
+	if f.Len() == 0 {
+		// Nothing to decode: check the object as skip checks a value.
+		end := d.skip(i, 0)
+		return end >= 0 && d.ws(end) == len(b)
+	}
 	i = d.ws(i + 1)
 	if i < len(b) && b[i] == '}' {
 		i++
@@ -235,9 +240,11 @@ func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any, vals []any) 
 			if i >= len(b) || b[i] != '"' {
 				return false
 			}
-			end, flags := d.str(i)
-			if flags&strBad != 0 {
-				return false
+			end, flags := plainString(b, i), 0
+			if end < 0 {
+				if end, flags = d.str(i); flags&strBad != 0 {
+					return false
+				}
 			}
 			var at int
 			if flags&(strEscaped|strNonASCII) == 0 {
@@ -270,7 +277,7 @@ func (d *fieldDecoder) fields(i int, f *FieldSet, m map[string]any, vals []any) 
 				} else {
 					m[f.names[at]] = v
 				}
-			} else if i = d.value(i, 1); i < 0 {
+			} else if i = d.skip(i, 1); i < 0 {
 				return false
 			}
 			i = d.ws(i)
@@ -399,91 +406,6 @@ func special8(w uint64) uint64 {
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-// value checks the value starting at i and returns the index after it, or
-// -1 when it is not valid or is left to the full decoder.
-func (d *fieldDecoder) value(i, depth int) int {
-	b := d.b
-	if i >= len(b) {
-		return -1
-	}
-	switch c := b[i]; {
-	case c == '"':
-		end, flags := d.str(i)
-		if flags&strBad != 0 {
-			return -1
-		}
-		return end
-	case c == '{':
-		if depth >= maxFieldsDepth {
-			return -1
-		}
-		i = d.ws(i + 1)
-		if i < len(b) && b[i] == '}' {
-			return i + 1
-		}
-		for {
-			if i >= len(b) || b[i] != '"' {
-				return -1
-			}
-			end, flags := d.str(i)
-			if flags&strBad != 0 {
-				return -1
-			}
-			i = d.ws(end)
-			if i >= len(b) || b[i] != ':' {
-				return -1
-			}
-			if i = d.value(d.ws(i+1), depth+1); i < 0 {
-				return -1
-			}
-			i = d.ws(i)
-			if i >= len(b) {
-				return -1
-			}
-			if b[i] == '}' {
-				return i + 1
-			}
-			if b[i] != ',' {
-				return -1
-			}
-			i = d.ws(i + 1)
-		}
-	case c == '[':
-		if depth >= maxFieldsDepth {
-			return -1
-		}
-		i = d.ws(i + 1)
-		if i < len(b) && b[i] == ']' {
-			return i + 1
-		}
-		for {
-			if i = d.value(i, depth+1); i < 0 {
-				return -1
-			}
-			i = d.ws(i)
-			if i >= len(b) {
-				return -1
-			}
-			if b[i] == ']' {
-				return i + 1
-			}
-			if b[i] != ',' {
-				return -1
-			}
-			i = d.ws(i + 1)
-		}
-	case c == 't':
-		return d.literal(i, "true")
-	case c == 'f':
-		return d.literal(i, "false")
-	case c == 'n':
-		return d.literal(i, "null")
-	case c == '-' || '0' <= c && c <= '9':
-		return d.number(i)
-	}
-	return -1
 }
 
 func (d *fieldDecoder) literal(i int, lit string) int {

@@ -207,6 +207,10 @@ func TestDecodeFields(t *testing.T) {
 		if got := checkDecodeFields(t, []byte(tt.in), names...); got != tt.fast {
 			t.Errorf("DecodeFields(%q) answered: %v, want %v", tt.in, got, tt.fast)
 		}
+		// With no fields to decode, the object is checked by skip alone.
+		if got := checkDecodeFields(t, []byte(tt.in)); got != tt.fast {
+			t.Errorf("DecodeFields(%q) with no fields answered: %v, want %v", tt.in, got, tt.fast)
+		}
 	}
 }
 
@@ -230,7 +234,17 @@ func FuzzDecodeFields(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkDecodeFields(t, in, "a", "b", "speed", "driver", "")
+		fast := checkDecodeFields(t, in)
 		checkAgainstLibrary(t, in)
+		// The check must not turn valid objects away either (each costs a
+		// full decode): only nesting deeper than maxFieldsDepth, which
+		// needs more bytes than this, and floats out of range, which
+		// DecodeJSON rejects too.
+		if v, err := DecodeJSON(in); err == nil && !fast && len(in) < 2*maxFieldsDepth {
+			if _, isObj := v.(map[string]any); isObj {
+				t.Fatalf("DecodeFields(%q) with no fields turned a valid object away", in)
+			}
+		}
 	})
 }
 
