@@ -11,9 +11,9 @@ import (
 //
 // It is the check of every field a step does not read, so of most of
 // every record: one loop with the nesting kept in a bit stack rather than
-// a call per value, and the common tokens (plain ASCII strings, numbers
-// without an exponent, punctuation without white space around it) checked
-// inline before the general scanners (str, scanNumber, ws) are called.
+// a call per value, and the common tokens (plain ASCII strings,
+// punctuation without white space around it) checked inline before the
+// general scanners (str, ws) are called.
 func (d *fieldDecoder) skip(i, depth int) int {
 	b := d.b
 	// objects has bit n set when the n-th open container is an object;
@@ -31,7 +31,7 @@ value:
 			return -1
 		}
 	case c-'0' <= 9 || c == '-':
-		if i = d.skipNumber(i); i < 0 {
+		if i = d.number(i); i < 0 {
 			return -1
 		}
 	case c == '{' || c == '[':
@@ -156,35 +156,4 @@ func (d *fieldDecoder) skipString(i int) int {
 		return -1
 	}
 	return end
-}
-
-// skipNumber returns the index after the number at i, or -1 when it is
-// not a valid JSON number. Digits with at most a fraction, the common
-// case, are checked here; a number with an exponent, or a long fraction,
-// is left to scanNumber's range check.
-func (d *fieldDecoder) skipNumber(i int) int {
-	b := d.b
-	j := i
-	if b[j] == '-' {
-		j++
-	}
-	if j < len(b) && b[j] == '0' {
-		j++
-	} else if k := digits(b, j); k == j {
-		return -1
-	} else {
-		j = k
-	}
-	if j < len(b) && b[j] == '.' {
-		k := digits(b, j+1)
-		if k == j+1 {
-			return -1
-		}
-		j = k
-	}
-	if j < len(b) && b[j]|0x20 == 'e' || j-i > 300 {
-		end, _ := d.scanNumber(i)
-		return end
-	}
-	return j
 }
