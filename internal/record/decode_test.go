@@ -74,6 +74,13 @@ func TestDecodeJSONErrors(t *testing.T) {
 			t.Errorf("DecodeJSON(%q) = %v, want ErrNotJSON", in, err)
 		}
 	}
+	// A float out of range says so in words for people, not for Go.
+	for _, in := range []string{`{"id":7,"n":1e400}`, `[-1e400]`, `1` + strings.Repeat("0", 400) + `.5`} {
+		_, err := DecodeJSON([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), "is out of range") || strings.Contains(err.Error(), "Go ") {
+			t.Errorf("DecodeJSON(%.40s) = %v, want the number named out of range", in, err)
+		}
+	}
 	deep := strings.Repeat("[", maxDecodeDepth+1) + strings.Repeat("]", maxDecodeDepth+1)
 	if _, err := DecodeJSON([]byte(deep)); err == nil || !strings.Contains(err.Error(), "deeper than") {
 		t.Errorf("deep array: %v", err)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"strings"
 
 	json "github.com/goccy/go-json"
 )
@@ -46,6 +47,12 @@ func DecodeJSON(b []byte) (any, error) {
 	}
 	var lib any
 	if err := json.Unmarshal(b, &lib); err != nil {
+		// Into an any, the only type error is a number no float64 holds;
+		// the library words it for Go programmers ("into Go struct field
+		// .n of type float64").
+		if te := (*json.UnmarshalTypeError)(nil); errors.As(err, &te) && strings.HasPrefix(te.Value, "number ") {
+			return nil, fmt.Errorf("%w: %s is out of range (a number with a fraction or an exponent must be within ±1.8e308)", ErrNotJSON, te.Value)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrNotJSON, err)
 	}
 	// The library accepts what the grammar does not (it has been lenient
